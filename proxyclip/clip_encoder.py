@@ -1,0 +1,115 @@
+"""CLIP through open_clip: building it, and its dense forward with proxy attention in the last block (METHOD §2–§3)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ProxyCLIPError, close_matches
+from .pos_embed import resize_pos_embed_offset
+from .proxy_attention import proxy_attention
+from .weights import download_guard, is_local_path
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _resolve_model_name(model_name: str) -> str:
+    """A built-in open_clip name, or a model-config JSON file registered under its stem."""
+    if model_name.endswith(".json"):
+        path = Path(model_name).expanduser()
+        if not path.is_file() and (_REPO_ROOT / model_name).is_file():  # configs/... from another working directory
+            path = _REPO_ROOT / model_name
+        if not path.is_file():
+            raise ProxyCLIPError(f"CLIP model config '{path}' does not exist. Give an open_clip model name (e.g. ViT-B-16) or an existing JSON file.")
+        open_clip.add_model_config(path)
+        return path.stem
+    if model_name not in open_clip.list_models():
+        raise ProxyCLIPError(
+            f"Unknown CLIP model '{model_name}'. {close_matches(model_name, open_clip.list_models())} "
+            "Use an open_clip model name (`open_clip.list_models()`) or a model-config JSON file."
+        )
+    return model_name
+
+
+def build_clip(model_name: str = "ViT-B-16", pretrained: str | None = "openai") -> tuple[nn.Module, object]:
+    """(open_clip model in eval mode with frozen weights, its tokenizer).
+
+    pretrained: an open_clip pretrained tag (e.g. "openai", "laion2b_s32b_b79k"), a local checkpoint file,
+        or None for random initialisation.
+    """
+    name = _resolve_model_name(model_name)
+    if pretrained is None:
+        model = open_clip.create_model(name, pretrained=None)
+    elif is_local_path(pretrained):
+        model = open_clip.create_model(name, pretrained=None)
+        _load_local_checkpoint(model, str(pretrained), name)
+    else:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained not in tags:
+            raise ProxyCLIPError(
+                f"Unknown pretrained tag '{pretrained}' for CLIP '{name}'. {close_matches(pretrained, tags)} "
+                "Use one of open_clip.list_pretrained_tags_by_model(name), a local checkpoint path, or null for random weights."
+            )
+        with download_guard(f"CLIP {name} ({pretrained})"):
+            model = open_clip.create_model(name, pretrained=pretrained)
+    model.eval().requires_grad_(False)
+    return model, open_clip.get_tokenizer(name)
+
+
+def _load_local_checkpoint(model: nn.Module, path: str, name: str) -> None:
+    if not Path(path).expanduser().is_file():
+        raise ProxyCLIPError(f"CLIP checkpoint file not found: '{path}'. Fix `clip_pretrained` in the config.")
+    try:
+        result = open_clip.load_checkpoint(model, str(Path(path).expanduser()), strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ProxyCLIPError(f"Checkpoint '{path}' does not fit CLIP '{name}': {str(exc).splitlines()[0]} ... Use the model name the checkpoint was trained with.") from exc
+    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    if missing or unexpected:
+        raise ProxyCLIPError(
+            f"Checkpoint '{path}' does not fit CLIP '{name}': {len(missing)} missing keys ({', '.join(missing[:5])}), "
+            f"{len(unexpected)} unexpected keys ({', '.join(unexpected[:5])}). Use the model name the checkpoint was trained with."
+        )
+
+
+def clip_patch_size(visual: nn.Module) -> tuple[int, int]:
+    return tuple(visual.conv1.kernel_size)
+
+
+def dense_clip_features(visual: nn.Module, x: torch.Tensor, feats: torch.Tensor, beta: float, gamma: float) -> torch.Tensor:
+    """CLIP image tower with proxy attention in its last block (METHOD §3).
+
+    visual: open_clip `VisionTransformer`; x: [B, 3, H, W] CLIP-normalised; feats: [B, C, h, w] VFM features.
+    Returns L2-normalised embeddings [B, D_out, h, w], one per VFM patch.
+    """
+    tokens = visual.conv1(x)                                       # [B, W, gh, gw]; floor(H / p) tokens
+    b, width, gh, gw = tokens.shape
+    tokens = tokens.flatten(2).transpose(1, 2)                     # [B, gh*gw, W]
+    pos = visual.positional_embedding                              # [1 + side*side, W]
+    pos = torch.cat([pos[:1], resize_pos_embed_offset(pos[1:], (gh, gw))])
+    cls = visual.class_embedding.to(tokens.dtype).expand(b, 1, width)
+    h = torch.cat([cls, tokens], dim=1) + pos.to(tokens.dtype)     # [B, 1 + gh*gw, W]
+    h = visual.ln_pre(visual.patch_dropout(h))
+
+    transformer = visual.transformer
+    if not getattr(transformer, "batch_first", True):
+        h = h.transpose(0, 1)
+    for block in transformer.resblocks[:-1]:                       # open_clip's own blocks, unchanged
+        h = block(h)
+    if not getattr(transformer, "batch_first", True):
+        h = h.transpose(0, 1)
+
+    last = transformer.resblocks[-1]
+    attn = last.attn
+    y = last.ln_1(h)
+    v_bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * width:]
+    v = F.linear(y[:, 1:], attn.in_proj_weight[2 * width:], v_bias)  # value projection only: [B, gh*gw, W]
+    v = v.transpose(1, 2).reshape(b, width, gh, gw)
+    out = attn.out_proj(proxy_attention(v, feats, beta, gamma))  # [B, h*w, W]; no residual, no MLP
+    out = visual.ln_post(out)
+    if visual.proj is not None:
+        out = out @ visual.proj                                     # [B, h*w, D_out]
+    out = F.normalize(out, dim=-1)
+    return out.transpose(1, 2).reshape(b, out.shape[-1], *feats.shape[-2:])

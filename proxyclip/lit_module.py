@@ -1,0 +1,94 @@
+"""The LightningModule: evaluation (`test`) and prediction (`predict`) of a built segmentor; no training."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from .errors import ProxyCLIPError
+from .metrics import SegmentationMetric
+from .results import build_report, markdown_summary, write_report
+from .segmentor import ProxyCLIPSegmentor
+
+
+class ProxyCLIPModule(L.LightningModule):
+    """Wraps a `ProxyCLIPSegmentor` for Lightning; the benchmark protocol comes from the DataModule (linked by main.py).
+
+    Args:
+        segmentor: the built segmentor (LightningCLI builds it from `model.segmentor` in the YAML).
+        class_names: vocabulary, one entry per class, synonyms separated by "; " (linked from `data.class_names`).
+        prob_thd: background threshold of the benchmark (linked from the DataModule; null keeps the segmentor's).
+        crop_size: sliding-window crop of the benchmark (linked; null keeps the segmentor's).
+        stride: sliding-window stride of the benchmark (linked; null keeps the segmentor's).
+        ignore_index: label value that is not counted (linked from the DataModule).
+        dataset_name: name written into the results.
+        output_dir: where results go (default: the trainer's log dir).
+    """
+
+    def __init__(
+        self,
+        segmentor: ProxyCLIPSegmentor,
+        class_names: list[str] | None = None,
+        prob_thd: float | None = None,
+        crop_size: int | None = None,
+        stride: int | None = None,
+        ignore_index: int = 255,
+        dataset_name: str = "",
+        output_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.segmentor = segmentor
+        for name, value in (("prob_thd", prob_thd), ("crop_size", crop_size), ("stride", stride)):
+            if value is not None:
+                setattr(segmentor, name, value)
+        segmentor.check_geometry()
+        if class_names is not None:
+            segmentor.set_vocabulary(class_names)
+        self.ignore_index, self.dataset_name, self.output_dir = ignore_index, dataset_name, output_dir
+        self.metric = SegmentationMetric(max(segmentor.num_classes, 1), ignore_index)
+        self.run_config: Any = None  # the resolved CLI config, set by main.py, written into metrics.json
+        self.report: dict[str, Any] | None = None
+
+    # --- no training: ProxyCLIP is training-free --------------------------------------------------
+    def training_step(self, *args: Any, **kwargs: Any) -> None:
+        raise ProxyCLIPError("ProxyCLIP is training-free: there is nothing to fit. Use `test` (evaluate a benchmark) or `predict` (segment images).")
+
+    def configure_optimizers(self) -> None:
+        raise ProxyCLIPError("ProxyCLIP is training-free: there is nothing to fit. Use `test` (evaluate a benchmark) or `predict` (segment images).")
+
+    # --- evaluation ---------------------------------------------------------------------------------
+    def on_test_start(self) -> None:
+        if self.metric.num_classes != self.segmentor.num_classes:
+            self.metric = SegmentationMetric(self.segmentor.num_classes, self.ignore_index).to(self.device)
+        self.metric.reset()
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        labels = batch["labels"]
+        preds = self.segmentor.segment_batch(batch["images"], [tuple(label.shape[-2:]) for label in labels])
+        for pred, label in zip(preds, labels):
+            self.metric.update(pred, label)
+
+    def on_test_epoch_end(self) -> None:
+        metrics = self.metric.compute()  # sums the counts of every process
+        for key in ("aAcc", "mIoU", "mAcc"):
+            self.log(key, float(metrics[key]) * 100.0, rank_zero_only=True)
+        self.report = build_report(metrics, self.segmentor.class_names, self.dataset_name, self.run_config)
+        if self.trainer.is_global_zero:
+            out_dir = Path(self.output_dir or self.trainer.log_dir or ".")
+            write_report(self.report, out_dir)
+            rank_zero_info(markdown_summary(self.report) + f"\nResults written to {out_dir}/ (metrics.json, per_class.csv, summary.md)")
+
+    # --- prediction ---------------------------------------------------------------------------------
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """Per image: path, class probabilities [C, H, W] and labels [H, W] at the original size."""
+        sizes = batch.get("ori_sizes") or [tuple(image.shape[-2:]) for image in batch["images"]]
+        with torch.no_grad():
+            logits = self.segmentor(batch["images"], sizes)
+        out = []
+        for path, logit in zip(batch["paths"], logits):
+            probs = self.segmentor.class_probabilities(logit)
+            out.append({"path": path, "probs": probs, "pred": self.segmentor.decide(probs)})
+        return out

@@ -1,0 +1,51 @@
+"""Writes what `predict` produces: per image a label PNG, a colour overlay with legend, a legend JSON."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter
+from PIL import Image
+
+from .visualize import overlay_with_legend, palette
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Per input image `<stem>_labels.png` (class indices), `<stem>_overlay.png` (overlay | legend),
+    `<stem>_legend.json` and, with `save_probabilities`, `<stem>_probs.npz` ([C, H, W] float16).
+
+    Args:
+        output_dir: folder for the files (default: `<log dir>/predictions`).
+        save_probabilities: also write the per-class probability maps.
+    """
+
+    def __init__(self, output_dir: str | None = None, save_probabilities: bool = False) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir, self.save_probabilities = output_dir, save_probabilities
+
+    def folder(self, trainer: Trainer) -> Path:
+        folder = Path(self.output_dir or Path(trainer.log_dir or ".") / "predictions")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def write_on_batch_end(self, trainer: Trainer, pl_module: LightningModule, prediction: list[dict[str, Any]],
+                           batch_indices: Sequence[int] | None, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+        folder = self.folder(trainer)
+        names = pl_module.segmentor.class_names
+        for item in prediction:
+            stem = Path(item["path"]).stem
+            pred = item["pred"].cpu().numpy()
+            label_dtype = np.uint8 if len(names) <= 256 else np.uint16
+            Image.fromarray(pred.astype(label_dtype)).save(folder / f"{stem}_labels.png")
+            image = np.asarray(Image.open(item["path"]).convert("RGB"))
+            Image.fromarray(overlay_with_legend(image, pred, [n.split("; ")[0] for n in names])).save(folder / f"{stem}_overlay.png")
+            colours = palette(len(names))
+            counts = np.bincount(pred.ravel(), minlength=len(names))
+            legend = [{"index": i, "name": n, "rgb": colours[i].tolist(), "pixels": int(counts[i])} for i, n in enumerate(names)]
+            (folder / f"{stem}_legend.json").write_text(json.dumps({"image": str(item["path"]), "classes": legend}, indent=2))
+            if self.save_probabilities:
+                np.savez_compressed(folder / f"{stem}_probs.npz", probs=item["probs"].to(torch.float16).cpu().numpy(), class_names=np.array(names))

@@ -1,0 +1,141 @@
+"""Loading weights: local checkpoint files, key checks, and a clear error when a download is impossible."""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import socket
+from pathlib import Path
+from typing import Iterator, Mapping
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from .errors import ProxyCLIPError
+
+_NETWORK_HINT = (
+    "No network is reachable (or HF_HUB_OFFLINE=1 is set) and the weights are not in the local cache. "
+    "Download them on a machine with internet access (`python -m proxyclip.weights download CONFIG` where available, "
+    "or copy the Hugging Face cache folder ~/.cache/huggingface), or point the config at a local checkpoint file: "
+    "`clip_pretrained: /path/to/open_clip_model.bin` for CLIP, `vfm_pretrained: /path/to/vfm.pth` for the VFM."
+)
+
+
+def is_local_path(value: object) -> bool:
+    """True when `value` looks like a file path rather than a library's pretrained tag."""
+    return isinstance(value, (str, os.PathLike)) and (
+        os.sep in str(value) or str(value).endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
+    )
+
+
+def load_state_dict_file(path: str | os.PathLike, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Read a checkpoint (`.safetensors` or a torch file, loaded with `weights_only=True`).
+
+    Unwraps the usual containers (`state_dict`, `model`, `module`) and keeps only keys under `prefix`
+    (stripped), e.g. `prefix="image_encoder."` for a full SAM checkpoint.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ProxyCLIPError(f"Checkpoint file not found: '{path}'. Check the path in your config (absolute, or relative to the working directory).")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file, pickle with code objects, ...
+        raise ProxyCLIPError(
+            f"Could not read checkpoint '{path}': {exc}. It must be a PyTorch state dict readable with "
+            "torch.load(weights_only=True) or a .safetensors file."
+        ) from exc
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping):
+        raise ProxyCLIPError(f"Checkpoint '{path}' holds a {type(state).__name__}, not a state dict of tensors.")
+    if prefix and any(k.startswith(prefix) for k in state):
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return dict(state)
+
+
+def _summarise(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{len(keys)} ({shown}{', ...' if len(keys) > limit else ''})"
+
+
+def load_state_dict_checked(module: nn.Module, state: Mapping[str, torch.Tensor], source: str, what: str) -> None:
+    """`module.load_state_dict(state, strict=True)`, refusing a checkpoint that does not fit with a summary."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_summarise(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_summarise(unexpected)}")
+        if mismatched:
+            parts.append(f"shape mismatches (checkpoint vs model): {_summarise(mismatched)}")
+        raise ProxyCLIPError(
+            f"Checkpoint '{source}' does not fit the {what} architecture: " + "; ".join(parts) + ". "
+            "Choose the model name that matches the checkpoint (or the checkpoint that matches the model)."
+        )
+    module.load_state_dict(state, strict=True)
+
+
+_NETWORK_ERRORS = ("ConnectionError", "ConnectTimeout", "ReadTimeout", "MaxRetryError", "NameResolutionError",
+                   "URLError", "LocalEntryNotFoundError", "OfflineModeIsEnabled", "gaierror", "timeout",
+                   "ConnectError", "NewConnectionError")
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if type(exc).__name__ in _NETWORK_ERRORS or "offline" in str(exc).lower() and "HF_HUB" in str(exc):
+            return True
+        if isinstance(exc, OSError) and ("huggingface" in str(exc).lower() or "connect" in str(exc).lower()):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@functools.lru_cache(maxsize=None)
+def _host_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline_unless_reachable() -> Iterator[None]:
+    """Without a network, switch huggingface_hub to offline mode, so that cached weights still load and
+    missing ones fail at once instead of after a minute of retries."""
+    from huggingface_hub import constants
+
+    offline = constants.HF_HUB_OFFLINE or not _host_reachable(urlparse(constants.ENDPOINT).hostname or "huggingface.co")
+    saved, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, offline
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
+@contextlib.contextmanager
+def download_guard(what: str) -> Iterator[None]:
+    """Fetch (or read from cache) the weights of `what`; a failure for want of network becomes a
+    ProxyCLIPError that says how to use local weights."""
+    try:
+        with _hub_offline_unless_reachable():
+            yield
+    except ProxyCLIPError:
+        raise
+    except Exception as exc:
+        if _is_network_error(exc):
+            raise ProxyCLIPError(f"Cannot fetch the pretrained weights of {what}. {_NETWORK_HINT}") from exc
+        raise

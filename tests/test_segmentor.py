@@ -1,0 +1,116 @@
+"""The segmentor end to end on tiny random models: batch invariance, decision, library API, bad input."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from proxyclip import ProxyCLIPError, build_segmentor
+from proxyclip.sliding_window import pad_to_multiple, sliding_windows
+from conftest import TINY_CONFIG, VOCAB
+
+
+def random_image(h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(3, h, w, generator=g) * 255).to(torch.uint8)
+
+
+def test_batch_invariance_with_mixed_sizes(tiny_segmentor):
+    images = [random_image(90, 130, 0), random_image(200, 150, 1), random_image(60, 60, 2), random_image(112, 300, 3)]
+    sizes = [(100, 140), (200, 150), (33, 47), (112, 300)]
+    batch = tiny_segmentor(images, sizes)
+    for image, size, logits in zip(images, sizes, batch):
+        alone = tiny_segmentor([image], [size])[0]
+        assert logits.shape == (len(tiny_segmentor.queries), *size)
+        torch.testing.assert_close(logits, alone, atol=1e-5, rtol=0)
+
+
+def test_chunking_does_not_change_results(tiny_segmentor):
+    image = random_image(150, 260, 4)
+    saved = tiny_segmentor.crop_batch_size
+    try:
+        tiny_segmentor.crop_batch_size = 1
+        one = tiny_segmentor([image])[0]
+        tiny_segmentor.crop_batch_size = 64
+        many = tiny_segmentor([image])[0]
+    finally:
+        tiny_segmentor.crop_batch_size = saved
+    torch.testing.assert_close(one, many, atol=1e-5, rtol=0)
+
+
+def test_slide_equals_manual_windows(tiny_segmentor):
+    """The canvas is the per-window padded-crop logits, cropped back, summed and divided by the counts."""
+    seg = tiny_segmentor
+    image = random_image(130, 170, 5)
+    x = (image.float() / 255 - seg.clip_mean) / seg.clip_std
+    canvas = torch.zeros(len(seg.queries), 130, 170)
+    count = torch.zeros(1, 130, 170)
+    for y1, y2, x1, x2 in sliding_windows(130, 170, seg.crop_size, seg.stride):
+        crop = x[:, y1:y2, x1:x2]
+        left, right, top, bottom = pad_to_multiple(*crop.shape[-2:], seg.pad_multiple)
+        logits = seg.crop_logits(torch.nn.functional.pad(crop, (left, right, top, bottom))[None])[0]
+        canvas[:, y1:y2, x1:x2] += logits[:, top:top + y2 - y1, left:left + x2 - x1]
+        count[:, y1:y2, x1:x2] += 1
+    torch.testing.assert_close(seg([image])[0], canvas / count, atol=1e-5, rtol=0)
+
+
+def test_decision_max_over_synonyms_and_threshold(tiny_segmentor):
+    seg = tiny_segmentor
+    logits = torch.randn(len(seg.queries), 5, 6)
+    probs = seg.class_probabilities(logits)
+    full = (logits * 40).softmax(0)
+    q2c = seg.query_to_class.tolist()
+    for c in range(seg.num_classes):
+        expected = torch.stack([full[q] for q in range(len(q2c)) if q2c[q] == c]).amax(0)
+        torch.testing.assert_close(probs[c], expected)
+    saved = seg.prob_thd
+    try:
+        seg.prob_thd = 0.9
+        pred = seg.decide(probs)
+        assert torch.equal(pred[probs.amax(0) < 0.9], torch.zeros_like(pred[probs.amax(0) < 0.9]))
+        seg.prob_thd = 0.0
+        assert torch.equal(seg.decide(probs), probs.argmax(0))
+    finally:
+        seg.prob_thd = saved
+
+
+def test_library_api(tiny_segmentor):
+    seg = tiny_segmentor
+    array = random_image(70, 90, 6).permute(1, 2, 0).numpy()
+    labels = seg.segment(array)
+    assert labels.shape == (70, 90) and labels.dtype == torch.int64 and int(labels.max()) < len(VOCAB)
+    assert seg.predict_logits(Image.fromarray(array)).shape == (len(VOCAB), 70, 90)
+    assert torch.equal(seg.segment(Image.fromarray(array).convert("L")), seg.segment(np.asarray(Image.fromarray(array).convert("L"))))
+    assert seg.dense_features(torch.rand(2, 3, 112, 168)).shape == (2, 32, 14, 21)
+    for name in ("beta", "gamma", "logit_scale", "prob_thd", "crop_size", "stride"):
+        assert hasattr(seg, name)
+    assert seg.clip.__class__.__module__.startswith("open_clip")
+
+
+def test_text_embeddings_computed_once(tiny_segmentor):
+    first = tiny_segmentor.text_embeddings()
+    assert tiny_segmentor.text_embeddings() is first
+    assert torch.allclose(first.norm(dim=-1), torch.ones(len(tiny_segmentor.queries)))
+
+
+@pytest.mark.parametrize("names, match", [([], "empty"), (["sky", ""], "empty name"), (["sky; ; cloud", "x"], "empty name")])
+def test_bad_vocabulary(tiny_segmentor, names, match):
+    with pytest.raises(ProxyCLIPError, match=match):
+        build_segmentor(TINY_CONFIG, class_names=names)
+
+
+def test_bad_geometry_and_names():
+    with pytest.raises(ProxyCLIPError, match="crop_size=4"):
+        build_segmentor(TINY_CONFIG, crop_size=4)
+    with pytest.raises(ProxyCLIPError, match="stride"):
+        build_segmentor(TINY_CONFIG, crop_size=112, stride=200)
+    with pytest.raises(ProxyCLIPError, match="Did you mean.*dino_vitb8"):
+        build_segmentor(TINY_CONFIG, vfm="dino_vitb9")
+    with pytest.raises(ProxyCLIPError, match="ViT-B-16"):
+        build_segmentor(TINY_CONFIG, clip_model="ViT-B-61")
+    with pytest.raises(ProxyCLIPError, match="beta"):
+        build_segmentor(TINY_CONFIG, betta=1.0)
+
+
+def test_bad_image(tiny_segmentor):
+    with pytest.raises(ProxyCLIPError, match="RGB image"):
+        tiny_segmentor.segment(np.zeros((4, 5, 7), dtype=np.float64))

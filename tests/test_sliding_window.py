@@ -1,0 +1,38 @@
+"""Window geometry of METHOD §5 for images smaller than, equal to and larger than the crop."""
+import pytest
+import torch
+
+from proxyclip.sliding_window import num_grids, pad_to_multiple, sliding_windows, window_counts
+
+
+def method_windows(H, W, crop, stride):
+    h_grids = max(H - crop + stride - 1, 0) // stride + 1
+    w_grids = max(W - crop + stride - 1, 0) // stride + 1
+    out = []
+    for i in range(h_grids):
+        for j in range(w_grids):
+            y1, x1 = i * stride, j * stride
+            y2, x2 = min(y1 + crop, H), min(x1 + crop, W)
+            out.append((max(y2 - crop, 0), y2, max(x2 - crop, 0), x2))
+    return out
+
+
+@pytest.mark.parametrize("H, W", [(100, 200), (336, 336), (337, 500), (375, 500), (336, 1000), (1024, 2048), (50, 50)])
+@pytest.mark.parametrize("crop, stride", [(336, 112), (224, 112), (100, 30)])
+def test_windows_and_counts(H, W, crop, stride):
+    windows = sliding_windows(H, W, crop, stride)
+    assert [tuple(w) for w in windows] == method_windows(H, W, crop, stride)
+    assert len(windows) == num_grids(H, crop, stride) * num_grids(W, crop, stride)
+    counts = torch.zeros(H, W, dtype=torch.int64)
+    for y1, y2, x1, x2 in method_windows(H, W, crop, stride):
+        counts[y1:y2, x1:x2] += 1
+    assert torch.equal(window_counts(H, W, crop, stride), counts)
+    assert counts.min() >= 1
+    if H <= crop and W <= crop:
+        assert windows == [(0, H, 0, W)]
+
+
+def test_pad_to_multiple():
+    assert pad_to_multiple(336, 336, 56) == (0, 0, 0, 0)
+    assert pad_to_multiple(300, 250, 56) == (15, 15, 18, 18)   # left/top get half, rounded down
+    assert pad_to_multiple(57, 1, 56) == (27, 28, 27, 28)

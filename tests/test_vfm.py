@@ -1,0 +1,172 @@
+"""VFM adapters (METHOD §2) on tiny random models built through the libraries' real code paths."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, when not installed
+
+from proxyclip.errors import ProxyCLIPError  # noqa: E402
+from proxyclip.vfm import VFMAdapter, build_vfm, list_vfms  # noqa: E402
+
+# Per-family tiny architectures: same factories, depth 1-2, 32 channels, 2 heads.
+TINY_VIT = dict(depth=1, embed_dim=32, num_heads=2)
+TINY = {
+    "dino": TINY_VIT,
+    "dinov2": TINY_VIT,
+    "dinov3": TINY_VIT,
+    "mae": TINY_VIT,
+    "sam": dict(depth=2, embed_dim=32, num_heads=2, global_attn_indexes=(1,), img_size=256, out_chans=32),
+}
+
+
+def tiny(name: str, **overrides) -> dict:
+    return {**TINY[name.split("_")[0]], **overrides}
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def timm_twin(adapter_model: nn.Module, model_name: str, **kwargs) -> nn.Module:
+    """timm's own model with the adapter's weights, for reference computations."""
+    ref = timm.create_model(model_name, pretrained=False, **kwargs).eval()
+    ref.load_state_dict(adapter_model.state_dict())
+    return ref
+
+
+@pytest.mark.parametrize("name", list_vfms())
+@pytest.mark.parametrize("size", [(112, 112), (112, 168)])
+def test_every_registered_vfm_shapes(name, size):
+    vfm = build_vfm(name, pretrained=False, model_kwargs=tiny(name))
+    assert isinstance(vfm, VFMAdapter)
+    assert not vfm.training and not any(p.requires_grad for p in vfm.parameters())
+    with torch.no_grad():
+        feats = vfm(torch.randn(2, 3, *size))
+    side_h, side_w = vfm.input_size or size
+    expected = (2, vfm.embed_dim, side_h // vfm.patch_size, side_w // vfm.patch_size)
+    assert tuple(feats.shape) == expected
+    assert vfm.grid_size(*size) == expected[2:]
+    assert torch.isfinite(feats).all()
+
+
+@pytest.mark.parametrize("name", ["dino_vits16", "dinov2_vits14_reg", "dinov3_vits16"])
+def test_sides_not_multiple_of_patch_floor_the_grid(name):
+    vfm = build_vfm(name, pretrained=False, model_kwargs=tiny(name))
+    p = vfm.patch_size
+    x = torch.randn(1, 3, 4 * p + 5, 6 * p + p - 1)
+    with torch.no_grad():
+        feats = vfm(x)
+        cropped = vfm(x[..., : 4 * p, : 6 * p])           # what the stride-p convolution reads
+    assert tuple(feats.shape[-2:]) == (4, 6) == vfm.grid_size(*x.shape[-2:])
+    torch.testing.assert_close(feats, cropped)
+
+
+def test_dino_native_grid_matches_timm_forward_features():
+    vfm = build_vfm("dino_vitb8", pretrained=False, model_kwargs=TINY_VIT)
+    ref = timm_twin(vfm.model, "vit_base_patch8_224.dino", **TINY_VIT)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = ref.forward_features(x)[:, 1:].transpose(1, 2).reshape(2, 32, 28, 28)
+        torch.testing.assert_close(vfm(x), expected)
+    # Why the table must be left alone at the native grid: the offset scale factor is not the identity.
+    table = ref.pos_embed[0, 1:].reshape(1, 28, 28, 32).permute(0, 3, 1, 2)
+    resized = F.interpolate(table, scale_factor=(28.1 / 28, 28.1 / 28), mode="bicubic")
+    assert resized.shape == table.shape and not torch.allclose(resized, table, atol=1e-4)
+
+
+def test_dino_other_grid_uses_offset_scale_factor():
+    vfm = build_vfm("dino_vitb8", pretrained=False, model_kwargs=TINY_VIT)
+    ref = timm_twin(vfm.model, "vit_base_patch8_224.dino", **TINY_VIT)
+    gh, gw, side = 14, 21, 28
+    # Independent computation: DINO's interpolate_pos_encoding, written out, put in timm's model for 112x168.
+    pos = ref.pos_embed.detach()
+    grid = pos[:, 1:].reshape(1, side, side, 32).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, scale_factor=((gh + 0.1) / side, (gw + 0.1) / side), mode="bicubic")
+    assert grid.shape[-2:] == (gh, gw)
+    ref.pos_embed = nn.Parameter(torch.cat([pos[:, :1], grid.permute(0, 2, 3, 1).reshape(1, gh * gw, 32)], dim=1))
+    ref.patch_embed.set_input_size(img_size=(gh * 8, gw * 8))
+    x = torch.randn(2, 3, gh * 8, gw * 8)
+    with torch.no_grad():
+        expected = ref.forward_features(x)[:, 1:].transpose(1, 2).reshape(2, 32, gh, gw)
+        torch.testing.assert_close(vfm(x), expected)
+
+
+def test_dinov2_matches_timm_dynamic_size_path():
+    name = "vit_base_patch14_reg4_dinov2.lvd142m"
+    vfm = build_vfm("dinov2_vitb14_reg", pretrained=False, model_kwargs=TINY_VIT)
+    assert vfm.model.patch_embed.grid_size == (37, 37)                 # native 518 / 14
+    ref = timm_twin(vfm.model, name, dynamic_img_size=True, **TINY_VIT)
+    x = torch.randn(2, 3, 112, 168)
+    with torch.no_grad():
+        expected = ref.forward_features(x)[:, 5:].transpose(1, 2).reshape(2, 32, 8, 12)  # CLS + 4 registers out
+        torch.testing.assert_close(vfm(x), expected)
+
+
+def test_mae_table_resized_once_with_bicubic_size(tmp_path):
+    native = timm.create_model("vit_base_patch16_224.mae", pretrained=False, **TINY_VIT)
+    path = tmp_path / "mae_tiny.pth"
+    torch.save({"model": native.state_dict()}, path)                  # MAE's own container layout
+    vfm = build_vfm("mae_vit_base", pretrained=str(path), model_kwargs=TINY_VIT)
+    assert vfm.input_size == (336, 336) and vfm.model.patch_embed.grid_size == (21, 21)
+    table = native.pos_embed.detach()
+    grid = table[:, 1:].reshape(1, 14, 14, 32).permute(0, 3, 1, 2)
+    expected = F.interpolate(grid, size=(21, 21), mode="bicubic", align_corners=False)
+    expected = torch.cat([table[:, :1], expected.permute(0, 2, 3, 1).reshape(1, 441, 32)], dim=1)
+    torch.testing.assert_close(vfm.model.pos_embed, expected, rtol=0, atol=0)
+    # timm's own resampling (antialiased) would not give MAE's table.
+    antialiased = F.interpolate(grid, size=(21, 21), mode="bicubic", align_corners=False, antialias=True)
+    assert not torch.allclose(antialiased, expected[:, 1:].reshape(1, 21, 21, 32).permute(0, 3, 1, 2), atol=1e-4)
+    # Final LayerNorm on the patch tokens, eps 1e-6.
+    assert isinstance(vfm.model.norm, nn.LayerNorm) and vfm.model.norm.eps == 1e-6
+    # At 224 the table is the checkpoint's, untouched, and the features are timm's.
+    vfm224 = build_vfm("mae_vit_base", pretrained=str(path), model_kwargs={**TINY_VIT, "img_size": 224})
+    torch.testing.assert_close(vfm224.model.pos_embed, table, rtol=0, atol=0)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(vfm224(x), native.eval().forward_features(x)[:, 1:].transpose(1, 2).reshape(1, 32, 14, 14))
+
+
+def test_dino_checkpoint_round_trip_and_refusal(tmp_path):
+    vfm = build_vfm("dino_vits16", pretrained=False, model_kwargs=TINY_VIT)
+    path = tmp_path / "dino_tiny.pth"
+    torch.save(vfm.model.state_dict(), path)
+    loaded = build_vfm("dino_vits16", pretrained=str(path), model_kwargs=TINY_VIT)
+    x = torch.randn(1, 3, 96, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), vfm(x), rtol=0, atol=0)
+    deeper = build_vfm("dino_vits16", pretrained=False, model_kwargs={**TINY_VIT, "depth": 2})
+    torch.save(deeper.model.state_dict(), tmp_path / "dino_deep.pth")
+    with pytest.raises(ProxyCLIPError, match=r"unexpected keys: .*blocks\.1\."):
+        build_vfm("dino_vits16", pretrained=str(tmp_path / "dino_deep.pth"), model_kwargs=TINY_VIT)
+
+
+def test_sam_full_checkpoint_round_trip_and_refusal(tmp_path):
+    kwargs = tiny("sam_vit_b")
+    vfm = build_vfm("sam_vit_b", pretrained=False, model_kwargs=kwargs)
+    state = {f"image_encoder.{k}": v for k, v in vfm.encoder.state_dict().items()}
+    state["mask_decoder.iou_token.weight"] = torch.zeros(1, 256)     # the rest of a full SAM checkpoint
+    torch.save(state, tmp_path / "sam_tiny.pth")
+    loaded = build_vfm("sam_vit_b", pretrained=str(tmp_path / "sam_tiny.pth"), model_kwargs=kwargs)
+    x = torch.randn(1, 3, 100, 150)
+    with torch.no_grad():
+        out = loaded(x)
+        torch.testing.assert_close(out, vfm(x), rtol=0, atol=0)
+        # SAM sees the input bilinearly resized (align_corners=False) to its img_size.
+        resized = F.interpolate(x, size=(256, 256), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(out, vfm.encoder(resized), rtol=0, atol=0)
+    shallower = {**kwargs, "depth": 3, "global_attn_indexes": (2,)}
+    with pytest.raises(ProxyCLIPError, match=r"missing keys: .*blocks\.2\."):
+        build_vfm("sam_vit_b", pretrained=str(tmp_path / "sam_tiny.pth"), model_kwargs=shallower)
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(ProxyCLIPError, match="dino_vitb8"):
+        build_vfm("dino_vitb9", pretrained=False)
