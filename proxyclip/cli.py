@@ -10,6 +10,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from .errors import find_user_error
 from .lit_module import ProxyCLIPModule
+from .prediction_writer import PredictionWriter
 
 # data attribute -> model argument: the dataset config alone sets the vocabulary and the protocol (METHOD §7)
 LINKS = {
@@ -23,8 +24,8 @@ LINKS = {
 
 TRAINER_DEFAULTS = {
     "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "outputs"}},
-    "callbacks": [{"class_path": "proxyclip.prediction_writer.PredictionWriter"}],
     "enable_checkpointing": False,
+    "default_root_dir": "outputs",  # where config.yaml goes even with --trainer.logger false
 }
 
 
@@ -34,12 +35,13 @@ class ProxyCLIPCLI(LightningCLI):
         return {"test": {"model", "dataloaders", "datamodule"}, "predict": {"model", "dataloaders", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")  # --prediction_writer.save_probabilities ...
         for source, target in LINKS.items():
             parser.link_arguments(f"data.{source}", f"model.{target}", apply_on="instantiate")
 
     def _attach_config(self) -> None:
-        config = self.config.get(self.subcommand, self.config)
-        self.model.run_config = yaml.safe_load(self.parser.dump(config, skip_none=False, skip_validation=True))
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False, skip_validation=True))
+        self.model.run_config = config.get(self.subcommand, config)
 
     def before_test(self) -> None:
         self._attach_config()

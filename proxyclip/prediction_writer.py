@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .visualize import overlay_with_legend, palette
 
@@ -41,7 +41,7 @@ class PredictionWriter(BasePredictionWriter):
             pred = item["pred"].cpu().numpy()
             label_dtype = np.uint8 if len(names) <= 256 else np.uint16
             Image.fromarray(pred.astype(label_dtype)).save(folder / f"{stem}_labels.png")
-            image = np.asarray(Image.open(item["path"]).convert("RGB"))
+            image = np.asarray(ImageOps.exif_transpose(Image.open(item["path"])).convert("RGB"))  # as OpenCV reads it
             Image.fromarray(overlay_with_legend(image, pred, [n.split("; ")[0] for n in names])).save(folder / f"{stem}_overlay.png")
             colours = palette(len(names))
             counts = np.bincount(pred.ravel(), minlength=len(names))
@@ -49,3 +49,6 @@ class PredictionWriter(BasePredictionWriter):
             (folder / f"{stem}_legend.json").write_text(json.dumps({"image": str(item["path"]), "classes": legend}, indent=2))
             if self.save_probabilities:
                 np.savez_compressed(folder / f"{stem}_probs.npz", probs=item["probs"].to(torch.float16).cpu().numpy(), class_names=np.array(names))
+            # the trainer keeps what predict_step returned: keep it small (labels on the CPU, no probabilities)
+            item.pop("probs")
+            item["pred"] = item["pred"].to("cpu", torch.int16 if len(names) < 2**15 else torch.int32)

@@ -1,0 +1,424 @@
+"""The shared base: a dataset is a list of (image path, label path) pairs plus a label mapping.
+
+`SegmentationDataset` yields, per image, the resized uint8 RGB image and the label map at its
+ORIGINAL size (never resized), after the label mapping. `SegmentationDataModule` finds the pairs
+from a declarative on-disk layout (class attributes), validates everything it can before any model
+work, and serves the validation split to `trainer.test` and `trainer.predict`.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset
+
+from .errors import DataError, examples
+from .io import read_image, read_label
+from .transforms import KeepRatioResize, A
+
+__all__ = [
+    "PACKAGED_VOCABULARIES",
+    "Scan",
+    "SegmentationDataModule",
+    "SegmentationDataset",
+    "TifLabelDataModule",
+    "collate",
+    "label_problem",
+    "load_vocabulary",
+    "reduce_zero_label",
+    "resolve_names_file",
+]
+
+PACKAGED_VOCABULARIES = Path(__file__).resolve().parent / "class_names"
+
+LabelMap = Callable[[np.ndarray], np.ndarray]
+
+
+# --------------------------------------------------------------------------- label mapping
+
+def reduce_zero_label(label: np.ndarray) -> np.ndarray:
+    """mmseg's `reduce_zero_label`: 0 -> 255 (ignore), k -> k - 1, 255 stays 255."""
+    out = label.astype(np.int64) - 1
+    out[label == 0] = 255
+    out[label == 255] = 255
+    return out
+
+
+def label_problem(label: np.ndarray, image_hw: tuple[int, int], image_path: str | os.PathLike,
+                  label_path: str | os.PathLike, num_classes: int, ignore_index: int,
+                  check_range: bool = True, stored: np.ndarray | None = None) -> str | None:
+    """What is wrong with a (mapped) label map, as a one-paragraph message, or None if nothing.
+
+    `stored` is the label before the label mapping, when there is one: the message then names the
+    values as they are in the file.
+    """
+    if tuple(label.shape) != tuple(image_hw):
+        return (f"The label {label_path} is {label.shape[1]}x{label.shape[0]} (WxH) but its image "
+                f"{image_path} is {image_hw[1]}x{image_hw[0]}; ground truth must match its image pixel "
+                f"for pixel. The pair is mismatched or one file is from another dataset version: "
+                f"re-extract both, or re-run the label preparation.")
+    if check_range:
+        bad = (label >= num_classes) | (label < 0)
+        if ignore_index is not None:
+            bad &= label != ignore_index
+        if bad.any():
+            values = examples(np.unique(label[bad]).tolist(), 8)
+            if stored is not None and stored is not label:
+                values = f"{examples(np.unique(stored[bad]).tolist(), 8)} (mapped to {values})"
+            return (f"The label {label_path} has values {values} in {int(bad.sum())} pixels, outside the "
+                    f"{num_classes} classes 0..{num_classes - 1} and the ignore value {ignore_index}. The "
+                    f"file is from another dataset or was not prepared (e.g. colour PNGs instead of class "
+                    f"indices, raw ids instead of train ids): check the dataset choice and its preparation "
+                    f"(`python -m datamodules.prepare check ROOT --dataset NAME`).")
+    return None
+
+
+# --------------------------------------------------------------------------- dataset
+
+class SegmentationDataset(Dataset):
+    """(image, label) pairs read from disk.
+
+    Item `i` is `{"image": uint8 [3, h, w] RGB after `transform`, "label": int64 [H, W] at the
+    original size after `label_map`, "ori_size": (H, W), "path": image path}`. A label whose size
+    differs from its image, or (when `check_range`) with values outside `[0, num_classes - 1]` other
+    than `ignore_index`, raises `DataError` naming the file.
+    """
+
+    def __init__(self, samples: Sequence[tuple[str, str]], num_classes: int, ignore_index: int = 255,
+                 transform: Callable[..., dict] | None = None, label_map: LabelMap | None = None,
+                 check_range: bool = True):
+        self.samples = [(str(img), str(lbl)) for img, lbl in samples]
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
+        self.transform = transform
+        self.label_map = label_map
+        self.check_range = check_range
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_path, label_path = self.samples[index]
+        image = read_image(image_path)
+        stored = read_label(label_path)
+        label = stored if self.label_map is None else self.label_map(stored)
+        problem = label_problem(label, image.shape[:2], image_path, label_path, self.num_classes,
+                                self.ignore_index, self.check_range, stored)
+        if problem:
+            raise DataError(problem)
+        if self.transform is not None:
+            image = self.transform(image=image)["image"]
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "label": torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64)),
+            "ori_size": (int(label.shape[0]), int(label.shape[1])),
+            "path": image_path,
+        }
+
+
+def collate(items: Sequence[dict[str, Any]]) -> dict[str, list]:
+    """Keep per-image tensors (sizes differ): `{"images": [...], "labels": [...], "ori_sizes": [(H, W)...],
+    "paths": [...]}` (`ori_sizes`, the original image sizes, as the image-folder DataModule gives them)."""
+    return {
+        "images": [item["image"] for item in items],
+        "labels": [item["label"] for item in items],
+        "ori_sizes": [item["ori_size"] for item in items],
+        "paths": [item["path"] for item in items],
+    }
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+def resolve_names_file(value: str) -> Path:
+    """A packaged vocabulary name (`voc21`, `voc21.txt`) or a path to a vocabulary file."""
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    if "/" not in value and os.sep not in value:
+        stem = value[:-4] if value.endswith(".txt") else value
+        packaged = PACKAGED_VOCABULARIES / f"{stem}.txt"
+        if packaged.is_file():
+            return packaged
+    names = ", ".join(sorted(p.stem for p in PACKAGED_VOCABULARIES.glob("*.txt")))
+    raise DataError(f"names_file {value!r} is neither an existing file (looked for {path.absolute()}) nor "
+                    f"a packaged vocabulary. Give a packaged name ({names}) or the path of a text file "
+                    f"with one class per line.")
+
+
+def load_vocabulary(path: Path) -> list[str]:
+    """The file's lines verbatim, surrounding whitespace stripped, empty lines dropped (no '; ' split)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"The vocabulary file {path} cannot be read as UTF-8 text ({exc}). Save it as a "
+                        f"UTF-8 text file with one class per line.") from None
+    return [line.strip() for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
+
+
+# --------------------------------------------------------------------------- layout scan
+
+@dataclass
+class Scan:
+    """What a layout holds: the sample ids in order and, per id, the image and label paths."""
+
+    ids: list[str]
+    pairs: list[tuple[Path, Path]]
+    source: str  # the split file, or the folder scanned
+    missing_images: list[Path] = field(default_factory=list)
+    missing_labels: list[Path] = field(default_factory=list)
+
+    @property
+    def complete(self) -> list[tuple[Path, Path]]:
+        return [(img, lbl) for img, lbl in self.pairs if img.is_file() and lbl.is_file()]
+
+
+# --------------------------------------------------------------------------- datamodule
+
+class SegmentationDataModule(LightningDataModule):
+    """A validation set laid out on disk, served to `trainer.test` / `trainer.predict`.
+
+    A subclass describes its layout with class attributes: image `<root>/<image_dir>/<id><image_suffix>`,
+    label `<root>/<label_dir>/<id><label_suffix>`, ids from `<root>/<split_file>` (one per line) or, when
+    `split_file` is None, from every `*<image_suffix>` under `<root>/<image_dir>` (recursively, sorted by
+    path). `num_classes`, `ignore_index` and `reduce_zero_label` describe the labels; `dataset_name`
+    names the benchmark. Override `label_mapping()` for another mapping, `scan()` for another layout.
+    """
+
+    dataset_name: ClassVar[str] = "custom"
+    num_classes: int = 0
+    ignore_index: int = 255
+    reduce_zero_label: ClassVar[bool] = False
+    image_dir: ClassVar[str] = ""
+    label_dir: ClassVar[str] = ""
+    image_suffix: ClassVar[str] = ".jpg"
+    label_suffix: ClassVar[str] = ".png"
+    split_file: ClassVar[str | None] = None
+    root_example: ClassVar[str] = "data/<dataset folder>"
+    names_example: ClassVar[str] = ""
+    prepare_hint: ClassVar[str] = ""
+    check_label_range: bool = True
+
+    def __init__(
+        self,
+        root: str,
+        scale: tuple[int, int],
+        prob_thd: float,
+        names_file: str,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        crop_size: int = 336,
+        stride: int = 112,
+    ):
+        """
+        Args:
+            root: The dataset folder (e.g. data/VOCdevkit/VOC2012); its layout is the class's.
+            scale: Keep-ratio resize bounds (long, short), mmcv's `Resize(scale, keep_ratio=True)`.
+            prob_thd: Below this winning probability the prediction is class 0 (background).
+            names_file: The vocabulary: a packaged name (e.g. voc21) or the path of a text file with
+                one class per line (several names of a class on one line, separated by '; ').
+            batch_size: Images per batch; images keep their own sizes (lists, not stacked tensors).
+            num_workers: DataLoader worker processes (0 reads in the main process).
+            pin_memory: Pin batches in page-locked memory for faster copies to the GPU.
+            crop_size: Sliding-window crop side in pixels.
+            stride: Sliding-window stride in pixels.
+        """
+        super().__init__()
+        scale = tuple(scale)
+        if len(scale) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in scale):
+            raise DataError(f"scale must be two positive integers (long, short), e.g. [2048, 336]; got {scale!r}.")
+        if not 0.0 <= float(prob_thd) <= 1.0:
+            raise DataError(f"prob_thd must be a probability in [0, 1]; got {prob_thd!r}.")
+        if int(crop_size) <= 0 or int(stride) <= 0 or int(stride) > int(crop_size):
+            raise DataError(f"crop_size and stride must be positive with stride <= crop_size (windows must "
+                            f"cover the image); got crop_size={crop_size!r}, stride={stride!r}.")
+        if int(batch_size) < 1 or int(num_workers) < 0:
+            raise DataError(f"batch_size must be >= 1 and num_workers >= 0; got batch_size={batch_size!r}, "
+                            f"num_workers={num_workers!r}.")
+        self.root = str(root)
+        self.scale = (int(scale[0]), int(scale[1]))
+        self.prob_thd = float(prob_thd)
+        self.crop_size = int(crop_size)
+        self.stride = int(stride)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self.dataset_name = type(self).dataset_name
+        self.num_classes = int(type(self).num_classes)
+        self.ignore_index = int(type(self).ignore_index)
+        self.names_file = str(names_file)
+        self.names_path = resolve_names_file(self.names_file)
+        self.class_names: list[str] = load_vocabulary(self.names_path)
+        self.check_vocabulary()
+        self.dataset: SegmentationDataset | None = None
+
+    # ---- validation -----------------------------------------------------------------------
+
+    def check_vocabulary(self) -> None:
+        """The vocabulary must have one line per class of the dataset."""
+        if len(self.class_names) != self.num_classes:
+            hint = f" (the packaged `{self.names_example}` has them)" if self.names_example else ""
+            raise DataError(f"The vocabulary {self.names_path} has {len(self.class_names)} class lines but "
+                            f"{self.dataset_name} has {self.num_classes} classes. Set names_file to a vocabulary "
+                            f"with exactly {self.num_classes} non-empty lines, one per class in label order"
+                            f"{hint}; several names of one class go on one line, separated by '; '.")
+
+    @classmethod
+    def layout(cls) -> str:
+        """A one-line description of the on-disk layout below `root`."""
+        ids = f"the ids listed in {cls.split_file}" if cls.split_file else "every image, sorted by name"
+        return (f"{cls.image_dir}/<id>{cls.image_suffix} and {cls.label_dir}/<id>{cls.label_suffix} "
+                f"for {ids}")
+
+    @classmethod
+    def scan(cls, root: str | os.PathLike) -> Scan:
+        """The ids and (image, label) paths under `root`; raises DataError when root or split is missing."""
+        root_path = Path(root).expanduser()
+        if not root_path.is_dir():
+            where = f"{root}" if root_path.is_absolute() else f"{root} ({root_path.absolute()})"
+            raise DataError(f"The {cls.dataset_name} data folder {where} does not exist. "
+                            f"Set the data's `root` (--data.init_args.root, or `root:` in the data config) to "
+                            f"the folder that holds {cls.layout()}, e.g. {cls.root_example}.")
+        image_dir, label_dir = root_path / cls.image_dir, root_path / cls.label_dir
+        if cls.split_file:
+            split = root_path / cls.split_file
+            if not split.is_file():
+                raise DataError(f"The split file {split} of {cls.dataset_name} does not exist. `root` ({root}) "
+                                f"must be the folder that holds {cls.split_file} and {cls.layout()}, e.g. "
+                                f"{cls.root_example}; download or extract the complete dataset there.")
+            text = split.read_text(encoding="utf-8", errors="replace")
+            ids = [line.strip() for line in text.splitlines() if line.strip()]
+            source = str(split)
+        else:
+            if not image_dir.is_dir():
+                raise DataError(f"The {cls.dataset_name} image folder {image_dir} does not exist. `root` ({root}) "
+                                f"must be the folder that holds {cls.layout()}, e.g. {cls.root_example}.")
+            ids = []
+            for folder, dirs, files in os.walk(image_dir, followlinks=True):
+                dirs.sort()
+                rel = Path(folder).relative_to(image_dir)
+                for name in files:
+                    if name.endswith(cls.image_suffix) and not name.startswith("."):
+                        ids.append((rel / name[: -len(cls.image_suffix)]).as_posix())
+            ids.sort()
+            source = str(image_dir)
+        pairs = [(image_dir / f"{i}{cls.image_suffix}", label_dir / f"{i}{cls.label_suffix}") for i in ids]
+        scan = Scan(ids=ids, pairs=pairs, source=source)
+        scan.missing_images = [img for img, _ in pairs if not img.is_file()]
+        scan.missing_labels = [lbl for _, lbl in pairs if not lbl.is_file()]
+        return scan
+
+    @classmethod
+    def find_samples(cls, root: str | os.PathLike) -> list[tuple[Path, Path]]:
+        """Every (image, label) pair; DataError if the layout is missing, empty or incomplete."""
+        scan = cls.scan(root)
+        if not scan.ids:
+            raise DataError(f"{scan.source} lists no {cls.dataset_name} images (expected {cls.layout()} under "
+                            f"{root}). Point `root` at the complete dataset.")
+        missing = scan.missing_images + scan.missing_labels
+        if missing:
+            hint = f" {cls.prepare_hint}" if scan.missing_labels and cls.prepare_hint else ""
+            counts = " and ".join(f"{n} {what}{'s' if n > 1 else ''}" for n, what in (
+                (len(scan.missing_images), "image"), (len(scan.missing_labels), "label")) if n)
+            raise DataError(f"{counts} of the "
+                            f"{len(scan.ids)} {cls.dataset_name} samples from {scan.source} are absent, e.g. "
+                            f"{examples(missing, 3)}. Every sample needs {cls.layout()}: complete the download "
+                            f"or extraction under {root}, or fix `root`.{hint}")
+        return scan.pairs
+
+    @classmethod
+    def extra_labels(cls, root: str | os.PathLike, ids: Sequence[str]) -> list[Path]:
+        """Label files with no image, when ids come from the image folder (a split's label folder
+        normally also holds the other splits' labels, so none are reported then)."""
+        if cls.split_file:
+            return []
+        label_dir = Path(root) / cls.label_dir
+        known, extra = set(ids), []
+        for folder, dirs, files in os.walk(label_dir, followlinks=True):
+            dirs.sort()
+            rel = Path(folder).relative_to(label_dir)
+            for name in sorted(files):
+                if name.endswith(cls.label_suffix) and not name.startswith("."):
+                    if (rel / name[: -len(cls.label_suffix)]).as_posix() not in known:
+                        extra.append(Path(folder) / name)
+        return extra
+
+    # ---- the data -----------------------------------------------------------------------
+
+    @classmethod
+    def label_mapping(cls) -> LabelMap | None:
+        """The mapping from stored label values to class indices (picklable, for DataLoader workers)."""
+        return reduce_zero_label if cls.reduce_zero_label else None
+
+    def transform(self) -> Callable[..., dict]:
+        """The image transform (albumentations): mmcv's keep-ratio resize to `scale`."""
+        return A.Compose([KeepRatioResize(*self.scale)])
+
+    def setup(self, stage: str | None = None) -> None:
+        """Find and validate the samples (idempotent); raises DataError before any model work."""
+        self.check_vocabulary()
+        if self.dataset is None:
+            samples = self.find_samples(self.root)
+            self.dataset = SegmentationDataset(samples, self.num_classes, self.ignore_index,
+                                               transform=self.transform(), label_map=self.label_mapping(),
+                                               check_range=self.check_label_range)
+
+    def _dataloader(self) -> DataLoader:
+        if self.dataset is None:
+            self.setup()
+        sampler = None
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:
+            # Each image exactly once across processes: Lightning keeps a loader that already has a
+            # DistributedSampler (its own default for `test` would pad by repeating images).
+            if len(self.dataset) < trainer.world_size:
+                raise DataError(f"{self.dataset_name} under {self.root} has {len(self.dataset)} images, fewer than "
+                                f"the {trainer.world_size} processes; run with at most {len(self.dataset)} devices.")
+            sampler = UnrepeatedDistributedSampler(self.dataset, num_replicas=trainer.world_size,
+                                                   rank=trainer.global_rank, shuffle=False)
+        return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False, sampler=sampler,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory, collate_fn=collate)
+
+    def test_dataloader(self) -> DataLoader:
+        """The validation split."""
+        return self._dataloader()
+
+    def predict_dataloader(self) -> DataLoader:
+        """The validation split."""
+        return self._dataloader()
+
+
+class TifLabelDataModule(SegmentationDataModule):
+    """Base of the CAT-Seg-prepared sets with uint16 `.tif` labels (PC459, ADE847): ignore is 65535,
+    and 255 is an ordinary class.
+
+    `legacy_ignore_255=True` reproduces the original harness instead: `ignore_index` becomes 255
+    and label values >= num_classes (the 65535 pixels) pass through unvalidated. Its metric (mmseg's
+    `histc` over [0, num_classes - 1]) then drops that out-of-range ground truth from G_c but still
+    counts the predictions on those pixels in U_c, and class 255's ground truth is treated as ignored
+    (its IoU is 0 when predicted, its Acc NaN). The model-side metric reproduces that from
+    `ignore_index`; this class only exposes it and skips the range check.
+    """
+
+    ignore_index: int = 65535
+    label_suffix: ClassVar[str] = ".tif"
+
+    def __init__(self, *args: Any, legacy_ignore_255: bool = False, **kwargs: Any):
+        """
+        Args:
+            legacy_ignore_255: Reproduce the original harness: ignore 255 (an ordinary class here)
+                instead of 65535, and pass the 65535 pixels through unvalidated (see the class doc).
+        """
+        super().__init__(*args, **kwargs)
+        self.legacy_ignore_255 = bool(legacy_ignore_255)
+        if self.legacy_ignore_255:
+            self.ignore_index = 255
+            self.check_label_range = False

@@ -1,0 +1,134 @@
+"""Your own images and your own words: the DataModule behind `main.py predict`."""
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from .base import load_vocabulary
+from .errors import DataError, examples
+from .io import read_image
+from .transforms import A, KeepRatioResize
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def parse_inline_vocabulary(text: str) -> list[str]:
+    """`"sky; cloud, horse, grass"` -> `["sky; cloud", "horse", "grass"]`: commas separate classes,
+    semicolons separate the synonyms of one class (written back with "; ", the vocabulary-file form)."""
+    classes = []
+    for part in text.split(","):
+        names = [name.strip() for name in part.split(";")]
+        if not part.strip() or not all(names):
+            raise DataError(f"The inline vocabulary {text!r} has an empty class or name. Write classes separated by "
+                            "commas and synonyms by semicolons, e.g. \"sky; cloud, horse, grass\".")
+        classes.append("; ".join(names))
+    return classes
+
+
+def resolve_vocabulary(vocabulary: str, background: str | None = None) -> list[str]:
+    """A vocabulary file (one class per line) or an inline string; `background` names become class 0."""
+    path = Path(vocabulary).expanduser()
+    classes = load_vocabulary(path) if path.is_file() else parse_inline_vocabulary(vocabulary)
+    if not classes:
+        raise DataError(f"The vocabulary {vocabulary!r} is empty. Give class names inline (\"sky, horse\") or a file.")
+    if background:
+        classes = parse_inline_vocabulary(background.replace(",", ";")) + classes
+    return classes
+
+
+def find_images(inputs: str | Sequence[str]) -> list[str]:
+    """Image files from a file, a folder (recursively, sorted) or a glob; several may be given."""
+    found: list[str] = []
+    for item in [inputs] if isinstance(inputs, str) else inputs:
+        path = Path(item).expanduser()
+        if path.is_file():
+            found.append(str(path))
+        elif path.is_dir():
+            found += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        else:
+            matches = sorted(p for p in glob.glob(os.path.expanduser(item), recursive=True) if Path(p).is_file())
+            if not matches:
+                raise DataError(f"No image found at {item!r}: it is not a file, a folder or a glob that matches files. "
+                                "Give an image path, a folder of images or a pattern such as 'photos/*.jpg'.")
+            found += matches
+    if not found:
+        raise DataError(f"No images ({', '.join(IMAGE_SUFFIXES)}) under {examples(list(map(str, [inputs] if isinstance(inputs, str) else inputs)))}.")
+    return found
+
+
+class ImageFolderDataset(Dataset):
+    """Item: `{"image": uint8 [3, h, w] RGB (resized), "ori_size": (H, W), "path": str}`."""
+
+    def __init__(self, paths: Sequence[str], transform: Any | None):
+        self.paths, self.transform = list(paths), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image = read_image(self.paths[index])
+        ori_size = image.shape[:2]
+        if self.transform is not None:
+            image = self.transform(image=image)["image"]
+        return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "ori_size": ori_size,
+                "path": self.paths[index]}
+
+
+def collate_images(items: Sequence[dict[str, Any]]) -> dict[str, list]:
+    return {"images": [i["image"] for i in items], "ori_sizes": [i["ori_size"] for i in items], "paths": [i["path"] for i in items]}
+
+
+class ImageFolderDataModule(LightningDataModule):
+    """Images to segment with a vocabulary of your own; predictions come back at each image's size."""
+
+    dataset_name = "images"
+    ignore_index = 255
+
+    def __init__(
+        self,
+        inputs: str | list[str],
+        vocabulary: str,
+        background: str | None = None,
+        prob_thd: float = 0.0,
+        scale: tuple[int, int] | None = (2048, 336),
+        crop_size: int = 336,
+        stride: int = 112,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ):
+        """
+        Args:
+            inputs: An image file, a folder of images (searched recursively), a glob such as 'photos/*.jpg', or a list of them.
+            vocabulary: Class names inline ("sky; cloud, horse, grass": commas separate classes, semicolons synonyms) or a file with one class per line.
+            background: Names of a background class put first as class 0 (e.g. "sky; wall; floor"); pixels below prob_thd also become class 0.
+            prob_thd: Below this winning probability the prediction is class 0.
+            scale: Keep-ratio resize bounds (long, short) before segmentation (null: the image as it is); predictions are resized back to the image.
+            crop_size: Sliding-window crop side in pixels.
+            stride: Sliding-window stride in pixels.
+            batch_size: Images per batch (sizes may differ).
+            num_workers: DataLoader worker processes.
+            pin_memory: Pin batches in page-locked memory.
+        """
+        super().__init__()
+        self.paths = find_images(inputs)
+        self.class_names = resolve_vocabulary(vocabulary, background)
+        self.prob_thd, self.crop_size, self.stride = float(prob_thd), int(crop_size), int(stride)
+        self.scale = None if scale is None else (int(scale[0]), int(scale[1]))
+        self.batch_size, self.num_workers, self.pin_memory = int(batch_size), int(num_workers), bool(pin_memory)
+
+    def predict_dataloader(self) -> DataLoader:
+        transform = None if self.scale is None else A.Compose([KeepRatioResize(*self.scale)])
+        return DataLoader(ImageFolderDataset(self.paths, transform), batch_size=self.batch_size, shuffle=False,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory, collate_fn=collate_images)
+
+    def test_dataloader(self) -> DataLoader:
+        raise DataError("ImageFolderDataModule has images but no ground truth, so it cannot be evaluated: use "
+                        "`main.py predict` with it, or a benchmark config (configs/data/*.yaml) with `test`.")
