@@ -6,12 +6,15 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from lightning.pytorch.utilities import rank_zero_info
 
 from .errors import ProxyCLIPError
 from .metrics import SegmentationMetric
 from .results import build_report, markdown_summary, write_report
 from .segmentor import ProxyCLIPSegmentor
+from .visualize import comparison_panel, iou_bar_chart
 
 
 class ProxyCLIPModule(L.LightningModule):
@@ -26,6 +29,7 @@ class ProxyCLIPModule(L.LightningModule):
         ignore_index: label value that is not counted (linked from the DataModule).
         dataset_name: name written into the results.
         output_dir: where results go (default: the trainer's log dir).
+        num_panels: during `test`, save image | ground truth | prediction panels of the first this many images.
     """
 
     def __init__(
@@ -38,6 +42,7 @@ class ProxyCLIPModule(L.LightningModule):
         ignore_index: int = 255,
         dataset_name: str = "",
         output_dir: str | None = None,
+        num_panels: int = 8,
     ) -> None:
         super().__init__()
         self.segmentor = segmentor
@@ -48,6 +53,7 @@ class ProxyCLIPModule(L.LightningModule):
         if class_names is not None:
             segmentor.set_vocabulary(class_names)
         self.ignore_index, self.dataset_name, self.output_dir = ignore_index, dataset_name, output_dir
+        self.num_panels, self._panels_saved = num_panels, 0
         self.metric = SegmentationMetric(max(segmentor.num_classes, 1), ignore_index)
         self.run_config: Any = None  # the resolved CLI config, set by main.py, written into metrics.json
         self.report: dict[str, Any] | None = None
@@ -64,12 +70,30 @@ class ProxyCLIPModule(L.LightningModule):
         if self.metric.num_classes != self.segmentor.num_classes:
             self.metric = SegmentationMetric(self.segmentor.num_classes, self.ignore_index).to(self.device)
         self.metric.reset()
+        self._panels_saved = 0
+
+    def results_dir(self) -> Path:
+        return Path(self.output_dir or self.trainer.log_dir or self.trainer.default_root_dir)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         labels = batch["labels"]
         preds = self.segmentor.segment_batch(batch["images"], [tuple(label.shape[-2:]) for label in labels])
-        for pred, label in zip(preds, labels):
+        for pred, label, image, path in zip(preds, labels, batch["images"], batch["paths"]):
             self.metric.update(pred, label)
+            if self.trainer.is_global_zero and self._panels_saved < self.num_panels:
+                self._save_panel(image, label, pred, path)
+
+    def _save_panel(self, image: torch.Tensor, label: torch.Tensor, pred: torch.Tensor, path: str) -> None:
+        """image (resized back to its ground truth's size for display) | ground truth | prediction."""
+        size = tuple(label.shape[-2:])
+        image = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+        image = image.clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        names = [n.split("; ")[0] for n in self.segmentor.class_names]
+        panel = comparison_panel(image, label.cpu().numpy(), pred.cpu().numpy(), names, self.ignore_index)
+        folder = self.results_dir() / "panels"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(panel).save(folder / f"{self._panels_saved:03d}_{Path(path).stem}.png")
+        self._panels_saved += 1
 
     def on_test_epoch_end(self) -> None:
         metrics = self.metric.compute()  # sums the counts of every process
@@ -77,9 +101,13 @@ class ProxyCLIPModule(L.LightningModule):
             self.log(key, float(metrics[key]) * 100.0, rank_zero_only=True)
         self.report = build_report(metrics, self.segmentor.class_names, self.dataset_name, self.run_config)
         if self.trainer.is_global_zero:
-            out_dir = Path(self.output_dir or self.trainer.log_dir or ".")
-            write_report(self.report, out_dir)
-            rank_zero_info(markdown_summary(self.report) + f"\nResults written to {out_dir}/ (metrics.json, per_class.csv, summary.md)")
+            out_dir = write_report(self.report, self.results_dir())
+            names = [row["name"] for row in self.report["per_class"]]
+            chart = iou_bar_chart(names, [row["IoU"] for row in self.report["per_class"]],
+                                  f"{self.dataset_name} per-class IoU (%), mIoU {self.report['mIoU'] or float('nan'):.2f}")
+            Image.fromarray(chart).save(out_dir / "per_class_iou.png")
+            rank_zero_info(markdown_summary(self.report) + f"\nResults written to {out_dir}/ (metrics.json, per_class.csv, "
+                           "summary.md, per_class_iou.png, panels/)")
 
     # --- prediction ---------------------------------------------------------------------------------
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:

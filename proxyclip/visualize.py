@@ -61,3 +61,36 @@ def overlay_with_legend(image: np.ndarray, labels: np.ndarray, names: Sequence[s
     shares = (pixel_counts / labels.size).tolist()
     panel = legend_panel(present_names, colours[present], image.shape[0], shares)
     return np.concatenate([overlay(image, labels, colours, alpha), panel], axis=1)
+
+
+def comparison_panel(image: np.ndarray, label: np.ndarray, pred: np.ndarray, names: Sequence[str],
+                     ignore_index: int) -> np.ndarray:
+    """image | ground truth | prediction, side by side, with a legend of the classes shown (ignore = white)."""
+    colours = palette(len(names))
+    shown = np.union1d(np.unique(label[(label != ignore_index) & (label < len(names))]), np.unique(pred))
+    gap = np.full((image.shape[0], 4, 3), 255, np.uint8)
+    legend = legend_panel([names[i] for i in shown], colours[shown], image.shape[0])
+    tiles = [image, gap, colorize(label, colours, ignore_index), gap, colorize(pred, colours), gap, legend]
+    return np.concatenate(tiles, axis=1)
+
+
+def iou_bar_chart(names: Sequence[str], ious: Sequence[float | None], title: str = "") -> np.ndarray:
+    """Horizontal bars of per-class IoU (percent; None = undefined, drawn as 'n/a'), one row per class."""
+    font = ImageFont.load_default()
+    row, bar_width = 13, 300
+    label_width = 8 + max((int(font.getlength(n)) for n in names), default=0)
+    height = 24 + row * len(names) + 8
+    chart = Image.new("RGB", (label_width + bar_width + 60, height), "white")
+    draw = ImageDraw.Draw(chart)
+    draw.text((4, 4), title, fill="black", font=font)
+    colours = palette(len(names))
+    for i, (name, iou) in enumerate(zip(names, ious)):
+        y = 24 + i * row
+        draw.text((4, y), name, fill="black", font=font)
+        if iou is None:
+            draw.text((label_width, y), "n/a", fill="gray", font=font)
+            continue
+        length = int(round(bar_width * max(0.0, min(iou, 100.0)) / 100.0))
+        draw.rectangle([label_width, y + 2, label_width + max(length, 1), y + row - 3], fill=tuple(int(c) for c in colours[i]))
+        draw.text((label_width + length + 4, y), f"{iou:.1f}", fill="black", font=font)
+    return np.asarray(chart)

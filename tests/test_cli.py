@@ -130,3 +130,82 @@ def test_user_errors_are_one_paragraph(args, needle):
     assert result.returncode != 0
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
+
+
+MY_DATASET = '''
+from datamodules import SegmentationDataModule
+
+
+class MyDataModule(SegmentationDataModule):
+    """my_dataset: images/val/<id>.jpg and labels/val/<id>.png (0..2, 255 ignore)."""
+    dataset_name = "my_dataset"
+    num_classes = 3
+    image_dir = "images/val"
+    label_dir = "labels/val"
+    image_suffix = ".jpg"
+    label_suffix = ".png"
+'''
+
+MY_CONFIG = '''
+class_path: my_dataset.MyDataModule
+init_args:
+  root: {root}
+  names_file: {names}
+  scale: [2048, 336]
+  prob_thd: 0.1
+  crop_size: 224
+  stride: 112
+'''
+
+
+def test_add_a_dataset_as_the_readme_shows(tmp_path):
+    """A made-up dataset: a DataModule subclass, a YAML and a names file, evaluated through main.py test."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "my_dataset"
+    for i, (h, w) in enumerate([(40, 60), (70, 50), (33, 33)]):
+        (root / "images/val").mkdir(parents=True, exist_ok=True)
+        (root / "labels/val").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / f"images/val/{i}.jpg")
+        label = rng.integers(0, 3, (h, w)).astype(np.uint8)
+        label[:3] = 255
+        Image.fromarray(label).save(root / f"labels/val/{i}.png")
+    (tmp_path / "my_dataset.py").write_text(MY_DATASET)
+    (tmp_path / "names.txt").write_text("background; wall\ncat\ndog\n")
+    (tmp_path / "my_dataset.yaml").write_text(MY_CONFIG.format(root=root, names=tmp_path / "names.txt"))
+    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{tmp_path}"}
+    result = subprocess.run([sys.executable, "main.py", "test", "--model", TINY, "--data", str(tmp_path / "my_dataset.yaml"),
+                             "--model.output_dir", str(tmp_path / "out"), "--trainer.logger", "false"],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert report["dataset"] == "my_dataset" and report["num_images"] == 3
+    assert [row["queries"] for row in report["per_class"]] == ["background; wall", "cat", "dog"]
+    assert (tmp_path / "out" / "per_class_iou.png").is_file() and len(list((tmp_path / "out" / "panels").glob("*.png"))) == 3
+
+
+def test_print_config_output_runs_as_given(tmp_path):
+    root = WRITERS["voc21"](tmp_path / "data", n=2)
+    printed = run_main(*cli_test_args("voc21", root, tmp_path / "out"), "--print_config")
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    (tmp_path / "config.yaml").write_text(printed.stdout)
+    result = run_main("test", "--config", str(tmp_path / "config.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert report["num_images"] == 2
+
+
+def test_every_model_option_has_a_help_line():
+    from proxyclip.cli import ProxyCLIPCLI  # noqa: F401  (the CLI reads these docstrings)
+    import inspect
+    from proxyclip import ProxyCLIPSegmentor
+    from proxyclip.lit_module import ProxyCLIPModule
+
+    for cls in (ProxyCLIPSegmentor, ProxyCLIPModule):
+        doc = inspect.getdoc(cls)
+        for name in inspect.signature(cls.__init__).parameters:
+            if name != "self":
+                assert f"\n    {name}: " in doc or f"\n{name}: " in doc, f"{cls.__name__}.{name} has no help line"
+    help_text = run_main("test", "--model.segmentor.help", "proxyclip.ProxyCLIPSegmentor").stdout
+    assert "adaptive-normalisation shift" in help_text and "sliding-window crop side" in help_text
