@@ -258,6 +258,7 @@ class SegmentationDataModule(LightningDataModule):
         self.names_path = resolve_names_file(self.names_file)
         self.class_names: list[str] = load_vocabulary(self.names_path)
         self.check_vocabulary()
+        self.scan(self.root)  # a wrong root or a missing split file fails now, before any model is built
         self.dataset: SegmentationDataset | None = None
 
     # ---- validation -----------------------------------------------------------------------

@@ -16,9 +16,12 @@ from .errors import ProxyCLIPError
 
 _NETWORK_HINT = (
     "No network is reachable (or HF_HUB_OFFLINE=1 is set) and the weights are not in the local cache. "
-    "Download them on a machine with internet access (`python -m proxyclip.weights download CONFIG` where available, "
-    "or copy the Hugging Face cache folder ~/.cache/huggingface), or point the config at a local checkpoint file: "
-    "`clip_pretrained: /path/to/open_clip_model.bin` for CLIP, `vfm_pretrained: /path/to/vfm.pth` for the VFM."
+    "On a machine with internet access run `python -m proxyclip.weights download CONFIG` and copy its caches "
+    "(~/.cache/huggingface, ~/.cache/torch/hub/checkpoints) to this machine (`python -m proxyclip.weights list CONFIG` "
+    "shows what a config needs and what is cached), or point the config at local checkpoint files: "
+    "`model.segmentor.clip_pretrained: /path/to/open_clip_model.bin` for CLIP, "
+    "`model.segmentor.vfm_pretrained: /path/to/vfm.pth` for the VFM "
+    "(on the command line: `--model.segmentor.clip_pretrained /path/to/open_clip_model.bin`)."
 )
 
 
@@ -139,3 +142,9 @@ def download_guard(what: str) -> Iterator[None]:
         if _is_network_error(exc):
             raise ProxyCLIPError(f"Cannot fetch the pretrained weights of {what}. {_NETWORK_HINT}") from exc
         raise
+
+
+if __name__ == "__main__":  # `python -m proxyclip.weights list|download CONFIG`; the command lives in weights_cli.py
+    from proxyclip.weights_cli import main
+
+    raise SystemExit(main())

@@ -24,7 +24,7 @@ def run_main(*args, timeout=600):
 
 def cli_test_args(name, root, out_dir, *extra):
     return ["test", "--config", f"configs/{name}.yaml", "--model", TINY, "--data.init_args.root", str(root),
-            "--model.output_dir", str(out_dir), "--trainer.logger", "false", *extra]
+            "--model.output_dir", str(out_dir), "--trainer.logger", "false", "--trainer.default_root_dir", str(out_dir), *extra]
 
 
 def ground_truth_counts(datamodule):

@@ -309,8 +309,8 @@ def assert_data_error(fn, *fragments):
 
 def test_missing_root(tmp_path):
     missing = tmp_path / "nowhere" / "VOC2012"
-    dm = make("voc21", missing)  # construction does not touch the data
-    msg = assert_data_error(dm.setup, missing, "root")
+    # construction already checks root and split file, so a wrong path fails before any model is built
+    msg = assert_data_error(lambda: make("voc21", missing), missing, "root")
     assert "\n" not in msg
 
 
@@ -318,7 +318,7 @@ def test_missing_split_file(tmp_path):
     root = write_voc(tmp_path)
     split = root / "ImageSets" / "Segmentation" / "val.txt"
     split.unlink()
-    assert_data_error(make("voc21", root).setup, split)
+    assert_data_error(lambda: make("voc21", root), split)
 
 
 def test_split_naming_absent_images(tmp_path):
@@ -343,7 +343,7 @@ def test_empty_image_folder(tmp_path):
     root = tmp_path / "ADEChallengeData2016"
     (root / "images" / "validation").mkdir(parents=True)
     assert_data_error(make("ade20k", root).setup, "no ade20k images")
-    assert_data_error(make("ade847", tmp_path / "ADE20K_2021_17_01").setup, "images_detectron2/validation")
+    assert_data_error(lambda: make("ade847", tmp_path / "ADE20K_2021_17_01"), "images_detectron2/validation")
 
 
 def test_label_size_mismatch(tmp_path):
@@ -427,7 +427,7 @@ def test_names_file_forms(tmp_path, roots):
     dm = make("voc21", roots["voc21"], names_file=str(vocab))
     assert dm.class_names[0] == "bg; sky" and dm.class_names[1:] == [f"c{i}" for i in range(20)]
     assert make("voc21", roots["voc21"], names_file="voc21.txt").class_names == dm.__class__(
-        root="x", scale=(2048, 336), prob_thd=0.2, names_file="voc21").class_names
+        root=str(roots["voc21"]), scale=(2048, 336), prob_thd=0.2, names_file="voc21").class_names
     assert_data_error(lambda: make("voc21", roots["voc21"], names_file="voc_21"), "voc_21", "voc21")
 
 

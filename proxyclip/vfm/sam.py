@@ -33,6 +33,11 @@ _VARIANTS = {
 _PREFIX = "image_encoder."  # where a full SAM checkpoint keeps the encoder
 
 
+def checkpoint_url(variant: str) -> str:
+    """The official checkpoint of `variant` (vit_b, vit_l, vit_h)."""
+    return _VARIANTS[variant][1]
+
+
 class SAMAdapter(VFMAdapter):
     """SAM encoder: ImageNet-normalised [B, 3, H, W] -> (resized to img_size) -> [B, out_chans, img_size/16, img_size/16]."""
 

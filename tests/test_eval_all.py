@@ -1,0 +1,114 @@
+"""`python -m proxyclip.eval_all`: several benchmarks, resume by config hash, the paper-style summary."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT, TINY_CONFIG
+from fake_datasets import WRITERS
+from proxyclip.eval_all import AVERAGES, BENCHMARKS, config_hash, default_root, summary_rows
+
+
+def run_eval_all(tmp_path, *args):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    cmd = [sys.executable, "-m", "proxyclip.eval_all", "--model", str(TINY_CONFIG), "--data-root", str(tmp_path / "data"),
+           "--output", str(tmp_path / "out"), *args]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def read_json(path):
+    return json.loads(path.read_text())
+
+
+def test_evaluate_all_resume_and_summary(tmp_path):
+    for name in ("voc21", "cityscapes"):
+        WRITERS[name](tmp_path / "data", n=3)
+    out = tmp_path / "out"
+    setting = out / "tiny_random"
+
+    first = run_eval_all(tmp_path, "--datasets", "voc21", "cityscapes", "ade20k")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Testing DataLoader 0" in first.stdout + first.stderr       # Lightning's progress bar is shown
+    summary = read_json(out / "summary.json")
+    assert summary["benchmarks"] == ["voc21", "cityscapes", "ade20k"]
+    (row,) = summary["rows"]
+    assert row["setting"] == "tiny_random"
+    for name in ("voc21", "cityscapes"):
+        assert row["mIoU"][name] == read_json(setting / name / "metrics.json")["mIoU"]   # full precision
+    missing = f"missing: {tmp_path / 'data' / 'ADEChallengeData2016'}"
+    assert row["mIoU"]["ade20k"] == missing
+    assert row["avg8"] is row["avg_bg"] is row["avg_nobg"] is None                     # incomplete groups
+    markdown = (out / "summary.md").read_text()
+    assert f"| tiny_random | {row['mIoU']['voc21']:.2f} | {row['mIoU']['cityscapes']:.2f} | {missing} |" in markdown
+    with open(out / "summary.csv") as f:
+        (csv_row,) = list(csv.DictReader(f))
+    assert float(csv_row["voc21"]) == row["mIoU"]["voc21"] and csv_row["ade20k"] == missing
+
+    run = read_json(setting / "voc21" / "run.json")
+    assert run["status"] == "ok" and len(run["config_hash"]) == 64
+    assert run["config"]["data"]["init_args"]["root"] == str(tmp_path / "data" / "VOCdevkit" / "VOC2012")
+    assert run["weights"] == {"clip": "random", "vfm": "random"}
+    assert set(run["versions"]) == {"torch", "lightning", "open_clip_torch", "timm", "torchmetrics", "proxyclip"}
+    assert run["elapsed_s"] > 0 and "main.py test" in run["command"] and run["host"] and run["date"]
+    assert read_json(setting / "ade20k" / "run.json")["status"] == missing
+
+    # Again: nothing reruns, the summary is the same.
+    mtimes = {name: (setting / name / "metrics.json").stat().st_mtime_ns for name in ("voc21", "cityscapes")}
+    second = run_eval_all(tmp_path, "--datasets", "voc21", "cityscapes", "ade20k")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "tiny_random / voc21: skipped" in second.stdout and "tiny_random / cityscapes: skipped" in second.stdout
+    assert {name: (setting / name / "metrics.json").stat().st_mtime_ns for name in mtimes} == mtimes
+    assert (out / "summary.md").read_text() == markdown
+
+    # A changed model option (passed through, after --model) reruns that benchmark; a broken one fails alone.
+    (tmp_path / "empty").mkdir()
+    third = run_eval_all(tmp_path, "--datasets", "voc21", "voc20", "--root", f"voc20={tmp_path / 'empty'}",
+                         "--model.segmentor.beta", "1.0")
+    assert third.returncode == 1
+    assert "tiny_random / voc21: ok" in third.stdout
+    rerun = read_json(setting / "voc21" / "run.json")
+    assert rerun["config_hash"] != run["config_hash"]
+    assert rerun["config"]["model"]["segmentor"]["init_args"]["beta"] == 1.0
+    assert read_json(setting / "voc21" / "metrics.json")["config"]["model"]["segmentor"]["init_args"]["beta"] == 1.0
+    assert (setting / "cityscapes" / "metrics.json").stat().st_mtime_ns == mtimes["cityscapes"]
+    failed = read_json(setting / "voc20" / "run.json")["status"]
+    assert failed.startswith("failed: ") and "val.txt" in failed and "Traceback" not in failed
+    row = read_json(out / "summary.json")["rows"][0]
+    assert row["mIoU"]["voc20"] == failed and row["mIoU"]["ade20k"] == missing and isinstance(row["mIoU"]["cityscapes"], float)
+
+
+def test_config_hash_ignores_only_where_results_go():
+    config = {"model": {"output_dir": "/a", "segmentor": {"init_args": {"beta": 1.2, "text_cache_dir": "/x"}}},
+              "trainer": {"devices": 1, "precision": None, "default_root_dir": "/a"}, "data": {"init_args": {"root": "/d"}}}
+    weights = {"clip": "random", "vfm": "random"}
+    moved = {"model": {"output_dir": "/b", "segmentor": {"init_args": {"beta": 1.2, "text_cache_dir": "/y"}}},
+             "trainer": {"devices": 8, "precision": None, "default_root_dir": "/b"}, "data": {"init_args": {"root": "/d"}}}
+    assert config_hash(config, weights) == config_hash(moved, weights)
+    changed = json.loads(json.dumps(config))
+    changed["model"]["segmentor"]["init_args"]["beta"] = 1.0
+    assert config_hash(changed, weights) != config_hash(config, weights)
+    changed = json.loads(json.dumps(config))
+    changed["trainer"]["precision"] = "bf16-mixed"
+    assert config_hash(changed, weights) != config_hash(config, weights)
+    assert config_hash(config, {"clip": "sha256:00", "vfm": "random"}) != config_hash(config, weights)
+
+
+def test_averages_need_their_whole_group():
+    complete = {name: float(i) for i, name in enumerate(BENCHMARKS)}
+    table = {"a": complete, "b": {**complete, "ade20k": "missing: /x"}, "c": {"voc21": 1.0}}
+    columns, rows = summary_rows(table)
+    assert columns == list(BENCHMARKS)
+    a, b, c = rows
+    assert a["avg8"] == pytest.approx(sum(range(8)) / 8)
+    assert a["avg_bg"] == pytest.approx(1.0) and a["avg_nobg"] == pytest.approx(sum(range(3, 8)) / 5)
+    assert b["avg8"] is None and b["avg_nobg"] is None and b["avg_bg"] == pytest.approx(1.0)
+    assert c["avg8"] is c["avg_bg"] is c["avg_nobg"] is None
+    assert set(AVERAGES["avg8"]) == set(AVERAGES["avg_bg"]) | set(AVERAGES["avg_nobg"])
+
+
+def test_default_roots_match_the_dataset_layouts(tmp_path):
+    for name in BENCHMARKS:
+        assert WRITERS[name](tmp_path / name, n=1) == tmp_path / name / default_root(name)

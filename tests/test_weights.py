@@ -1,0 +1,112 @@
+"""`python -m proxyclip.weights list|download CONFIG`: sources, cache state, local files, the offline failure."""
+import hashlib
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT, TINY_CONFIG
+from proxyclip.weights_cli import load_model_spec, main, weights_identity
+
+
+def run_weights(tmp_path, *args, **env):
+    """The command in a subprocess with empty, private caches (the machine's own caches must not matter)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path / "torch"),
+           **env}
+    env.pop("HF_HUB_CACHE", None)
+    return subprocess.run([sys.executable, "-m", "proxyclip.weights", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def fake_hub_file(hub_cache, repo, filename):
+    """A file in huggingface_hub's cache layout (models--org--name/refs/main + snapshots/<commit>/file)."""
+    folder = hub_cache / f"models--{repo.replace('/', '--')}"
+    commit = "0" * 40
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    target = folder / "snapshots" / commit / filename
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"weights")
+    return target
+
+
+def write_model_config(path, **segmentor):
+    lines = [f"  {key}: {'null' if value is None else value}" for key, value in segmentor.items()]
+    path.write_text("segmentor:\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def test_list_random_weights_needs_nothing(tmp_path):
+    result = run_weights(tmp_path, "list", str(TINY_CONFIG))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("nothing to fetch (random initialisation)") == 2
+
+
+def test_list_default_names_the_sources_and_the_cache_state(tmp_path):
+    cached = fake_hub_file(tmp_path / "hf" / "hub", "timm/vit_base_patch8_224.dino", "model.safetensors")
+    result = run_weights(tmp_path, "list", "configs/model/default.yaml")
+    assert result.returncode == 1, result.stderr[-2000:]      # CLIP is missing
+    out = result.stdout
+    clip, vfm = out.split("\nVFM ")
+    assert "ViT-B-16" in clip and "openai" in clip and "timm/vit_base_patch16_clip_224.openai" in clip and "NOT CACHED" in clip
+    assert "vit_base_patch8_224.dino" in vfm and f"cached at {cached}" in vfm
+    assert "python -m proxyclip.weights download configs/model/default.yaml" in out
+
+
+def test_download_without_network_fails_fast_with_the_offline_message(tmp_path):
+    start = time.monotonic()
+    # HF_HUB_OFFLINE=1: the same failure as without network, and never a real download where there is one.
+    result = run_weights(tmp_path, "download", "configs/voc21.yaml", HF_HUB_OFFLINE="1")
+    assert time.monotonic() - start < 20          # seconds, not a minute of retries
+    assert result.returncode == 1
+    assert "Cannot fetch the pretrained weights of CLIP ViT-B-16 (openai)" in result.stderr
+    assert "model.segmentor.clip_pretrained" in result.stderr and "python -m proxyclip.weights download" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_local_checkpoints_show_their_sha256(tmp_path, capsys):
+    checkpoint = tmp_path / "clip.pt"
+    torch.save({"w": torch.arange(4.0)}, checkpoint)
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    config = write_model_config(tmp_path / "local.yaml", clip_model="ViT-B-16", clip_pretrained=checkpoint,
+                                vfm="dino_vitb8", vfm_pretrained="false")
+    assert main(["list", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"local file: {checkpoint}" in out and f"sha256:{digest}" in out
+    assert weights_identity(load_model_spec(config)) == {"clip": f"sha256:{digest}", "vfm": "random"}
+
+    gone = write_model_config(tmp_path / "gone.yaml", clip_model="ViT-B-16", clip_pretrained=tmp_path / "nope.pt",
+                              vfm="dino_vitb8", vfm_pretrained="false")
+    assert main(["list", str(gone)]) == 1
+    assert "MISSING" in capsys.readouterr().out
+    assert main(["download", str(gone)]) == 1
+    assert "clip_pretrained" in capsys.readouterr().err
+
+
+def test_sam_url_in_the_torch_hub_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    config = write_model_config(tmp_path / "sam.yaml", clip_model="configs/model/tiny_clip.json", clip_pretrained=None,
+                                vfm="sam_vit_b", vfm_pretrained="true")
+    assert main(["list", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth" in out and "NOT CACHED" in out
+    target = tmp_path / "torch" / "hub" / "checkpoints" / "sam_vit_b_01ec64.pth"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"sam")
+    assert main(["list", str(config)]) == 0
+    assert f"cached at {target}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("config", ["configs/voc21.yaml", "configs/model/default.yaml"])
+def test_benchmark_configs_resolve_their_model(config):
+    spec = load_model_spec(config)
+    assert (spec["clip_model"], spec["clip_pretrained"], spec["vfm"], spec["vfm_pretrained"]) == ("ViT-B-16", "openai", "dino_vitb8", True)
+    assert weights_identity(spec) == {"clip": "open_clip ViT-B-16/openai", "vfm": "timm vit_base_patch8_224.dino"}
+
+
+def test_tiny_download_is_a_no_op(capsys):
+    assert main(["download", str(TINY_CONFIG)]) == 0
+    assert capsys.readouterr().out.count("nothing to fetch") == 2
