@@ -209,3 +209,27 @@ def test_every_model_option_has_a_help_line():
                 assert f"\n    {name}: " in doc or f"\n{name}: " in doc, f"{cls.__name__}.{name} has no help line"
     help_text = run_main("test", "--model.segmentor.help", "proxyclip.ProxyCLIPSegmentor").stdout
     assert "adaptive-normalisation shift" in help_text and "sliding-window crop side" in help_text
+
+
+def test_predict_folder_mixed_sizes_inline_vocabulary(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    sizes = {"a.jpg": (40, 70), "b.png": (90, 50), "sub/c.jpg": (64, 64)}
+    for name, (h, w) in sizes.items():
+        (tmp_path / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(tmp_path / "photos" / name)
+    out = tmp_path / "out"
+    result = run_main("predict", "--config", "configs/demo.yaml", "--model", TINY,
+                      "--data.init_args.inputs", str(tmp_path / "photos"), "--data.init_args.vocabulary", "sky; cloud, horse, grass",
+                      "--data.init_args.background", "wall; floor", "--data.init_args.prob_thd", "0.3",
+                      "--data.init_args.batch_size", "2", "--prediction_writer.output_dir", str(out), "--trainer.logger", "false",
+                      "--trainer.default_root_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name, (h, w) in sizes.items():
+        stem = Path(name).stem
+        assert np.asarray(Image.open(out / f"{stem}_labels.png")).shape == (h, w)
+        assert Image.open(out / f"{stem}_overlay.png").size[1] == h
+        legend = json.loads((out / f"{stem}_legend.json").read_text())
+        assert [c["name"] for c in legend["classes"]] == ["wall; floor", "sky; cloud", "horse", "grass"]
+        assert sum(c["pixels"] for c in legend["classes"]) == h * w
