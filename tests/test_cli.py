@@ -123,10 +123,12 @@ def test_predict_demo_with_tiny_model(tmp_path):
 @pytest.mark.parametrize("args, needle", [
     (["fit"], "invalid choice"),
     (["test", "--config", "configs/voc21.yaml", "--model", TINY, "--data.init_args.root", "/nonexistent/VOC2012"], "/nonexistent/VOC2012"),
-    (["test", "--config", "configs/voc21.yaml", "--model", TINY, "--model.segmentor.vfm", "dino_vitb9"], "dino_vitb8"),
+    (["test", "--config", "configs/voc21.yaml", "--model", TINY, "--model.segmentor.vfm", "dino_vitb9", "--data.init_args.root", "{root}"], "dino_vitb8"),
+    (["test", "--config", "configs/voc21.yaml", "--model", TINY, "--data.init_args.names_file", "voc20", "--data.init_args.root", "{root}"], "20 class lines"),
 ])
-def test_user_errors_are_one_paragraph(args, needle):
-    result = run_main(*args)
+def test_user_errors_are_one_paragraph(args, needle, tmp_path):
+    root = WRITERS["voc21"](tmp_path / "data", n=1)
+    result = run_main(*[a.format(root=root) for a in args])
     assert result.returncode != 0
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
