@@ -1,4 +1,6 @@
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -6,6 +8,8 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # tests/fake_datasets.py and main.py sit beside the package
+# text-embedding cache of the test runs (also for main.py subprocesses): never the user's ~/.cache
+os.environ.setdefault("PROXYCLIP_CACHE_DIR", tempfile.mkdtemp(prefix="proxyclip-test-cache-"))
 TINY_CONFIG = REPO_ROOT / "configs" / "model" / "tiny_random.yaml"
 VOCAB = ["sky; cloud", "person", "grass", "building; house; tower"]
 
