@@ -6,6 +6,7 @@ from pathlib import Path
 import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 
 from .errors import ProxyCLIPError, close_matches
@@ -96,8 +97,13 @@ def dense_clip_features(visual: nn.Module, x: torch.Tensor, feats: torch.Tensor,
     transformer = visual.transformer
     if not getattr(transformer, "batch_first", True):
         h = h.transpose(0, 1)
+    # Under autocast nn.MultiheadAttention leaves its fast path; its slow path then projects a transposed,
+    # non-contiguous [L, B, W] view, which bf16 matmul on CPU serves by expanding the weight into an
+    # [L, W, 3W] copy per block (~60 % of a bf16 crop). `_residual_block` computes the same block with
+    # contiguous batch-first projections; without autocast open_clip's own blocks (fast path) run.
+    sdpa_blocks = getattr(transformer, "batch_first", True) and torch.is_autocast_enabled(h.device.type)
     for block in transformer.resblocks[:-1]:                       # open_clip's own blocks, unchanged
-        h = block(h)
+        h = _residual_block(block, h) if sdpa_blocks and _is_plain_block(block) else block(h)
     if not getattr(transformer, "batch_first", True):
         h = h.transpose(0, 1)
 
@@ -113,3 +119,26 @@ def dense_clip_features(visual: nn.Module, x: torch.Tensor, feats: torch.Tensor,
         out = out @ visual.proj                                     # [B, h*w, D_out]
     out = F.normalize(out, dim=-1)
     return out.transpose(1, 2).reshape(b, out.shape[-1], *feats.shape[-2:])
+
+
+def _is_plain_block(block: nn.Module) -> bool:
+    """An open_clip `ResidualAttentionBlock` whose attention `_residual_block` reproduces exactly."""
+    attn = getattr(block, "attn", None)
+    return (isinstance(block, ResidualAttentionBlock) and not hasattr(block, "ln_1_kv")
+            and isinstance(attn, nn.MultiheadAttention) and attn.batch_first and attn._qkv_same_embed_dim
+            and attn.bias_k is None and not attn.add_zero_attn and not block.training)
+
+
+def _residual_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """open_clip's `ResidualAttentionBlock.forward` (eval, no mask) on batch-first x: [B, L, W] -> [B, L, W].
+
+    The attention is nn.MultiheadAttention's own computation (packed in-projection, softmax(q kᵀ / sqrt(d)) v
+    per head, out-projection), with the in-projection on the contiguous [B, L, W] input.
+    """
+    attn = block.attn
+    b, n, width = x.shape
+    qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)              # [B, L, 3W]
+    q, k, v = qkv.view(b, n, 3, attn.num_heads, width // attn.num_heads).permute(2, 0, 3, 1, 4)  # 3 x [B, heads, L, hd]
+    o = F.scaled_dot_product_attention(q, k, v)                                          # [B, heads, L, hd]
+    x = x + block.ls_1(attn.out_proj(o.transpose(1, 2).reshape(b, n, width)))
+    return x + block.ls_2(block.mlp(block.ln_2(x)))

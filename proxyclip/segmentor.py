@@ -14,6 +14,7 @@ from .clip_encoder import build_clip, clip_patch_size, dense_clip_features
 from .errors import ProxyCLIPError
 from .sliding_window import Window, pad_to_multiple, sliding_windows
 from .text import encode_queries, parse_vocabulary
+from .text_cache import cached_encode_queries
 from .vfm import build_vfm
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -42,6 +43,10 @@ class ProxyCLIPSegmentor(nn.Module):
         pad_multiple: each crop is zero-padded (in CLIP-normalised space) to a multiple of this.
         crop_batch_size: crops run through the encoders together; bounds memory, never changes results.
         class_names: the vocabulary, one class per entry, synonyms separated by "; " (can be set later).
+        text_cache: read/write query embeddings in a disk cache keyed by CLIP model, weights, queries and templates.
+        text_cache_dir: the cache folder (default: $PROXYCLIP_CACHE_DIR/text, else ~/.cache/proxyclip/text).
+        compile: torch.compile the VFM and CLIP's blocks (first calls per crop shape compile; same results).
+        channels_last: channels-last memory format for the patch convolutions and the crops (same results).
     """
 
     def __init__(
@@ -61,10 +66,24 @@ class ProxyCLIPSegmentor(nn.Module):
         pad_multiple: int = 56,
         crop_batch_size: int = 16,
         class_names: list[str] | None = None,
+        text_cache: bool = True,
+        text_cache_dir: str | None = None,
+        compile: bool = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained)
         self.vfm = build_vfm(vfm, vfm_pretrained, vfm_kwargs)
+        self.clip_model_name, self.clip_pretrained = clip_model, clip_pretrained   # the text cache's key
+        self.text_cache, self.text_cache_dir = text_cache, text_cache_dir
+        self.channels_last, self.compiled = channels_last, compile   # not `self.compile`: nn.Module has that method
+        if channels_last:   # only 4-D weights (the patch convolutions) change layout
+            self.vfm.to(memory_format=torch.channels_last)
+            self.clip.visual.to(memory_format=torch.channels_last)
+        if compile:         # in place (nn.Module.compile): state_dict keys and weights stay as they are
+            self.vfm.compile()
+            for block in self.clip.visual.transformer.resblocks[:-1]:  # the last block is replaced by proxy attention
+                block.compile()
         self.beta, self.gamma, self.logit_scale, self.prob_thd = beta, gamma, logit_scale, prob_thd
         self.crop_size, self.stride, self.mode, self.pad_multiple = crop_size, stride, mode, pad_multiple
         self.crop_batch_size = crop_batch_size
@@ -103,17 +122,23 @@ class ProxyCLIPSegmentor(nn.Module):
         return len(self.class_names)
 
     def text_embeddings(self) -> torch.Tensor:
-        """[Q, D] query embeddings, computed once per vocabulary (in fp32, outside any autocast)."""
+        """[Q, D] query embeddings, computed once per vocabulary (in fp32, outside any autocast), via the disk cache."""
         if not self.queries:
             raise ProxyCLIPError("No vocabulary is set: pass class_names=[...] or call set_vocabulary([...]) first.")
         if self.query_embeddings.numel() == 0:
             with torch.autocast(self.clip_mean.device.type, enabled=False):
-                self.query_embeddings = encode_queries(self.clip, self.tokenizer, self.queries)
+                if self.text_cache:   # a second run with the same model and vocabulary encodes no prompt
+                    self.query_embeddings = cached_encode_queries(self.clip, self.tokenizer, self.queries, self.clip_model_name,
+                                                                  self.clip_pretrained, self.text_cache_dir)
+                else:
+                    self.query_embeddings = encode_queries(self.clip, self.tokenizer, self.queries)
         return self.query_embeddings
 
     # --- dense features and per-crop logits -------------------------------------------------------
     def _dense(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, 3, H, W] CLIP-normalised (already padded) -> [B, D, h, w] unit embeddings."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         pixels = x * self.clip_std + self.clip_mean                        # back to [0, 1]; padding -> CLIP's mean colour
         feats = self.vfm((pixels - self.imagenet_mean) / self.imagenet_std)  # [B, C, h, w]
         return dense_clip_features(self.clip.visual, x, feats, self.beta, self.gamma)

@@ -1,0 +1,63 @@
+"""A baseline that executes the way the original ProxyCLIP code does, on our own (identical) weights.
+
+The original runs one crop at a time (batch 1), computes the VFM's attention explicitly as
+softmax(Q Kᵀ) V, and runs CLIP's blocks sequence-first through `nn.MultiheadAttention` (so PyTorch's
+batch-first fast path never fires); on GPU everything is pure fp16 (METHOD §9). `make_original_like`
+builds that execution on a deep copy of a `ProxyCLIPSegmentor`: same architecture, same weights, so it
+must compute the same numbers in fp32 (tests/test_speed.py proves it), only more slowly.
+"""
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+
+from proxyclip.segmentor import ProxyCLIPSegmentor  # noqa: E402
+
+
+def make_original_like(seg: ProxyCLIPSegmentor, half: bool = False) -> ProxyCLIPSegmentor:
+    """A copy of `seg` that runs like the original: batch 1, explicit attention, sequence-first MHA.
+
+    half: pure fp16 (weights, images, logits), as the original's GPU runs; only meant for CUDA.
+    The text embeddings are computed (once) before copying, so the copy never encodes text.
+    """
+    if getattr(seg, "compiled", False):
+        raise ValueError("make_original_like needs an uncompiled segmentor (compile=False): compiled modules do not deep-copy")
+    seg.text_embeddings()
+    base = copy.deepcopy(seg)
+    base.crop_batch_size = 1                                    # one crop per forward, as mmseg's slide loop
+    for module in base.vfm.modules():
+        if hasattr(module, "fused_attn"):                        # timm Attention: explicit softmax(q kᵀ) v
+            module.fused_attn = False
+    transformer = base.clip.visual.transformer
+    transformer.batch_first = False                             # dense_clip_features transposes to [L, B, D]
+    for module in transformer.modules():
+        if isinstance(module, nn.MultiheadAttention):
+            module.batch_first = False                          # fast path needs batch_first=True: off
+    if half:
+        base.half()
+        # The original casts images to half before the model: every later tensor is fp16 too.
+        base._as_float = lambda image: _as_half(base, image)   # instance attribute shadows the method
+    return base.eval()
+
+
+def _as_half(seg: ProxyCLIPSegmentor, image: torch.Tensor) -> torch.Tensor:
+    """[3, h, w] uint8 or float in [0, 1] -> fp16 in [0, 1] on the model's device."""
+    image = image.to(seg.clip_mean.device)
+    return (image.float() / 255.0 if image.dtype == torch.uint8 else image.float()).half()
+
+
+def fused_attention_report(seg: nn.Module) -> dict[str, bool]:
+    """Which attention paths a segmentor's modules take: timm fused (SDPA) and CLIP batch-first MHA."""
+    timm_flags = [m.fused_attn for m in seg.vfm.modules() if hasattr(m, "fused_attn")]
+    mha = [m for m in seg.clip.visual.transformer.modules() if isinstance(m, nn.MultiheadAttention)]
+    return {
+        "vfm_fused_attn": bool(timm_flags) and all(timm_flags),
+        "clip_batch_first": bool(getattr(seg.clip.visual.transformer, "batch_first", True))
+        and all(m.batch_first for m in mha),
+    }

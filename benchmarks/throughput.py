@@ -1,0 +1,218 @@
+"""Throughput and peak memory of ProxyCLIP inference: an original-like baseline against ours, in one run.
+
+    .venv/bin/python benchmarks/throughput.py [--quick] [--device cuda] [--voc 6] [--city 3] [--crop-batch-size N]
+
+Variants, all CLIP ViT-B-16 + DINO ViT-B/8 with the same random weights (no checkpoints needed):
+  baseline  one crop at a time, explicit softmax(QKᵀ)V in the VFM, sequence-first MHA in CLIP (benchmarks/original_like.py);
+            fp32 on CPU, pure fp16 on GPU, as the original.
+  ours_fp32 crops batched (`crop_batch_size`: 4 on CPU, 16 on GPU), fused attention, fp32.
+  ours_bf16 the same under bf16 autocast.
+Inputs: VOC-like 500x375 images resized (2048, 336) keep-ratio (448x336, crop 336 / stride 112) and Cityscapes-like
+2048x1024 images resized (2048, 448) (896x448, crop 224 / stride 112), METHOD §5 and §7. The variants run image by
+image in rotating order, so that the machine's speed drifts hit all of them alike; speedups are ratios of median
+seconds per image, and the CPU share other processes took meanwhile is recorded. Results go to
+benchmarks/results/<machine>.json and .md. Targets: CPU fp32 >= 1.5x, bf16 >= 2x; GPU bf16 >= 5x and < 8 GB peak
+for the 2048x1024 image.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.measure import (OtherLoad, PeakMemory, data_wait_share, fake_image, keep_ratio_resize,  # noqa: E402
+                                device_name, machine_slug, synchronize)
+from benchmarks.original_like import fused_attention_report, make_original_like  # noqa: E402
+from benchmarks.report import setting_stats, summarise, write  # noqa: E402
+from proxyclip import ProxyCLIPSegmentor  # noqa: E402
+from proxyclip.sliding_window import sliding_windows  # noqa: E402
+
+SETTINGS = {  # name: original (H, W), METHOD §7 resize (long, short), crop, stride, file type for the DataLoader
+    "voc": dict(size=(375, 500), resize=(2048, 336), crop=336, stride=112, ext=".jpg"),
+    "cityscapes": dict(size=(1024, 2048), resize=(2048, 448), crop=224, stride=112, ext=".png"),
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="2 VOC-like and 1 Cityscapes-like image (~4 min on 2 cores)")
+    parser.add_argument("--voc", type=int, default=6, help="VOC-like images per variant")
+    parser.add_argument("--city", type=int, default=3, help="Cityscapes-like images per variant")
+    parser.add_argument("--crop-batch-size", type=int, default=None,
+                        help="crops per forward (default: 4 on CPU, where batches of 16 run 10-25 %% slower because their "
+                             "activations leave the cache; 16 on CUDA)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: "variant:setting", peak memory in a fresh process
+    args = parser.parse_args()
+    if args.quick:
+        args.voc, args.city = 2, 1
+    if args.crop_batch_size is None:
+        args.crop_batch_size = 16 if args.device == "cuda" else 4
+    return args
+
+
+def vocabulary(n: int = 20, seed: int = 0) -> list[str]:
+    """A random vocabulary of n made-up two-syllable-pair names (the weights are random anyway)."""
+    rng = random.Random(seed)
+    syllables = ["ba", "ko", "ri", "te", "mu", "sa", "lo", "ne", "pi", "du", "ga", "ve"]
+    return [" ".join("".join(rng.choice(syllables) for _ in range(2)) for _ in range(2)) for _ in range(n)]
+
+
+def build(args: argparse.Namespace, device: torch.device, quiet: bool = False) -> dict:
+    """{variant: (segmentor, autocast context factory)} with identical weights."""
+    torch.manual_seed(0)  # the same random weights every run: the text-embedding cache hits from the second run on
+    ours = ProxyCLIPSegmentor("ViT-B-16", None, "dino_vitb8", False, crop_batch_size=args.crop_batch_size,
+                              class_names=vocabulary()).eval().to(device)
+    start = time.perf_counter()
+    ours.text_embeddings()
+    base = make_original_like(ours, half=device.type == "cuda")
+    if not quiet:
+        print(f"text embeddings: {time.perf_counter() - start:.1f} s (disk cache: {ours.text_cache})", flush=True)
+        print(f"attention paths: ours {fused_attention_report(ours)}, baseline {fused_attention_report(base)}", flush=True)
+    plain = contextlib.nullcontext
+    return {"baseline": (base, plain), "ours_fp32": (ours, plain),
+            "ours_bf16": (ours, lambda: torch.autocast(device.type, dtype=torch.bfloat16))}
+
+
+def run_once(seg: ProxyCLIPSegmentor, autocast, image: torch.Tensor, out_size: tuple[int, int], device) -> tuple:
+    """(seconds, labels [H, W]) for one image at its original size."""
+    with torch.no_grad(), autocast():
+        synchronize(device)
+        start = time.perf_counter()
+        labels = seg.segment_batch([image], [out_size])[0]
+        synchronize(device)
+    return time.perf_counter() - start, labels
+
+
+def setting_images(cfg: dict, count: int, device: torch.device) -> list[torch.Tensor]:
+    """`count` photo-like images [3, h, w] uint8 of the setting's original size, keep-ratio resized (METHOD §7)."""
+    return [torch.from_numpy(keep_ratio_resize(fake_image(*cfg["size"], seed), *cfg["resize"])).permute(2, 0, 1).to(device)
+            for seed in range(count)]
+
+
+def run_setting(name: str, cfg: dict, count: int, variants: dict, device: torch.device, peaks: dict) -> dict:
+    """Time every variant on `count` images of one setting, in rotating order; labels compared pixel by pixel."""
+    images = setting_images(cfg, count, device)
+    crops = len(sliding_windows(*images[0].shape[-2:], cfg["crop"], cfg["stride"]))
+    for seg, _ in variants.values():
+        seg.crop_size, seg.stride = cfg["crop"], cfg["stride"]
+    names = list(variants)
+    times, labels = {n: [] for n in names}, {n: [] for n in names}
+    for index, image in enumerate(images):
+        for n in names[index % len(names):] + names[:index % len(names)]:
+            seconds, pred = run_once(*variants[n], image, cfg["size"], device)
+            times[n].append(seconds)
+            labels[n].append(pred)
+            print(f"  {name} image {index}: {n:9s} {seconds:7.2f} s", flush=True)
+    return {"images": count, "original_hw": list(cfg["size"]), "resized_hw": list(images[0].shape[-2:]),
+            "crop": cfg["crop"], "stride": cfg["stride"], "crops_per_image": crops, **setting_stats(times, peaks[name], labels)}
+
+
+def probe(args: argparse.Namespace, device: torch.device) -> None:
+    """Child process: peak memory of one variant on one image of one setting, after a one-crop warm-up."""
+    variant, name = args.probe.split(":")
+    cfg = SETTINGS[name]
+    seg, autocast = build(args, device, quiet=True)[variant]
+    seg.crop_size, seg.stride = cfg["crop"], cfg["stride"]
+    image = setting_images(cfg, 1, device)[0]
+    run_once(seg, autocast, image[:, :cfg["crop"], :cfg["crop"]], (cfg["crop"], cfg["crop"]), device)
+    with PeakMemory(device) as mem:
+        run_once(seg, autocast, image, cfg["size"], device)
+    print(f"PROBE {mem.peak_bytes}")
+
+
+def peak_memory(args: argparse.Namespace) -> dict:
+    """{setting: {variant: peak bytes}}, each measured in a fresh process (no allocator state left by other variants)."""
+    peaks = {name: {} for name in SETTINGS}
+    for name in SETTINGS:
+        for variant in ("baseline", "ours_fp32", "ours_bf16"):
+            command = [sys.executable, __file__, "--probe", f"{variant}:{name}", "--device", args.device,
+                       "--crop-batch-size", str(args.crop_batch_size)] + (["--threads", str(args.threads)] if args.threads else [])
+            out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            peaks[name][variant] = int(out.rsplit("PROBE ", 1)[1])
+            print(f"  peak memory {name} {variant}: {peaks[name][variant] / 2**20:.0f} MiB", flush=True)
+    return peaks
+
+
+def warm_up_and_estimate(variants: dict, counts: dict, device: torch.device) -> float:
+    """Two one-crop calls per variant and setting: the first pays one-off setup, the second predicts the run's seconds."""
+    estimate = 0.0
+    for name, cfg in SETTINGS.items():
+        h, w = keep_ratio_resize(fake_image(*cfg["size"], 0), *cfg["resize"]).shape[:2]
+        crops = len(sliding_windows(h, w, cfg["crop"], cfg["stride"]))
+        crop = torch.randint(0, 256, (3, cfg["crop"], cfg["crop"]), dtype=torch.uint8, device=device)
+        for seg, autocast in variants.values():
+            seg.crop_size, seg.stride = cfg["crop"], cfg["stride"]
+            run_once(seg, autocast, crop, (cfg["crop"], cfg["crop"]), device)          # first call: one-off setup
+            seconds = run_once(seg, autocast, crop, (cfg["crop"], cfg["crop"]), device)[0]
+            estimate += seconds * crops * (counts[name] + 1.5)   # + one image in the memory probe, + DataLoader pass
+    return estimate
+
+
+def loader_share(variants: dict, counts: dict, device: torch.device) -> dict:
+    """The fastest variant (ours_bf16) fed by a 2-worker DataLoader that decodes and resizes files."""
+    seg, autocast = variants["ours_bf16"]
+    out = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, cfg in SETTINGS.items():
+            paths = [Path(folder) / f"{name}_{i}{cfg['ext']}" for i in range(counts[name])]
+            for i, path in enumerate(paths):
+                cv2.imwrite(str(path), cv2.cvtColor(fake_image(*cfg["size"], i), cv2.COLOR_RGB2BGR))
+            seg.crop_size, seg.stride = cfg["crop"], cfg["stride"]
+
+            def run(images, cfg=cfg):
+                with torch.no_grad(), autocast():
+                    seg.segment_batch(images, [cfg["size"]] * len(images))
+
+            out[name] = data_wait_share(run, paths, *cfg["resize"], device)
+    return out
+
+
+def main() -> None:
+    args = parse_args()
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.probe:
+        return probe(args, device)
+    started = time.perf_counter()
+    variants = build(args, device)
+    counts = {"voc": args.voc, "cityscapes": args.city}
+    estimate = warm_up_and_estimate(variants, counts, device)
+    print(f"estimated remaining time: {estimate / 60:.1f} min (+ about 1 min to start the memory probes)", flush=True)
+    peaks = peak_memory(args)
+    with OtherLoad() as load:
+        settings = {name: run_setting(name, cfg, counts[name], variants, device, peaks) for name, cfg in SETTINGS.items()}
+    if load.share > 0.05:
+        print(f"WARNING: other processes used {100 * load.share:.0f} % of the CPU meanwhile: the timings are skewed.")
+    loader = loader_share(variants, counts, device)
+    print(write(summarise(header(args, device, load.share, time.perf_counter() - started), settings, loader, device), args.out))
+
+
+def header(args: argparse.Namespace, device: torch.device, other_load: float, wall_s: float) -> dict:
+    import open_clip
+    import timm
+
+    return {"machine": machine_slug(device), "device": device.type,
+            "device_name": device_name(device),
+            "torch": torch.__version__, "timm": timm.__version__, "open_clip": open_clip.__version__,
+            "python": platform.python_version(), "threads": torch.get_num_threads(), "crop_batch_size": args.crop_batch_size,
+            "models": "CLIP ViT-B-16 + DINO ViT-B/8, random weights", "vocabulary_classes": 20,
+            "baseline_precision": "fp16" if device.type == "cuda" else "fp32", "other_load_share": other_load, "wall_s": wall_s}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Speed paths compute the same thing: batching, the original-like baseline, fused attention, layouts, compile, bf16.
+
+Never timed: the benchmark (benchmarks/throughput.py) measures; these tests prove its variants agree.
+"""
+import copy
+import os
+import shutil
+
+import pytest
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from benchmarks.original_like import fused_attention_report, make_original_like
+from proxyclip import build_segmentor
+from proxyclip.clip_encoder import _is_plain_block, _residual_block
+from proxyclip.proxy_attention import proxy_attention
+from proxyclip.vfm import build_vfm
+from conftest import TINY_CONFIG, VOCAB
+
+TINY_VIT = dict(depth=2, embed_dim=32, num_heads=2)
+
+
+def random_image(h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(3, h, w, generator=g) * 255).to(torch.uint8)
+
+
+IMAGES = [random_image(150, 260, 0), random_image(112, 112, 1), random_image(200, 130, 2)]  # border crops of 3 shapes
+
+
+def twin(seg, **options):
+    """A tiny segmentor with `seg`'s weights and geometry, built with extra init options."""
+    other = build_segmentor(TINY_CONFIG, class_names=VOCAB, crop_size=seg.crop_size, stride=seg.stride,
+                            crop_batch_size=seg.crop_batch_size, **options).eval()
+    other.load_state_dict(seg.state_dict())
+    return other
+
+
+def test_crop_batching_equals_one_crop_at_a_time(tiny_segmentor):
+    seg = copy.deepcopy(tiny_segmentor)
+    results = {}
+    for size in (1, 3, 64):
+        seg.crop_batch_size = size
+        results[size] = seg(IMAGES)
+    for size in (3, 64):
+        for one, many in zip(results[1], results[size]):
+            torch.testing.assert_close(many, one, atol=1e-5, rtol=0)
+
+
+def test_original_like_baseline_computes_the_same(tiny_segmentor):
+    base = make_original_like(tiny_segmentor)
+    assert fused_attention_report(base) == {"vfm_fused_attn": False, "clip_batch_first": False}
+    assert base.crop_batch_size == 1
+    with torch.no_grad():
+        for ours, theirs in zip(tiny_segmentor(IMAGES), base(IMAGES)):
+            torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["dino_vitb8", "dinov2_vitb14_reg", "dinov3_vitb16", "mae_vit_base"])
+def test_every_timm_vfm_block_uses_fused_attention(name):
+    vfm = build_vfm(name, pretrained=False, model_kwargs=TINY_VIT)
+    attns = [block.attn for block in vfm.model.blocks]
+    assert attns and all(attn.fused_attn for attn in attns), "timm fell back to explicit softmax(q kᵀ) v"
+
+
+def test_clip_blocks_take_the_multihead_fast_path(tiny_segmentor):
+    transformer = tiny_segmentor.clip.visual.transformer
+    mha = [m for m in transformer.modules() if isinstance(m, nn.MultiheadAttention)]
+    assert transformer.batch_first and mha and all(m.batch_first for m in mha)
+    assert fused_attention_report(tiny_segmentor) == {"vfm_fused_attn": True, "clip_batch_first": True}
+    calls = []
+    original = torch._native_multi_head_attention
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    torch._native_multi_head_attention = counting  # what nn.MultiheadAttention calls on its fast path
+    try:
+        with torch.no_grad():
+            tiny_segmentor.dense_features(torch.rand(2, 3, 112, 112))
+    finally:
+        torch._native_multi_head_attention = original
+    assert len(calls) == len(transformer.resblocks) - 1  # every block but the last (proxy attention)
+
+
+class OpCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_proxy_attention_has_no_loop_over_heads_or_crops():
+    values, feats = torch.randn(3, 64, 7, 7), torch.randn(3, 32, 14, 14)  # 3 crops, 4 heads of 16 in D = 64
+    with OpCounter() as counter:
+        out = proxy_attention(values, feats, 1.2, 3.0)
+    assert out.shape == (3, 196, 64)
+    assert counter.ops.count("_softmax") == 1 and counter.ops.count("bmm") == 2  # one batched S and one A V
+
+
+def test_sdpa_block_equals_open_clip_block(tiny_segmentor):
+    block = tiny_segmentor.clip.visual.transformer.resblocks[0]
+    x = torch.randn(3, 50, block.attn.embed_dim)
+    assert _is_plain_block(block)
+    with torch.no_grad():
+        torch.testing.assert_close(_residual_block(block, x), block(x), atol=1e-5, rtol=0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ours, theirs = _residual_block(block, x), block(x)
+    torch.testing.assert_close(ours.float(), theirs.float(), atol=5e-2, rtol=5e-2)
+
+
+def test_channels_last_does_not_change_results(tiny_segmentor):
+    seg = twin(tiny_segmentor, channels_last=True)
+    assert seg.vfm.model.patch_embed.proj.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        for ours, theirs in zip(tiny_segmentor(IMAGES), seg(IMAGES)):
+            torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile (inductor) needs a C++ compiler on CPU")
+@pytest.mark.skipif(bool(os.environ.get("PROXYCLIP_SKIP_COMPILE_TEST")), reason="PROXYCLIP_SKIP_COMPILE_TEST is set")
+def test_compile_builds_and_runs(tiny_segmentor):
+    """Cold, inductor compiles the tiny model in ~15 s on 2 cores (~2 s from its on-disk cache): one crop shape only."""
+    seg = twin(tiny_segmentor, compile=True)
+    image = [random_image(112, 112, 3)]
+    with torch.no_grad():
+        torch.testing.assert_close(seg(image)[0], tiny_segmentor(image)[0], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="uncompiled"):
+        make_original_like(seg)
+
+
+def test_bf16_autocast_runs_on_cpu_and_mostly_agrees(tiny_segmentor):
+    with torch.no_grad():
+        reference = tiny_segmentor.segment_batch(IMAGES)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = tiny_segmentor(IMAGES)
+            labels = tiny_segmentor.segment_batch(IMAGES)
+    assert all(torch.isfinite(item).all() for item in logits)
+    agree = sum(int((a == b).sum()) for a, b in zip(labels, reference)) / sum(r.numel() for r in reference)
+    assert agree > 0.9, f"bf16 agrees with fp32 on only {agree:.1%} of pixels"

@@ -1,0 +1,106 @@
+"""The text-embedding disk cache: hit on the second run, invalidated by vocabulary or weights, never fatal."""
+import hashlib
+
+import pytest
+import torch
+
+from proxyclip import build_segmentor
+from proxyclip.text_cache import default_cache_dir, file_sha256, weights_identity
+from conftest import TINY_CONFIG, VOCAB
+
+
+class CountingEncoder:
+    """Wraps `model.encode_text` on the instance and counts the prompts it encodes."""
+
+    def __init__(self, model):
+        self.prompts, self.original = 0, model.encode_text
+        model.encode_text = self
+
+    def __call__(self, tokens, *args, **kwargs):
+        self.prompts += tokens.shape[0]
+        return self.original(tokens, *args, **kwargs)
+
+
+@pytest.fixture
+def seg(tmp_path):
+    torch.manual_seed(0)
+    return build_segmentor(TINY_CONFIG, class_names=VOCAB, text_cache_dir=str(tmp_path / "text")).eval()
+
+
+def embed(seg, vocabulary):
+    seg.set_vocabulary(vocabulary)   # forgets the in-memory embeddings: only the disk cache can spare the text tower
+    return seg.text_embeddings()
+
+
+def test_second_run_encodes_no_prompt(seg, tmp_path):
+    counter = CountingEncoder(seg.clip)
+    first = embed(seg, VOCAB)
+    assert counter.prompts == len(seg.queries) * 80
+    assert len(list((tmp_path / "text").glob("*.pt"))) == 1
+    second = embed(seg, VOCAB)
+    assert counter.prompts == len(seg.queries) * 80, "the cache was not used"
+    assert torch.equal(first, second)
+    assert not list((tmp_path / "text").glob("*.tmp")), "a temporary file was left behind"
+
+
+def test_a_new_process_with_the_same_random_model_hits(seg, tmp_path):
+    embed(seg, VOCAB)
+    torch.manual_seed(0)             # the same random weights, built again
+    again = build_segmentor(TINY_CONFIG, class_names=VOCAB, text_cache_dir=str(tmp_path / "text")).eval()
+    counter = CountingEncoder(again.clip)
+    torch.testing.assert_close(again.text_embeddings(), seg.text_embeddings(), atol=0, rtol=0)
+    assert counter.prompts == 0
+
+
+def test_vocabulary_change_invalidates(seg):
+    counter = CountingEncoder(seg.clip)
+    embed(seg, VOCAB)
+    before = counter.prompts
+    embed(seg, VOCAB + ["tree"])
+    assert counter.prompts == before + (len(seg.queries)) * 80
+
+
+def test_weight_change_invalidates(seg, tmp_path):
+    counter = CountingEncoder(seg.clip)
+    first = embed(seg, VOCAB)
+    with torch.no_grad():
+        seg.clip.text_projection.add_(0.1 * torch.randn_like(seg.clip.text_projection))  # other text weights
+    before = counter.prompts
+    second = embed(seg, VOCAB)
+    assert counter.prompts == before + len(seg.queries) * 80
+    assert not torch.allclose(first, second)
+    torch.manual_seed(1)
+    other = build_segmentor(TINY_CONFIG, class_names=VOCAB, text_cache_dir=str(tmp_path / "text"))
+    assert weights_identity(other.clip, None) != weights_identity(seg.clip, None)
+
+
+def test_unreadable_entry_is_recomputed(seg, tmp_path):
+    reference = embed(seg, VOCAB)
+    (entry,) = (tmp_path / "text").glob("*.pt")
+    entry.write_bytes(b"not a torch file")
+    counter = CountingEncoder(seg.clip)
+    with pytest.warns(UserWarning, match="unreadable"):
+        again = embed(seg, VOCAB)
+    assert counter.prompts > 0 and torch.equal(again, reference)
+    assert torch.load(entry, weights_only=True)["embeddings"].shape == reference.shape  # rewritten, readable
+
+
+def test_cache_off_and_folder_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROXYCLIP_CACHE_DIR", str(tmp_path / "root"))
+    assert default_cache_dir() == tmp_path / "root" / "text"
+    torch.manual_seed(0)
+    seg = build_segmentor(TINY_CONFIG, class_names=VOCAB)
+    seg.text_embeddings()
+    assert len(list((tmp_path / "root" / "text").glob("*.pt"))) == 1
+    off = build_segmentor(TINY_CONFIG, class_names=["tree"], text_cache=False)
+    off.text_embeddings()
+    assert len(list((tmp_path / "root" / "text").glob("*.pt"))) == 1
+
+
+def test_weight_identity_of_tags_and_files(tmp_path, seg):
+    assert weights_identity(seg.clip, "openai") == "tag:openai"
+    path = tmp_path / "clip.pt"
+    path.write_bytes(b"weights v1")
+    assert weights_identity(seg.clip, str(path)) == "file:" + hashlib.sha256(b"weights v1").hexdigest()
+    path.write_bytes(b"weights v2, longer")   # size (and mtime) change: the memo is not reused
+    assert file_sha256(path) == hashlib.sha256(b"weights v2, longer").hexdigest()
