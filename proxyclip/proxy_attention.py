@@ -9,13 +9,16 @@ def proxy_attention_weights(feats: torch.Tensor, beta: float, gamma: float) -> t
     """Attention from VFM features, one matrix per image, shared by every head.
 
     feats: [B, C, h, w] -> A: [B, hw, hw], rows sum to 1 over keys.
+    Every step after S works in place, so a crop holds one [hw, hw] matrix (SAM's 64 x 64 grid: 64 MiB).
     """
     fn = F.normalize(feats.flatten(2), dim=1)                  # [B, C, hw], unit columns
-    sim = fn.transpose(1, 2) @ fn                              # S: [B, hw, hw] cosine similarity
-    mean = sim.mean(dim=(1, 2), keepdim=True)                  # per image, never over the batch
-    logits = gamma * (sim - beta * mean)                       # S' = gamma * (S - beta * mean(S))
-    logits = logits.masked_fill(logits < 0, float("-inf"))    # keep only S' >= 0
-    return logits.softmax(dim=-1)
+    attn = fn.transpose(1, 2) @ fn                             # S: [B, hw, hw] cosine similarity
+    mean = attn.mean(dim=(1, 2), keepdim=True)                 # per image, never over the batch
+    attn.sub_(beta * mean).mul_(gamma)                         # S' = gamma * (S - beta * mean(S))
+    attn.masked_fill_(attn < 0, float("-inf"))                # keep only S' >= 0
+    # softmax over keys, in place: exp(S' - max) / sum
+    attn.sub_(attn.amax(dim=-1, keepdim=True)).exp_()
+    return attn.div_(attn.sum(dim=-1, keepdim=True))
 
 
 def proxy_attention(values: torch.Tensor, feats: torch.Tensor, beta: float, gamma: float) -> torch.Tensor:
