@@ -153,6 +153,14 @@ def resolve_names_file(value: str) -> Path:
                     f"with one class per line.")
 
 
+def display_names(class_names: Sequence[str], background_name: str | None = None) -> list[str]:
+    """One short name per class for tables and pictures: a line's first name, or `background_name` for class 0."""
+    names = [line.split("; ")[0] for line in class_names]
+    if background_name and names:
+        names[0] = background_name
+    return names
+
+
 def load_vocabulary(path: Path) -> list[str]:
     """The file's lines verbatim, surrounding whitespace stripped, empty lines dropped (no '; ' split)."""
     try:
@@ -205,6 +213,7 @@ class SegmentationDataModule(LightningDataModule):
     names_example: ClassVar[str] = ""
     prepare_hint: ClassVar[str] = ""
     check_label_range: bool = True
+    background_name: ClassVar[str | None] = None  # shown for class 0 when its line is a list of background synonyms
 
     def __init__(
         self,
@@ -257,6 +266,7 @@ class SegmentationDataModule(LightningDataModule):
         self.names_file = str(names_file)
         self.names_path = resolve_names_file(self.names_file)
         self.class_names: list[str] = load_vocabulary(self.names_path)
+        self.display_names = display_names(self.class_names, type(self).background_name)
         self.check_vocabulary()
         self.scan(self.root)  # a wrong root or a missing split file fails now, before any model is built
         self.dataset: SegmentationDataset | None = None

@@ -30,5 +30,6 @@ class COCOObjectDataModule(COCOStuffDataModule):
     num_classes = 81
     label_suffix = "_instanceTrainIds.png"
     names_example = "coco_object"
+    background_name = "background"
     prepare_hint = ("Make the *_instanceTrainIds.png labels once with "
                     "`python -m datamodules.prepare coco-object <root>`.")

@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from .base import load_vocabulary
+from .base import display_names, load_vocabulary
 from .errors import DataError, examples
 from .io import read_image
 from .transforms import A, KeepRatioResize
@@ -120,6 +120,7 @@ class ImageFolderDataModule(LightningDataModule):
         super().__init__()
         self.paths = find_images(inputs)
         self.class_names = resolve_vocabulary(vocabulary, background)
+        self.display_names = display_names(self.class_names, "background" if background else None)
         self.prob_thd, self.crop_size, self.stride = float(prob_thd), int(crop_size), int(stride)
         self.scale = None if scale is None else (int(scale[0]), int(scale[1]))
         self.batch_size, self.num_workers, self.pin_memory = int(batch_size), int(num_workers), bool(pin_memory)

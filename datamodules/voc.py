@@ -18,6 +18,7 @@ class VOCDataModule(SegmentationDataModule):
     split_file = "ImageSets/Segmentation/val.txt"
     root_example = "data/VOCdevkit/VOC2012"
     names_example = "voc21"
+    background_name = "background"
 
 
 class VOC20DataModule(VOCDataModule):

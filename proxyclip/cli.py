@@ -15,6 +15,7 @@ from .prediction_writer import PredictionWriter
 # data attribute -> model argument: the dataset config alone sets the vocabulary and the protocol (METHOD §7)
 LINKS = {
     "class_names": "class_names",
+    "display_names": "display_names",
     "prob_thd": "prob_thd",
     "crop_size": "crop_size",
     "stride": "stride",

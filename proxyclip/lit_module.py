@@ -23,6 +23,7 @@ class ProxyCLIPModule(L.LightningModule):
     Args:
         segmentor: the built segmentor (LightningCLI builds it from `model.segmentor` in the YAML).
         class_names: vocabulary, one entry per class, synonyms separated by "; " (linked from `data.class_names`).
+        display_names: one short name per class for results and pictures (linked; default: each class's first name).
         prob_thd: background threshold of the benchmark (linked from the DataModule; null keeps the segmentor's).
         crop_size: sliding-window crop of the benchmark (linked; null keeps the segmentor's).
         stride: sliding-window stride of the benchmark (linked; null keeps the segmentor's).
@@ -36,6 +37,7 @@ class ProxyCLIPModule(L.LightningModule):
         self,
         segmentor: ProxyCLIPSegmentor,
         class_names: list[str] | None = None,
+        display_names: list[str] | None = None,
         prob_thd: float | None = None,
         crop_size: int | None = None,
         stride: int | None = None,
@@ -53,6 +55,7 @@ class ProxyCLIPModule(L.LightningModule):
         if class_names is not None:
             segmentor.set_vocabulary(class_names)
         self.ignore_index, self.dataset_name, self.output_dir = ignore_index, dataset_name, output_dir
+        self.display_names = display_names
         self.num_panels, self._panels_saved = num_panels, 0
         self.metric = SegmentationMetric(max(segmentor.num_classes, 1), ignore_index)
         self.run_config: Any = None  # the resolved CLI config, set by main.py, written into metrics.json
@@ -83,13 +86,19 @@ class ProxyCLIPModule(L.LightningModule):
             if self.trainer.is_global_zero and self._panels_saved < self.num_panels:
                 self._save_panel(image, label, pred, path)
 
+    def class_labels(self) -> list[str]:
+        """Short class names for tables and pictures."""
+        names = self.segmentor.class_names
+        if self.display_names is not None and len(self.display_names) == len(names):
+            return list(self.display_names)
+        return [n.split("; ")[0] for n in names]
+
     def _save_panel(self, image: torch.Tensor, label: torch.Tensor, pred: torch.Tensor, path: str) -> None:
         """image (resized back to its ground truth's size for display) | ground truth | prediction."""
         size = tuple(label.shape[-2:])
         image = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0]
         image = image.clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
-        names = [n.split("; ")[0] for n in self.segmentor.class_names]
-        panel = comparison_panel(image, label.cpu().numpy(), pred.cpu().numpy(), names, self.ignore_index)
+        panel = comparison_panel(image, label.cpu().numpy(), pred.cpu().numpy(), self.class_labels(), self.ignore_index)
         folder = self.results_dir() / "panels"
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(panel).save(folder / f"{self._panels_saved:03d}_{Path(path).stem}.png")
@@ -99,7 +108,8 @@ class ProxyCLIPModule(L.LightningModule):
         metrics = self.metric.compute()  # sums the counts of every process
         for key in ("aAcc", "mIoU", "mAcc"):
             self.log(key, float(metrics[key]) * 100.0, rank_zero_only=True)
-        self.report = build_report(metrics, self.segmentor.class_names, self.dataset_name, self.run_config)
+        self.report = build_report(metrics, self.segmentor.class_names, self.dataset_name, self.run_config,
+                                   self.class_labels())
         if self.trainer.is_global_zero:
             out_dir = write_report(self.report, self.results_dir())
             names = [row["name"] for row in self.report["per_class"]]

@@ -42,7 +42,7 @@ class PredictionWriter(BasePredictionWriter):
             label_dtype = np.uint8 if len(names) <= 256 else np.uint16
             Image.fromarray(pred.astype(label_dtype)).save(folder / f"{stem}_labels.png")
             image = np.asarray(ImageOps.exif_transpose(Image.open(item["path"])).convert("RGB"))  # as OpenCV reads it
-            Image.fromarray(overlay_with_legend(image, pred, [n.split("; ")[0] for n in names])).save(folder / f"{stem}_overlay.png")
+            Image.fromarray(overlay_with_legend(image, pred, pl_module.class_labels())).save(folder / f"{stem}_overlay.png")
             colours = palette(len(names))
             counts = np.bincount(pred.ravel(), minlength=len(names))
             legend = [{"index": i, "name": n, "rgb": colours[i].tolist(), "pixels": int(counts[i])} for i, n in enumerate(names)]

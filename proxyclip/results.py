@@ -18,11 +18,13 @@ def _pct(value: torch.Tensor | float) -> float | None:
 
 
 def build_report(metrics: dict[str, torch.Tensor], class_names: list[str], dataset: str = "",
-                 config: Any = None) -> dict[str, Any]:
-    """A JSON-ready report; percentages at full precision (NaN -> null)."""
+                 config: Any = None, names: list[str] | None = None) -> dict[str, Any]:
+    """A JSON-ready report; percentages at full precision (NaN -> null). `names`: short class names
+    (default: each class's first query)."""
     counts = metrics["counts"].cpu().tolist()
+    names = names or [line.split("; ")[0] for line in class_names]
     per_class = [
-        {"index": c, "name": line.split("; ")[0], "queries": line, "IoU": _pct(metrics["IoU"][c]), "Acc": _pct(metrics["Acc"][c]),
+        {"index": c, "name": names[c], "queries": line, "IoU": _pct(metrics["IoU"][c]), "Acc": _pct(metrics["Acc"][c]),
          **{key: counts[k][c] for k, key in enumerate(COUNT_NAMES)}}
         for c, line in enumerate(class_names)
     ]

@@ -55,6 +55,7 @@ def test_voc21_end_to_end_in_a_subprocess(tmp_path):
     data_cfg = yaml.safe_load((REPO_ROOT / "configs/data/voc21.yaml").read_text())["init_args"]
     datamodule = VOCDataModule(**{**data_cfg, "root": str(root)})
     assert report["num_images"] == 6 and report["num_classes"] == 21
+    assert [row["name"] for row in report["per_class"]][:3] == ["background", "aeroplane", "bicycle"]
     assert report["counts"]["label"] == ground_truth_counts(datamodule).tolist()
     counts = np.array([report["counts"][k] for k in ("intersect", "union", "pred", "label")])
     assert report["mIoU"] == pytest.approx(100 * np.nanmean(counts[0] / counts[1]))
