@@ -112,8 +112,7 @@ class ProxyCLIPModule(L.LightningModule):
                                    self.class_labels())
         if self.trainer.is_global_zero:
             out_dir = write_report(self.report, self.results_dir())
-            names = [row["name"] for row in self.report["per_class"]]
-            chart = iou_bar_chart(names, [row["IoU"] for row in self.report["per_class"]],
+            chart = iou_bar_chart(self.class_labels(), [row["IoU"] for row in self.report["per_class"]],
                                   f"{self.dataset_name} per-class IoU (%), mIoU {self.report['mIoU'] or float('nan'):.2f}")
             Image.fromarray(chart).save(out_dir / "per_class_iou.png")
             rank_zero_info(markdown_summary(self.report) + f"\nResults written to {out_dir}/ (metrics.json, per_class.csv, "

@@ -23,30 +23,15 @@ import torch
 from torch import nn
 
 from .text import TEMPLATES, encode_queries
-from .weights import is_local_path
+from .weights import file_sha256, is_local_path
 
 FORMAT_VERSION = 1
-_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> sha256
 
 
 def default_cache_dir() -> Path:
     """`$PROXYCLIP_CACHE_DIR/text` when that variable is set, else `~/.cache/proxyclip/text`."""
     root = os.environ.get("PROXYCLIP_CACHE_DIR")
     return Path(root).expanduser() / "text" if root else Path.home() / ".cache" / "proxyclip" / "text"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file, computed once per (path, size, mtime) in this process."""
-    resolved = Path(path).expanduser().resolve()
-    stat = resolved.stat()
-    memo = (str(resolved), stat.st_size, stat.st_mtime_ns)
-    if memo not in _FILE_DIGESTS:
-        digest = hashlib.sha256()
-        with open(resolved, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
-        _FILE_DIGESTS[memo] = digest.hexdigest()
-    return _FILE_DIGESTS[memo]
 
 
 def text_tower_digest(model: nn.Module) -> str:

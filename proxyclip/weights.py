@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import socket
 from pathlib import Path
@@ -30,6 +31,22 @@ def is_local_path(value: object) -> bool:
     return isinstance(value, (str, os.PathLike)) and (
         os.sep in str(value) or str(value).endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, computed once per process and file version (path, size, mtime): checkpoints are gigabytes."""
+    resolved = Path(path).expanduser().resolve()
+    stat = resolved.stat()
+    return _sha256(str(resolved), stat.st_size, stat.st_mtime_ns)
 
 
 def load_state_dict_file(path: str | os.PathLike, prefix: str = "") -> dict[str, torch.Tensor]:

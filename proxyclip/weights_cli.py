@@ -9,8 +9,6 @@ offline message) as an evaluation is used. `weights_identity` is what `eval_all`
 from __future__ import annotations
 
 import argparse
-import functools
-import hashlib
 import inspect
 import os
 import sys
@@ -30,7 +28,7 @@ from .errors import ProxyCLIPError
 from .segmentor import ProxyCLIPSegmentor
 from .vfm import build_vfm, sam
 from .vfm.registry import get_vfm_entry
-from .weights import is_local_path
+from .weights import file_sha256, is_local_path
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 _CLIP_KEY, _VFM_KEY = "model.segmentor.clip_pretrained", "model.segmentor.vfm_pretrained"
@@ -76,21 +74,6 @@ def load_model_spec(config: str | os.PathLike) -> dict[str, Any]:
     defaults = {name: p.default for name, p in inspect.signature(ProxyCLIPSegmentor.__init__).parameters.items()
                 if p.default is not inspect.Parameter.empty}
     return {**defaults, **{k: v for k, v in segmentor_spec(data).items() if k != "class_path"}}
-
-
-@functools.lru_cache(maxsize=None)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file, computed once per process and file version (checkpoints are gigabytes)."""
-    stat = Path(path).stat()
-    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 def _hub_cached(repo: str, files: tuple[str, ...]) -> str:

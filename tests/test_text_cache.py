@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from proxyclip import build_segmentor
-from proxyclip.text_cache import default_cache_dir, file_sha256, weights_identity
+from proxyclip.text_cache import default_cache_dir, weights_identity
+from proxyclip.weights import file_sha256
 from conftest import TINY_CONFIG, VOCAB
 
 
