@@ -1,10 +1,11 @@
 """A baseline that executes the way the original ProxyCLIP code does, on our own (identical) weights.
 
 The original runs one crop at a time (batch 1), computes the VFM's attention explicitly as
-softmax(Q Kᵀ) V, and runs CLIP's blocks sequence-first through `nn.MultiheadAttention` (so PyTorch's
-batch-first fast path never fires); on GPU everything is pure fp16 (METHOD §9). `make_original_like`
-builds that execution on a deep copy of a `ProxyCLIPSegmentor`: same architecture, same weights, so it
-must compute the same numbers in fp32 (tests/test_speed.py proves it), only more slowly.
+softmax(Q Kᵀ) V, runs CLIP's blocks sequence-first through `nn.MultiheadAttention` (so PyTorch's
+batch-first fast path never fires), and uses PyTorch's own linear layers (MKL on CPU); on GPU everything
+is pure fp16 (METHOD §9). `make_original_like` builds that execution on a deep copy of a
+`ProxyCLIPSegmentor`: same architecture, same weights, so it must compute the same numbers in fp32
+(tests/test_speed.py proves it), only more slowly.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
+from proxyclip.onednn_linear import swap_linears  # noqa: E402
 from proxyclip.segmentor import ProxyCLIPSegmentor  # noqa: E402
 
 
@@ -31,6 +33,8 @@ def make_original_like(seg: ProxyCLIPSegmentor, half: bool = False) -> ProxyCLIP
     seg.text_embeddings()
     base = copy.deepcopy(seg)
     base.crop_batch_size = 1                                    # one crop per forward, as mmseg's slide loop
+    swap_linears(base, onednn=False)                            # PyTorch's own fp32 linears (MKL on CPU)
+    base.onednn_linear = False
     for module in base.vfm.modules():
         if hasattr(module, "fused_attn"):                        # timm Attention: explicit softmax(q kᵀ) v
             module.fused_attn = False

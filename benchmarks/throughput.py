@@ -5,8 +5,9 @@
 Variants, all CLIP ViT-B-16 + DINO ViT-B/8 with the same random weights (no checkpoints needed):
   baseline  one crop at a time, explicit softmax(QKᵀ)V in the VFM, sequence-first MHA in CLIP (benchmarks/original_like.py);
             fp32 on CPU, pure fp16 on GPU, as the original.
-  ours_fp32 crops batched (`crop_batch_size`: 4 on CPU, 16 on GPU), fused attention, fp32.
+  ours_fp32 crops batched (`crop_batch_size`: 4 on CPU, 16 on GPU), fused attention, fp32 (CPU linears on oneDNN).
   ours_bf16 the same under bf16 autocast.
+  ours_fp32_torch_linear (CPU only) ours_fp32 with PyTorch's own fp32 linears (MKL), to show what oneDNN adds.
 Inputs: VOC-like 500x375 images resized (2048, 336) keep-ratio (448x336, crop 336 / stride 112) and Cityscapes-like
 2048x1024 images resized (2048, 448) (896x448, crop 224 / stride 112), METHOD §5 and §7. The variants run image by
 image in rotating order, so that the machine's speed drifts hit all of them alike; speedups are ratios of median
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import platform
 import random
 import subprocess
@@ -36,6 +38,7 @@ from benchmarks.measure import (OtherLoad, PeakMemory, data_wait_share, fake_ima
 from benchmarks.original_like import fused_attention_report, make_original_like  # noqa: E402
 from benchmarks.report import setting_stats, summarise, write  # noqa: E402
 from proxyclip import ProxyCLIPSegmentor  # noqa: E402
+from proxyclip.onednn_linear import swap_linears  # noqa: E402
 from proxyclip.sliding_window import sliding_windows  # noqa: E402
 
 SETTINGS = {  # name: original (H, W), METHOD §7 resize (long, short), crop, stride, file type for the DataLoader
@@ -83,8 +86,13 @@ def build(args: argparse.Namespace, device: torch.device, quiet: bool = False) -
         print(f"text embeddings: {time.perf_counter() - start:.1f} s (disk cache: {ours.text_cache})", flush=True)
         print(f"attention paths: ours {fused_attention_report(ours)}, baseline {fused_attention_report(base)}", flush=True)
     plain = contextlib.nullcontext
-    return {"baseline": (base, plain), "ours_fp32": (ours, plain),
-            "ours_bf16": (ours, lambda: torch.autocast(device.type, dtype=torch.bfloat16))}
+    variants = {"baseline": (base, plain), "ours_fp32": (ours, plain),
+                "ours_bf16": (ours, lambda: torch.autocast(device.type, dtype=torch.bfloat16))}
+    if device.type == "cpu":
+        stock = copy.deepcopy(ours)
+        stock.onednn_linear = False
+        variants["ours_fp32_torch_linear"] = (swap_linears(stock, onednn=False), plain)
+    return variants
 
 
 def run_once(seg: ProxyCLIPSegmentor, autocast, image: torch.Tensor, out_size: tuple[int, int], device) -> tuple:
@@ -137,8 +145,9 @@ def probe(args: argparse.Namespace, device: torch.device) -> None:
 def peak_memory(args: argparse.Namespace) -> dict:
     """{setting: {variant: peak bytes}}, each measured in a fresh process (no allocator state left by other variants)."""
     peaks = {name: {} for name in SETTINGS}
+    variants = ("baseline", "ours_fp32", "ours_bf16") + (("ours_fp32_torch_linear",) if args.device == "cpu" else ())
     for name in SETTINGS:
-        for variant in ("baseline", "ours_fp32", "ours_bf16"):
+        for variant in variants:
             command = [sys.executable, __file__, "--probe", f"{variant}:{name}", "--device", args.device,
                        "--crop-batch-size", str(args.crop_batch_size)] + (["--threads", str(args.threads)] if args.threads else [])
             out = subprocess.run(command, capture_output=True, text=True, check=True).stdout

@@ -10,6 +10,7 @@ from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 
 from .errors import ProxyCLIPError, close_matches
+from .onednn_linear import linear as onednn_linear, onednn_applies
 from .pos_embed import resize_pos_embed_offset
 from .proxy_attention import proxy_attention
 from .weights import download_guard, is_local_path
@@ -79,12 +80,15 @@ def clip_patch_size(visual: nn.Module) -> tuple[int, int]:
     return tuple(visual.conv1.kernel_size)
 
 
-def dense_clip_features(visual: nn.Module, x: torch.Tensor, feats: torch.Tensor, beta: float, gamma: float) -> torch.Tensor:
+def dense_clip_features(visual: nn.Module, x: torch.Tensor, feats: torch.Tensor, beta: float, gamma: float,
+                        onednn: bool = False) -> torch.Tensor:
     """CLIP image tower with proxy attention in its last block (METHOD §3).
 
     visual: open_clip `VisionTransformer`; x: [B, 3, H, W] CLIP-normalised; feats: [B, C, h, w] VFM features.
+    onednn: fp32 CPU projections through oneDNN (`onednn_linear`), including the attention's packed ones.
     Returns L2-normalised embeddings [B, D_out, h, w], one per VFM patch.
     """
+    lin = onednn_linear if onednn else F.linear
     tokens = visual.conv1(x)                                       # [B, W, gh, gw]; floor(H / p) tokens
     b, width, gh, gw = tokens.shape
     tokens = tokens.flatten(2).transpose(1, 2)                     # [B, gh*gw, W]
@@ -100,10 +104,12 @@ def dense_clip_features(visual: nn.Module, x: torch.Tensor, feats: torch.Tensor,
     # Under autocast nn.MultiheadAttention leaves its fast path; its slow path then projects a transposed,
     # non-contiguous [L, B, W] view, which bf16 matmul on CPU serves by expanding the weight into an
     # [L, W, 3W] copy per block (~60 % of a bf16 crop). `_residual_block` computes the same block with
-    # contiguous batch-first projections; without autocast open_clip's own blocks (fast path) run.
-    sdpa_blocks = getattr(transformer, "batch_first", True) and torch.is_autocast_enabled(h.device.type)
+    # contiguous batch-first projections. The fast path also hides its projections from oneDNN. Otherwise
+    # open_clip's own blocks (fast path) run.
+    sdpa_blocks = getattr(transformer, "batch_first", True) and (
+        torch.is_autocast_enabled(h.device.type) or (onednn and onednn_applies(h, transformer.resblocks[0].attn.in_proj_weight)))
     for block in transformer.resblocks[:-1]:                       # open_clip's own blocks, unchanged
-        h = _residual_block(block, h) if sdpa_blocks and _is_plain_block(block) else block(h)
+        h = _residual_block(block, h, lin) if sdpa_blocks and _is_plain_block(block) else block(h)
     if not getattr(transformer, "batch_first", True):
         h = h.transpose(0, 1)
 
@@ -111,12 +117,12 @@ def dense_clip_features(visual: nn.Module, x: torch.Tensor, feats: torch.Tensor,
     attn = last.attn
     y = last.ln_1(h)
     v_bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * width:]
-    v = F.linear(y[:, 1:], attn.in_proj_weight[2 * width:], v_bias)  # value projection only: [B, gh*gw, W]
+    v = lin(y[:, 1:], attn.in_proj_weight[2 * width:], v_bias)    # value projection only: [B, gh*gw, W]
     v = v.transpose(1, 2).reshape(b, width, gh, gw)
     out = attn.out_proj(proxy_attention(v, feats, beta, gamma))  # [B, h*w, W]; no residual, no MLP
     out = visual.ln_post(out)
     if visual.proj is not None:
-        out = out @ visual.proj                                     # [B, h*w, D_out]
+        out = lin(out, visual.proj.t())                             # out @ proj: [B, h*w, D_out]
     out = F.normalize(out, dim=-1)
     return out.transpose(1, 2).reshape(b, out.shape[-1], *feats.shape[-2:])
 
@@ -129,16 +135,18 @@ def _is_plain_block(block: nn.Module) -> bool:
             and attn.bias_k is None and not attn.add_zero_attn and not block.training)
 
 
-def _residual_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _residual_block(block: nn.Module, x: torch.Tensor, lin=F.linear) -> torch.Tensor:
     """open_clip's `ResidualAttentionBlock.forward` (eval, no mask) on batch-first x: [B, L, W] -> [B, L, W].
 
     The attention is nn.MultiheadAttention's own computation (packed in-projection, softmax(q kᵀ / sqrt(d)) v
-    per head, out-projection), with the in-projection on the contiguous [B, L, W] input.
+    per head, out-projection), with the in-projection on the contiguous [B, L, W] input; `lin` computes
+    the two projections (F.linear or `onednn_linear.linear`).
     """
     attn = block.attn
     b, n, width = x.shape
-    qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)              # [B, L, 3W]
+    qkv = lin(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)                   # [B, L, 3W]
     q, k, v = qkv.view(b, n, 3, attn.num_heads, width // attn.num_heads).permute(2, 0, 3, 1, 4)  # 3 x [B, heads, L, hd]
     o = F.scaled_dot_product_attention(q, k, v)                                          # [B, heads, L, hd]
-    x = x + block.ls_1(attn.out_proj(o.transpose(1, 2).reshape(b, n, width)))
+    o = lin(o.transpose(1, 2).reshape(b, n, width), attn.out_proj.weight, attn.out_proj.bias)
+    x = x + block.ls_1(o)
     return x + block.ls_2(block.mlp(block.ln_2(x)))

@@ -12,6 +12,7 @@ from torch import nn
 
 from .clip_encoder import build_clip, clip_patch_size, dense_clip_features
 from .errors import ProxyCLIPError
+from .onednn_linear import swap_linears
 from .sliding_window import Window, pad_to_multiple, sliding_windows
 from .text import encode_queries, parse_vocabulary
 from .text_cache import cached_encode_queries
@@ -47,6 +48,8 @@ class ProxyCLIPSegmentor(nn.Module):
         text_cache_dir: the cache folder (default: $PROXYCLIP_CACHE_DIR/text, else ~/.cache/proxyclip/text).
         compile: torch.compile the VFM and CLIP's blocks (first calls per crop shape compile; same results).
         channels_last: channels-last memory format for the patch convolutions and the crops (same results).
+        onednn_linear: fp32 linear layers on CPU through oneDNN, which uses AVX-512 where MKL (PyTorch's
+            default) would not, e.g. on AMD; same results up to rounding. No effect on GPUs or under autocast.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class ProxyCLIPSegmentor(nn.Module):
         text_cache_dir: str | None = None,
         compile: bool = False,
         channels_last: bool = False,
+        onednn_linear: bool = True,
     ) -> None:
         super().__init__()
         self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained)
@@ -77,6 +81,10 @@ class ProxyCLIPSegmentor(nn.Module):
         self.clip_model_name, self.clip_pretrained = clip_model, clip_pretrained   # the text cache's key
         self.text_cache, self.text_cache_dir = text_cache, text_cache_dir
         self.channels_last, self.compiled = channels_last, compile   # not `self.compile`: nn.Module has that method
+        self.onednn_linear = onednn_linear
+        if onednn_linear:   # same parameters and state_dict keys; before compiling, so that compile traces them
+            swap_linears(self.vfm)
+            swap_linears(self.clip)
         if channels_last:   # only 4-D weights (the patch convolutions) change layout
             self.vfm.to(memory_format=torch.channels_last)
             self.clip.visual.to(memory_format=torch.channels_last)
@@ -141,7 +149,7 @@ class ProxyCLIPSegmentor(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         pixels = x * self.clip_std + self.clip_mean                        # back to [0, 1]; padding -> CLIP's mean colour
         feats = self.vfm((pixels - self.imagenet_mean) / self.imagenet_std)  # [B, C, h, w]
-        return dense_clip_features(self.clip.visual, x, feats, self.beta, self.gamma)
+        return dense_clip_features(self.clip.visual, x, feats, self.beta, self.gamma, onednn=self.onednn_linear)
 
     def dense_features(self, crops: torch.Tensor) -> torch.Tensor:
         """crops: [B, 3, H, W] RGB in [0, 1] -> L2-normalised proxy-attention CLIP embeddings [B, D, h, w]."""

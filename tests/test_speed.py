@@ -64,25 +64,36 @@ def test_every_timm_vfm_block_uses_fused_attention(name):
     assert attns and all(attn.fused_attn for attn in attns), "timm fell back to explicit softmax(q kᵀ) v"
 
 
-def test_clip_blocks_take_the_multihead_fast_path(tiny_segmentor):
-    transformer = tiny_segmentor.clip.visual.transformer
-    mha = [m for m in transformer.modules() if isinstance(m, nn.MultiheadAttention)]
-    assert transformer.batch_first and mha and all(m.batch_first for m in mha)
-    assert fused_attention_report(tiny_segmentor) == {"vfm_fused_attn": True, "clip_batch_first": True}
-    calls = []
-    original = torch._native_multi_head_attention
+def count_calls(owner, name, run):
+    """How often `owner.name` is called while `run()` runs."""
+    calls, original = [], getattr(owner, name)
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    torch._native_multi_head_attention = counting  # what nn.MultiheadAttention calls on its fast path
+    setattr(owner, name, counting)
     try:
         with torch.no_grad():
-            tiny_segmentor.dense_features(torch.rand(2, 3, 112, 112))
+            run()
     finally:
-        torch._native_multi_head_attention = original
-    assert len(calls) == len(transformer.resblocks) - 1  # every block but the last (proxy attention)
+        setattr(owner, name, original)
+    return len(calls)
+
+
+def test_clip_blocks_use_fused_attention(tiny_segmentor):
+    transformer = tiny_segmentor.clip.visual.transformer
+    mha = [m for m in transformer.modules() if isinstance(m, nn.MultiheadAttention)]
+    assert transformer.batch_first and mha and all(m.batch_first for m in mha)
+    assert fused_attention_report(tiny_segmentor) == {"vfm_fused_attn": True, "clip_batch_first": True}
+    crops = torch.rand(2, 3, 112, 112)
+    stock = twin(tiny_segmentor, onednn_linear=False)
+    # PyTorch's linears: open_clip's own blocks, on nn.MultiheadAttention's fast path
+    calls = count_calls(torch, "_native_multi_head_attention", lambda: stock.dense_features(crops))
+    assert calls == len(transformer.resblocks) - 1  # every block but the last (proxy attention)
+    # oneDNN linears (fp32 CPU): the same blocks through `_residual_block`, i.e. SDPA, as the VFM's blocks
+    calls = count_calls(torch.nn.functional, "scaled_dot_product_attention", lambda: tiny_segmentor.dense_features(crops))
+    assert calls == len(transformer.resblocks) - 1 + len(tiny_segmentor.vfm.model.blocks)
 
 
 class OpCounter(TorchDispatchMode):

@@ -1,0 +1,70 @@
+"""fp32 CPU linears through oneDNN compute what PyTorch's own do, and step aside where they must."""
+import pytest
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from proxyclip.onednn_linear import OneDNNLinear, _AVAILABLE, linear, onednn_applies, swap_linears
+from test_speed import IMAGES, twin
+
+pytestmark = pytest.mark.skipif(not _AVAILABLE, reason="oneDNN's linear is only used on x86 CPUs with mkldnn")
+
+
+class LinearOps(TorchDispatchMode):
+    """Counts aten linear/matmul kernels by backend."""
+
+    def __init__(self):
+        super().__init__()
+        self.onednn = self.torch = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        self.onednn += name == "_linear_pointwise"
+        self.torch += name in ("addmm", "mm", "linear")  # bmm: proxy attention, logits (no weights)
+        return func(*args, **(kwargs or {}))
+
+
+def test_linear_matches_torch_and_falls_back_where_it_must():
+    x, weight, bias = torch.randn(2, 50, 64), torch.randn(96, 64), torch.randn(96)
+    with torch.no_grad():
+        assert onednn_applies(x, weight)
+        with LinearOps() as ops:
+            ours = linear(x.transpose(0, 1), weight, bias)           # non-contiguous input too
+        assert ops.onednn == 1 and ops.torch == 0
+        torch.testing.assert_close(ours, torch.nn.functional.linear(x.transpose(0, 1), weight, bias), atol=1e-5, rtol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):           # autocast owns the precision
+            assert not onednn_applies(x, weight) and linear(x, weight, bias).dtype == torch.bfloat16
+        assert not onednn_applies(x.double(), weight.double())
+    x.requires_grad_(True)                                           # the oneDNN op has no backward
+    assert not onednn_applies(x, weight)
+    linear(x, weight, bias).sum().backward()
+    assert x.grad is not None
+
+
+def test_swap_linears_round_trip_keeps_parameters():
+    model = nn.Sequential(nn.Linear(4, 8), nn.MultiheadAttention(8, 2, batch_first=True), nn.Linear(8, 2, bias=False))
+    weights = [p.data_ptr() for p in model.parameters()]
+    keys = list(model.state_dict())
+    swap_linears(model)
+    assert type(model[0]) is OneDNNLinear and type(model[1].out_proj) is OneDNNLinear and type(model[2]) is OneDNNLinear
+    assert model[2].bias is None and [p.data_ptr() for p in model.parameters()] == weights and list(model.state_dict()) == keys
+    swap_linears(model, onednn=False)
+    assert not any(isinstance(m, OneDNNLinear) for m in model.modules())
+    assert [p.data_ptr() for p in model.parameters()] == weights
+
+
+def test_segmentor_with_onednn_linears_computes_the_same(tiny_segmentor):
+    assert tiny_segmentor.onednn_linear and any(isinstance(m, OneDNNLinear) for m in tiny_segmentor.vfm.modules())
+    stock = twin(tiny_segmentor, onednn_linear=False)
+    assert not any(isinstance(m, OneDNNLinear) for m in stock.modules())
+    assert list(stock.state_dict()) == list(tiny_segmentor.state_dict())
+    with torch.no_grad():
+        tiny_segmentor.text_embeddings(), stock.text_embeddings()  # once per vocabulary; the image path is what counts
+        with LinearOps() as ops:
+            ours = tiny_segmentor(IMAGES)
+        assert ops.onednn > 0 and ops.torch == 0, "an fp32 CPU linear left oneDNN"
+        with LinearOps() as ops:
+            theirs = stock(IMAGES)
+        assert ops.onednn == 0
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
