@@ -58,7 +58,7 @@ def write(report: dict, out: Path) -> str:
     lines = [f"# Throughput on {report['device_name']} ({report['device']}, {report['threads']} threads, torch {report['torch']})", "",
              f"{report['models']}; {report['vocabulary_classes']}-class random vocabulary; crop_batch_size {report['crop_batch_size']}. "
              f"Baseline = original-like execution ({report['baseline_precision']}, one crop at a time, explicit softmax(QKᵀ)V in the "
-             "VFM, sequence-first nn.MultiheadAttention in CLIP). Variants alternate image by image; s / image is the median. "
+             "VFM, sequence-first nn.MultiheadAttention in CLIP, PyTorch's own linear layers). Variants alternate image by image; s / image is the median. "
              "Peak memory: one image in a fresh process per variant, above the level after loading "
              "(CPU: sampled resident set size; GPU: torch.cuda.max_memory_allocated).", "",
              "| setting | variant | images | s / image | images/s | peak memory (MiB) | speedup vs baseline |",

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import yaml
 from lightning.pytorch import LightningDataModule

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from lightning.pytorch import seed_everything
 
 from conftest import REPO_ROOT, TINY_CONFIG

@@ -155,3 +155,25 @@ def test_bf16_autocast_runs_on_cpu_and_mostly_agrees(tiny_segmentor):
     assert all(torch.isfinite(item).all() for item in logits)
     agree = sum(int((a == b).sum()) for a, b in zip(labels, reference)) / sum(r.numel() for r in reference)
     assert agree > 0.9, f"bf16 agrees with fp32 on only {agree:.1%} of pixels"
+
+
+def test_benchmark_report_names_a_speedup_per_variant(tmp_path):
+    """The report's arithmetic on made-up timings: ratios of medians, geometric means, targets, the Markdown rows."""
+    from benchmarks.report import setting_stats, summarise, write
+
+    labels = [torch.zeros(4, 4, dtype=torch.long)]
+    times = {"baseline": [8.0, 9.0, 8.0], "ours_fp32": [4.0, 4.5, 4.0], "ours_bf16": [2.0, 2.0, 3.0],
+             "ours_fp32_torch_linear": [8.0, 6.0, 6.0]}
+    stats = setting_stats(times, {name: 2**20 for name in times}, {name: labels for name in times})
+    assert (stats["speedup_fp32"], stats["speedup_bf16"], stats["speedup_fp32_torch_linear"]) == (2.0, 4.0, 8.0 / 6.0)
+    settings = {"voc": {**stats, "images": 3, "resized_hw": [336, 448], "crops_per_image": 2, "crop": 336},
+                "cityscapes": {**stats, "speedup_fp32": 0.5, "images": 3, "resized_hw": [448, 896], "crops_per_image": 21,
+                               "crop": 224}}
+    header = {"machine": "test-machine", "device": "cpu", "device_name": "test", "threads": 2, "torch": torch.__version__,
+              "models": "tiny", "vocabulary_classes": 3, "crop_batch_size": 4, "baseline_precision": "fp32",
+              "other_load_share": 0.0, "wall_s": 1.0}
+    report = summarise(header, settings, {}, torch.device("cpu"))
+    assert report["speedup_fp32"] == pytest.approx(1.0) and report["targets_met"] == {"speedup_fp32": False, "speedup_bf16": True}
+    text = write(report, tmp_path)
+    assert "| voc 448x336 (2 crops of 336) | ours_fp32_torch_linear | 3 | 6.00 |" in text
+    assert (tmp_path / "test-machine.json").is_file()
