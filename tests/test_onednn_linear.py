@@ -5,7 +5,9 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from proxyclip.onednn_linear import OneDNNLinear, _AVAILABLE, linear, onednn_applies, swap_linears
+from proxyclip.vfm import build_vfm, list_vfms
 from test_speed import IMAGES, twin
+from test_vfm import tiny
 
 pytestmark = pytest.mark.skipif(not _AVAILABLE, reason="oneDNN's linear is only used on x86 CPUs with mkldnn")
 
@@ -68,3 +70,18 @@ def test_segmentor_with_onednn_linears_computes_the_same(tiny_segmentor):
         assert ops.onednn == 0
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", list_vfms())
+def test_every_registered_vfm_computes_the_same_on_onednn(name):
+    """Every family's linears (timm's [B, N, C], SAM's windowed [B, H, W, C]) go to oneDNN with unchanged features."""
+    torch.manual_seed(0)
+    vfm = build_vfm(name, pretrained=False, model_kwargs=tiny(name))
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        reference = vfm(x)
+        swap_linears(vfm)
+        with LinearOps() as ops:
+            ours = vfm(x)
+    assert ops.onednn > 0 and ops.torch == 0
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
