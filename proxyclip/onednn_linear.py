@@ -17,8 +17,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_AVAILABLE = (platform.machine().lower() in ("x86_64", "amd64") and torch.backends.mkldnn.is_available()
-              and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+def _probe() -> bool:
+    """The op is inductor's, not public API: use it only if it exists and computes F.linear on this build."""
+    if platform.machine().lower() not in ("x86_64", "amd64") or not torch.backends.mkldnn.is_available():
+        return False
+    # fixed values, not torch.randn: importing must not move the user's random state
+    x, weight, bias = torch.linspace(-1, 1, 120).view(3, 5, 8), torch.linspace(1, -2, 32).view(4, 8), torch.arange(4.0)
+    try:
+        with torch.no_grad():
+            out = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    except (AttributeError, RuntimeError, TypeError):
+        return False
+    return bool(torch.allclose(out, F.linear(x, weight, bias), atol=1e-5))
+
+
+_AVAILABLE = _probe()
 
 
 def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
