@@ -18,7 +18,6 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
-from proxyclip.onednn_linear import swap_linears  # noqa: E402
 from proxyclip.segmentor import ProxyCLIPSegmentor  # noqa: E402
 
 
@@ -33,8 +32,7 @@ def make_original_like(seg: ProxyCLIPSegmentor, half: bool = False) -> ProxyCLIP
     seg.text_embeddings()
     base = copy.deepcopy(seg)
     base.crop_batch_size = 1                                    # one crop per forward, as mmseg's slide loop
-    swap_linears(base, onednn=False)                            # PyTorch's own fp32 linears (MKL on CPU)
-    base.onednn_linear = False
+    base.use_onednn_linear(False)                               # PyTorch's own fp32 linears (MKL on CPU)
     for module in base.vfm.modules():
         if hasattr(module, "fused_attn"):                        # timm Attention: explicit softmax(q kᵀ) v
             module.fused_attn = False

@@ -11,6 +11,11 @@ import torch
 TARGETS = {"cpu": {"speedup_fp32": 1.5, "speedup_bf16": 2.0}, "cuda": {"speedup_bf16": 5.0, "cityscapes_bf16_peak_gb": 8.0}}
 
 
+def speedup_key(variant: str) -> str:
+    """ours_fp32 -> speedup_fp32, ours_fp32_torch_linear -> speedup_fp32_torch_linear."""
+    return f"speedup_{variant.removeprefix('ours_')}"
+
+
 def agreement(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     """Percentage of pixels with the same label."""
     return 100.0 * sum(int((x == y).sum()) for x, y in zip(a, b)) / sum(y.numel() for y in b)
@@ -25,10 +30,10 @@ def setting_stats(times: dict[str, list[float]], peaks: dict[str, int], labels: 
         out["variants"][name] = {"seconds": seconds, "median_s": median, "images_per_s": 1 / median,
                                  "images_per_s_mean": len(seconds) / sum(seconds), "peak_mem_mb": peaks[name] / 2**20}
     base = out["variants"]["baseline"]
-    for name, ours in out["variants"].items():   # ours_fp32 -> speedup_fp32, ours_bf16 -> speedup_bf16, ...
+    for name, ours in out["variants"].items():
         if name != "baseline":
-            out[f"speedup_{name.removeprefix('ours_')}"] = base["median_s"] / ours["median_s"]
-            out[f"speedup_{name.removeprefix('ours_')}_mean"] = sum(base["seconds"]) / sum(ours["seconds"])
+            out[speedup_key(name)] = base["median_s"] / ours["median_s"]
+            out[f"{speedup_key(name)}_mean"] = sum(base["seconds"]) / sum(ours["seconds"])
     out["bf16_pixel_agreement"] = agreement(labels["ours_bf16"], labels["ours_fp32"])
     out["baseline_pixel_agreement"] = agreement(labels["baseline"], labels["ours_fp32"])
     return out
@@ -38,7 +43,7 @@ def summarise(header: dict, settings: dict, loader: dict, device: torch.device) 
     """The whole report: `header` facts, per-setting results, overall speedups (geometric means), targets."""
     report = dict(header)
     first = next(iter(settings.values()))
-    for key in [f"speedup_{name.removeprefix('ours_')}" for name in first["variants"] if name != "baseline"]:
+    for key in [speedup_key(name) for name in first["variants"] if name != "baseline"]:
         report[key] = math.exp(sum(math.log(s[key]) for s in settings.values()) / len(settings))
     report["bf16_pixel_agreement"] = sum(s["bf16_pixel_agreement"] for s in settings.values()) / len(settings)
     report["settings"], report["dataloader"] = settings, loader
@@ -65,7 +70,7 @@ def write(report: dict, out: Path) -> str:
              "|---|---|---|---|---|---|---|"]
     for name, s in report["settings"].items():
         for variant, v in s["variants"].items():
-            speed = s[f"speedup_{variant.removeprefix('ours_')}"] if variant != "baseline" else 1.0
+            speed = s[speedup_key(variant)] if variant != "baseline" else 1.0
             lines.append(f"| {name} {s['resized_hw'][1]}x{s['resized_hw'][0]} ({s['crops_per_image']} crops of {s['crop']}) | "
                          f"{variant} | {s['images']} | {v['median_s']:.2f} | {v['images_per_s']:.3f} | {v['peak_mem_mb']:.0f} | {speed:.2f}x |")
     targets = ", ".join(f"{k} >= {v}" if k.startswith("speedup") else f"{k} < {v}" for k, v in report["targets"].items())

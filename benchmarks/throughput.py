@@ -38,7 +38,6 @@ from benchmarks.measure import (OtherLoad, PeakMemory, data_wait_share, fake_ima
 from benchmarks.original_like import fused_attention_report, make_original_like  # noqa: E402
 from benchmarks.report import setting_stats, summarise, write  # noqa: E402
 from proxyclip import ProxyCLIPSegmentor  # noqa: E402
-from proxyclip.onednn_linear import swap_linears  # noqa: E402
 from proxyclip.sliding_window import sliding_windows  # noqa: E402
 
 SETTINGS = {  # name: original (H, W), METHOD §7 resize (long, short), crop, stride, file type for the DataLoader
@@ -89,9 +88,7 @@ def build(args: argparse.Namespace, device: torch.device, quiet: bool = False) -
     variants = {"baseline": (base, plain), "ours_fp32": (ours, plain),
                 "ours_bf16": (ours, lambda: torch.autocast(device.type, dtype=torch.bfloat16))}
     if device.type == "cpu":
-        stock = copy.deepcopy(ours)
-        stock.onednn_linear = False
-        variants["ours_fp32_torch_linear"] = (swap_linears(stock, onednn=False), plain)
+        variants["ours_fp32_torch_linear"] = (copy.deepcopy(ours).use_onednn_linear(False), plain)
     return variants
 
 
@@ -142,10 +139,9 @@ def probe(args: argparse.Namespace, device: torch.device) -> None:
     print(f"PROBE {mem.peak_bytes}")
 
 
-def peak_memory(args: argparse.Namespace) -> dict:
+def peak_memory(args: argparse.Namespace, variants: list[str]) -> dict:
     """{setting: {variant: peak bytes}}, each measured in a fresh process (no allocator state left by other variants)."""
     peaks = {name: {} for name in SETTINGS}
-    variants = ("baseline", "ours_fp32", "ours_bf16") + (("ours_fp32_torch_linear",) if args.device == "cpu" else ())
     for name in SETTINGS:
         for variant in variants:
             command = [sys.executable, __file__, "--probe", f"{variant}:{name}", "--device", args.device,
@@ -202,7 +198,7 @@ def main() -> None:
     counts = {"voc": args.voc, "cityscapes": args.city}
     estimate = warm_up_and_estimate(variants, counts, device)
     print(f"estimated remaining time: {estimate / 60:.1f} min (+ about 1 min to start the memory probes)", flush=True)
-    peaks = peak_memory(args)
+    peaks = peak_memory(args, list(variants))
     with OtherLoad() as load:
         settings = {name: run_setting(name, cfg, counts[name], variants, device, peaks) for name, cfg in SETTINGS.items()}
     if load.share > 0.05:

@@ -23,12 +23,7 @@ class ADE20KDataModule(SegmentationDataModule):
 class ADE847DataModule(TifLabelDataModule):
     """ADE20K-847 (CAT-Seg preparation): `ADE20K_2021_17_01` with `images_detectron2/validation/<id>.jpg`
     and `annotations_detectron2/validation/<id>.tif` (uint16, 0..846, 65535 ignore; 255 is an ordinary
-    class); images sorted by name.
-
-    `legacy_ignore_255=True` reproduces the original harness: `ignore_index` becomes 255 and label
-    values >= 847 (the 65535 pixels) pass through unvalidated; its metric (mmseg's `histc` over
-    [0, 846]) drops that ground truth but still counts the predictions on those pixels (the model's
-    metric does that from `ignore_index`).
+    class); images sorted by name. `legacy_ignore_255`: see `TifLabelDataModule`.
     """
 
     dataset_name = "ade847"
@@ -36,7 +31,6 @@ class ADE847DataModule(TifLabelDataModule):
     image_dir = "images_detectron2/validation"
     label_dir = "annotations_detectron2/validation"
     image_suffix = ".jpg"
-    label_suffix = ".tif"
     split_file = None
     root_example = "data/ADE20K_2021_17_01"
     names_example = "ade20k847"

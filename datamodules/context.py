@@ -32,12 +32,7 @@ class Context59DataModule(ContextDataModule):
 class Context459DataModule(TifLabelDataModule):
     """PASCAL Context 459 (CAT-Seg preparation): the VOC2010 root, `JPEGImages/<id>.jpg`,
     `annotations_detectron2/pc459_val/<id>.tif` (uint16, 0..458, 65535 ignore; 255 is an ordinary
-    class) and the ids of `ImageSets/SegmentationContext/val.txt`.
-
-    `legacy_ignore_255=True` reproduces the original harness: `ignore_index` becomes 255 and label
-    values >= 459 (the 65535 pixels) pass through unvalidated; its metric (mmseg's `histc` over
-    [0, 458]) drops that ground truth but still counts the predictions on those pixels (the model's
-    metric does that from `ignore_index`).
+    class) and the ids of `ImageSets/SegmentationContext/val.txt`. `legacy_ignore_255`: see `TifLabelDataModule`.
     """
 
     dataset_name = "pc459"
@@ -45,7 +40,6 @@ class Context459DataModule(TifLabelDataModule):
     image_dir = "JPEGImages"
     label_dir = "annotations_detectron2/pc459_val"
     image_suffix = ".jpg"
-    label_suffix = ".tif"
     split_file = "ImageSets/SegmentationContext/val.txt"
     root_example = "data/VOCdevkit/VOC2010"
     names_example = "context459"

@@ -81,10 +81,7 @@ class ProxyCLIPSegmentor(nn.Module):
         self.clip_model_name, self.clip_pretrained = clip_model, clip_pretrained   # the text cache's key
         self.text_cache, self.text_cache_dir = text_cache, text_cache_dir
         self.channels_last, self.compiled = channels_last, compile   # not `self.compile`: nn.Module has that method
-        self.onednn_linear = onednn_linear
-        if onednn_linear:   # same parameters and state_dict keys; before compiling, so that compile traces them
-            swap_linears(self.vfm)
-            swap_linears(self.clip)
+        self.use_onednn_linear(onednn_linear)   # before compiling, so that compile traces the swapped modules
         if channels_last:   # only 4-D weights (the patch convolutions) change layout
             self.vfm.to(memory_format=torch.channels_last)
             self.clip.visual.to(memory_format=torch.channels_last)
@@ -116,6 +113,13 @@ class ProxyCLIPSegmentor(nn.Module):
                 f"hold at least one {patch}-pixel patch of CLIP and the VFM, and 1 <= stride <= crop_size (else pixels are left "
                 "uncovered). The paper uses crop_size 336, stride 112 (Cityscapes 224/112)."
             )
+
+    def use_onednn_linear(self, enabled: bool = True) -> "ProxyCLIPSegmentor":
+        """Switch the encoders' fp32 CPU linears to oneDNN or back to PyTorch's own (same parameters and keys)."""
+        self.onednn_linear = enabled
+        swap_linears(self.vfm, onednn=enabled)
+        swap_linears(self.clip, onednn=enabled)
+        return self
 
     # --- vocabulary -----------------------------------------------------------------------------
     def set_vocabulary(self, class_names: Sequence[str]) -> None:

@@ -52,6 +52,7 @@ def test_original_like_baseline_computes_the_same(tiny_segmentor):
     base = make_original_like(tiny_segmentor)
     assert fused_attention_report(base) == {"vfm_fused_attn": False, "clip_batch_first": False}
     assert base.crop_batch_size == 1
+    assert not base.onednn_linear and not any(type(m).__name__ == "OneDNNLinear" for m in base.modules())
     with torch.no_grad():
         for ours, theirs in zip(tiny_segmentor(IMAGES), base(IMAGES)):
             torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
