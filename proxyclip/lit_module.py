@@ -60,6 +60,7 @@ class ProxyCLIPModule(L.LightningModule):
         self.metric = SegmentationMetric(max(segmentor.num_classes, 1), ignore_index)
         self.run_config: Any = None  # the resolved CLI config, set by main.py, written into metrics.json
         self.report: dict[str, Any] | None = None
+        self._results_dir: Path | None = None
 
     # --- no training: ProxyCLIP is training-free --------------------------------------------------
     def training_step(self, *args: Any, **kwargs: Any) -> None:
@@ -75,8 +76,16 @@ class ProxyCLIPModule(L.LightningModule):
         self.metric.reset()
         self._panels_saved = 0
 
+    def setup(self, stage: str) -> None:
+        # `trainer.log_dir` is a collective under DDP (rank 0 broadcasts its folder), so it is resolved here, on
+        # every rank at once, and never inside a branch that only rank 0 takes (that deadlocks the others).
+        self._results_dir = Path(self.output_dir or self.trainer.log_dir or self.trainer.default_root_dir)
+
     def results_dir(self) -> Path:
-        return Path(self.output_dir or self.trainer.log_dir or self.trainer.default_root_dir)
+        """Where results go: `output_dir`, else the trainer's log dir (resolved in `setup`)."""
+        if self._results_dir is None:
+            raise RuntimeError("results_dir() is known once the trainer has called setup()")
+        return self._results_dir
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         labels = batch["labels"]

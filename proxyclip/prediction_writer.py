@@ -27,10 +27,14 @@ class PredictionWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         self.output_dir, self.save_probabilities = output_dir, save_probabilities
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # `trainer.log_dir` is a collective under DDP: resolved once here, on every rank together, and not per
+        # batch (ranks may hold different numbers of batches, so a per-batch broadcast would deadlock).
+        self._folder = Path(self.output_dir or Path(trainer.log_dir or ".") / "predictions")
+
     def folder(self, trainer: Trainer) -> Path:
-        folder = Path(self.output_dir or Path(trainer.log_dir or ".") / "predictions")
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        self._folder.mkdir(parents=True, exist_ok=True)
+        return self._folder
 
     def write_on_batch_end(self, trainer: Trainer, pl_module: LightningModule, prediction: list[dict[str, Any]],
                            batch_indices: Sequence[int] | None, batch: Any, batch_idx: int, dataloader_idx: int) -> None:

@@ -15,9 +15,9 @@ from fake_datasets import WRITERS
 TINY = str(TINY_CONFIG)
 
 
-def run_main(*args, timeout=600):
+def run_main(*args, timeout=600, cwd=REPO_ROOT):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), *args], cwd=REPO_ROOT, env=env,
+    return subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -88,19 +88,57 @@ def test_every_benchmark_config_end_to_end(name, tmp_path):
     assert cli.model.segmentor.crop_size == datamodule.crop_size
 
 
-def test_ddp_two_processes_equal_one(tmp_path):
-    """7 images on 1 process and on 2 CPU processes (gloo): identical counts, every image once."""
-    root = WRITERS["voc21"](tmp_path / "data", n=7)
-    one = run_main(*cli_test_args("voc21", root, tmp_path / "one"))
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = run_main(*cli_test_args("voc21", root, tmp_path / "two", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
-                              "--trainer.strategy", "ddp"))
-    assert two.returncode == 0, two.stderr[-3000:]
-    a = json.loads((tmp_path / "one" / "metrics.json").read_text())
-    b = json.loads((tmp_path / "two" / "metrics.json").read_text())
-    assert a["num_images"] == b["num_images"] == 7
-    assert a["counts"] == b["counts"]
-    assert (a["aAcc"], a["mIoU"], a["mAcc"]) == (b["aAcc"], b["mIoU"], b["mAcc"])
+def ddp_run(tmp_path, root, devices, output_dir):
+    """`main.py test` as the README shows it, on `devices` CPU processes (gloo), from `tmp_path` as the working
+    folder: with the default logger and panels unless `output_dir`; a hang fails through the timeout."""
+    out = tmp_path / f"run_{devices}_{'out' if output_dir else 'default'}"
+    out.mkdir()
+    args = ["test", "--config", str(REPO_ROOT / "configs/voc21.yaml"), "--model", TINY, "--data.init_args.root", str(root),
+            "--trainer.accelerator", "cpu", "--trainer.devices", str(devices)]
+    if devices > 1:
+        args += ["--trainer.strategy", "ddp"]
+    if output_dir:
+        args += ["--model.output_dir", str(out / "results")]
+    result = run_main(*args, cwd=out, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = out / "results" if output_dir else out / "outputs" / "lightning_logs" / "version_0"
+    return json.loads((folder / "metrics.json").read_text()), folder
+
+
+@pytest.fixture(scope="module")
+def ddp_data(tmp_path_factory):
+    """7 VOC images (an odd number: the processes hold different numbers) and the one-process reference."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    root = WRITERS["voc21"](tmp / "data", n=7)
+    reference, _ = ddp_run(tmp, root, 1, output_dir=False)
+    return tmp, root, reference
+
+
+@pytest.mark.parametrize("devices, output_dir", [(2, False), (3, False), (2, True), (3, True)])
+def test_ddp_equals_one_process(ddp_data, devices, output_dir):
+    """Multi-process runs finish (no collective reached by rank 0 alone) and count every image once."""
+    tmp, root, reference = ddp_data
+    report, folder = ddp_run(tmp, root, devices, output_dir)
+    assert reference["num_images"] == report["num_images"] == 7
+    assert report["counts"] == reference["counts"]
+    assert (report["aAcc"], report["mIoU"], report["mAcc"]) == (reference["aAcc"], reference["mIoU"], reference["mAcc"])
+    assert (folder / "per_class_iou.png").is_file() and list((folder / "panels").glob("*.png"))
+
+
+def test_ddp_predict_with_default_folders(tmp_path):
+    """`predict` on 2 processes with 3 images (ranks hold different numbers of batches): finishes, writes all."""
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for name in ("a", "b", "c"):
+        (tmp_path / "photos").mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(tmp_path / "photos" / f"{name}.png")
+    result = run_main("predict", "--config", str(REPO_ROOT / "configs/demo.yaml"), "--model", TINY,
+                      "--data.init_args.inputs", str(tmp_path / "photos"), "--trainer.accelerator", "cpu",
+                      "--trainer.devices", "2", "--trainer.strategy", "ddp", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = sorted(p.name for p in (tmp_path / "outputs").rglob("*_labels.png"))
+    assert written == ["a_labels.png", "b_labels.png", "c_labels.png"]
 
 
 def test_predict_demo_with_tiny_model(tmp_path):
