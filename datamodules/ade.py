@@ -23,7 +23,8 @@ class ADE20KDataModule(SegmentationDataModule):
 class ADE847DataModule(TifLabelDataModule):
     """ADE20K-847 (CAT-Seg preparation): `ADE20K_2021_17_01` with `images_detectron2/validation/<id>.jpg`
     and `annotations_detectron2/validation/<id>.tif` (uint16, 0..846, 65535 ignore; 255 is an ordinary
-    class); images sorted by name. `legacy_ignore_255`: see `TifLabelDataModule`.
+    class). The ids are those of `<root>/validation.txt` when it exists (the original reads that file:
+    `cfg_ade847.py`, `ann_file`), else every image, sorted by name. `legacy_ignore_255`: see `TifLabelDataModule`.
     """
 
     dataset_name = "ade847"
@@ -31,6 +32,7 @@ class ADE847DataModule(TifLabelDataModule):
     image_dir = "images_detectron2/validation"
     label_dir = "annotations_detectron2/validation"
     image_suffix = ".jpg"
-    split_file = None
+    split_file = "validation.txt"
+    split_file_optional = True
     root_example = "data/ADE20K_2021_17_01"
     names_example = "ade20k847"

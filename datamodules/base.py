@@ -209,6 +209,7 @@ class SegmentationDataModule(LightningDataModule):
     image_suffix: ClassVar[str] = ".jpg"
     label_suffix: ClassVar[str] = ".png"
     split_file: ClassVar[str | None] = None
+    split_file_optional: ClassVar[bool] = False  # True: use the split file when it exists, else scan the image folder
     root_example: ClassVar[str] = "data/<dataset folder>"
     names_example: ClassVar[str] = ""
     prepare_hint: ClassVar[str] = ""
@@ -286,6 +287,8 @@ class SegmentationDataModule(LightningDataModule):
     def layout(cls) -> str:
         """A one-line description of the on-disk layout below `root`."""
         ids = f"the ids listed in {cls.split_file}" if cls.split_file else "every image, sorted by name"
+        if cls.split_file and cls.split_file_optional:
+            ids += " (or, without that file, every image, sorted by name)"
         return (f"{cls.image_dir}/<id>{cls.image_suffix} and {cls.label_dir}/<id>{cls.label_suffix} "
                 f"for {ids}")
 
@@ -299,7 +302,7 @@ class SegmentationDataModule(LightningDataModule):
                             f"Set the data's `root` (--data.init_args.root, or `root:` in the data config) to "
                             f"the folder that holds {cls.layout()}, e.g. {cls.root_example}.")
         image_dir, label_dir = root_path / cls.image_dir, root_path / cls.label_dir
-        if cls.split_file:
+        if cls.uses_split_file(root_path):
             split = root_path / cls.split_file
             if not split.is_file():
                 raise DataError(f"The split file {split} of {cls.dataset_name} does not exist. `root` ({root}) "
@@ -328,6 +331,11 @@ class SegmentationDataModule(LightningDataModule):
         return scan
 
     @classmethod
+    def uses_split_file(cls, root: str | os.PathLike) -> bool:
+        """Whether the ids come from the split file (required, or optional and present) rather than a folder scan."""
+        return bool(cls.split_file) and (not cls.split_file_optional or (Path(root).expanduser() / cls.split_file).is_file())
+
+    @classmethod
     def find_samples(cls, root: str | os.PathLike) -> list[tuple[Path, Path]]:
         """Every (image, label) pair; DataError if the layout is missing, empty or incomplete."""
         scan = cls.scan(root)
@@ -349,7 +357,7 @@ class SegmentationDataModule(LightningDataModule):
     def extra_labels(cls, root: str | os.PathLike, ids: Sequence[str]) -> list[Path]:
         """Label files with no image, when ids come from the image folder (a split's label folder
         normally also holds the other splits' labels, so none are reported then)."""
-        if cls.split_file:
+        if cls.uses_split_file(root):
             return []
         label_dir = Path(root) / cls.label_dir
         known, extra = set(ids), []

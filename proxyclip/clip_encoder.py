@@ -13,7 +13,7 @@ from .errors import ProxyCLIPError, close_matches
 from .onednn_linear import linear as onednn_linear, onednn_applies
 from .pos_embed import resize_pos_embed_offset
 from .proxy_attention import proxy_attention
-from .weights import download_guard, is_local_path
+from .weights import download_guard, is_local_path, weights_must_match
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,18 +36,53 @@ def _resolve_model_name(model_name: str) -> str:
     return model_name
 
 
-def build_clip(model_name: str = "ViT-B-16", pretrained: str | None = "openai") -> tuple[nn.Module, object]:
+def resolve_quick_gelu(name: str, pretrained: str | None, quick_gelu: bool | None) -> bool:
+    """The activation CLIP's MLPs must use: QuickGELU (True) or GELU (False), from the weights.
+
+    A pretrained tag knows how its weights were trained (open_clip's pretrained config: OpenAI's are QuickGELU,
+    LAION's ViT-H/14 GELU); an explicit `quick_gelu` must agree with it. A local checkpoint does not say, so
+    `quick_gelu` must be given unless the model config declares it. Random weights follow the model config.
+    """
+    declared = open_clip.get_model_config(name) or {}
+    if pretrained is not None and not is_local_path(pretrained):
+        trained = bool(open_clip.get_pretrained_cfg(name, pretrained).get("quick_gelu", False))
+        if quick_gelu is not None and bool(quick_gelu) != trained:
+            raise ProxyCLIPError(
+                f"clip_quick_gelu={quick_gelu} contradicts the weights of CLIP {name} ({pretrained}), which were trained "
+                f"with {'QuickGELU' if trained else 'GELU'}. Set clip_quick_gelu to {str(trained).lower()} or null (from the tag)."
+            )
+        return trained
+    if quick_gelu is not None:
+        return bool(quick_gelu)
+    if pretrained is not None and "quick_gelu" not in declared:
+        raise ProxyCLIPError(
+            f"The checkpoint '{pretrained}' does not say which activation CLIP {name} was trained with, and a wrong one "
+            "changes every embedding. Set clip_quick_gelu: true for OpenAI's weights (QuickGELU), false for GELU "
+            "weights such as LAION's ViT-H-14 (--model.segmentor.clip_quick_gelu true|false)."
+        )
+    return bool(declared.get("quick_gelu", False))
+
+
+def build_clip(model_name: str = "ViT-B-16", pretrained: str | None = "openai",
+               quick_gelu: bool | None = None) -> tuple[nn.Module, object]:
     """(open_clip model in eval mode with frozen weights, its tokenizer).
 
     pretrained: an open_clip pretrained tag (e.g. "openai", "laion2b_s32b_b79k"), a local checkpoint file,
         or None for random initialisation.
+    quick_gelu: the MLP activation (`resolve_quick_gelu`): None takes it from the tag (or the model config).
     """
     name = _resolve_model_name(model_name)
-    if pretrained is None:
-        model = open_clip.create_model(name, pretrained=None)
-    elif is_local_path(pretrained):
-        model = open_clip.create_model(name, pretrained=None)
-        _load_local_checkpoint(model, str(pretrained), name)
+    quick_gelu = resolve_quick_gelu(name, pretrained, quick_gelu)
+    # force_quick_gelu sets open_clip's own config (so its tag check agrees); quick_gelu=False overrides a
+    # config that declares QuickGELU.
+    activation = {"force_quick_gelu": True} if quick_gelu else {"quick_gelu": False}
+    fix = ("Set clip_quick_gelu to match the weights (true for OpenAI's, false for GELU weights), or the model name "
+           "the checkpoint was trained with.")
+    if pretrained is None or is_local_path(pretrained):
+        with weights_must_match(f"CLIP {name}", fix, random_init=True):
+            model = open_clip.create_model(name, pretrained=None, **activation)
+        if pretrained is not None:
+            _load_local_checkpoint(model, str(pretrained), name)
     else:
         tags = open_clip.list_pretrained_tags_by_model(name)
         if pretrained not in tags:
@@ -55,10 +90,16 @@ def build_clip(model_name: str = "ViT-B-16", pretrained: str | None = "openai") 
                 f"Unknown pretrained tag '{pretrained}' for CLIP '{name}'. {close_matches(pretrained, tags)} "
                 "Use one of open_clip.list_pretrained_tags_by_model(name), a local checkpoint path, or null for random weights."
             )
-        with download_guard(f"CLIP {name} ({pretrained})"):
-            model = open_clip.create_model(name, pretrained=pretrained)
+        with download_guard(f"CLIP {name} ({pretrained})"), weights_must_match(f"CLIP {name} ({pretrained})", fix):
+            model = open_clip.create_model(name, pretrained=pretrained, **activation)
     model.eval().requires_grad_(False)
     return model, open_clip.get_tokenizer(name)
+
+
+def clip_activation(model: nn.Module) -> str:
+    """The class name of the MLP activation CLIP's transformer blocks use ("QuickGELU", "GELU", ...)."""
+    names = sorted({type(module).__name__ for path, module in model.named_modules() if path.endswith("mlp.gelu")})
+    return "+".join(names) or "unknown"
 
 
 def _load_local_checkpoint(model: nn.Module, path: str, name: str) -> None:

@@ -31,6 +31,9 @@ class ProxyCLIPSegmentor(nn.Module):
         clip_model: open_clip model name (ViT-B-16, ViT-L-14, ViT-H-14, ...) or a model-config JSON file.
         clip_pretrained: open_clip pretrained tag (openai, laion2b_s32b_b79k, ...), a local checkpoint file,
             or null for random weights.
+        clip_quick_gelu: CLIP's MLP activation, which must be the one the weights were trained with: true for
+            QuickGELU (OpenAI's weights), false for GELU (e.g. LAION's ViT-H-14), null to take it from the tag
+            (required for a local checkpoint file, whose weights do not say).
         vfm: registered VFM name (`proxyclip.vfm.list_vfms()`), e.g. dino_vitb8, dinov2_vitb14_reg, sam_vit_b, mae_vit_base.
         vfm_pretrained: true for the library's pretrained weights, false for random, or a local checkpoint file.
         vfm_kwargs: extra arguments for the VFM factory (e.g. depth, embed_dim, img_size).
@@ -56,6 +59,7 @@ class ProxyCLIPSegmentor(nn.Module):
         self,
         clip_model: str = "ViT-B-16",
         clip_pretrained: str | None = "openai",
+        clip_quick_gelu: bool | None = None,
         vfm: str = "dino_vitb8",
         vfm_pretrained: bool | str = True,
         vfm_kwargs: dict[str, Any] | None = None,
@@ -76,7 +80,7 @@ class ProxyCLIPSegmentor(nn.Module):
         onednn_linear: bool = True,
     ) -> None:
         super().__init__()
-        self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained)
+        self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained, clip_quick_gelu)
         self.vfm = build_vfm(vfm, vfm_pretrained, vfm_kwargs)
         self.clip_model_name, self.clip_pretrained = clip_model, clip_pretrained   # the text cache's key
         self.text_cache, self.text_cache_dir = text_cache, text_cache_dir
@@ -152,7 +156,7 @@ class ProxyCLIPSegmentor(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         pixels = x * self.clip_std + self.clip_mean                        # back to [0, 1]; padding -> CLIP's mean colour
-        feats = self.vfm((pixels - self.imagenet_mean) / self.imagenet_std)  # [B, C, h, w]
+        feats = self.vfm((pixels - self.imagenet_mean) / self.imagenet_std, self.crop_size)  # [B, C, h, w]
         return dense_clip_features(self.clip.visual, x, feats, self.beta, self.gamma, onednn=self.onednn_linear)
 
     def dense_features(self, crops: torch.Tensor) -> torch.Tensor:

@@ -22,10 +22,11 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .clip_encoder import clip_activation
 from .text import TEMPLATES, encode_queries
 from .weights import file_sha256, is_local_path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -66,8 +67,10 @@ def cache_key(model: nn.Module, model_name: str, pretrained: str | os.PathLike |
         arch += ":" + (file_sha256(config) if config.is_file() else "missing")
     text_params = (p for name, p in model.named_parameters() if not name.startswith("visual."))
     dtype = str(next(text_params, next(model.parameters())).dtype)   # a half-precision text tower gives other numbers
+    # the activation is not in the weights: the same tag built with GELU instead of QuickGELU gives other numbers
     return {"version": FORMAT_VERSION, "model": arch, "weights": weights_identity(model, pretrained), "dtype": dtype,
-            "queries": list(queries), "templates": [template("{}") for template in templates]}
+            "activation": clip_activation(model), "queries": list(queries),
+            "templates": [template("{}") for template in templates]}
 
 
 def _key_digest(key: dict) -> str:

@@ -4,8 +4,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
 import os
+import re
 import socket
+import warnings
 from pathlib import Path
 from typing import Iterator, Mapping
 from urllib.parse import urlparse
@@ -159,6 +162,56 @@ def download_guard(what: str) -> Iterator[None]:
         if _is_network_error(exc):
             raise ProxyCLIPError(f"Cannot fetch the pretrained weights of {what}. {_NETWORK_HINT}") from exc
         raise
+
+
+# What open_clip and timm say (as warnings or log records) when weights and architecture disagree, or when no
+# weights were loaded although some were asked for: each would silently change every number.
+_DISAGREEMENT = re.compile(r"mismatch|no pretrained|initiali[sz]ed (randomly|partially)|random init|missing keys|"
+                           r"unexpected keys|cannot load weights|could not find/download|no clip weights|"
+                           r"using a default|invalid file path", re.IGNORECASE)
+_RANDOM_INIT = re.compile(r"no pretrained weights loaded|initiali[sz]ed randomly", re.IGNORECASE)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def weights_must_match(what: str, fix: str, random_init: bool = False) -> Iterator[None]:
+    """Run a dependency's model building; its messages that weights and architecture disagree become our error.
+
+    open_clip and timm report such things (a QuickGELU tag built with GELU, no weights loaded, missing keys
+    loaded non-strictly, ...) as a warning or a log line that nobody reads. Here they raise a ProxyCLIPError
+    naming `what` and the `fix`. `random_init`: random weights were asked for, so "initialised randomly" is
+    expected. Other messages are passed on unchanged; when the block fails, its messages are dropped (the
+    error explains the failure; open_clip's own "ERROR: failed to download" line before it is noise).
+    """
+    collect = _Collect()
+    root = logging.getLogger()
+    root.addHandler(collect)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        root.removeHandler(collect)
+    messages = [(str(w.message), w) for w in caught] + [(r.getMessage(), r) for r in collect.records]
+    disagreements = [text for text, _ in messages if _DISAGREEMENT.search(text) and not (random_init and _RANDOM_INIT.search(text))]
+    if disagreements:
+        raise ProxyCLIPError(f"The weights and the architecture of {what} disagree: " + " / ".join(disagreements)
+                             + f" Every number would be off. {fix}")
+    for text, item in messages:
+        if random_init and _RANDOM_INIT.search(text):
+            continue
+        if isinstance(item, logging.LogRecord):
+            logging.getLogger(item.name).handle(item)
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
 
 
 if __name__ == "__main__":  # `python -m proxyclip.weights list|download CONFIG`; the command lives in weights_cli.py

@@ -1,12 +1,14 @@
 """Building CLIP: from a model-config JSON, a local checkpoint (refused when it does not fit), offline errors."""
 import json
+import logging
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from proxyclip import ProxyCLIPError
-from proxyclip.clip_encoder import build_clip
+from proxyclip.clip_encoder import build_clip, clip_activation
 from conftest import REPO_ROOT
 
 TINY_JSON = str(REPO_ROOT / "configs/model/tiny_clip.json")
@@ -18,7 +20,7 @@ def test_local_checkpoint_round_trip(tmp_path):
     path = tmp_path / "tiny.pt"
     torch.save(model.state_dict(), path)
     torch.manual_seed(1)
-    loaded, _ = build_clip(TINY_JSON, str(path))
+    loaded, _ = build_clip(TINY_JSON, str(path), quick_gelu=False)
     tokens = tokenizer(["a photo of a cat."])
     torch.testing.assert_close(loaded.encode_text(tokens), model.encode_text(tokens))
     assert not any(p.requires_grad for p in loaded.parameters()) and not loaded.training
@@ -33,14 +35,14 @@ def test_mismatched_checkpoint_is_refused(tmp_path):
     path = tmp_path / "deeper.pt"
     torch.save(deeper.state_dict(), path)
     with pytest.raises(ProxyCLIPError, match=r"does not fit.*unexpected keys.*resblocks\.2"):
-        build_clip(TINY_JSON, str(path))
+        build_clip(TINY_JSON, str(path), quick_gelu=False)
 
 
 def test_unknown_tag_and_missing_files():
     with pytest.raises(ProxyCLIPError, match="openai"):
         build_clip("ViT-B-16", "opneai")
     with pytest.raises(ProxyCLIPError, match="not found"):
-        build_clip(TINY_JSON, "/nonexistent/clip.bin")
+        build_clip(TINY_JSON, "/nonexistent/clip.bin", quick_gelu=False)
     with pytest.raises(ProxyCLIPError, match="does not exist"):
         build_clip("/nonexistent/model.json", None)
 
@@ -54,3 +56,46 @@ def test_offline_download_fails_fast_with_the_fix(monkeypatch, tmp_path):
     with pytest.raises(ProxyCLIPError, match="clip_pretrained"):
         build_clip("ViT-B-16", "openai")
     assert time.monotonic() - start < 30
+
+
+def test_the_activation_follows_the_weights(tmp_path):
+    from proxyclip.clip_encoder import resolve_quick_gelu
+
+    assert resolve_quick_gelu("ViT-B-16", "openai", None) is True            # OpenAI trained with QuickGELU
+    assert resolve_quick_gelu("ViT-L-14", "openai", True) is True
+    assert resolve_quick_gelu("ViT-H-14", "laion2b_s32b_b79k", None) is False  # LAION's ViT-H-14: GELU
+    with pytest.raises(ProxyCLIPError, match="trained with QuickGELU. Set clip_quick_gelu to true or null"):
+        resolve_quick_gelu("ViT-B-16", "openai", False)
+    with pytest.raises(ProxyCLIPError, match="clip_quick_gelu: true for OpenAI"):
+        resolve_quick_gelu("ViT-B-16", str(tmp_path / "clip.bin"), None)    # a file does not say
+    assert resolve_quick_gelu("ViT-B-16", str(tmp_path / "clip.bin"), False) is False
+    assert resolve_quick_gelu("ViT-B-16-quickgelu", str(tmp_path / "clip.bin"), None) is True  # the config declares it
+    assert resolve_quick_gelu(Path(TINY_JSON).stem, None, None) is False      # random: the model config's own
+
+
+def test_a_dependency_saying_weights_and_architecture_disagree_is_our_error():
+    import warnings
+
+    from proxyclip.weights import weights_must_match
+
+    with pytest.raises(ProxyCLIPError, match=r"disagree: QuickGELU mismatch .* Set clip_quick_gelu"):
+        with weights_must_match("CLIP ViT-B-16 (openai)", "Set clip_quick_gelu."):
+            warnings.warn("QuickGELU mismatch between final model config (quick_gelu=False) and pretrained tag 'openai' (quick_gelu=True).")
+    with pytest.raises(ProxyCLIPError, match="No pretrained weights exist"):
+        with weights_must_match("DINO", "Fix it."):
+            logging.getLogger("timm.models._builder").warning("No pretrained weights exist for this model. Using random initialization.")
+    with weights_must_match("CLIP", "Fix it.", random_init=True):   # random weights asked for: expected
+        logging.getLogger().warning("No pretrained weights loaded for model 'ViT-B-16'. Model initialized randomly.")
+    with pytest.warns(UserWarning, match="unrelated"):                # anything else passes through unchanged
+        with weights_must_match("CLIP", "Fix it."):
+            warnings.warn("an unrelated message")
+
+
+def test_a_local_checkpoint_needs_the_activation_stated(tmp_path):
+    model, _ = build_clip(TINY_JSON, None)
+    path = tmp_path / "tiny.pt"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(ProxyCLIPError, match="does not say which activation"):
+        build_clip(TINY_JSON, str(path))
+    quick, _ = build_clip(TINY_JSON, str(path), quick_gelu=True)
+    assert clip_activation(quick) == "QuickGELU" and clip_activation(model) == "GELU"

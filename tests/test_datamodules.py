@@ -209,6 +209,21 @@ def test_images_sorted_by_name_without_split(roots):
     assert all(lbl.endswith("_gtFine_labelTrainIds.png") for _, lbl in dm.dataset.samples)
 
 
+def test_ade847_reads_validation_txt_when_present(tmp_path):
+    """The original reads `<root>/validation.txt` (cfg_ade847.py, ann_file): a folder with extra images gives the
+    listed set, in the listed order; without the file every image is used."""
+    root = write_ade847(tmp_path)
+    everything = [Path(p).stem for p, _ in make("ade847", root).find_samples(root)]
+    assert len(everything) == N_IMAGES and everything == sorted(everything)
+    listed = [everything[3], everything[0], everything[2]]
+    (root / "validation.txt").write_text("\n".join(listed) + "\n")
+    dm = make("ade847", root)
+    dm.setup()
+    assert [Path(p).stem for p, _ in dm.dataset.samples] == listed
+    (root / "validation.txt").write_text("ADE_val_99999999\n")
+    assert_data_error(lambda: make("ade847", root).setup(), "ADE_val_99999999")
+
+
 @pytest.mark.parametrize("name", TIF_SETS)
 def test_legacy_ignore_255(name, tmp_path):
     root = (write_context if name == "pc459" else write_ade847)(tmp_path)

@@ -105,3 +105,19 @@ def test_weight_identity_of_tags_and_files(tmp_path, seg):
     assert weights_identity(seg.clip, str(path)) == "file:" + hashlib.sha256(b"weights v1").hexdigest()
     path.write_bytes(b"weights v2, longer")   # size (and mtime) change: the memo is not reused
     assert file_sha256(path) == hashlib.sha256(b"weights v2, longer").hexdigest()
+
+
+def test_another_activation_does_not_reuse_the_cache(seg, tmp_path):
+    """The same checkpoint file built with QuickGELU and with GELU: the activation is not in the weights, so
+    the cache must keep the two apart (a GELU entry served to a QuickGELU model changes every number)."""
+    checkpoint = tmp_path / "tiny_clip.pt"
+    torch.save(seg.clip.state_dict(), checkpoint)
+    results = {}
+    for quick_gelu in (True, False):
+        other = build_segmentor(TINY_CONFIG, class_names=VOCAB, clip_pretrained=str(checkpoint), clip_quick_gelu=quick_gelu,
+                                text_cache_dir=str(tmp_path / "text")).eval()
+        counter = CountingEncoder(other.clip)
+        results[quick_gelu] = other.text_embeddings()
+        assert counter.prompts == len(other.queries) * 80, f"quick_gelu={quick_gelu} was served another activation's entry"
+    assert len(list((tmp_path / "text").glob("*.pt"))) == 2
+    assert not torch.allclose(results[True], results[False])

@@ -49,11 +49,11 @@ def test_every_registered_vfm_shapes(name, size):
     assert isinstance(vfm, VFMAdapter)
     assert not vfm.training and not any(p.requires_grad for p in vfm.parameters())
     with torch.no_grad():
-        feats = vfm(torch.randn(2, 3, *size))
-    side_h, side_w = vfm.input_size or size
+        feats = vfm(torch.randn(2, 3, *size), crop_size=112)
+    side_h, side_w = vfm.input_size_for(112) or size
     expected = (2, vfm.embed_dim, side_h // vfm.patch_size, side_w // vfm.patch_size)
     assert tuple(feats.shape) == expected
-    assert vfm.grid_size(*size) == expected[2:]
+    assert vfm.grid_size(*size, crop_size=112) == expected[2:]
     assert torch.isfinite(feats).all()
 
 
@@ -110,28 +110,35 @@ def test_dinov2_matches_timm_dynamic_size_path():
         torch.testing.assert_close(vfm(x), expected)
 
 
-def test_mae_table_resized_once_with_bicubic_size(tmp_path):
+def test_mae_follows_the_crop_with_the_table_resized_by_bicubic_size(tmp_path):
     native = timm.create_model("vit_base_patch16_224.mae", pretrained=False, **TINY_VIT)
     path = tmp_path / "mae_tiny.pth"
     torch.save({"model": native.state_dict()}, path)                  # MAE's own container layout
     vfm = build_vfm("mae_vit_base", pretrained=str(path), model_kwargs=TINY_VIT)
-    assert vfm.input_size == (336, 336) and vfm.model.patch_embed.grid_size == (21, 21)
-    table = native.pos_embed.detach()
+    assert vfm.input_size_for(336) == (336, 336) and vfm.grid_size(200, 300, crop_size=336) == (21, 21)
+    # The original: a model built with img_size=336, its table resized once by MAE's interpolate_pos_embed.
+    state = native.state_dict()
+    table = state["pos_embed"]
     grid = table[:, 1:].reshape(1, 14, 14, 32).permute(0, 3, 1, 2)
-    expected = F.interpolate(grid, size=(21, 21), mode="bicubic", align_corners=False)
-    expected = torch.cat([table[:, :1], expected.permute(0, 2, 3, 1).reshape(1, 441, 32)], dim=1)
-    torch.testing.assert_close(vfm.model.pos_embed, expected, rtol=0, atol=0)
+    resized = F.interpolate(grid, size=(21, 21), mode="bicubic", align_corners=False)
+    state["pos_embed"] = torch.cat([table[:, :1], resized.permute(0, 2, 3, 1).reshape(1, 441, 32)], dim=1)
+    ref = timm.create_model("vit_base_patch16_224.mae", pretrained=False, img_size=336, **TINY_VIT).eval()
+    ref.load_state_dict(state)
+    x = torch.randn(1, 3, 200, 300)                                   # any crop: resized to 336 x 336 first
+    with torch.no_grad():
+        expected = ref.forward_features(F.interpolate(x, size=(336, 336), mode="bilinear", align_corners=False))
+        torch.testing.assert_close(vfm(x, crop_size=336), expected[:, 1:].transpose(1, 2).reshape(1, 32, 21, 21))
     # timm's own resampling (antialiased) would not give MAE's table.
     antialiased = F.interpolate(grid, size=(21, 21), mode="bicubic", align_corners=False, antialias=True)
-    assert not torch.allclose(antialiased, expected[:, 1:].reshape(1, 21, 21, 32).permute(0, 3, 1, 2), atol=1e-4)
+    assert not torch.allclose(antialiased, resized, atol=1e-4)
     # Final LayerNorm on the patch tokens, eps 1e-6.
     assert isinstance(vfm.model.norm, nn.LayerNorm) and vfm.model.norm.eps == 1e-6
-    # At 224 the table is the checkpoint's, untouched, and the features are timm's.
-    vfm224 = build_vfm("mae_vit_base", pretrained=str(path), model_kwargs={**TINY_VIT, "img_size": 224})
-    torch.testing.assert_close(vfm224.model.pos_embed, table, rtol=0, atol=0)
+    # At a 224 crop (Cityscapes) the input is not resized, the table is the checkpoint's: timm's own forward.
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
-        torch.testing.assert_close(vfm224(x), native.eval().forward_features(x)[:, 1:].transpose(1, 2).reshape(1, 32, 14, 14))
+        torch.testing.assert_close(vfm(x, crop_size=224), native.eval().forward_features(x)[:, 1:].transpose(1, 2).reshape(1, 32, 14, 14))
+    with pytest.raises(ProxyCLIPError, match="follows the segmentor's crop_size"):
+        build_vfm("mae_vit_base", pretrained=False, model_kwargs={**TINY_VIT, "img_size": 336})
 
 
 def test_dino_checkpoint_round_trip_and_refusal(tmp_path):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ProxyCLIPError
-from ..weights import download_guard, load_state_dict_checked, load_state_dict_file
+from ..weights import download_guard, load_state_dict_checked, load_state_dict_file, weights_must_match
 from .base import VFMAdapter
 
 
@@ -28,7 +28,8 @@ def create_timm_model(model_name: str, pretrained: bool | str, model_kwargs: dic
     """
     kwargs = {**model_kwargs, **forced}
     if pretrained is True:
-        with download_guard(what):
+        with download_guard(what), weights_must_match(what, "Use the registered VFM names (`proxyclip.vfm.list_vfms()`) "
+                                                            "with their own weights, or a local checkpoint of the same model."):
             return timm.create_model(model_name, pretrained=True, **kwargs)
     model = timm.create_model(model_name, pretrained=False, **kwargs)
     if isinstance(pretrained, (str, os.PathLike)) and str(pretrained):

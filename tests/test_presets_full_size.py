@@ -1,0 +1,219 @@
+"""Every preset of configs/model/ built at its real size, with random weights, through the real loading code.
+
+Only the download is replaced: a fake Hugging Face hub and a fake URL fetch hand out a file that holds the
+architecture's own random state dict, in the format the real source serves (open_clip's and timm's
+`.safetensors` on the hub, SAM's full `.pth` from Meta's URL); open_clip, timm, torch.hub and our loaders do
+the rest. Asserted per component: what the original builds (the activation the tag's weights were trained
+with, widths, patch sizes, prefix tokens, LayerNorm eps, the position-table grid of 336 and 224 crops, the
+feature grids, the output dimension) and that the weights in the model are the file's. Each component is
+built once and run forward once, whichever presets share it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import open_clip
+import pytest
+import safetensors.torch
+import timm
+import torch
+from huggingface_hub.utils import EntryNotFoundError
+from segment_anything import sam_model_registry
+from torch import nn
+
+from conftest import REPO_ROOT
+from proxyclip.clip_encoder import build_clip, clip_activation, dense_clip_features
+from proxyclip.pos_embed import resize_pos_embed_offset
+from proxyclip.vfm import build_vfm
+from proxyclip.vfm.registry import get_vfm_entry
+from proxyclip.weights_cli import load_model_spec
+
+PRESETS = sorted(p for p in (REPO_ROOT / "configs" / "model").glob("*.yaml") if p.stem != "tiny_random")
+
+# What the original builds (open_clip 2.24's OpenAI loader: QuickGELU; LAION's ViT-H-14: GELU).
+CLIPS = {
+    ("ViT-B-16", "openai"): dict(activation="QuickGELU", width=768, layers=12, patch=16, native=14, out=512),
+    ("ViT-L-14", "openai"): dict(activation="QuickGELU", width=1024, layers=24, patch=14, native=16, out=768),
+    ("ViT-H-14", "laion2b_s32b_b79k"): dict(activation="GELU", width=1280, layers=32, patch=14, native=16, out=1024),
+}
+# width, patch, prefix tokens dropped, eps, native table side (None: RoPE, no table), feature grid per crop side
+VFMS = {
+    "dino_vitb8": dict(width=768, patch=8, prefix=1, eps=1e-6, native=28, grid={336: 42, 224: 28}),
+    "dinov2_vitb14_reg": dict(width=768, patch=14, prefix=5, eps=1e-6, native=37, grid={336: 24, 224: 16}),
+    "mae_vit_base": dict(width=768, patch=16, prefix=1, eps=1e-6, native=14, grid={336: 21, 224: 14}),
+    "dinov3_vitb16": dict(width=768, patch=16, prefix=5, eps=1e-5, native=None, grid={336: 21, 224: 14}),
+    "sam_vit_b": dict(width=256, patch=16, prefix=0, eps=1e-6, native=64, grid={336: 64, 224: 64}),
+}
+
+
+def preset_specs():
+    return {path.stem: load_model_spec(path) for path in PRESETS}
+
+
+class FakeDownloads:
+    """Serves, instead of the network, files written from the architecture's own random state dict."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.producers, self.served = folder, {}, []
+
+    def produce(self, source: str) -> dict[str, torch.Tensor]:
+        # The source's random build says "initialized randomly": that is the file's making, not the load under test.
+        logging.disable(logging.WARNING)
+        try:
+            return self.producers[source]()
+        finally:
+            logging.disable(logging.NOTSET)
+
+    def hub(self, repo_id, filename=None, revision=None, cache_dir=None, **_):
+        if repo_id not in self.producers or not str(filename).endswith(".safetensors"):
+            raise EntryNotFoundError(f"{repo_id}/{filename}")     # the libraries then try their next name
+        path = self.folder / repo_id.replace("/", "--") / filename
+        if not path.is_file():
+            path.parent.mkdir(parents=True)
+            safetensors.torch.save_file(self.produce(repo_id), str(path))
+        self.served.append(path)
+        return str(path)
+
+    def url(self, url, dst, hash_prefix=None, progress=True):
+        torch.save(self.produce(url), dst)
+        self.served.append(Path(dst))
+
+
+@pytest.fixture
+def downloads(tmp_path, monkeypatch):
+    fake = FakeDownloads(tmp_path / "hub")
+    monkeypatch.setattr(open_clip.pretrained, "hf_hub_download", fake.hub)
+    monkeypatch.setattr(timm.models._hub, "hf_hub_download", fake.hub)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake.url)
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "torch_hub"))
+    return fake
+
+
+def state_sums(state: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {k: float(v.double().sum()) for k, v in state.items()}
+
+
+@pytest.mark.parametrize("clip_key", list(CLIPS), ids=lambda key: "/".join(key))
+def test_clip_presets_at_full_size(clip_key, downloads):
+    name, tag = clip_key
+    expected = CLIPS[clip_key]
+    users = {stem: spec for stem, spec in preset_specs().items() if (spec["clip_model"], spec["clip_pretrained"]) == clip_key}
+    assert users, f"no preset uses CLIP {clip_key}"
+    for stem, spec in users.items():   # each preset says the activation explicitly, and says it right
+        assert spec["clip_quick_gelu"] is (expected["activation"] == "QuickGELU"), stem
+
+    repo = os.path.dirname(open_clip.get_pretrained_cfg(name, tag)["hf_hub"])
+    written = {}
+
+    def produce():
+        source = open_clip.create_model(name, pretrained=None, force_quick_gelu=expected["activation"] == "QuickGELU")
+        state = {k: v.contiguous() for k, v in source.state_dict().items()}
+        written.update(state_sums(state))
+        return state
+
+    downloads.producers[repo] = produce
+    spec = next(iter(users.values()))
+    model, tokenizer = build_clip(name, tag, spec["clip_quick_gelu"])
+    assert [p.name for p in downloads.served] == ["open_clip_model.safetensors"]
+    assert state_sums(model.state_dict()) == written                 # the file's weights, every tensor
+    assert clip_activation(model) == expected["activation"]          # visual and text MLPs alike
+    visual = model.visual
+    assert visual.conv1.kernel_size == (expected["patch"],) * 2 and visual.conv1.out_channels == expected["width"]
+    assert len(visual.transformer.resblocks) == expected["layers"] and visual.output_dim == expected["out"]
+    assert {m.eps for m in model.modules() if isinstance(m, nn.LayerNorm)} == {1e-5}
+    table = visual.positional_embedding[1:]
+    assert table.shape[0] == expected["native"] ** 2
+    for crop in (336, 224):
+        side = crop // expected["patch"]
+        resized = resize_pos_embed_offset(table, (side, side))
+        assert resized.shape == (side * side, expected["width"])
+        assert (resized is table) == (side == expected["native"])    # a 224 crop keeps the native table untouched
+    # one forward: a 336 crop with proxy attention over a DINO ViT-B/8 grid, and one prompt through the text tower
+    with torch.no_grad():
+        feats = torch.randn(1, 768, 42, 42)
+        dense = dense_clip_features(visual, torch.randn(1, 3, 336, 336), feats, 1.2, 3.0)
+        text = model.encode_text(tokenizer(["a photo of a cat."]))
+    assert dense.shape == (1, expected["out"], 42, 42) and torch.isfinite(dense).all()
+    assert text.shape == (1, expected["out"])
+
+
+@pytest.mark.parametrize("vfm_name", list(VFMS))
+def test_vfm_presets_at_full_size(vfm_name, downloads):
+    expected = VFMS[vfm_name]
+    users = [stem for stem, spec in preset_specs().items() if spec["vfm"] == vfm_name]
+    assert users, f"no preset uses VFM {vfm_name}"
+    for stem in users:
+        spec = preset_specs()[stem]
+        assert spec["vfm_pretrained"] is True and not (spec.get("vfm_kwargs") or {}), stem   # the real size, no overrides
+    entry = get_vfm_entry(vfm_name)
+    written = {}
+    if vfm_name.startswith("sam"):
+        url = "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
+
+        def produce():
+            state = sam_model_registry["vit_b"]().state_dict()    # the whole SAM, as Meta's checkpoint holds it
+            written.update(state_sums({k[len("image_encoder."):]: v for k, v in state.items() if k.startswith("image_encoder.")}))
+            return state
+
+        downloads.producers[url] = produce
+    else:
+        timm_name = entry.kwargs["model_name"]
+
+        def produce():
+            state = {k: v.contiguous() for k, v in timm.create_model(timm_name, pretrained=False).state_dict().items()}
+            written.update(state_sums(state))
+            return state
+
+        downloads.producers[timm.models.get_pretrained_cfg(timm_name).hf_hub_id] = produce
+    vfm = build_vfm(vfm_name, pretrained=True)
+    assert len(downloads.served) == 1
+    inner = vfm.encoder if vfm_name.startswith("sam") else vfm.model
+    assert state_sums(inner.state_dict()) == written
+    assert vfm.embed_dim == expected["width"] and vfm.patch_size == expected["patch"]
+    assert {m.eps for m in inner.modules() if isinstance(m, nn.LayerNorm)} == {expected["eps"]}
+    if vfm_name.startswith("sam"):
+        assert vfm.input_size == (1024, 1024) and inner.pos_embed.shape[1:3] == (64, 64)
+    else:
+        assert inner.num_prefix_tokens == expected["prefix"] and inner.embed_dim == 768
+        if expected["native"] is None:
+            assert inner.pos_embed is None and inner.rope is not None   # DINOv3: RoPE for any grid
+        else:
+            n_pos_prefix = 0 if inner.no_embed_class else inner.num_prefix_tokens
+            table = inner.pos_embed[0, n_pos_prefix:]
+            assert table.shape[0] == expected["native"] ** 2
+            for crop in (336, 224):
+                grid = vfm.grid_size(crop, crop, crop_size=crop)
+                resized = vfm.resize_table(table, grid)
+                assert resized.shape == (grid[0] * grid[1], 768)
+                assert (resized is table) == (grid[0] == expected["native"])   # native grids keep their table
+    for crop in (336, 224):
+        assert vfm.grid_size(crop, crop, crop_size=crop) == (expected["grid"][crop],) * 2
+    if vfm_name.startswith("mae"):   # Cityscapes: MAE at 224, the crop not resized
+        assert vfm.input_size_for(224) == (224, 224) and vfm.input_size_for(336) == (336, 336)
+    with torch.no_grad():
+        feats = vfm(torch.randn(1, 3, 336, 336), crop_size=336)
+    side = expected["grid"][336]
+    assert feats.shape == (1, expected["width"], side, side) and torch.isfinite(feats).all()
+
+
+def test_every_preset_is_a_checked_combination():
+    specs = preset_specs()
+    assert len(specs) == 14   # default.yaml is vitb16_dino_vitb8 under the paper's name
+    for stem, spec in specs.items():
+        assert (spec["clip_model"], spec["clip_pretrained"]) in CLIPS, stem
+        assert spec["vfm"] in VFMS, stem
+        assert (spec["beta"], spec["gamma"]) == (1.2, 3.0), stem
+
+
+def test_default_preset_segmentor_runs_quickgelu_everywhere(downloads):
+    """`build_segmentor("configs/model/default.yaml")`, the paper's model: every CLIP MLP is QuickGELU."""
+    from proxyclip import build_segmentor
+
+    downloads.producers["timm/vit_base_patch16_clip_224.openai"] = lambda: {
+        k: v.contiguous() for k, v in open_clip.create_model("ViT-B-16", force_quick_gelu=True).state_dict().items()}
+    downloads.producers["timm/vit_base_patch8_224.dino"] = lambda: timm.create_model("vit_base_patch8_224.dino").state_dict()
+    seg = build_segmentor(REPO_ROOT / "configs/model/default.yaml", class_names=["sky", "person"])
+    activations = [type(m) for path, m in seg.clip.named_modules() if path.endswith("mlp.gelu")]
+    assert len(activations) == 24 and {a.__name__ for a in activations} == {"QuickGELU"}
