@@ -273,3 +273,19 @@ def test_predict_folder_mixed_sizes_inline_vocabulary(tmp_path):
         legend = json.loads((out / f"{stem}_legend.json").read_text())
         assert [c["name"] for c in legend["classes"]] == ["wall; floor", "sky; cloud", "horse", "grass"]
         assert sum(c["pixels"] for c in legend["classes"]) == h * w
+
+
+def test_mae_follows_the_benchmark_crop(tmp_path, monkeypatch):
+    """Cityscapes (crop 224) with an MAE model: the VFM sees 224 x 224 crops, its native table untouched."""
+    from proxyclip.cli import cli_main
+
+    root = WRITERS["cityscapes"](tmp_path / "data", n=1)
+    seen = []
+    cli = cli_main(cli_test_args("cityscapes", root, tmp_path / "out", "--model.segmentor.vfm", "mae_vit_base",
+                                 "--model.segmentor.vfm_kwargs", "{depth: 1, embed_dim: 32, num_heads: 2}",
+                                 "--model.num_panels", "0"))
+    vfm = cli.model.segmentor.vfm
+    monkeypatch.setattr(vfm, "extract", lambda x, extract=vfm.extract: seen.append(tuple(x.shape[-2:])) or extract(x))
+    cli.trainer.test(cli.model, datamodule=cli.datamodule)
+    assert cli.model.segmentor.crop_size == 224 and set(seen) == {(224, 224)}
+    assert vfm.model.pos_embed.shape[1] == 1 + 14 * 14
