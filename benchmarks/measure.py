@@ -89,6 +89,21 @@ def device_name(device: torch.device) -> str:
     return f"{name} {os.cpu_count()}c"
 
 
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_capability() -> dict:
+    """What the CPU kernels can use: PyTorch's dispatch level (e.g. AVX512, AVX2) and the relevant CPU flags.
+    CPU timings only compare within one machine: an AVX2-only core runs the same fp32 crop ~3x slower, and bf16
+    helps only with avx512_bf16 or AMX (without them autocast emulates bf16 and is slower than fp32)."""
+    try:
+        flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), flags=re.M).group(1).split())
+    except (OSError, AttributeError):
+        flags = set()
+    capability = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "unknown"
+    return {"torch_cpu_capability": capability, "cpu_flags": [f for f in CPU_FLAGS if f in flags]}
+
+
 def machine_slug(device: torch.device) -> str:
     """A short file name for this machine, from `device_name`: e.g. amd-epyc-2c, nvidia-h100-80gb-hbm3."""
     name = re.sub(r"\((r|tm)\)|cpu|processor|@.*?ghz", " ", device_name(device).lower())

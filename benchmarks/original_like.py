@@ -24,7 +24,8 @@ from proxyclip.segmentor import ProxyCLIPSegmentor  # noqa: E402
 def make_original_like(seg: ProxyCLIPSegmentor, half: bool = False) -> ProxyCLIPSegmentor:
     """A copy of `seg` that runs like the original: batch 1, explicit attention, sequence-first MHA.
 
-    half: pure fp16 (weights, images, logits), as the original's GPU runs; only meant for CUDA.
+    half: pure fp16 (weights, images, logits) and `torch.cuda.empty_cache()` after each crop, as the original's
+        GPU runs; only meant for CUDA.
     The text embeddings are computed (once) before copying, so the copy never encodes text.
     """
     if getattr(seg, "compiled", False):
@@ -45,7 +46,15 @@ def make_original_like(seg: ProxyCLIPSegmentor, half: bool = False) -> ProxyCLIP
         base.half()
         # The original casts images to half before the model: every later tensor is fp16 too.
         base._as_float = lambda image: _as_half(base, image)   # instance attribute shadows the method
+        base.crop_logits = lambda x: _then_empty_cache(ProxyCLIPSegmentor.crop_logits(base, x))
     return base.eval()
+
+
+def _then_empty_cache(logits: torch.Tensor) -> torch.Tensor:
+    """The original's slide loop calls `torch.cuda.empty_cache()` after every crop: the allocator starts over."""
+    if logits.is_cuda:
+        torch.cuda.empty_cache()
+    return logits
 
 
 def _as_half(seg: ProxyCLIPSegmentor, image: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,8 @@ def setting_stats(times: dict[str, list[float]], peaks: dict[str, int], labels: 
             out[speedup_key(name)] = base["median_s"] / ours["median_s"]
             out[f"{speedup_key(name)}_mean"] = sum(base["seconds"]) / sum(ours["seconds"])
     out["bf16_pixel_agreement"] = agreement(labels["ours_bf16"], labels["ours_fp32"])
+    if "ours_fp16" in labels:
+        out["fp16_pixel_agreement"] = agreement(labels["ours_fp16"], labels["ours_fp32"])
     out["baseline_pixel_agreement"] = agreement(labels["baseline"], labels["ours_fp32"])
     return out
 
@@ -61,11 +63,14 @@ def write(report: dict, out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{report['machine']}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Throughput on {report['device_name']} ({report['device']}, {report['threads']} threads, torch {report['torch']})", "",
-             f"{report['models']}; {report['vocabulary_classes']}-class random vocabulary; crop_batch_size {report['crop_batch_size']}. "
+             f"{report['models']}; {report['vocabulary_classes']}-class random vocabulary; crop_batch_size {report['crop_batch_size']}; "
+             f"ours takes {report.get('images_per_step', 1)} image(s) per call, the baseline 1. "
              f"Baseline = original-like execution ({report['baseline_precision']}, one crop at a time, explicit softmax(QKᵀ)V in the "
              "VFM, sequence-first nn.MultiheadAttention in CLIP, PyTorch's own linear layers). Variants alternate image by image; s / image is the median. "
-             "Peak memory: one image in a fresh process per variant, above the level after loading "
-             "(CPU: sampled resident set size; GPU: torch.cuda.max_memory_allocated).", "",
+             "Peak memory: one image per variant, above the level after loading (CPU: sampled resident set size, in a fresh "
+             "process; GPU: torch.cuda.max_memory_allocated).", "",
+             f"CPU: PyTorch dispatch {report.get('torch_cpu_capability', 'unknown')}, flags "
+             f"{', '.join(report.get('cpu_flags', [])) or 'unknown'}.", "",
              "| setting | variant | images | s / image | images/s | peak memory (MiB) | speedup vs baseline |",
              "|---|---|---|---|---|---|---|"]
     for name, s in report["settings"].items():
@@ -82,7 +87,8 @@ def write(report: dict, out: Path) -> str:
     for name, s in report["settings"].items():
         lines.append(f"- {name}: speedups from totals instead of medians: fp32 {s['speedup_fp32_mean']:.2f}x, bf16 "
                      f"{s['speedup_bf16_mean']:.2f}x. bf16 labels agree with fp32 on {s['bf16_pixel_agreement']:.2f} % of pixels "
-                     f"(baseline vs ours fp32: {s['baseline_pixel_agreement']:.2f} %).")
+                     + (f"(fp16: {s['fp16_pixel_agreement']:.2f} %) " if "fp16_pixel_agreement" in s else "")
+                     + f"(baseline vs ours fp32: {s['baseline_pixel_agreement']:.2f} %).")
     for name, d in report["dataloader"].items():
         lines.append(f"- {name} files through a {d['workers']}-worker DataLoader (decode + resize in the workers), ours_bf16: "
                      f"the model waits for data {100 * d['wait_share']:.1f} % of the time ({100 * d['steady_wait_share']:.1f} % "

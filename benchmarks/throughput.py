@@ -4,10 +4,11 @@
 
 Variants, all CLIP ViT-B-16 + DINO ViT-B/8 with the same random weights (no checkpoints needed):
   baseline  one crop at a time, explicit softmax(QKᵀ)V in the VFM, sequence-first MHA in CLIP (benchmarks/original_like.py);
-            fp32 on CPU, pure fp16 on GPU, as the original.
+            fp32 on CPU; on GPU pure fp16 with torch.cuda.empty_cache() after each crop, as the original.
   ours_fp32 crops batched (`crop_batch_size`: 4 on CPU, 16 on GPU), fused attention, fp32 (CPU linears on oneDNN).
   ours_bf16 the same under bf16 autocast.
   ours_fp32_torch_linear (CPU only) ours_fp32 with PyTorch's own fp32 linears (MKL), to show what oneDNN adds.
+  ours_fp16 (CUDA only) the same under fp16 autocast.
 Inputs: VOC-like 500x375 images resized (2048, 336) keep-ratio (448x336, crop 336 / stride 112) and Cityscapes-like
 2048x1024 images resized (2048, 448) (896x448, crop 224 / stride 112), METHOD §5 and §7. The variants run image by
 image in rotating order, so that the machine's speed drifts hit all of them alike; speedups are ratios of median
@@ -33,12 +34,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import (OtherLoad, PeakMemory, data_wait_share, fake_image, keep_ratio_resize,  # noqa: E402
-                                device_name, machine_slug, synchronize)
+from benchmarks.measure import (OtherLoad, PeakMemory, cpu_capability, data_wait_share, device_name,  # noqa: E402
+                                fake_image, keep_ratio_resize, machine_slug, synchronize)
 from benchmarks.original_like import fused_attention_report, make_original_like  # noqa: E402
 from benchmarks.report import setting_stats, summarise, write  # noqa: E402
 from proxyclip import ProxyCLIPSegmentor  # noqa: E402
 from proxyclip.sliding_window import sliding_windows  # noqa: E402
+
+# CLIP ViT-B-16 (QuickGELU, as OpenAI's weights) + DINO ViT-B/8 at full size with random weights: no checkpoint needed.
+REAL_SIZE_MODEL = dict(clip_model="ViT-B-16", clip_pretrained=None, clip_quick_gelu=True, vfm="dino_vitb8", vfm_pretrained=False)
+TINY_MODEL = dict(clip_model=str(Path(__file__).resolve().parents[1] / "configs/model/tiny_clip.json"), clip_pretrained=None,
+                  vfm="dino_vitb8", vfm_pretrained=False, vfm_kwargs={"depth": 1, "embed_dim": 32, "num_heads": 2})
 
 SETTINGS = {  # name: original (H, W), METHOD §7 resize (long, short), crop, stride, file type for the DataLoader
     "voc": dict(size=(375, 500), resize=(2048, 336), crop=336, stride=112, ext=".jpg"),
@@ -55,7 +61,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--crop-batch-size", type=int, default=None,
                         help="crops per forward (default: 4 on CPU, where batches of 16 run 10-25 %% slower because their "
                              "activations leave the cache; 16 on CUDA)")
+    parser.add_argument("--images-per-step", type=int, default=None,
+                        help="images per call for ours (the DataModule's batch_size; default 8 on CUDA, where one VOC image "
+                             "of 2 crops leaves the GPU waiting for kernel launches, 1 on CPU); the baseline takes 1, as the original")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--tiny", action="store_true", help="tiny random models: checks the script itself, measures nothing")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: "variant:setting", peak memory in a fresh process
     args = parser.parse_args()
@@ -63,6 +73,8 @@ def parse_args() -> argparse.Namespace:
         args.voc, args.city = 2, 1
     if args.crop_batch_size is None:
         args.crop_batch_size = 16 if args.device == "cuda" else 4
+    if args.images_per_step is None:
+        args.images_per_step = 8 if args.device == "cuda" else 1
     return args
 
 
@@ -76,8 +88,8 @@ def vocabulary(n: int = 20, seed: int = 0) -> list[str]:
 def build(args: argparse.Namespace, device: torch.device, quiet: bool = False) -> dict:
     """{variant: (segmentor, autocast context factory)} with identical weights."""
     torch.manual_seed(0)  # the same random weights every run: the text-embedding cache hits from the second run on
-    ours = ProxyCLIPSegmentor("ViT-B-16", None, "dino_vitb8", False, crop_batch_size=args.crop_batch_size,
-                              class_names=vocabulary()).eval().to(device)
+    ours = ProxyCLIPSegmentor(**(TINY_MODEL if getattr(args, "tiny", False) else REAL_SIZE_MODEL),
+                              crop_batch_size=args.crop_batch_size, class_names=vocabulary()).eval().to(device)
     start = time.perf_counter()
     ours.text_embeddings()
     base = make_original_like(ours, half=device.type == "cuda")
@@ -89,6 +101,8 @@ def build(args: argparse.Namespace, device: torch.device, quiet: bool = False) -
                 "ours_bf16": (ours, lambda: torch.autocast(device.type, dtype=torch.bfloat16))}
     if device.type == "cpu":
         variants["ours_fp32_torch_linear"] = (copy.deepcopy(ours).use_onednn_linear(False), plain)
+    else:
+        variants["ours_fp16"] = (ours, lambda: torch.autocast(device.type, dtype=torch.float16))
     return variants
 
 
@@ -108,46 +122,75 @@ def setting_images(cfg: dict, count: int, device: torch.device) -> list[torch.Te
             for seed in range(count)]
 
 
-def run_setting(name: str, cfg: dict, count: int, variants: dict, device: torch.device, peaks: dict) -> dict:
-    """Time every variant on `count` images of one setting, in rotating order; labels compared pixel by pixel."""
+def run_group(seg: ProxyCLIPSegmentor, autocast, images: list[torch.Tensor], out_size: tuple[int, int], device,
+              step: int) -> tuple[float, list[torch.Tensor]]:
+    """(seconds, labels) for `images`, `step` of them per call (the DataModule's images per step)."""
+    seconds, labels = 0.0, []
+    for start in range(0, len(images), step):
+        with torch.no_grad(), autocast():
+            synchronize(device)
+            began = time.perf_counter()
+            labels += seg.segment_batch(images[start:start + step], [out_size] * len(images[start:start + step]))
+            synchronize(device)
+        seconds += time.perf_counter() - began
+    return seconds, labels
+
+
+def run_setting(name: str, cfg: dict, count: int, variants: dict, device: torch.device, peaks: dict, step: int = 1) -> dict:
+    """Time every variant on `count` images of one setting, in rounds of `step` images and rotating order; ours takes
+    a round's images in one call (crops of all of them batched), the baseline one image per call, as the original's
+    batch size 1. Seconds per image = a round's seconds / its images. Labels are compared pixel by pixel."""
     images = setting_images(cfg, count, device)
     crops = len(sliding_windows(*images[0].shape[-2:], cfg["crop"], cfg["stride"]))
     for seg, _ in variants.values():
         seg.crop_size, seg.stride = cfg["crop"], cfg["stride"]
     names = list(variants)
+    for n in names:                                   # a first call per batch shape picks kernels: not timed
+        run_group(*variants[n], images[:step], cfg["size"], device, 1 if n == "baseline" else step)
     times, labels = {n: [] for n in names}, {n: [] for n in names}
-    for index, image in enumerate(images):
+    for index, start in enumerate(range(0, count, step)):
+        group = images[start:start + step]
         for n in names[index % len(names):] + names[:index % len(names)]:
-            seconds, pred = run_once(*variants[n], image, cfg["size"], device)
-            times[n].append(seconds)
-            labels[n].append(pred)
-            print(f"  {name} image {index}: {n:9s} {seconds:7.2f} s", flush=True)
-    return {"images": count, "original_hw": list(cfg["size"]), "resized_hw": list(images[0].shape[-2:]),
+            seconds, preds = run_group(*variants[n], group, cfg["size"], device, 1 if n == "baseline" else step)
+            times[n] += [seconds / len(group)] * len(group)
+            labels[n] += preds
+            print(f"  {name} images {start}-{start + len(group) - 1}: {n:9s} {seconds / len(group):7.3f} s / image", flush=True)
+    return {"images": count, "images_per_step": step, "original_hw": list(cfg["size"]), "resized_hw": list(images[0].shape[-2:]),
             "crop": cfg["crop"], "stride": cfg["stride"], "crops_per_image": crops, **setting_stats(times, peaks[name], labels)}
 
 
-def probe(args: argparse.Namespace, device: torch.device) -> None:
-    """Child process: peak memory of one variant on one image of one setting, after a one-crop warm-up."""
-    variant, name = args.probe.split(":")
+def peak_bytes(variant: tuple, name: str, device: torch.device) -> int:
+    """Peak memory of one variant on one image of one setting, after a one-crop warm-up."""
     cfg = SETTINGS[name]
-    seg, autocast = build(args, device, quiet=True)[variant]
+    seg, autocast = variant
     seg.crop_size, seg.stride = cfg["crop"], cfg["stride"]
     image = setting_images(cfg, 1, device)[0]
     run_once(seg, autocast, image[:, :cfg["crop"], :cfg["crop"]], (cfg["crop"], cfg["crop"]), device)
     with PeakMemory(device) as mem:
         run_once(seg, autocast, image, cfg["size"], device)
-    print(f"PROBE {mem.peak_bytes}")
+    return mem.peak_bytes
 
 
-def peak_memory(args: argparse.Namespace, variants: list[str]) -> dict:
-    """{setting: {variant: peak bytes}}, each measured in a fresh process (no allocator state left by other variants)."""
+def probe(args: argparse.Namespace, device: torch.device) -> None:
+    """Child process (CPU): one variant's peak resident memory, with no allocator state left by other variants."""
+    variant, name = args.probe.split(":")
+    print(f"PROBE {peak_bytes(build(args, device, quiet=True)[variant], name, device)}")
+
+
+def peak_memory(args: argparse.Namespace, variants: dict, device: torch.device) -> dict:
+    """{setting: {variant: peak bytes}}. On CUDA `max_memory_allocated` counts live tensors, whatever the allocator
+    cached before, so it is measured in this process; on CPU the resident set is, so each runs in a fresh process."""
     peaks = {name: {} for name in SETTINGS}
     for name in SETTINGS:
         for variant in variants:
-            command = [sys.executable, __file__, "--probe", f"{variant}:{name}", "--device", args.device,
-                       "--crop-batch-size", str(args.crop_batch_size)] + (["--threads", str(args.threads)] if args.threads else [])
-            out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            peaks[name][variant] = int(out.rsplit("PROBE ", 1)[1])
+            if device.type == "cuda":
+                peaks[name][variant] = peak_bytes(variants[variant], name, device)
+            else:
+                command = [sys.executable, __file__, "--probe", f"{variant}:{name}", "--device", args.device,
+                           "--crop-batch-size", str(args.crop_batch_size)] + (["--threads", str(args.threads)] if args.threads else [])
+                command += ["--tiny"] if args.tiny else []
+                out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+                peaks[name][variant] = int(out.rsplit("PROBE ", 1)[1])
             print(f"  peak memory {name} {variant}: {peaks[name][variant] / 2**20:.0f} MiB", flush=True)
     return peaks
 
@@ -198,9 +241,10 @@ def main() -> None:
     counts = {"voc": args.voc, "cityscapes": args.city}
     estimate = warm_up_and_estimate(variants, counts, device)
     print(f"estimated remaining time: {estimate / 60:.1f} min (+ about 1 min to start the memory probes)", flush=True)
-    peaks = peak_memory(args, list(variants))
+    peaks = peak_memory(args, variants, device)
     with OtherLoad() as load:
-        settings = {name: run_setting(name, cfg, counts[name], variants, device, peaks) for name, cfg in SETTINGS.items()}
+        settings = {name: run_setting(name, cfg, counts[name], variants, device, peaks, args.images_per_step)
+                    for name, cfg in SETTINGS.items()}
     if load.share > 0.05:
         print(f"WARNING: other processes used {100 * load.share:.0f} % of the CPU meanwhile: the timings are skewed.")
     loader = loader_share(variants, counts, device)
@@ -215,8 +259,11 @@ def header(args: argparse.Namespace, device: torch.device, other_load: float, wa
             "device_name": device_name(device),
             "torch": torch.__version__, "timm": timm.__version__, "open_clip": open_clip.__version__,
             "python": platform.python_version(), "threads": torch.get_num_threads(), "crop_batch_size": args.crop_batch_size,
-            "models": "CLIP ViT-B-16 + DINO ViT-B/8, random weights", "vocabulary_classes": 20,
-            "baseline_precision": "fp16" if device.type == "cuda" else "fp32", "other_load_share": other_load, "wall_s": wall_s}
+            "images_per_step": getattr(args, "images_per_step", 1),
+            "models": "tiny random CLIP + ViT (smoke run: no timings to keep)" if args.tiny else
+            "CLIP ViT-B-16 + DINO ViT-B/8, random weights", "vocabulary_classes": 20,
+            "baseline_precision": "fp16" if device.type == "cuda" else "fp32", "other_load_share": other_load, "wall_s": wall_s,
+            **cpu_capability()}
 
 
 if __name__ == "__main__":

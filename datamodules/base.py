@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .errors import DataError, examples
 from .io import read_image, read_label
+from .loader import loader_settings
 from .transforms import KeepRatioResize, A
 
 __all__ = [
@@ -222,9 +223,9 @@ class SegmentationDataModule(LightningDataModule):
         scale: tuple[int, int],
         prob_thd: float,
         names_file: str,
-        batch_size: int = 1,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        batch_size: int | None = None,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
         crop_size: int = 336,
         stride: int = 112,
     ):
@@ -235,9 +236,11 @@ class SegmentationDataModule(LightningDataModule):
             prob_thd: Below this winning probability the prediction is class 0 (background).
             names_file: The vocabulary: a packaged name (e.g. voc21) or the path of a text file with
                 one class per line (several names of a class on one line, separated by '; ').
-            batch_size: Images per batch; images keep their own sizes (lists, not stacked tensors).
-            num_workers: DataLoader worker processes (0 reads in the main process).
-            pin_memory: Pin batches in page-locked memory for faster copies to the GPU.
+            batch_size: Images per batch; images keep their own sizes (lists, not stacked tensors). null: 1 on a
+                CPU; on a GPU 8, or 1600 // queries for large vocabularies (PC459: 3, ADE847: 1).
+            num_workers: DataLoader worker processes (0 reads in the main process; null: from the CPUs on a GPU,
+                0 on a CPU).
+            pin_memory: Pin batches in page-locked memory for asynchronous copies to the GPU (null: on a GPU).
             crop_size: Sliding-window crop side in pixels.
             stride: Sliding-window stride in pixels.
         """
@@ -250,7 +253,7 @@ class SegmentationDataModule(LightningDataModule):
         if int(crop_size) <= 0 or int(stride) <= 0 or int(stride) > int(crop_size):
             raise DataError(f"crop_size and stride must be positive with stride <= crop_size (windows must "
                             f"cover the image); got crop_size={crop_size!r}, stride={stride!r}.")
-        if int(batch_size) < 1 or int(num_workers) < 0:
+        if (batch_size is not None and int(batch_size) < 1) or (num_workers is not None and int(num_workers) < 0):
             raise DataError(f"batch_size must be >= 1 and num_workers >= 0; got batch_size={batch_size!r}, "
                             f"num_workers={num_workers!r}.")
         self.root = str(root)
@@ -258,9 +261,8 @@ class SegmentationDataModule(LightningDataModule):
         self.prob_thd = float(prob_thd)
         self.crop_size = int(crop_size)
         self.stride = int(stride)
-        self.batch_size = int(batch_size)
-        self.num_workers = int(num_workers)
-        self.pin_memory = bool(pin_memory)
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self.num_workers, self.pin_memory = num_workers, pin_memory  # None: chosen for the trainer's device
         self.dataset_name = type(self).dataset_name
         self.num_classes = int(type(self).num_classes)
         self.ignore_index = int(type(self).ignore_index)
@@ -403,8 +405,9 @@ class SegmentationDataModule(LightningDataModule):
                                 f"the {trainer.world_size} processes; run with at most {len(self.dataset)} devices.")
             sampler = UnrepeatedDistributedSampler(self.dataset, num_replicas=trainer.world_size,
                                                    rank=trainer.global_rank, shuffle=False)
-        return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False, sampler=sampler,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory, collate_fn=collate)
+        num_queries = sum(line.count("; ") + 1 for line in self.class_names)
+        return DataLoader(self.dataset, shuffle=False, sampler=sampler, collate_fn=collate,
+                          **loader_settings(trainer, self.batch_size, self.num_workers, self.pin_memory, num_queries))
 
     def test_dataloader(self) -> DataLoader:
         """The validation split."""

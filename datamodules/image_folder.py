@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from .base import display_names, load_vocabulary
 from .errors import DataError, examples
 from .io import read_image
+from .loader import loader_settings
 from .transforms import A, KeepRatioResize
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -100,9 +101,9 @@ class ImageFolderDataModule(LightningDataModule):
         scale: tuple[int, int] | None = (2048, 336),
         crop_size: int = 336,
         stride: int = 112,
-        batch_size: int = 1,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        batch_size: int | None = None,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
     ):
         """
         Args:
@@ -113,9 +114,9 @@ class ImageFolderDataModule(LightningDataModule):
             scale: Keep-ratio resize bounds (long, short) before segmentation (null: the image as it is); predictions are resized back to the image.
             crop_size: Sliding-window crop side in pixels.
             stride: Sliding-window stride in pixels.
-            batch_size: Images per batch (sizes may differ).
-            num_workers: DataLoader worker processes.
-            pin_memory: Pin batches in page-locked memory.
+            batch_size: Images per batch (sizes may differ; null: 1 on a CPU, up to 8 on a GPU).
+            num_workers: DataLoader worker processes (null: from the CPUs on a GPU, 0 on a CPU).
+            pin_memory: Pin batches in page-locked memory (null: on a GPU).
         """
         super().__init__()
         self.paths = find_images(inputs)
@@ -123,12 +124,13 @@ class ImageFolderDataModule(LightningDataModule):
         self.display_names = display_names(self.class_names, "background" if background else None)
         self.prob_thd, self.crop_size, self.stride = float(prob_thd), int(crop_size), int(stride)
         self.scale = None if scale is None else (int(scale[0]), int(scale[1]))
-        self.batch_size, self.num_workers, self.pin_memory = int(batch_size), int(num_workers), bool(pin_memory)
+        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
 
     def predict_dataloader(self) -> DataLoader:
         transform = None if self.scale is None else A.Compose([KeepRatioResize(*self.scale)])
-        return DataLoader(ImageFolderDataset(self.paths, transform), batch_size=self.batch_size, shuffle=False,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory, collate_fn=collate_images)
+        num_queries = sum(line.count("; ") + 1 for line in self.class_names)
+        return DataLoader(ImageFolderDataset(self.paths, transform), shuffle=False, collate_fn=collate_images,
+                          **loader_settings(self.trainer, self.batch_size, self.num_workers, self.pin_memory, num_queries))
 
     def test_dataloader(self) -> DataLoader:
         raise DataError("ImageFolderDataModule has images but no ground truth, so it cannot be evaluated: use "

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import time
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -11,6 +13,7 @@ from PIL import Image
 from lightning.pytorch.utilities import rank_zero_info
 
 from .errors import ProxyCLIPError
+from .loop_timer import LoopTimer
 from .metrics import SegmentationMetric
 from .results import build_report, markdown_summary, write_report
 from .segmentor import ProxyCLIPSegmentor
@@ -75,6 +78,22 @@ class ProxyCLIPModule(L.LightningModule):
             self.metric = SegmentationMetric(self.segmentor.num_classes, self.ignore_index).to(self.device)
         self.metric.reset()
         self._panels_saved = 0
+        # The vocabulary is encoded here, timed apart from the loop (it would otherwise land in the first batch).
+        start = time.perf_counter()
+        self.segmentor.text_embeddings()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.timing: dict[str, float] = {"text_encoding_s": time.perf_counter() - start}
+        self._timer = LoopTimer(self.device)
+
+    def on_test_epoch_start(self) -> None:
+        self._timer.start()
+
+    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._timer.batch_start()
+
+    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._timer.batch_end()
 
     def setup(self, stage: str) -> None:
         # `trainer.log_dir` is a collective under DDP (rank 0 broadcasts its folder), so it is resolved here, on
@@ -114,17 +133,22 @@ class ProxyCLIPModule(L.LightningModule):
         self._panels_saved += 1
 
     def on_test_epoch_end(self) -> None:
+        self.timing.update(self._timer.stop(int(self.metric.num_images)))   # this process's images and time
         metrics = self.metric.compute()  # sums the counts of every process
         for key in ("aAcc", "mIoU", "mAcc"):
             self.log(key, float(metrics[key]) * 100.0, rank_zero_only=True)
         self.report = build_report(metrics, self.segmentor.class_names, self.dataset_name, self.run_config,
                                    self.class_labels())
+        self.report["timing"] = dict(self.timing, processes=self.trainer.world_size)
         if self.trainer.is_global_zero:
             out_dir = write_report(self.report, self.results_dir())
             chart = iou_bar_chart(self.class_labels(), [row["IoU"] for row in self.report["per_class"]],
                                   f"{self.dataset_name} per-class IoU (%), mIoU {self.report['mIoU'] or float('nan'):.2f}")
             Image.fromarray(chart).save(out_dir / "per_class_iou.png")
-            rank_zero_info(markdown_summary(self.report) + f"\nResults written to {out_dir}/ (metrics.json, per_class.csv, "
+            t = self.timing
+            rank_zero_info(markdown_summary(self.report) + f"\n{t['images']} images in {t['test_loop_s']:.1f} s on this "
+                           f"process ({t['images_per_s']:.1f} images/s, {100 * t['data_wait_share']:.0f} % waiting for data; "
+                           f"text encoding {t['text_encoding_s']:.1f} s)\nResults written to {out_dir}/ (metrics.json, per_class.csv, "
                            "summary.md, per_class_iou.png, panels/)")
 
     # --- prediction ---------------------------------------------------------------------------------

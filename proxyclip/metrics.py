@@ -5,24 +5,29 @@ import torch
 from torchmetrics import Metric
 
 
-def _histogram(values: torch.Tensor, num_classes: int) -> torch.Tensor:
-    # histc over [0, num_classes - 1]: values outside that range fall out of every bin
-    values = values[(values >= 0) & (values < num_classes)]
-    return torch.bincount(values, minlength=num_classes)
-
-
 def intersect_and_union(pred: torch.Tensor, label: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
     """Per-class pixel counts of one image, int64 [4, C]: intersection, union, prediction, label.
 
     pred, label: [H, W] integer class maps of the same size; pixels with label == ignore_index are not counted.
+    As mmseg's `histc` over [0, C - 1], values outside that range fall out of every bin (a legacy-ignore
+    label 65535 leaves G_c alone while its pixel's prediction still counts in P_c). One scatter into fixed-size
+    bins, so nothing waits for the GPU (boolean indexing and `bincount` would synchronise).
     """
     if pred.shape != label.shape:
         raise ValueError(f"prediction {tuple(pred.shape)} and label {tuple(label.shape)} differ in size")
+    pred, label = pred.reshape(-1).long(), label.reshape(-1).long()
     valid = label != ignore_index
-    pred, label = pred[valid].long(), label[valid].long()
-    area_intersect = _histogram(pred[pred == label], num_classes)
-    area_pred = _histogram(pred, num_classes)
-    area_label = _histogram(label, num_classes)
+    outside = num_classes                                       # one extra bin per row collects what is not counted
+    in_range = lambda v: (v >= 0) & (v < num_classes)           # noqa: E731
+    rows = torch.stack([
+        torch.where(valid & (pred == label) & in_range(pred), pred, outside),   # intersection
+        torch.where(valid & in_range(pred), pred, outside),                     # prediction
+        torch.where(valid & in_range(label), label, outside),                   # label
+    ])                                                          # [3, N]
+    offsets = torch.arange(3, device=pred.device).view(3, 1) * (num_classes + 1)
+    bins = torch.zeros(3 * (num_classes + 1), dtype=torch.int64, device=pred.device)
+    bins.scatter_add_(0, (rows + offsets).reshape(-1), torch.ones_like(rows).reshape(-1))
+    area_intersect, area_pred, area_label = bins.view(3, num_classes + 1)[:, :num_classes]
     return torch.stack([area_intersect, area_pred + area_label - area_intersect, area_pred, area_label])
 
 

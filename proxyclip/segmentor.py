@@ -1,8 +1,9 @@
 """The training-free ProxyCLIP segmentor: an `nn.Module` that needs neither Lightning nor the CLI."""
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -155,9 +156,10 @@ class ProxyCLIPSegmentor(nn.Module):
         """x: [B, 3, H, W] CLIP-normalised (already padded) -> [B, D, h, w] unit embeddings."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        pixels = x * self.clip_std + self.clip_mean                        # back to [0, 1]; padding -> CLIP's mean colour
-        feats = self.vfm((pixels - self.imagenet_mean) / self.imagenet_std, self.crop_size)  # [B, C, h, w]
-        return dense_clip_features(self.clip.visual, x, feats, self.beta, self.gamma, onednn=self.onednn_linear)
+        with _exact_fp32_convolutions(x):
+            pixels = x * self.clip_std + self.clip_mean                        # back to [0, 1]; padding -> CLIP's mean colour
+            feats = self.vfm((pixels - self.imagenet_mean) / self.imagenet_std, self.crop_size)  # [B, C, h, w]
+            return dense_clip_features(self.clip.visual, x, feats, self.beta, self.gamma, onednn=self.onednn_linear)
 
     def dense_features(self, crops: torch.Tensor) -> torch.Tensor:
         """crops: [B, 3, H, W] RGB in [0, 1] -> L2-normalised proxy-attention CLIP embeddings [B, D, h, w]."""
@@ -212,9 +214,8 @@ class ProxyCLIPSegmentor(nn.Module):
 
     def decide(self, probs: torch.Tensor) -> torch.Tensor:
         """[C, H, W] class probabilities -> [H, W] int64 labels; below `prob_thd` -> class 0."""
-        pred = probs.argmax(dim=0)
-        pred[probs.amax(dim=0) < self.prob_thd] = 0
-        return pred
+        best, pred = probs.max(dim=0)
+        return pred.masked_fill_(best < self.prob_thd, 0)      # masked_fill: no host sync (boolean indexing would)
 
     @torch.no_grad()
     def segment_batch(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
@@ -252,3 +253,17 @@ class ProxyCLIPSegmentor(nn.Module):
         if image.ndim != 3 or image.shape[0] != 3:
             raise ProxyCLIPError(f"Images must be [3, H, W] RGB tensors, got shape {tuple(image.shape)}.")
         return image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+
+
+@contextlib.contextmanager
+def _exact_fp32_convolutions(x: torch.Tensor) -> Iterator[None]:
+    """fp32 on a GPU is the exact reference: cuDNN would run the patch convolutions in TF32 (its default),
+    10-bit mantissas, off from the CPU by ~1e-3. Under autocast, or on other devices, nothing changes."""
+    if x.device.type != "cuda" or torch.is_autocast_enabled("cuda") or x.dtype != torch.float32:
+        yield
+        return
+    saved, torch.backends.cudnn.allow_tf32 = torch.backends.cudnn.allow_tf32, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved

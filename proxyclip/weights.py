@@ -193,13 +193,13 @@ def weights_must_match(what: str, fix: str, random_init: bool = False) -> Iterat
     """
     collect = _Collect()
     root = logging.getLogger()
-    root.addHandler(collect)
+    saved, root.handlers = root.handlers, [collect]   # held back from the usual handlers until judged below
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             yield
     finally:
-        root.removeHandler(collect)
+        root.handlers = saved
     messages = [(str(w.message), w) for w in caught] + [(r.getMessage(), r) for r in collect.records]
     disagreements = [text for text, _ in messages if _DISAGREEMENT.search(text) and not (random_init and _RANDOM_INIT.search(text))]
     if disagreements:

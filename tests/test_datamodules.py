@@ -505,3 +505,21 @@ init_args:
     assert set(np.unique(batches[0]["labels"][0].numpy())) <= {0, 1, 2, 3, 255}
     assert main(["check", str(root), "--dataset", "test_datamodules.MyDataModule"]) == 0
     assert "OK (3 images" in capsys.readouterr().out
+
+
+def test_loader_settings_follow_the_device(monkeypatch):
+    from types import SimpleNamespace
+
+    from datamodules import loader
+
+    monkeypatch.setattr(loader, "usable_cpus", lambda: 16)
+    gpu = SimpleNamespace(strategy=SimpleNamespace(root_device=SimpleNamespace(type="cuda")), num_devices=1)
+    cpu = SimpleNamespace(strategy=SimpleNamespace(root_device=SimpleNamespace(type="cpu")), num_devices=1)
+    assert loader.loader_settings(None, None, None, None, 46) == {"batch_size": 1, "num_workers": 0, "pin_memory": False}
+    assert loader.loader_settings(cpu, None, None, None, 46) == {"batch_size": 1, "num_workers": 0, "pin_memory": False}
+    assert loader.loader_settings(gpu, None, None, None, 46) == {"batch_size": 8, "num_workers": 8, "pin_memory": True}
+    assert loader.loader_settings(gpu, None, None, None, 459)["batch_size"] == 3       # PC459
+    assert loader.loader_settings(gpu, None, None, None, 1000)["batch_size"] == 1      # ADE847's queries
+    four = SimpleNamespace(strategy=gpu.strategy, num_devices=4)                         # 4 processes share 16 CPUs
+    assert loader.loader_settings(four, None, None, None, 46)["num_workers"] == 3
+    assert loader.loader_settings(gpu, 2, 0, False, 46) == {"batch_size": 2, "num_workers": 0, "pin_memory": False}

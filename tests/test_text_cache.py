@@ -11,15 +11,14 @@ from conftest import TINY_CONFIG, VOCAB
 
 
 class CountingEncoder:
-    """Wraps `model.encode_text` on the instance and counts the prompts it encodes."""
+    """Counts the prompts the model's text tower encodes (a hook on its token embedding: every path passes there)."""
 
     def __init__(self, model):
-        self.prompts, self.original = 0, model.encode_text
-        model.encode_text = self
+        self.prompts = 0
+        model.token_embedding.register_forward_hook(self.count)
 
-    def __call__(self, tokens, *args, **kwargs):
-        self.prompts += tokens.shape[0]
-        return self.original(tokens, *args, **kwargs)
+    def count(self, module, args, output):
+        self.prompts += args[0].shape[0]
 
 
 @pytest.fixture
