@@ -46,10 +46,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from benchmarks import throughput  # noqa: E402
-from benchmarks.measure import PeakMemory, cpu_capability, device_name, fake_image, keep_ratio_resize, machine_slug  # noqa: E402
+from benchmarks.measure import PeakMemory, cpu_capability, device_name, fake_image, machine_slug  # noqa: E402
 from benchmarks.report import summarise, write as write_throughput  # noqa: E402
 from proxyclip import ProxyCLIPSegmentor  # noqa: E402
-from proxyclip.metrics import SegmentationMetric  # noqa: E402
+from proxyclip.shell.metric import SegmentationMetric  # noqa: E402
 
 VOC = throughput.SETTINGS["voc"]
 CITY = throughput.SETTINGS["cityscapes"]

@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datamodules.io import read_image
+from datamodules.transforms import KeepRatioResize
+
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -120,7 +123,7 @@ def fake_image(height: int, width: int, seed: int) -> np.ndarray:
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):
-    """Decode (cv2 via datamodules.io.read_image when present) and keep-ratio resize in the worker."""
+    """Decode (datamodules.io.read_image) and keep-ratio resize in the worker."""
 
     def __init__(self, paths: list[Path], long: int, short: int):
         self.paths, self.long, self.short = paths, long, short
@@ -134,25 +137,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    try:
-        from datamodules.io import read_image
-    except ImportError:  # the harness's reader is absent: the same OpenCV decode, directly
-        import cv2
-
-        return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     return read_image(path)
 
 
 def keep_ratio_resize(image: np.ndarray, long: int, short: int) -> np.ndarray:
-    """METHOD §7's (long, short) keep-ratio resize of a uint8 [H, W, 3] image."""
-    try:
-        from datamodules.transforms import KeepRatioResize
-    except ImportError:
-        import cv2
-
-        h, w = image.shape[:2]
-        s = min(long / max(h, w), short / min(h, w))
-        return cv2.resize(image, (int(w * s + 0.5), int(h * s + 0.5)), interpolation=cv2.INTER_LINEAR)
+    """docs/method.md §7's (long, short) keep-ratio resize of a uint8 [H, W, 3] image."""
     return KeepRatioResize(long, short).apply(image)
 
 

@@ -3,7 +3,7 @@
 The original runs one crop at a time (batch 1), computes the VFM's attention explicitly as
 softmax(Q Kᵀ) V, runs CLIP's blocks sequence-first through `nn.MultiheadAttention` (so PyTorch's
 batch-first fast path never fires), and uses PyTorch's own linear layers (MKL on CPU); on GPU everything
-is pure fp16 (METHOD §9). `make_original_like` builds that execution on a deep copy of a
+is pure fp16 (docs/method.md §9). `make_original_like` builds that execution on a deep copy of a
 `ProxyCLIPSegmentor`: same architecture, same weights, so it must compute the same numbers in fp32
 (tests/test_speed.py proves it), only more slowly.
 """
@@ -18,7 +18,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
-from proxyclip.segmentor import ProxyCLIPSegmentor  # noqa: E402
+from proxyclip.method.segmentor import ProxyCLIPSegmentor  # noqa: E402
 
 
 def make_original_like(seg: ProxyCLIPSegmentor, half: bool = False) -> ProxyCLIPSegmentor:

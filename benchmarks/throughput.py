@@ -10,7 +10,7 @@ Variants, all CLIP ViT-B-16 + DINO ViT-B/8 with the same random weights (no chec
   ours_fp32_torch_linear (CPU only) ours_fp32 with PyTorch's own fp32 linears (MKL), to show what oneDNN adds.
   ours_fp16 (CUDA only) the same under fp16 autocast.
 Inputs: VOC-like 500x375 images resized (2048, 336) keep-ratio (448x336, crop 336 / stride 112) and Cityscapes-like
-2048x1024 images resized (2048, 448) (896x448, crop 224 / stride 112), METHOD §5 and §7. The variants run image by
+2048x1024 images resized (2048, 448) (896x448, crop 224 / stride 112), docs/method.md §5 and §7. The variants run image by
 image in rotating order, so that the machine's speed drifts hit all of them alike; speedups are ratios of median
 seconds per image, and the CPU share other processes took meanwhile is recorded. Results go to
 benchmarks/results/<machine>.json and .md. Targets: CPU fp32 >= 1.5x, bf16 >= 2x; GPU bf16 >= 5x and < 8 GB peak
@@ -39,14 +39,15 @@ from benchmarks.measure import (OtherLoad, PeakMemory, cpu_capability, data_wait
 from benchmarks.original_like import fused_attention_report, make_original_like  # noqa: E402
 from benchmarks.report import setting_stats, summarise, write  # noqa: E402
 from proxyclip import ProxyCLIPSegmentor  # noqa: E402
-from proxyclip.sliding_window import sliding_windows  # noqa: E402
+from proxyclip.method.sliding_window import sliding_windows  # noqa: E402
 
 # CLIP ViT-B-16 (QuickGELU, as OpenAI's weights) + DINO ViT-B/8 at full size with random weights: no checkpoint needed.
 REAL_SIZE_MODEL = dict(clip_model="ViT-B-16", clip_pretrained=None, clip_quick_gelu=True, vfm="dino_vitb8", vfm_pretrained=False)
-TINY_MODEL = dict(clip_model=str(Path(__file__).resolve().parents[1] / "configs/model/tiny_clip.json"), clip_pretrained=None,
-                  vfm="dino_vitb8", vfm_pretrained=False, vfm_kwargs={"depth": 1, "embed_dim": 32, "num_heads": 2})
+TINY_MODEL = dict(clip_model=dict(embed_dim=32, vision_cfg=dict(image_size=224, layers=2, width=64, head_width=16, patch_size=16),
+                                  text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1)),
+                  clip_pretrained=None, vfm="dino_vitb8", vfm_pretrained=False, vfm_kwargs={"depth": 1, "embed_dim": 32, "num_heads": 2})
 
-SETTINGS = {  # name: original (H, W), METHOD §7 resize (long, short), crop, stride, file type for the DataLoader
+SETTINGS = {  # name: original (H, W), docs/method.md §7 resize (long, short), crop, stride, file type for the DataLoader
     "voc": dict(size=(375, 500), resize=(2048, 336), crop=336, stride=112, ext=".jpg"),
     "cityscapes": dict(size=(1024, 2048), resize=(2048, 448), crop=224, stride=112, ext=".png"),
 }
@@ -117,7 +118,7 @@ def run_once(seg: ProxyCLIPSegmentor, autocast, image: torch.Tensor, out_size: t
 
 
 def setting_images(cfg: dict, count: int, device: torch.device) -> list[torch.Tensor]:
-    """`count` photo-like images [3, h, w] uint8 of the setting's original size, keep-ratio resized (METHOD §7)."""
+    """`count` photo-like images [3, h, w] uint8 of the setting's original size, keep-ratio resized (docs/method.md §7)."""
     return [torch.from_numpy(keep_ratio_resize(fake_image(*cfg["size"], seed), *cfg["resize"])).permute(2, 0, 1).to(device)
             for seed in range(count)]
 

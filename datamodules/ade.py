@@ -9,6 +9,7 @@ class ADE20KDataModule(SegmentationDataModule):
     `annotations/validation/<id>.png` (0 ignored: reduce_zero_label, k -> k - 1); images sorted by name."""
 
     dataset_name = "ade20k"
+    title = "ADE20K"
     num_classes = 150
     reduce_zero_label = True
     image_dir = "images/validation"
@@ -28,6 +29,7 @@ class ADE847DataModule(TifLabelDataModule):
     """
 
     dataset_name = "ade847"
+    title = "ADE847"
     num_classes = 847
     image_dir = "images_detectron2/validation"
     label_dir = "annotations_detectron2/validation"

@@ -1,178 +1,31 @@
-"""The shared base: a dataset is a list of (image path, label path) pairs plus a label mapping.
+"""The shared base of the benchmark DataModules: a declarative on-disk layout, checked before any model work.
 
-`SegmentationDataset` yields, per image, the resized uint8 RGB image and the label map at its
-ORIGINAL size (never resized), after the label mapping. `SegmentationDataModule` finds the pairs
-from a declarative on-disk layout (class attributes), validates everything it can before any model
-work, and serves the validation split to `trainer.test` and `trainer.predict`.
+`SegmentationDataModule` finds the (image, label) pairs from its class attributes, validates everything it can
+at construction, and serves the validation split to `trainer.test` and `trainer.predict` as a
+`SegmentationDataset` (resized uint8 images, labels at their original size).
 """
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
+from .dataset import SegmentationDataset, collate
 from .errors import DataError, examples
-from .io import read_image, read_label
+from .labels import LabelMap, reduce_zero_label
 from .loader import loader_settings
 from .transforms import KeepRatioResize, A
+from .vocabulary_files import load_vocabulary, resolve_names_file
 
-__all__ = [
-    "PACKAGED_VOCABULARIES",
-    "Scan",
-    "SegmentationDataModule",
-    "SegmentationDataset",
-    "TifLabelDataModule",
-    "collate",
-    "label_problem",
-    "load_vocabulary",
-    "reduce_zero_label",
-    "resolve_names_file",
-]
+__all__ = ["Scan", "SegmentationDataModule", "TifLabelDataModule"]
 
-PACKAGED_VOCABULARIES = Path(__file__).resolve().parent / "class_names"
-
-LabelMap = Callable[[np.ndarray], np.ndarray]
-
-
-# --------------------------------------------------------------------------- label mapping
-
-def reduce_zero_label(label: np.ndarray) -> np.ndarray:
-    """mmseg's `reduce_zero_label`: 0 -> 255 (ignore), k -> k - 1, 255 stays 255."""
-    out = label.astype(np.int64) - 1
-    out[label == 0] = 255
-    out[label == 255] = 255
-    return out
-
-
-def label_problem(label: np.ndarray, image_hw: tuple[int, int], image_path: str | os.PathLike,
-                  label_path: str | os.PathLike, num_classes: int, ignore_index: int,
-                  check_range: bool = True, stored: np.ndarray | None = None) -> str | None:
-    """What is wrong with a (mapped) label map, as a one-paragraph message, or None if nothing.
-
-    `stored` is the label before the label mapping, when there is one: the message then names the
-    values as they are in the file.
-    """
-    if tuple(label.shape) != tuple(image_hw):
-        return (f"The label {label_path} is {label.shape[1]}x{label.shape[0]} (WxH) but its image "
-                f"{image_path} is {image_hw[1]}x{image_hw[0]}; ground truth must match its image pixel "
-                f"for pixel. The pair is mismatched or one file is from another dataset version: "
-                f"re-extract both, or re-run the label preparation.")
-    if check_range:
-        bad = (label >= num_classes) | (label < 0)
-        if ignore_index is not None:
-            bad &= label != ignore_index
-        if bad.any():
-            values = examples(np.unique(label[bad]).tolist(), 8)
-            if stored is not None and stored is not label:
-                values = f"{examples(np.unique(stored[bad]).tolist(), 8)} (mapped to {values})"
-            return (f"The label {label_path} has values {values} in {int(bad.sum())} pixels, outside the "
-                    f"{num_classes} classes 0..{num_classes - 1} and the ignore value {ignore_index}. The "
-                    f"file is from another dataset or was not prepared (e.g. colour PNGs instead of class "
-                    f"indices, raw ids instead of train ids): check the dataset choice and its preparation "
-                    f"(`python -m datamodules.prepare check ROOT --dataset NAME`).")
-    return None
-
-
-# --------------------------------------------------------------------------- dataset
-
-class SegmentationDataset(Dataset):
-    """(image, label) pairs read from disk.
-
-    Item `i` is `{"image": uint8 [3, h, w] RGB after `transform`, "label": int64 [H, W] at the
-    original size after `label_map`, "ori_size": (H, W), "path": image path}`. A label whose size
-    differs from its image, or (when `check_range`) with values outside `[0, num_classes - 1]` other
-    than `ignore_index`, raises `DataError` naming the file.
-    """
-
-    def __init__(self, samples: Sequence[tuple[str, str]], num_classes: int, ignore_index: int = 255,
-                 transform: Callable[..., dict] | None = None, label_map: LabelMap | None = None,
-                 check_range: bool = True):
-        self.samples = [(str(img), str(lbl)) for img, lbl in samples]
-        self.num_classes = int(num_classes)
-        self.ignore_index = int(ignore_index)
-        self.transform = transform
-        self.label_map = label_map
-        self.check_range = check_range
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        image_path, label_path = self.samples[index]
-        image = read_image(image_path)
-        stored = read_label(label_path)
-        label = stored if self.label_map is None else self.label_map(stored)
-        problem = label_problem(label, image.shape[:2], image_path, label_path, self.num_classes,
-                                self.ignore_index, self.check_range, stored)
-        if problem:
-            raise DataError(problem)
-        if self.transform is not None:
-            image = self.transform(image=image)["image"]
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "label": torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64)),
-            "ori_size": (int(label.shape[0]), int(label.shape[1])),
-            "path": image_path,
-        }
-
-
-def collate(items: Sequence[dict[str, Any]]) -> dict[str, list]:
-    """Keep per-image tensors (sizes differ): `{"images": [...], "labels": [...], "ori_sizes": [(H, W)...],
-    "paths": [...]}` (`ori_sizes`, the original image sizes, as the image-folder DataModule gives them)."""
-    return {
-        "images": [item["image"] for item in items],
-        "labels": [item["label"] for item in items],
-        "ori_sizes": [item["ori_size"] for item in items],
-        "paths": [item["path"] for item in items],
-    }
-
-
-# --------------------------------------------------------------------------- vocabulary
-
-def resolve_names_file(value: str) -> Path:
-    """A packaged vocabulary name (`voc21`, `voc21.txt`) or a path to a vocabulary file."""
-    path = Path(value).expanduser()
-    if path.is_file():
-        return path
-    if "/" not in value and os.sep not in value:
-        stem = value[:-4] if value.endswith(".txt") else value
-        packaged = PACKAGED_VOCABULARIES / f"{stem}.txt"
-        if packaged.is_file():
-            return packaged
-    names = ", ".join(sorted(p.stem for p in PACKAGED_VOCABULARIES.glob("*.txt")))
-    raise DataError(f"names_file {value!r} is neither an existing file (looked for {path.absolute()}) nor "
-                    f"a packaged vocabulary. Give a packaged name ({names}) or the path of a text file "
-                    f"with one class per line.")
-
-
-def display_names(class_names: Sequence[str], background_name: str | None = None) -> list[str]:
-    """One short name per class for tables and pictures: a line's first name, or `background_name` for class 0."""
-    names = [line.split("; ")[0] for line in class_names]
-    if background_name and names:
-        names[0] = background_name
-    return names
-
-
-def load_vocabulary(path: Path) -> list[str]:
-    """The file's lines verbatim, surrounding whitespace stripped, empty lines dropped (no '; ' split)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"The vocabulary file {path} cannot be read as UTF-8 text ({exc}). Save it as a "
-                        f"UTF-8 text file with one class per line.") from None
-    return [line.strip() for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
-
-
-# --------------------------------------------------------------------------- layout scan
 
 @dataclass
 class Scan:
@@ -189,8 +42,6 @@ class Scan:
         return [(img, lbl) for img, lbl in self.pairs if img.is_file() and lbl.is_file()]
 
 
-# --------------------------------------------------------------------------- datamodule
-
 class SegmentationDataModule(LightningDataModule):
     """A validation set laid out on disk, served to `trainer.test` / `trainer.predict`.
 
@@ -202,6 +53,7 @@ class SegmentationDataModule(LightningDataModule):
     """
 
     dataset_name: ClassVar[str] = "custom"
+    title: ClassVar[str] = ""  # the name in results tables (e.g. "COCO-Object"); default: dataset_name
     num_classes: int = 0
     ignore_index: int = 255
     reduce_zero_label: ClassVar[bool] = False
@@ -269,7 +121,6 @@ class SegmentationDataModule(LightningDataModule):
         self.names_file = str(names_file)
         self.names_path = resolve_names_file(self.names_file)
         self.class_names: list[str] = load_vocabulary(self.names_path)
-        self.display_names = display_names(self.class_names, type(self).background_name)
         self.check_vocabulary()
         self.scan(self.root)  # a wrong root or a missing split file fails now, before any model is built
         self.dataset: SegmentationDataset | None = None
@@ -405,9 +256,8 @@ class SegmentationDataModule(LightningDataModule):
                                 f"the {trainer.world_size} processes; run with at most {len(self.dataset)} devices.")
             sampler = UnrepeatedDistributedSampler(self.dataset, num_replicas=trainer.world_size,
                                                    rank=trainer.global_rank, shuffle=False)
-        num_queries = sum(line.count("; ") + 1 for line in self.class_names)
         return DataLoader(self.dataset, shuffle=False, sampler=sampler, collate_fn=collate,
-                          **loader_settings(trainer, self.batch_size, self.num_workers, self.pin_memory, num_queries))
+                          **loader_settings(trainer, self.batch_size, self.num_workers, self.pin_memory, len(self.class_names)))
 
     def test_dataloader(self) -> DataLoader:
         """The validation split."""

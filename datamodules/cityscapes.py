@@ -10,6 +10,7 @@ class CityscapesDataModule(SegmentationDataModule):
     path. Make the train-id labels once with `python -m datamodules.prepare cityscapes <root>`."""
 
     dataset_name = "cityscapes"
+    title = "Cityscapes"
     num_classes = 19
     image_dir = "leftImg8bit/val"
     label_dir = "gtFine/val"

@@ -9,6 +9,7 @@ class COCOStuffDataModule(SegmentationDataModule):
     `annotations/val2017/<id>_labelTrainIds.png` (0..170, 255 ignore); images sorted by name."""
 
     dataset_name = "coco_stuff"
+    title = "COCO-Stuff"
     num_classes = 171
     image_dir = "images/val2017"
     label_dir = "annotations/val2017"
@@ -27,6 +28,7 @@ class COCOObjectDataModule(COCOStuffDataModule):
     `python -m datamodules.prepare coco-object <root>`."""
 
     dataset_name = "coco_object"
+    title = "COCO-Object"
     num_classes = 81
     label_suffix = "_instanceTrainIds.png"
     names_example = "coco_object"

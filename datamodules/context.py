@@ -10,6 +10,7 @@ class ContextDataModule(SegmentationDataModule):
     the single name "background"."""
 
     dataset_name = "context60"
+    title = "Context60"
     num_classes = 60
     image_dir = "JPEGImages"
     label_dir = "SegmentationClassContext"
@@ -24,6 +25,7 @@ class Context59DataModule(ContextDataModule):
     """Context59: the Context60 data with the background ignored (0 -> 255, k -> k - 1)."""
 
     dataset_name = "context59"
+    title = "Context59"
     num_classes = 59
     reduce_zero_label = True
     names_example = "context59"
@@ -36,6 +38,7 @@ class Context459DataModule(TifLabelDataModule):
     """
 
     dataset_name = "pc459"
+    title = "PC459"
     num_classes = 459
     image_dir = "JPEGImages"
     label_dir = "annotations_detectron2/pc459_val"

@@ -11,18 +11,18 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from .base import display_names, load_vocabulary
 from .errors import DataError, examples
 from .io import read_image
 from .loader import loader_settings
 from .transforms import A, KeepRatioResize
+from .vocabulary_files import load_vocabulary
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def parse_inline_vocabulary(text: str) -> list[str]:
-    """`"sky; cloud, horse, grass"` -> `["sky; cloud", "horse", "grass"]`: commas separate classes,
-    semicolons separate the synonyms of one class (written back with "; ", the vocabulary-file form)."""
+    """`"sky; cloud, horse, grass"` -> `["sky; cloud", "horse", "grass"]`: commas separate classes, semicolons
+    separate the synonyms of one class (written back with "; ", the vocabulary-file form)."""
     classes = []
     for part in text.split(","):
         names = [name.strip() for name in part.split(";")]
@@ -121,16 +121,15 @@ class ImageFolderDataModule(LightningDataModule):
         super().__init__()
         self.paths = find_images(inputs)
         self.class_names = resolve_vocabulary(vocabulary, background)
-        self.display_names = display_names(self.class_names, "background" if background else None)
+        self.background_name = "background" if background else None   # shown for class 0 in results and pictures
         self.prob_thd, self.crop_size, self.stride = float(prob_thd), int(crop_size), int(stride)
         self.scale = None if scale is None else (int(scale[0]), int(scale[1]))
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
 
     def predict_dataloader(self) -> DataLoader:
         transform = None if self.scale is None else A.Compose([KeepRatioResize(*self.scale)])
-        num_queries = sum(line.count("; ") + 1 for line in self.class_names)
         return DataLoader(ImageFolderDataset(self.paths, transform), shuffle=False, collate_fn=collate_images,
-                          **loader_settings(self.trainer, self.batch_size, self.num_workers, self.pin_memory, num_queries))
+                          **loader_settings(self.trainer, self.batch_size, self.num_workers, self.pin_memory, len(self.class_names)))
 
     def test_dataloader(self) -> DataLoader:
         raise DataError("ImageFolderDataModule has images but no ground truth, so it cannot be evaluated: use "

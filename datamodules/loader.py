@@ -17,12 +17,12 @@ def usable_cpus() -> int:
 
 
 def loader_settings(trainer: Any, batch_size: int | None, num_workers: int | None, pin_memory: bool | None,
-                    num_queries: int = 1) -> dict[str, Any]:
+                    num_classes: int = 1) -> dict[str, Any]:
     """`batch_size` / `num_workers` / `pin_memory` for the DataLoader; None picks them from the trainer's device.
 
     Images per step on a GPU: 8, where one VOC image (2 crops) would leave an H100 waiting for kernel launches
-    (77 images/s at 1 per step, 210 at 8: benchmarks/results/nvidia-h100-80gb-hbm3.md), fewer for large
-    vocabularies, whose per-image canvases ([queries, H, W] fp32) dominate memory: 1600 // queries, so PC459
+    (65 images/s at 1 per step, 212 at 8: benchmarks/results/nvidia-h100-80gb-hbm3.md), fewer for large
+    vocabularies, whose per-image canvases ([queries, H, W] fp32) dominate memory: 1600 // classes, so PC459
     takes 3 and ADE847 1. On a CPU: 1 (the crops of one image already fill it).
 
     On a GPU: one worker per CPU this process's share of the machine allows (its CPUs divided by the processes
@@ -32,7 +32,7 @@ def loader_settings(trainer: Any, batch_size: int | None, num_workers: int | Non
     """
     on_gpu = trainer is not None and getattr(trainer.strategy.root_device, "type", "cpu") == "cuda"
     if batch_size is None:
-        batch_size = max(1, min(MAX_IMAGES_PER_STEP, 1600 // max(1, num_queries))) if on_gpu else 1
+        batch_size = max(1, min(MAX_IMAGES_PER_STEP, 1600 // max(1, num_classes))) if on_gpu else 1
     if num_workers is None:
         local_processes = max(1, int(getattr(trainer, "num_devices", 1) or 1)) if trainer is not None else 1
         num_workers = min(MAX_WORKERS, max(0, usable_cpus() // local_processes - 1)) if on_gpu else 0

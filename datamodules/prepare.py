@@ -23,7 +23,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import DATAMODULES
-from .base import SegmentationDataModule, label_problem
+from .base import SegmentationDataModule
+from .labels import label_problem
 from .errors import DataError, examples
 from .io import read_image, read_label
 

@@ -10,6 +10,7 @@ class VOCDataModule(SegmentationDataModule):
     background, queried by the several names on the vocabulary's first line."""
 
     dataset_name = "voc21"
+    title = "VOC21"
     num_classes = 21
     image_dir = "JPEGImages"
     label_dir = "SegmentationClass"
@@ -25,6 +26,7 @@ class VOC20DataModule(VOCDataModule):
     """VOC20: the VOC21 data with the background ignored (mmseg reduce_zero_label: 0 -> 255, k -> k - 1)."""
 
     dataset_name = "voc20"
+    title = "VOC20"
     num_classes = 20
     reduce_zero_label = True
     names_example = "voc20"

@@ -1,4 +1,9 @@
-"""ProxyCLIP: training-free open-vocabulary semantic segmentation (Lan et al., ECCV 2024)."""
+"""ProxyCLIP: training-free open-vocabulary semantic segmentation (Lan et al., ECCV 2024).
+
+Wings: `proxyclip.method` (plain nn.Modules: encoders, VFM registry, proxy attention, segmentor, builder),
+`proxyclip.shell` (LightningModule, metric, result writers), `proxyclip.commands` (CLI, evaluate-all, weights);
+`proxyclip.errors` and `proxyclip.vocabulary` are shared by all. Nothing is imported until used.
+"""
 from __future__ import annotations
 
 import importlib
@@ -6,13 +11,12 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# Imported on first use, so that `python -m proxyclip.<module>` does not import its own module twice.
 _EXPORTS = {
-    "build_segmentor": "builder",
+    "build_segmentor": "method.builder",
     "ProxyCLIPError": "errors",
-    "ProxyCLIPSegmentor": "segmentor",
-    "SegmentationMetric": "metrics",
-    "intersect_and_union": "metrics",
+    "ProxyCLIPSegmentor": "method.segmentor",
+    "SegmentationMetric": "shell.metric",
+    "intersect_and_union": "shell.metric",
 }
 __all__ = list(_EXPORTS)
 

@@ -1,4 +1,4 @@
-"""User-facing errors: one clear paragraph, no traceback (main.py prints them)."""
+"""The method's user-facing error: one clear paragraph that names the value at fault and the fix."""
 from __future__ import annotations
 
 import difflib
@@ -18,18 +18,3 @@ def close_matches(name: str, choices: Iterable[str], n: int = 5) -> str:
     if matches:
         return "Did you mean: " + ", ".join(matches) + "?"
     return f"{len(choices)} names are known, e.g. " + ", ".join(choices[:n]) + "."
-
-
-# errors of other packages that are user errors too (the data side's DataError: the method does not import the data)
-USER_ERROR_NAMES = frozenset({"DataError"})
-
-
-def find_user_error(exc: BaseException | None) -> BaseException | None:
-    """The user error behind `exc` (frameworks such as jsonargparse re-raise with a cause), or None."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, ProxyCLIPError) or type(exc).__name__ in USER_ERROR_NAMES:
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None

@@ -1,17 +1,54 @@
+"""Shared test helpers: paths, the tiny random model and its configs, images. Tests import these from here."""
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # tests/fake_datasets.py and main.py sit beside the package
 # text-embedding cache of the test runs (also for main.py subprocesses): never the user's ~/.cache
 os.environ.setdefault("PROXYCLIP_CACHE_DIR", tempfile.mkdtemp(prefix="proxyclip-test-cache-"))
 TINY_CONFIG = REPO_ROOT / "configs" / "model" / "tiny_random.yaml"
+TINY_CLIP = yaml.safe_load(TINY_CONFIG.read_text())["segmentor"]["clip_model"]   # the tiny CLIP's open_clip config
 VOCAB = ["sky; cloud", "person", "grass", "building; house; tower"]
+TINY_VIT = dict(depth=1, embed_dim=32, num_heads=2)      # per VFM family below, through the same factories
+TINY_VFM = {"dino": TINY_VIT, "dinov2": TINY_VIT, "dinov3": TINY_VIT, "mae": TINY_VIT,
+            "sam": dict(depth=2, embed_dim=32, num_heads=2, global_attn_indexes=(1,), img_size=256, out_chans=32)}
+
+
+def tiny_vfm_kwargs(name: str, **overrides) -> dict:
+    """Tiny architecture arguments for the registered VFM `name` (its family's)."""
+    return {**TINY_VFM[name.split("_")[0]], **overrides}
+
+
+def random_image(h: int, w: int, seed: int) -> torch.Tensor:
+    """[3, h, w] uint8 noise, the same for the same seed."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(3, h, w, generator=g) * 255).to(torch.uint8)
+
+
+BORDER_IMAGES = [random_image(150, 260, 0), random_image(112, 112, 1), random_image(200, 130, 2)]  # crops of 3 shapes
+
+
+def write_tiny_clip_json(folder: Path) -> str:
+    """The tiny CLIP's config as a model-config JSON file (the file form users may give as clip_model)."""
+    import json
+
+    path = Path(folder) / "tiny_clip.json"
+    path.write_text(json.dumps(TINY_CLIP))
+    return str(path)
+
+
+def twin(seg, **options):
+    """A tiny segmentor with `seg`'s weights and geometry, built with extra init options."""
+    from proxyclip import build_segmentor
+
+    other = build_segmentor(TINY_CONFIG, class_names=VOCAB, crop_size=seg.crop_size, stride=seg.stride,
+                            crop_batch_size=seg.crop_batch_size, **options).eval()
+    other.load_state_dict(seg.state_dict())
+    return other
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,7 @@ def ground_truth_counts(datamodule):
 
 def test_voc21_end_to_end_in_a_subprocess(tmp_path):
     from proxyclip import build_segmentor
-    from proxyclip.metrics import SegmentationMetric
+    from proxyclip.shell.metric import SegmentationMetric
     from datamodules import VOCDataModule
     import yaml
 
@@ -74,7 +74,7 @@ def test_voc21_end_to_end_in_a_subprocess(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(WRITERS))
 def test_every_benchmark_config_end_to_end(name, tmp_path):
-    from proxyclip.cli import cli_main
+    from proxyclip.commands.cli import cli_main
 
     root = WRITERS[name](tmp_path / "data")
     cli = cli_main(cli_test_args(name, root, tmp_path / "out", "--data.init_args.batch_size", "2"))
@@ -237,10 +237,10 @@ def test_print_config_output_runs_as_given(tmp_path):
 
 
 def test_every_model_option_has_a_help_line():
-    from proxyclip.cli import ProxyCLIPCLI  # noqa: F401  (the CLI reads these docstrings)
+    from proxyclip.commands.cli import ProxyCLIPCLI  # noqa: F401  (the CLI reads these docstrings)
     import inspect
     from proxyclip import ProxyCLIPSegmentor
-    from proxyclip.lit_module import ProxyCLIPModule
+    from proxyclip.shell.module import ProxyCLIPModule
 
     for cls in (ProxyCLIPSegmentor, ProxyCLIPModule):
         doc = inspect.getdoc(cls)
@@ -277,7 +277,7 @@ def test_predict_folder_mixed_sizes_inline_vocabulary(tmp_path):
 
 def test_mae_follows_the_benchmark_crop(tmp_path, monkeypatch):
     """Cityscapes (crop 224) with an MAE model: the VFM sees 224 x 224 crops, its native table untouched."""
-    from proxyclip.cli import cli_main
+    from proxyclip.commands.cli import cli_main
 
     root = WRITERS["cityscapes"](tmp_path / "data", n=1)
     seen = []

@@ -2,16 +2,15 @@
 import json
 import logging
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from proxyclip import ProxyCLIPError
-from proxyclip.clip_encoder import build_clip, clip_activation
-from conftest import REPO_ROOT
+from proxyclip.method.clip_encoder import build_clip, clip_activation
+from conftest import TINY_CLIP, write_tiny_clip_json
 
-TINY_JSON = str(REPO_ROOT / "configs/model/tiny_clip.json")
+TINY_JSON = TINY_CLIP   # the inline form; test_model_config_json_file covers the file form
 
 
 def test_local_checkpoint_round_trip(tmp_path):
@@ -27,7 +26,7 @@ def test_local_checkpoint_round_trip(tmp_path):
 
 
 def test_mismatched_checkpoint_is_refused(tmp_path):
-    cfg = json.loads((REPO_ROOT / "configs/model/tiny_clip.json").read_text())
+    cfg = json.loads(json.dumps(TINY_CLIP))
     cfg["vision_cfg"]["layers"] = 3
     deeper_json = tmp_path / "tiny_clip_deeper.json"
     deeper_json.write_text(json.dumps(cfg))
@@ -59,7 +58,7 @@ def test_offline_download_fails_fast_with_the_fix(monkeypatch, tmp_path):
 
 
 def test_the_activation_follows_the_weights(tmp_path):
-    from proxyclip.clip_encoder import resolve_quick_gelu
+    from proxyclip.method.clip_encoder import _resolve_model_name, resolve_quick_gelu
 
     assert resolve_quick_gelu("ViT-B-16", "openai", None) is True            # OpenAI trained with QuickGELU
     assert resolve_quick_gelu("ViT-L-14", "openai", True) is True
@@ -70,13 +69,13 @@ def test_the_activation_follows_the_weights(tmp_path):
         resolve_quick_gelu("ViT-B-16", str(tmp_path / "clip.bin"), None)    # a file does not say
     assert resolve_quick_gelu("ViT-B-16", str(tmp_path / "clip.bin"), False) is False
     assert resolve_quick_gelu("ViT-B-16-quickgelu", str(tmp_path / "clip.bin"), None) is True  # the config declares it
-    assert resolve_quick_gelu(Path(TINY_JSON).stem, None, None) is False      # random: the model config's own
+    assert resolve_quick_gelu(_resolve_model_name(TINY_CLIP), None, None) is False   # random: the model config's own
 
 
 def test_a_dependency_saying_weights_and_architecture_disagree_is_our_error():
     import warnings
 
-    from proxyclip.weights import weights_must_match
+    from proxyclip.method.loading import weights_must_match
 
     with pytest.raises(ProxyCLIPError, match=r"disagree: QuickGELU mismatch .* Set clip_quick_gelu"):
         with weights_must_match("CLIP ViT-B-16 (openai)", "Set clip_quick_gelu."):
@@ -99,3 +98,12 @@ def test_a_local_checkpoint_needs_the_activation_stated(tmp_path):
         build_clip(TINY_JSON, str(path))
     quick, _ = build_clip(TINY_JSON, str(path), quick_gelu=True)
     assert clip_activation(quick) == "QuickGELU" and clip_activation(model) == "GELU"
+
+
+def test_model_config_json_file_equals_the_inline_config(tmp_path):
+    """clip_model as a JSON file and as the same config inline build the same architecture."""
+    torch.manual_seed(0)
+    from_file, _ = build_clip(write_tiny_clip_json(tmp_path), None)
+    torch.manual_seed(0)
+    inline, _ = build_clip(TINY_CLIP, None)
+    assert all(torch.equal(a, b) for a, b in zip(from_file.state_dict().values(), inline.state_dict().values()))

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "data"
 SHARED_NAMES = Path("/work/shared/class_names")
 
-# METHOD §7, restated: classes, resize (long, short), prob_thd, crop, stride, vocabulary, label rule.
+# docs/method.md §7, restated: classes, resize (long, short), prob_thd, crop, stride, vocabulary, label rule.
 PROTOCOL = {
     "voc21": (21, (2048, 336), 0.2, 336, 112, "voc21", "identity"),
     "voc20": (20, (2048, 336), 0.0, 336, 112, "voc20", "reduce_zero"),
@@ -92,7 +92,7 @@ def test_every_config_is_there():
 @pytest.mark.parametrize("name", sorted(PROTOCOL))
 def test_config_holds_the_protocol(name):
     text = (CONFIGS / f"{name}.yaml").read_text()
-    assert sum(line.startswith("#") for line in text.splitlines()) == 1 and "METHOD §7" in text
+    assert sum(line.startswith("#") for line in text.splitlines()) == 1 and "docs/method.md §7" in text
     cls, args = load_config(name)
     classes, scale, thd, crop, stride, names, _ = PROTOCOL[name]
     assert issubclass(cls, SegmentationDataModule) and cls.dataset_name == name
@@ -168,8 +168,9 @@ def test_test_loader(name, roots):
     assert dm.ignore_index == ignore
     seen = []
     for batch in dm.test_dataloader():
-        assert set(batch) == {"images", "labels", "ori_sizes", "paths"}
+        assert set(batch) == {"images", "labels", "ori_sizes", "paths", "indices"}
         assert 1 <= len(batch["images"]) == len(batch["labels"]) == len(batch["paths"]) <= 2
+        assert batch["indices"] == list(range(len(seen), len(seen) + len(batch["paths"])))   # positions in the dataset
         for image, label, size, path in zip(batch["images"], batch["labels"], batch["ori_sizes"], batch["paths"]):
             image_path, label_path = dm.dataset.samples[len(seen)]
             assert path == image_path
@@ -279,8 +280,6 @@ def test_real_ddp_run_tests_each_image_once(tmp_path):
     """A real 2-process CPU DDP `trainer.test`: each rank logs the paths it saw."""
     script = tmp_path / "ddp_run.py"
     script.write_text(f"""
-import sys, json
-sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests')!r}]
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from fake_datasets import write_voc
@@ -302,7 +301,7 @@ if __name__ == "__main__":
                       enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
     trainer.test(Recorder(), datamodule=dm)
 """)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}   # fake_datasets sits in tests/
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env,
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -519,7 +518,7 @@ def test_loader_settings_follow_the_device(monkeypatch):
     assert loader.loader_settings(cpu, None, None, None, 46) == {"batch_size": 1, "num_workers": 0, "pin_memory": False}
     assert loader.loader_settings(gpu, None, None, None, 46) == {"batch_size": 8, "num_workers": 8, "pin_memory": True}
     assert loader.loader_settings(gpu, None, None, None, 459)["batch_size"] == 3       # PC459
-    assert loader.loader_settings(gpu, None, None, None, 1000)["batch_size"] == 1      # ADE847's queries
+    assert loader.loader_settings(gpu, None, None, None, 847)["batch_size"] == 1       # ADE847
     four = SimpleNamespace(strategy=gpu.strategy, num_devices=4)                         # 4 processes share 16 CPUs
     assert loader.loader_settings(four, None, None, None, 46)["num_workers"] == 3
     assert loader.loader_settings(gpu, 2, 0, False, 46) == {"batch_size": 2, "num_workers": 0, "pin_memory": False}

@@ -1,8 +1,8 @@
-"""The metric against a plain numpy implementation of METHOD §8."""
+"""The metric against a plain numpy implementation of docs/method.md §8."""
 import numpy as np
 import torch
 
-from proxyclip.metrics import SegmentationMetric, intersect_and_union
+from proxyclip.shell.metric import SegmentationMetric, intersect_and_union
 
 
 def numpy_reference(preds, labels, num_classes, ignore):

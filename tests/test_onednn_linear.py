@@ -4,10 +4,9 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from proxyclip.onednn_linear import OneDNNLinear, _AVAILABLE, linear, onednn_applies, swap_linears
-from proxyclip.vfm import build_vfm, list_vfms
-from test_speed import IMAGES, twin
-from test_vfm import tiny
+from proxyclip.method.onednn_linear import OneDNNLinear, _AVAILABLE, linear, onednn_applies, swap_linears
+from proxyclip.method.vfm import build_vfm, list_vfms
+from conftest import BORDER_IMAGES as IMAGES, tiny_vfm_kwargs as tiny, twin
 
 pytestmark = pytest.mark.skipif(not _AVAILABLE, reason="oneDNN's linear is only used on x86 CPUs with mkldnn")
 

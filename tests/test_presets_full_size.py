@@ -24,11 +24,11 @@ from segment_anything import sam_model_registry
 from torch import nn
 
 from conftest import REPO_ROOT
-from proxyclip.clip_encoder import build_clip, clip_activation, dense_clip_features
-from proxyclip.pos_embed import resize_pos_embed_offset
-from proxyclip.vfm import build_vfm
-from proxyclip.vfm.registry import get_vfm_entry
-from proxyclip.weights_cli import load_model_spec
+from proxyclip.method.clip_encoder import build_clip, clip_activation, dense_clip_features
+from proxyclip.method.pos_embed import resize_pos_embed_offset
+from proxyclip.method.vfm import build_vfm
+from proxyclip.method.vfm.registry import get_vfm_entry
+from proxyclip.commands.weights import load_model_spec
 
 PRESETS = sorted(p for p in (REPO_ROOT / "configs" / "model").glob("*.yaml") if p.stem != "tiny_random")
 

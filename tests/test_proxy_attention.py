@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from proxyclip.clip_encoder import build_clip, dense_clip_features
-from conftest import REPO_ROOT
+from proxyclip.method.clip_encoder import build_clip, dense_clip_features
+from conftest import TINY_CLIP
 
 
 def reference_dense(visual, x, feats, beta, gamma):
-    """METHOD §2–§3, one crop and one head at a time, float64."""
+    """docs/method.md §2–§3, one crop and one head at a time, float64."""
     visual = copy.deepcopy(visual).double()
     x, feats = x.double(), feats.double()
     p = visual.conv1.kernel_size[0]
@@ -60,7 +60,7 @@ def reference_dense(visual, x, feats, beta, gamma):
 @pytest.fixture(scope="module")
 def tiny_clip():
     torch.manual_seed(0)
-    model, _ = build_clip(str(REPO_ROOT / "configs/model/tiny_clip.json"), None)
+    model, _ = build_clip(TINY_CLIP, None)
     return model
 
 

@@ -5,13 +5,8 @@ import torch
 from PIL import Image
 
 from proxyclip import ProxyCLIPError, build_segmentor
-from proxyclip.sliding_window import pad_to_multiple, sliding_windows
-from conftest import TINY_CONFIG, VOCAB
-
-
-def random_image(h, w, seed):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(3, h, w, generator=g) * 255).to(torch.uint8)
+from proxyclip.method.sliding_window import pad_to_multiple, sliding_windows
+from conftest import TINY_CONFIG, VOCAB, random_image
 
 
 def test_batch_invariance_with_mixed_sizes(tiny_segmentor):
@@ -78,7 +73,7 @@ def test_library_api(tiny_segmentor):
     array = random_image(70, 90, 6).permute(1, 2, 0).numpy()
     labels = seg.segment(array)
     assert labels.shape == (70, 90) and labels.dtype == torch.int64 and int(labels.max()) < len(VOCAB)
-    assert seg.predict_logits(Image.fromarray(array)).shape == (len(VOCAB), 70, 90)
+    assert seg.predict_probabilities(Image.fromarray(array)).shape == (len(VOCAB), 70, 90)
     assert torch.equal(seg.segment(Image.fromarray(array).convert("L")), seg.segment(np.asarray(Image.fromarray(array).convert("L"))))
     assert seg.dense_features(torch.rand(2, 3, 112, 168)).shape == (2, 32, 14, 21)
     for name in ("beta", "gamma", "logit_scale", "prob_thd", "crop_size", "stride"):

@@ -12,29 +12,13 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.original_like import fused_attention_report, make_original_like
-from proxyclip import build_segmentor
-from proxyclip.clip_encoder import _is_plain_block, _residual_block
-from proxyclip.proxy_attention import proxy_attention
-from proxyclip.vfm import build_vfm
-from conftest import TINY_CONFIG, VOCAB
+from proxyclip.method.clip_encoder import _is_plain_block, _residual_block
+from proxyclip.method.proxy_attention import proxy_attention
+from proxyclip.method.vfm import build_vfm
+from conftest import BORDER_IMAGES, random_image, twin
 
 TINY_VIT = dict(depth=2, embed_dim=32, num_heads=2)
-
-
-def random_image(h, w, seed):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(3, h, w, generator=g) * 255).to(torch.uint8)
-
-
-IMAGES = [random_image(150, 260, 0), random_image(112, 112, 1), random_image(200, 130, 2)]  # border crops of 3 shapes
-
-
-def twin(seg, **options):
-    """A tiny segmentor with `seg`'s weights and geometry, built with extra init options."""
-    other = build_segmentor(TINY_CONFIG, class_names=VOCAB, crop_size=seg.crop_size, stride=seg.stride,
-                            crop_batch_size=seg.crop_batch_size, **options).eval()
-    other.load_state_dict(seg.state_dict())
-    return other
+IMAGES = BORDER_IMAGES
 
 
 def test_crop_batching_equals_one_crop_at_a_time(tiny_segmentor):

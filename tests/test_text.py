@@ -2,22 +2,22 @@
 import pytest
 import torch
 
-from proxyclip.clip_encoder import build_clip
-from proxyclip.text import TEMPLATES, encode_prompts, encode_queries, parse_vocabulary
-from conftest import REPO_ROOT
+from proxyclip.method.clip_encoder import build_clip
+from proxyclip.method.text import TEMPLATES, encode_prompts, encode_queries
+from proxyclip.vocabulary import parse_vocabulary
+from conftest import TINY_CLIP
 
-TINY_JSON = str(REPO_ROOT / "configs/model/tiny_clip.json")
 QUERIES = ["sky", "dining table", "tvmonitor", "bag, traveling bag, travelling bag, grip, suitcase", "a"]
 
 
 @pytest.fixture(scope="module")
 def tiny_clip():
     torch.manual_seed(0)
-    return build_clip(TINY_JSON, None)
+    return build_clip(TINY_CLIP, None)
 
 
 def full_context(model, tokenizer, queries):
-    """METHOD §4 as the original computes it: every prompt at the full 77-token context."""
+    """docs/method.md §4 as the original computes it: every prompt at the full 77-token context."""
     out = []
     for query in queries:
         emb = model.encode_text(tokenizer([t(query) for t in TEMPLATES])).float()

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from proxyclip import build_segmentor
-from proxyclip.text_cache import default_cache_dir, weights_identity
-from proxyclip.weights import file_sha256
+from proxyclip.method.text_cache import default_cache_dir, weights_identity
+from proxyclip.method.loading import file_sha256
 from conftest import TINY_CONFIG, VOCAB
 
 

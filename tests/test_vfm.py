@@ -1,8 +1,6 @@
-"""VFM adapters (METHOD §2) on tiny random models built through the libraries' real code paths."""
+"""VFM adapters (docs/method.md §2) on tiny random models built through the libraries' real code paths."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import timm
@@ -10,24 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, when not installed
-
-from proxyclip.errors import ProxyCLIPError  # noqa: E402
-from proxyclip.vfm import VFMAdapter, build_vfm, list_vfms  # noqa: E402
-
-# Per-family tiny architectures: same factories, depth 1-2, 32 channels, 2 heads.
-TINY_VIT = dict(depth=1, embed_dim=32, num_heads=2)
-TINY = {
-    "dino": TINY_VIT,
-    "dinov2": TINY_VIT,
-    "dinov3": TINY_VIT,
-    "mae": TINY_VIT,
-    "sam": dict(depth=2, embed_dim=32, num_heads=2, global_attn_indexes=(1,), img_size=256, out_chans=32),
-}
-
-
-def tiny(name: str, **overrides) -> dict:
-    return {**TINY[name.split("_")[0]], **overrides}
+from conftest import TINY_VIT, tiny_vfm_kwargs as tiny
+from proxyclip.errors import ProxyCLIPError
+from proxyclip.method.vfm import VFMAdapter, build_vfm, list_vfms
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from conftest import REPO_ROOT, TINY_CONFIG
-from proxyclip.weights_cli import load_model_spec, main, weights_identity
+from conftest import REPO_ROOT, TINY_CONFIG, write_tiny_clip_json
+from proxyclip.commands.weights import load_model_spec, main, weights_identity
 
 
 def run_weights(tmp_path, *args, **env):
@@ -88,7 +88,7 @@ def test_local_checkpoints_show_their_sha256(tmp_path, capsys):
 
 def test_sam_url_in_the_torch_hub_cache(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    config = write_model_config(tmp_path / "sam.yaml", clip_model="configs/model/tiny_clip.json", clip_pretrained=None,
+    config = write_model_config(tmp_path / "sam.yaml", clip_model=write_tiny_clip_json(tmp_path), clip_pretrained=None,
                                 vfm="sam_vit_b", vfm_pretrained="true")
     assert main(["list", str(config)]) == 1
     out = capsys.readouterr().out

@@ -1,0 +1,252 @@
+"""Evaluate one model config on several benchmarks, resume finished ones, and write the paper-style table.
+
+    proxyclip-eval-all --model configs/model/vitb16_dino_vitb8.yaml --datasets all \\
+        --data-root /data [--output outputs/eval_all] [--root ade20k=/elsewhere/ADEChallengeData2016] [--trainer.devices 8 ...]
+
+Each benchmark runs `proxyclip test` (= main.py test) in its own process (so Lightning can launch DDP per benchmark), into
+`<output>/<setting>/<benchmark>/` (`<setting>` = the model config's stem), with a `run.json` beside the
+results: the hash of the resolved config, which decides whether a later call skips the benchmark, and what
+is needed to trust the number (config, package versions, weights identity, time, command, host, date).
+Unknown arguments are passed through to `main.py test`, after `--model`, so `--model.segmentor.beta 1.0` works.
+"""
+from __future__ import annotations
+
+import argparse
+import codecs
+import copy
+import csv
+import datetime
+import hashlib
+import json
+import math
+import platform
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from datamodules import DATAMODULES
+
+from .configs import find_config, packaged_configs
+from .weights import weights_identity
+
+BENCHMARKS = tuple(DATAMODULES)   # the papers' table order
+TITLES = {name: cls.title or name for name, cls in DATAMODULES.items()}
+AVERAGES = {"avg8": BENCHMARKS[:8], "avg_bg": BENCHMARKS[:3], "avg_nobg": BENCHMARKS[3:8]}
+# Resolved-config keys that say where results go or how the work is spread, never what is computed: the hash
+# ignores them, so a resumed run on another output folder or GPU count still skips finished benchmarks
+# (DDP counts are identical to one process: tests/test_cli.py).
+VOLATILE = ("model.output_dir", "trainer.default_root_dir", "trainer.logger", "trainer.enable_progress_bar",
+            "trainer.enable_model_summary", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
+            "data.init_args.num_workers", "data.init_args.pin_memory", "data.init_args.batch_size",
+            "model.segmentor.init_args.crop_batch_size", "model.segmentor.init_args.text_cache",
+            "model.segmentor.init_args.text_cache_dir", "prediction_writer", "result_writer", "verbose")
+PACKAGES = ("torch", "lightning", "open_clip_torch", "timm", "torchmetrics", "proxyclip")
+
+
+def default_root(name: str) -> str:
+    """The benchmark's layout folder: its data config's `root` without the leading `data/`."""
+    config = yaml.safe_load((packaged_configs() / f"{name}.yaml").read_text())
+    data = config["data"]
+    if isinstance(data, str):  # `data: data/<name>.yaml`, relative to the benchmark config
+        data = yaml.safe_load((packaged_configs() / data).read_text())
+    root = str(data["init_args"]["root"])
+    return root[len("data/"):] if root.startswith("data/") else root
+
+
+def stable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config without the VOLATILE keys."""
+    config = copy.deepcopy(config)
+    for dotted in VOLATILE:
+        *parents, leaf = dotted.split(".")
+        node = config
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return config
+
+
+def config_hash(config: dict[str, Any], weights: dict[str, str]) -> str:
+    """sha256 of the stable config and the weights identity (a replaced local checkpoint changes its sha256)."""
+    text = json.dumps({"config": stable_config(config), "weights": weights}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def one_line(text: str) -> str:
+    """The line that explains a failure: main.py's `error: ...`, else the last line (a traceback's exception)."""
+    lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    errors = [line[len("error:"):].strip() for line in lines if line.startswith("error:")]
+    return (errors or lines or ["no output"])[-1]
+
+
+def run_streaming(cmd: list[str]) -> tuple[int, str]:
+    """Run `cmd` with stdout shared (Lightning's progress bar stays visible) and stderr echoed live and kept."""
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+    tail: list[str] = []
+
+    def pump() -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while chunk := proc.stderr.read1(65536):  # type: ignore[union-attr]
+            text = decoder.decode(chunk)
+            sys.stderr.write(text)
+            sys.stderr.flush()
+            tail.append(text)
+            if len(tail) > 400:
+                del tail[:200]
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    code = proc.wait()
+    thread.join()
+    return code, "".join(tail)
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:  # proxyclip run from a checkout without `pip install`
+            found[package] = __import__(package).__version__ if package == "proxyclip" else "not installed"
+    return found
+
+
+def evaluate(name: str, root: Path, model: Path, out_dir: Path, passthrough: list[str]) -> str:
+    """Evaluate one benchmark unless its results for this exact config exist; returns ok/skipped/missing/failed."""
+    run_file = out_dir / "run.json"
+    record: dict[str, Any] = {"benchmark": name, "setting": out_dir.parent.name, "host": platform.node(),
+                              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if not root.is_dir():
+        status = f"missing: {root}"
+    else:
+        cmd = [sys.executable, "-m", "proxyclip.commands.cli", "test", "--config", str(packaged_configs() / f"{name}.yaml"),
+               "--model", str(model), "--data.init_args.root", str(root), "--model.output_dir", str(out_dir),
+               "--trainer.default_root_dir", str(out_dir), "--trainer.logger", "false", *passthrough]
+        printed = subprocess.run([*cmd, "--print_config"], capture_output=True, text=True)
+        if printed.returncode != 0:
+            status = f"failed: {one_line(printed.stderr)}"
+        else:
+            config = yaml.safe_load(printed.stdout)
+            weights = weights_identity(config["model"]["segmentor"]["init_args"])
+            digest = config_hash(config, weights)
+            old = json.loads(run_file.read_text()) if run_file.is_file() else {}
+            if (out_dir / "metrics.json").is_file() and old.get("status") == "ok" and old.get("config_hash") == digest:
+                return "skipped"
+            print(f"[eval_all] {name}: {shlex.join(cmd)}", flush=True)
+            start = time.perf_counter()
+            code, log = run_streaming(cmd)
+            status = "ok" if code == 0 and (out_dir / "metrics.json").is_file() else f"failed: {one_line(log)}"
+            record.update(config_hash=digest, config=config, versions=versions(), weights=weights,
+                          elapsed_s=time.perf_counter() - start, command=shlex.join(cmd))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_file.write_text(json.dumps({"status": status, **record}, indent=2, default=str))
+    return status
+
+
+def collect(output: Path) -> dict[str, dict[str, float | str]]:
+    """{setting: {benchmark: mIoU or the missing/failed text}} over every result folder under `output`."""
+    table: dict[str, dict[str, float | str]] = {}
+    for bench_dir in sorted(output.glob("*/*/")):
+        run_file, metrics_file = bench_dir / "run.json", bench_dir / "metrics.json"
+        status = json.loads(run_file.read_text()).get("status", "ok") if run_file.is_file() else "ok"
+        if status != "ok":
+            cell: float | str = status
+        elif metrics_file.is_file():
+            miou = json.loads(metrics_file.read_text()).get("mIoU")
+            cell = "nan" if miou is None else float(miou)
+        else:
+            continue
+        table.setdefault(bench_dir.parent.name, {})[bench_dir.name] = cell
+    return table
+
+
+def summary_rows(table: dict[str, dict[str, float | str]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """(benchmark columns in the papers' order, rows with the averages, None where one is undefined)."""
+    present = {name for cells in table.values() for name in cells}
+    columns = [b for b in BENCHMARKS if b in present] + sorted(present - set(BENCHMARKS))
+    rows = []
+    for setting, cells in sorted(table.items()):
+        row: dict[str, Any] = {"setting": setting, "mIoU": {b: cells[b] for b in columns if b in cells}}
+        for avg, members in AVERAGES.items():  # an average only over a complete group, as the papers report it
+            values = [cells.get(b) for b in members]
+            row[avg] = sum(values) / len(values) if all(isinstance(v, float) for v in values) else None
+        rows.append(row)
+    return columns, rows
+
+
+def write_summary(output: Path) -> str:
+    """Write summary.md / .csv / .json into `output`; returns the markdown."""
+    columns, rows = summary_rows(collect(output))
+    (output / "summary.json").write_text(json.dumps({"benchmarks": columns, "averages": AVERAGES, "rows": rows}, indent=2))
+    with open(output / "summary.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["setting", *columns, *AVERAGES])
+        for row in rows:
+            cells = [row["mIoU"].get(b, "") for b in columns] + [row[a] for a in AVERAGES]
+            writer.writerow([row["setting"]] + ["" if v is None else repr(v) if isinstance(v, float) else v for v in cells])
+
+    def fmt(value: float | str | None) -> str:
+        if value is None or value == "":
+            return "-"
+        if isinstance(value, float) and not math.isnan(value):
+            return f"{value:.2f}"
+        text = str(value)
+        if text.startswith("failed:") and len(text) > 100:  # a long error; the CSV/JSON and run.json keep all of it
+            text = text[:97] + "..."
+        return text.replace("|", "\\|")
+
+    lines = ["| setting | " + " | ".join([TITLES.get(b, b) for b in columns] + list(AVERAGES)) + " |",
+             "|---|" + "---:|" * (len(columns) + len(AVERAGES))]
+    lines += ["| " + " | ".join([row["setting"]] + [fmt(row["mIoU"].get(b)) for b in columns] + [fmt(row[a]) for a in AVERAGES]) + " |"
+              for row in rows]
+    markdown = "mIoU (%), single scale; avg8 over VOC21, Context60, COCO-Object, VOC20, Context59, COCO-Stuff, Cityscapes, ADE20K.\n\n"
+    markdown += "\n".join(lines) + "\n"
+    (output / "summary.md").write_text(markdown)
+    return markdown
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `proxyclip-eval-all` (`python -m proxyclip.eval_all`); returns the exit code (1 when a benchmark failed)."""
+    parser = argparse.ArgumentParser(prog="proxyclip-eval-all", allow_abbrev=False,
+                                     description=__doc__.split("\n\n")[0],
+                                     epilog="Other arguments (e.g. --trainer.devices 8) are passed to `main.py test`.")
+    parser.add_argument("--model", default="configs/model/default.yaml", help="model config; its stem names the setting")
+    parser.add_argument("--datasets", nargs="+", default=["all"], help=f"benchmarks, or all: {' '.join(BENCHMARKS)}")
+    parser.add_argument("--data-root", default="data", help="folder holding the datasets' layout folders (e.g. VOCdevkit/VOC2012)")
+    parser.add_argument("--root", action="append", default=[], metavar="NAME=PATH", help="one benchmark's root, instead of the default")
+    parser.add_argument("--output", default="outputs/eval_all", help="results folder: <output>/<setting>/<benchmark>/")
+    args, passthrough = parser.parse_known_args(argv)
+    names = list(BENCHMARKS) if args.datasets == ["all"] else args.datasets
+    overrides = dict(item.split("=", 1) for item in args.root if "=" in item)
+    unknown = [n for n in [*names, *overrides] if n not in BENCHMARKS] + [i for i in args.root if "=" not in i]
+    if unknown:
+        parser.error(f"unknown benchmark or bad --root: {', '.join(unknown)}; benchmarks are {', '.join(BENCHMARKS)}")
+    model = find_config(args.model).resolve()
+    if not model.is_file():
+        parser.error(f"model config '{args.model}' does not exist")
+    output = Path(args.output).expanduser().resolve()
+    failed = 0
+    for name in names:
+        root = Path(overrides.get(name) or Path(args.data_root) / default_root(name)).expanduser().resolve()
+        try:
+            status = evaluate(name, root, model, output / model.stem / name, passthrough)
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
+            status = f"failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+            (output / model.stem / name).mkdir(parents=True, exist_ok=True)
+            (output / model.stem / name / "run.json").write_text(json.dumps({"status": status, "benchmark": name}, indent=2))
+        failed += status.startswith("failed")
+        print(f"[eval_all] {model.stem} / {name}: {status}", flush=True)
+    output.mkdir(parents=True, exist_ok=True)
+    print(write_summary(output) + f"\n[eval_all] summary written to {output}/ (summary.md, summary.csv, summary.json)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

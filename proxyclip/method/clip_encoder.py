@@ -1,0 +1,211 @@
+"""CLIP through open_clip: building it, and its dense forward with proxy attention in the last block (docs/method.md §2–§3)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.transformer import ResidualAttentionBlock
+from torch import nn
+
+from ..errors import ProxyCLIPError, close_matches
+from .onednn_linear import linear as onednn_linear, onednn_applies
+from .pos_embed import resize_pos_embed_offset
+from .proxy_attention import proxy_attention
+from .loading import download_guard, file_sha256, is_local_path, weights_must_match
+
+def _resolve_model_name(model: str | dict) -> str:
+    """An open_clip model name: a built-in one, a model-config JSON file (registered under its stem) or an inline
+    model config (a dict with embed_dim, vision_cfg, text_cfg; registered under a name from its content)."""
+    if isinstance(model, dict):
+        text = json.dumps(model, sort_keys=True)
+        path = Path(tempfile.gettempdir()) / f"proxyclip-inline-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+        if not path.is_file():
+            path.write_text(text)
+        open_clip.add_model_config(path)
+        return path.stem
+    if model.endswith(".json"):
+        path = Path(model).expanduser()
+        if not path.is_file():
+            raise ProxyCLIPError(f"CLIP model config '{path}' does not exist (relative paths start at the working folder "
+                                 f"{Path.cwd()}). Give an open_clip model name (e.g. ViT-B-16), an existing JSON file or "
+                                 "the model config inline.")
+        open_clip.add_model_config(path)
+        return path.stem
+    if model not in open_clip.list_models():
+        raise ProxyCLIPError(
+            f"Unknown CLIP model '{model}'. {close_matches(model, open_clip.list_models())} "
+            "Use an open_clip model name (`open_clip.list_models()`) or a model-config JSON file."
+        )
+    return model
+
+
+def model_identity(model: str | dict) -> str:
+    """What names the architecture in caches and records: the open_clip name, or the config's content."""
+    if isinstance(model, dict):
+        return "inline:" + hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()
+    if model.endswith(".json"):
+        path = Path(model).expanduser()
+        return f"{model}:" + (file_sha256(path) if path.is_file() else "missing")
+    return model
+
+
+def resolve_quick_gelu(name: str, pretrained: str | None, quick_gelu: bool | None) -> bool:
+    """The activation CLIP's MLPs must use: QuickGELU (True) or GELU (False), from the weights.
+
+    A pretrained tag knows how its weights were trained (open_clip's pretrained config: OpenAI's are QuickGELU,
+    LAION's ViT-H/14 GELU); an explicit `quick_gelu` must agree with it. A local checkpoint does not say, so
+    `quick_gelu` must be given unless the model config declares it. Random weights follow the model config.
+    """
+    declared = open_clip.get_model_config(name) or {}
+    if pretrained is not None and not is_local_path(pretrained):
+        trained = bool(open_clip.get_pretrained_cfg(name, pretrained).get("quick_gelu", False))
+        if quick_gelu is not None and bool(quick_gelu) != trained:
+            raise ProxyCLIPError(
+                f"clip_quick_gelu={quick_gelu} contradicts the weights of CLIP {name} ({pretrained}), which were trained "
+                f"with {'QuickGELU' if trained else 'GELU'}. Set clip_quick_gelu to {str(trained).lower()} or null (from the tag)."
+            )
+        return trained
+    if quick_gelu is not None:
+        return bool(quick_gelu)
+    if pretrained is not None and "quick_gelu" not in declared:
+        raise ProxyCLIPError(
+            f"The checkpoint '{pretrained}' does not say which activation CLIP {name} was trained with, and a wrong one "
+            "changes every embedding. Set clip_quick_gelu: true for OpenAI's weights (QuickGELU), false for GELU "
+            "weights such as LAION's ViT-H-14 (--model.segmentor.clip_quick_gelu true|false)."
+        )
+    return bool(declared.get("quick_gelu", False))
+
+
+def build_clip(model_name: str | dict = "ViT-B-16", pretrained: str | None = "openai",
+               quick_gelu: bool | None = None) -> tuple[nn.Module, object]:
+    """(open_clip model in eval mode with frozen weights, its tokenizer).
+
+    pretrained: an open_clip pretrained tag (e.g. "openai", "laion2b_s32b_b79k"), a local checkpoint file,
+        or None for random initialisation.
+    quick_gelu: the MLP activation (`resolve_quick_gelu`): None takes it from the tag (or the model config).
+    """
+    name = _resolve_model_name(model_name)
+    quick_gelu = resolve_quick_gelu(name, pretrained, quick_gelu)
+    # force_quick_gelu sets open_clip's own config (so its tag check agrees); quick_gelu=False overrides a
+    # config that declares QuickGELU.
+    activation = {"force_quick_gelu": True} if quick_gelu else {"quick_gelu": False}
+    fix = ("Set clip_quick_gelu to match the weights (true for OpenAI's, false for GELU weights), or the model name "
+           "the checkpoint was trained with.")
+    if pretrained is None or is_local_path(pretrained):
+        with weights_must_match(f"CLIP {name}", fix, random_init=True):
+            model = open_clip.create_model(name, pretrained=None, **activation)
+        if pretrained is not None:
+            _load_local_checkpoint(model, str(pretrained), name)
+    else:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained not in tags:
+            raise ProxyCLIPError(
+                f"Unknown pretrained tag '{pretrained}' for CLIP '{name}'. {close_matches(pretrained, tags)} "
+                "Use one of open_clip.list_pretrained_tags_by_model(name), a local checkpoint path, or null for random weights."
+            )
+        with download_guard(f"CLIP {name} ({pretrained})"), weights_must_match(f"CLIP {name} ({pretrained})", fix):
+            model = open_clip.create_model(name, pretrained=pretrained, **activation)
+    model.eval().requires_grad_(False)
+    return model, open_clip.get_tokenizer(name)
+
+
+def clip_activation(model: nn.Module) -> str:
+    """The class name of the MLP activation CLIP's transformer blocks use ("QuickGELU", "GELU", ...)."""
+    names = sorted({type(module).__name__ for path, module in model.named_modules() if path.endswith("mlp.gelu")})
+    return "+".join(names) or "unknown"
+
+
+def _load_local_checkpoint(model: nn.Module, path: str, name: str) -> None:
+    if not Path(path).expanduser().is_file():
+        raise ProxyCLIPError(f"CLIP checkpoint file not found: '{path}'. Fix `clip_pretrained` in the config.")
+    try:
+        result = open_clip.load_checkpoint(model, str(Path(path).expanduser()), strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ProxyCLIPError(f"Checkpoint '{path}' does not fit CLIP '{name}': {str(exc).splitlines()[0]} ... Use the model name the checkpoint was trained with.") from exc
+    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    if missing or unexpected:
+        raise ProxyCLIPError(
+            f"Checkpoint '{path}' does not fit CLIP '{name}': {len(missing)} missing keys ({', '.join(missing[:5])}), "
+            f"{len(unexpected)} unexpected keys ({', '.join(unexpected[:5])}). Use the model name the checkpoint was trained with."
+        )
+
+
+def clip_patch_size(visual: nn.Module) -> tuple[int, int]:
+    return tuple(visual.conv1.kernel_size)
+
+
+def dense_clip_features(visual: nn.Module, x: torch.Tensor, feats: torch.Tensor, beta: float, gamma: float,
+                        onednn: bool = False) -> torch.Tensor:
+    """CLIP image tower with proxy attention in its last block (docs/method.md §3).
+
+    visual: open_clip `VisionTransformer`; x: [B, 3, H, W] CLIP-normalised; feats: [B, C, h, w] VFM features.
+    onednn: fp32 CPU projections through oneDNN (`onednn_linear`), including the attention's packed ones.
+    Returns L2-normalised embeddings [B, D_out, h, w], one per VFM patch.
+    """
+    lin = onednn_linear if onednn else F.linear
+    tokens = visual.conv1(x)                                       # [B, W, gh, gw]; floor(H / p) tokens
+    b, width, gh, gw = tokens.shape
+    tokens = tokens.flatten(2).transpose(1, 2)                     # [B, gh*gw, W]
+    pos = visual.positional_embedding                              # [1 + side*side, W]
+    pos = torch.cat([pos[:1], resize_pos_embed_offset(pos[1:], (gh, gw))])
+    cls = visual.class_embedding.to(tokens.dtype).expand(b, 1, width)
+    h = torch.cat([cls, tokens], dim=1) + pos.to(tokens.dtype)     # [B, 1 + gh*gw, W]
+    h = visual.ln_pre(visual.patch_dropout(h))
+
+    transformer = visual.transformer
+    if not getattr(transformer, "batch_first", True):
+        h = h.transpose(0, 1)
+    # Under autocast nn.MultiheadAttention leaves its fast path; its slow path then projects a transposed,
+    # non-contiguous [L, B, W] view, which bf16 matmul on CPU serves by expanding the weight into an
+    # [L, W, 3W] copy per block (~60 % of a bf16 crop). `_residual_block` computes the same block with
+    # contiguous batch-first projections. The fast path also hides its projections from oneDNN. Otherwise
+    # open_clip's own blocks (fast path) run.
+    sdpa_blocks = getattr(transformer, "batch_first", True) and (
+        torch.is_autocast_enabled(h.device.type) or (onednn and onednn_applies(h, transformer.resblocks[0].attn.in_proj_weight)))
+    for block in transformer.resblocks[:-1]:                       # open_clip's own blocks, unchanged
+        h = _residual_block(block, h, lin) if sdpa_blocks and _is_plain_block(block) else block(h)
+    if not getattr(transformer, "batch_first", True):
+        h = h.transpose(0, 1)
+
+    last = transformer.resblocks[-1]
+    attn = last.attn
+    y = last.ln_1(h)
+    v_bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * width:]
+    v = lin(y[:, 1:], attn.in_proj_weight[2 * width:], v_bias)    # value projection only: [B, gh*gw, W]
+    v = v.transpose(1, 2).reshape(b, width, gh, gw)
+    out = attn.out_proj(proxy_attention(v, feats, beta, gamma))  # [B, h*w, W]; no residual, no MLP
+    out = visual.ln_post(out)
+    if visual.proj is not None:
+        out = lin(out, visual.proj.t())                             # out @ proj: [B, h*w, D_out]
+    out = F.normalize(out, dim=-1)
+    return out.transpose(1, 2).reshape(b, out.shape[-1], *feats.shape[-2:])
+
+
+def _is_plain_block(block: nn.Module) -> bool:
+    """An open_clip `ResidualAttentionBlock` whose attention `_residual_block` reproduces exactly."""
+    attn = getattr(block, "attn", None)
+    return (isinstance(block, ResidualAttentionBlock) and not hasattr(block, "ln_1_kv")
+            and isinstance(attn, nn.MultiheadAttention) and attn.batch_first and attn._qkv_same_embed_dim
+            and attn.bias_k is None and not attn.add_zero_attn and not block.training)
+
+
+def _residual_block(block: nn.Module, x: torch.Tensor, lin=F.linear) -> torch.Tensor:
+    """open_clip's `ResidualAttentionBlock.forward` (eval, no mask) on batch-first x: [B, L, W] -> [B, L, W].
+
+    The attention is nn.MultiheadAttention's own computation (packed in-projection, softmax(q kᵀ / sqrt(d)) v
+    per head, out-projection), with the in-projection on the contiguous [B, L, W] input; `lin` computes
+    the two projections (F.linear or `onednn_linear.linear`).
+    """
+    attn = block.attn
+    b, n, width = x.shape
+    qkv = lin(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)                   # [B, L, 3W]
+    q, k, v = qkv.view(b, n, 3, attn.num_heads, width // attn.num_heads).permute(2, 0, 3, 1, 4)  # 3 x [B, heads, L, hd]
+    o = F.scaled_dot_product_attention(q, k, v)                                          # [B, heads, L, hd]
+    o = lin(o.transpose(1, 2).reshape(b, n, width), attn.out_proj.weight, attn.out_proj.bias)
+    x = x + block.ls_1(o)
+    return x + block.ls_2(block.mlp(block.ln_2(x)))

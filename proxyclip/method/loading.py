@@ -1,0 +1,202 @@
+"""Loading weights: local checkpoint files, key checks, and a clear error when a download is impossible."""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib
+import logging
+import os
+import re
+import socket
+import urllib.error
+import warnings
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import torch
+from torch import nn
+
+from ..errors import ProxyCLIPError
+
+_NETWORK_HINT = (
+    "No network is reachable (or HF_HUB_OFFLINE=1 is set) and the weights are not in the local cache. "
+    "(On a machine without internet, set HF_HUB_OFFLINE=1 so that cached weights load without waiting for the network.) "
+    "On a machine with internet access run `python -m proxyclip.weights download CONFIG` and copy its caches "
+    "(~/.cache/huggingface, ~/.cache/torch/hub/checkpoints) to this machine (`python -m proxyclip.weights list CONFIG` "
+    "shows what a config needs and what is cached), or point the config at local checkpoint files: "
+    "`model.segmentor.clip_pretrained: /path/to/open_clip_model.bin` for CLIP, "
+    "`model.segmentor.vfm_pretrained: /path/to/vfm.pth` for the VFM "
+    "(on the command line: `--model.segmentor.clip_pretrained /path/to/open_clip_model.bin`)."
+)
+
+
+def is_local_path(value: object) -> bool:
+    """True when `value` looks like a file path rather than a library's pretrained tag."""
+    return isinstance(value, (str, os.PathLike)) and (
+        os.sep in str(value) or str(value).endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, computed once per process and file version (path, size, mtime): checkpoints are gigabytes."""
+    resolved = Path(path).expanduser().resolve()
+    stat = resolved.stat()
+    return _sha256(str(resolved), stat.st_size, stat.st_mtime_ns)
+
+
+def load_state_dict_file(path: str | os.PathLike, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Read a checkpoint (`.safetensors` or a torch file, loaded with `weights_only=True`).
+
+    Unwraps the usual containers (`state_dict`, `model`, `module`) and keeps only keys under `prefix`
+    (stripped), e.g. `prefix="image_encoder."` for a full SAM checkpoint.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ProxyCLIPError(f"Checkpoint file not found: '{path}'. Check the path in your config (absolute, or relative to the working directory).")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file, pickle with code objects, ...
+        raise ProxyCLIPError(
+            f"Could not read checkpoint '{path}': {exc}. It must be a PyTorch state dict readable with "
+            "torch.load(weights_only=True) or a .safetensors file."
+        ) from exc
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping):
+        raise ProxyCLIPError(f"Checkpoint '{path}' holds a {type(state).__name__}, not a state dict of tensors.")
+    if prefix and any(k.startswith(prefix) for k in state):
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return dict(state)
+
+
+def _summarise(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{len(keys)} ({shown}{', ...' if len(keys) > limit else ''})"
+
+
+def load_state_dict_checked(module: nn.Module, state: Mapping[str, torch.Tensor], source: str, what: str) -> None:
+    """`module.load_state_dict(state, strict=True)`, refusing a checkpoint that does not fit with a summary."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_summarise(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_summarise(unexpected)}")
+        if mismatched:
+            parts.append(f"shape mismatches (checkpoint vs model): {_summarise(mismatched)}")
+        raise ProxyCLIPError(
+            f"Checkpoint '{source}' does not fit the {what} architecture: " + "; ".join(parts) + ". "
+            "Choose the model name that matches the checkpoint (or the checkpoint that matches the model)."
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean "the weights could not be fetched": no connection, or offline mode (the
+    user's HF_HUB_OFFLINE=1) with nothing in the cache. Each library's own types; those not installed are skipped."""
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError, socket.gaierror, urllib.error.URLError]
+    for module, names in (("huggingface_hub.errors", ("LocalEntryNotFoundError", "OfflineModeIsEnabled")),
+                          ("httpx", ("TransportError",)), ("requests.exceptions", ("ConnectionError", "Timeout")),
+                          ("urllib3.exceptions", ("HTTPError",))):
+        try:
+            imported = importlib.import_module(module)
+        except ImportError:
+            continue
+        found += [getattr(imported, name) for name in names if hasattr(imported, name)]
+    return tuple(found)
+
+
+def _is_network_error(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an exception it was raised from or while handling, is a network failure
+    (open_clip re-raises download failures as RuntimeError, keeping the original as the context)."""
+    errors, seen = _network_errors(), set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, errors):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@contextlib.contextmanager
+def download_guard(what: str) -> Iterator[None]:
+    """Fetch (or read from cache) the weights of `what`; a failure for want of network becomes a
+    ProxyCLIPError that says how to use local weights. The user's HF_HUB_OFFLINE setting is the libraries' own."""
+    try:
+        yield
+    except ProxyCLIPError:
+        raise
+    except Exception as exc:
+        if _is_network_error(exc):
+            raise ProxyCLIPError(f"Cannot fetch the pretrained weights of {what}. {_NETWORK_HINT}") from exc
+        raise
+
+
+# What open_clip and timm say (as warnings or log records) when weights and architecture disagree, or when no
+# weights were loaded although some were asked for: each would silently change every number.
+_DISAGREEMENT = re.compile(r"mismatch|no pretrained|initiali[sz]ed (randomly|partially)|random init|missing keys|"
+                           r"unexpected keys|cannot load weights|could not find/download|no clip weights|"
+                           r"using a default|invalid file path", re.IGNORECASE)
+_RANDOM_INIT = re.compile(r"no pretrained weights loaded|initiali[sz]ed randomly", re.IGNORECASE)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def weights_must_match(what: str, fix: str, random_init: bool = False) -> Iterator[None]:
+    """Run a dependency's model building; its messages that weights and architecture disagree become our error.
+
+    open_clip and timm report such things (a QuickGELU tag built with GELU, no weights loaded, missing keys
+    loaded non-strictly, ...) as a warning or a log line that nobody reads. Here they raise a ProxyCLIPError
+    naming `what` and the `fix`. `random_init`: random weights were asked for, so "initialised randomly" is
+    expected. Other messages are passed on unchanged; when the block fails, its messages are dropped (the
+    error explains the failure; open_clip's own "ERROR: failed to download" line before it is noise).
+    """
+    collect = _Collect()
+    root = logging.getLogger()
+    saved, root.handlers = root.handlers, [collect]   # held back from the usual handlers until judged below
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        root.handlers = saved
+    messages = [(str(w.message), w) for w in caught] + [(r.getMessage(), r) for r in collect.records]
+    disagreements = [text for text, _ in messages if _DISAGREEMENT.search(text) and not (random_init and _RANDOM_INIT.search(text))]
+    if disagreements:
+        raise ProxyCLIPError(f"The weights and the architecture of {what} disagree: " + " / ".join(disagreements)
+                             + f" Every number would be off. {fix}")
+    for text, item in messages:
+        if random_init and _RANDOM_INIT.search(text):
+            continue
+        if isinstance(item, logging.LogRecord):
+            logging.getLogger(item.name).handle(item)
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)

@@ -1,0 +1,270 @@
+"""The training-free ProxyCLIP segmentor: an `nn.Module` that needs neither Lightning nor the CLI."""
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from typing import Any, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+from ..errors import ProxyCLIPError
+from ..vocabulary import parse_vocabulary
+from .clip_encoder import build_clip, clip_patch_size, dense_clip_features
+from .onednn_linear import swap_linears
+from .sliding_window import Window, pad_to_multiple, sliding_windows
+from .text import encode_queries
+from .text_cache import cached_encode_queries
+from .vfm import build_vfm
+
+
+class ProxyCLIPSegmentor(nn.Module):
+    """CLIP for the semantics, a VFM for the spatial coherence, no trained weights (docs/method.md §1–§6).
+
+    Args:
+        clip_model: open_clip model name (ViT-B-16, ViT-L-14, ViT-H-14, ...), a model-config JSON file, or the model
+            config inline (embed_dim, vision_cfg, text_cfg).
+        clip_pretrained: open_clip pretrained tag (openai, laion2b_s32b_b79k, ...), a local checkpoint file,
+            or null for random weights.
+        clip_quick_gelu: CLIP's MLP activation, which must be the one the weights were trained with: true for
+            QuickGELU (OpenAI's weights), false for GELU (e.g. LAION's ViT-H-14), null to take it from the tag
+            (required for a local checkpoint file, whose weights do not say).
+        vfm: registered VFM name (`proxyclip.vfm.list_vfms()`), e.g. dino_vitb8, dinov2_vitb14_reg, sam_vit_b, mae_vit_base.
+        vfm_pretrained: true for the library's pretrained weights, false for random, or a local checkpoint file.
+        vfm_kwargs: extra arguments for the VFM factory (e.g. depth, embed_dim, img_size).
+        beta: adaptive-normalisation shift: S' = gamma * (S - beta * mean(S)).
+        gamma: adaptive-normalisation scale.
+        logit_scale: temperature of the softmax over queries.
+        prob_thd: pixels whose best class probability is below this become class 0 (background).
+        crop_size: sliding-window crop side in pixels.
+        stride: sliding-window stride in pixels.
+        mode: "slide" (sliding windows, the paper's protocol) or "whole" (the whole image at once).
+        pad_multiple: each crop is zero-padded (in CLIP-normalised space) to a multiple of this.
+        crop_batch_size: crops run through the encoders together; bounds memory, never changes results.
+        class_names: the vocabulary, one class per entry, synonyms separated by "; " (can be set later).
+        text_cache: read/write query embeddings in a disk cache keyed by CLIP model, weights, queries and templates.
+        text_cache_dir: the cache folder (default: $PROXYCLIP_CACHE_DIR/text, else ~/.cache/proxyclip/text).
+        compile: torch.compile the VFM and CLIP's blocks (first calls per crop shape compile; same results).
+        channels_last: channels-last memory format for the patch convolutions and the crops (same results).
+        onednn_linear: fp32 linear layers on CPU through oneDNN, which uses AVX-512 where MKL (PyTorch's
+            default) would not, e.g. on AMD; same results up to rounding. No effect on GPUs or under autocast.
+    """
+
+    def __init__(
+        self,
+        clip_model: str | dict[str, Any] = "ViT-B-16",
+        clip_pretrained: str | None = "openai",
+        clip_quick_gelu: bool | None = None,
+        vfm: str = "dino_vitb8",
+        vfm_pretrained: bool | str = True,
+        vfm_kwargs: dict[str, Any] | None = None,
+        beta: float = 1.2,
+        gamma: float = 3.0,
+        logit_scale: float = 40.0,
+        prob_thd: float = 0.0,
+        crop_size: int = 336,
+        stride: int = 112,
+        mode: Literal["slide", "whole"] = "slide",
+        pad_multiple: int = 56,
+        crop_batch_size: int = 16,
+        class_names: list[str] | None = None,
+        text_cache: bool = True,
+        text_cache_dir: str | None = None,
+        compile: bool = False,
+        channels_last: bool = False,
+        onednn_linear: bool = True,
+    ) -> None:
+        super().__init__()
+        self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained, clip_quick_gelu)
+        self.vfm = build_vfm(vfm, vfm_pretrained, vfm_kwargs)
+        self.clip_model_name, self.clip_pretrained = clip_model, clip_pretrained   # the text cache's key
+        self.text_cache, self.text_cache_dir = text_cache, text_cache_dir
+        self.channels_last, self.compiled = channels_last, compile   # not `self.compile`: nn.Module has that method
+        self.use_onednn_linear(onednn_linear)   # before compiling, so that compile traces the swapped modules
+        if channels_last:   # only 4-D weights (the patch convolutions) change layout
+            self.vfm.to(memory_format=torch.channels_last)
+            self.clip.visual.to(memory_format=torch.channels_last)
+        if compile:         # in place (nn.Module.compile): state_dict keys and weights stay as they are
+            self.vfm.compile()
+            for block in self.clip.visual.transformer.resblocks[:-1]:  # the last block is replaced by proxy attention
+                block.compile()
+        self.beta, self.gamma, self.logit_scale, self.prob_thd = beta, gamma, logit_scale, prob_thd
+        self.crop_size, self.stride, self.mode, self.pad_multiple = crop_size, stride, mode, pad_multiple
+        self.crop_batch_size = crop_batch_size
+        self.check_geometry()
+        # docs/method.md §1: CLIP's normalisation, and ImageNet's for the VFM
+        for name, value in (("clip_mean", OPENAI_DATASET_MEAN), ("clip_std", OPENAI_DATASET_STD),
+                            ("imagenet_mean", IMAGENET_DEFAULT_MEAN), ("imagenet_std", IMAGENET_DEFAULT_STD)):
+            self.register_buffer(name, torch.tensor(value).view(3, 1, 1), persistent=False)
+        self.register_buffer("query_embeddings", torch.empty(0), persistent=False)   # [Q, D], computed lazily
+        self.register_buffer("query_to_class", torch.empty(0, dtype=torch.long), persistent=False)  # [Q]
+        self.class_names: list[str] = []
+        self.queries: list[str] = []
+        if class_names is not None:
+            self.set_vocabulary(class_names)
+
+    def check_geometry(self) -> None:
+        patch = max(*clip_patch_size(self.clip.visual), self.vfm.min_crop_side())
+        if self.mode not in ("slide", "whole"):
+            raise ProxyCLIPError(f"mode must be 'slide' or 'whole', got {self.mode!r}.")
+        if self.crop_size < patch or self.stride < 1 or self.stride > self.crop_size or self.pad_multiple < 1:
+            raise ProxyCLIPError(
+                f"crop_size={self.crop_size}, stride={self.stride}, pad_multiple={self.pad_multiple} cannot be served: the crop must "
+                f"hold at least one {patch}-pixel patch of CLIP and the VFM, and 1 <= stride <= crop_size (else pixels are left "
+                "uncovered). The paper uses crop_size 336, stride 112 (Cityscapes 224/112)."
+            )
+
+    def use_onednn_linear(self, enabled: bool = True) -> "ProxyCLIPSegmentor":
+        """Switch the encoders' fp32 CPU linears to oneDNN or back to PyTorch's own (same parameters and keys)."""
+        self.onednn_linear = enabled
+        swap_linears(self.vfm, onednn=enabled)
+        swap_linears(self.clip, onednn=enabled)
+        return self
+
+    # --- vocabulary -----------------------------------------------------------------------------
+    def set_vocabulary(self, class_names: Sequence[str]) -> None:
+        """Set the classes (one entry per class, synonyms separated by "; "); text is encoded on first use."""
+        self.queries, query_to_class = parse_vocabulary(class_names)
+        self.class_names = [str(name).strip() for name in class_names]
+        self.query_to_class = torch.tensor(query_to_class, device=self.clip_mean.device)
+        self.query_embeddings = torch.empty(0, device=self.clip_mean.device)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def text_embeddings(self) -> torch.Tensor:
+        """[Q, D] query embeddings, computed once per vocabulary (in fp32, outside any autocast), via the disk cache."""
+        if not self.queries:
+            raise ProxyCLIPError("No vocabulary is set: pass class_names=[...] or call set_vocabulary([...]) first.")
+        if self.query_embeddings.numel() == 0:
+            with torch.autocast(self.clip_mean.device.type, enabled=False):
+                if self.text_cache:   # a second run with the same model and vocabulary encodes no prompt
+                    self.query_embeddings = cached_encode_queries(self.clip, self.tokenizer, self.queries, self.clip_model_name,
+                                                                  self.clip_pretrained, self.text_cache_dir)
+                else:
+                    self.query_embeddings = encode_queries(self.clip, self.tokenizer, self.queries)
+        return self.query_embeddings
+
+    # --- dense features and per-crop logits -------------------------------------------------------
+    def _dense(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, H, W] CLIP-normalised (already padded) -> [B, D, h, w] unit embeddings."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _exact_fp32_convolutions(x):
+            pixels = x * self.clip_std + self.clip_mean                        # back to [0, 1]; padding -> CLIP's mean colour
+            feats = self.vfm((pixels - self.imagenet_mean) / self.imagenet_std, self.crop_size)  # [B, C, h, w]
+            return dense_clip_features(self.clip.visual, x, feats, self.beta, self.gamma, onednn=self.onednn_linear)
+
+    def dense_features(self, crops: torch.Tensor) -> torch.Tensor:
+        """crops: [B, 3, H, W] RGB in [0, 1] -> L2-normalised proxy-attention CLIP embeddings [B, D, h, w]."""
+        return self._dense((crops - self.clip_mean) / self.clip_std)
+
+    def crop_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, H, W] CLIP-normalised -> cosine logits [B, Q, H, W] (bilinear from the VFM grid)."""
+        emb = self._dense(x)
+        logits = torch.einsum("bdhw,qd->bqhw", emb, self.text_embeddings().to(emb.dtype))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    # --- whole images -----------------------------------------------------------------------------
+    def forward(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
+        """Query logits per image.
+
+        images: per image [3, h, w] RGB, uint8 or float in [0, 1]; sizes may differ.
+        out_sizes: per image the (H, W) of its ground truth (default: its own size).
+        Returns per image [Q, H, W]: window logits summed, divided by the window count, resized bilinearly.
+        Every crop is computed on its own, so an image's result does not depend on its batch.
+        """
+        num_queries = self.text_embeddings().shape[0]
+        canvases, counts, jobs = [], [], defaultdict(list)
+        for index, image in enumerate(images):
+            x = (self._as_float(image) - self.clip_mean) / self.clip_std                    # [3, h, w]
+            h, w = x.shape[-2:]
+            canvases.append(x.new_zeros(num_queries, h, w))
+            counts.append(x.new_zeros(1, h, w))
+            windows = sliding_windows(h, w, self.crop_size, self.stride) if self.mode == "slide" else [Window(0, h, 0, w)]
+            for win in windows:
+                crop = x[:, win.y1:win.y2, win.x1:win.x2]
+                pad = pad_to_multiple(crop.shape[1], crop.shape[2], self.pad_multiple)
+                crop = F.pad(crop, pad)                                                   # zeros = CLIP's mean colour
+                jobs[tuple(crop.shape)].append((index, win, pad, crop))                  # same shapes stack
+        for group in jobs.values():
+            for start in range(0, len(group), self.crop_batch_size):
+                chunk = group[start:start + self.crop_batch_size]
+                logits = self.crop_logits(torch.stack([job[3] for job in chunk]))         # [n, Q, Hp, Wp]
+                for (index, (y1, y2, x1, x2), (left, _, top, _), _), crop_logit in zip(chunk, logits):
+                    canvases[index][:, y1:y2, x1:x2] += crop_logit[:, top:top + y2 - y1, left:left + x2 - x1]
+                    counts[index][:, y1:y2, x1:x2] += 1
+        out_sizes = out_sizes or [tuple(c.shape[-2:]) for c in canvases]
+        return [F.interpolate((canvas / count)[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
+                for canvas, count, size in zip(canvases, counts, out_sizes)]
+
+    def class_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """[Q, H, W] query logits -> [C, H, W]: softmax(logit_scale * logits) over queries, max over a class's queries."""
+        probs = (logits.float() * self.logit_scale).softmax(dim=0)
+        if probs.shape[0] == self.num_classes:
+            return probs
+        index = self.query_to_class.view(-1, 1, 1).expand_as(probs)
+        return probs.new_zeros(self.num_classes, *probs.shape[1:]).scatter_reduce_(0, index, probs, "amax")
+
+    def decide(self, probs: torch.Tensor) -> torch.Tensor:
+        """[C, H, W] class probabilities -> [H, W] int64 labels; below `prob_thd` -> class 0."""
+        best, pred = probs.max(dim=0)
+        return pred.masked_fill_(best < self.prob_thd, 0)      # masked_fill: no host sync (boolean indexing would)
+
+    @torch.no_grad()
+    def segment_batch(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
+        """Label maps [H, W] for a batch (see `forward`)."""
+        return [self.decide(self.class_probabilities(logits)) for logits in self(images, out_sizes)]
+
+    # --- library use on single images -------------------------------------------------------------
+    @torch.no_grad()
+    def predict_probabilities(self, image: Image.Image | np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Class probabilities [C, H, W] for one RGB image (PIL, uint8 array [H, W, 3] or tensor [3, H, W]) at its own size."""
+        return self.class_probabilities(self([self._image_tensor(image)])[0])
+
+    @torch.no_grad()
+    def segment(self, image: Image.Image | np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Label map [H, W] (int64 class indices) for one RGB image at its own size."""
+        return self.decide(self.predict_probabilities(image))
+
+    def _image_tensor(self, image: Any) -> torch.Tensor:
+        if isinstance(image, torch.Tensor):
+            return image.to(self.clip_mean.device)
+        try:
+            if isinstance(image, np.ndarray):
+                image = Image.fromarray(image)
+            array = np.asarray(image.convert("RGB"))
+        except Exception as exc:
+            raise ProxyCLIPError(
+                f"Cannot read the input as an RGB image (got {type(image).__name__}"
+                f"{' of shape ' + str(getattr(image, 'shape', '')) if hasattr(image, 'shape') else ''}). "
+                "Pass a PIL image or a uint8 array [H, W, 3] (grayscale [H, W] and RGBA are converted)."
+            ) from exc
+        return torch.from_numpy(array.copy()).permute(2, 0, 1).to(self.clip_mean.device)
+
+    def _as_float(self, image: torch.Tensor) -> torch.Tensor:
+        image = image.to(self.clip_mean.device)
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ProxyCLIPError(f"Images must be [3, H, W] RGB tensors, got shape {tuple(image.shape)}.")
+        return image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+
+
+@contextlib.contextmanager
+def _exact_fp32_convolutions(x: torch.Tensor) -> Iterator[None]:
+    """fp32 on a GPU is the exact reference: cuDNN would run the patch convolutions in TF32 (its default),
+    10-bit mantissas, off from the CPU by ~1e-3. Under autocast, or on other devices, nothing changes."""
+    if x.device.type != "cuda" or torch.is_autocast_enabled("cuda") or x.dtype != torch.float32:
+        yield
+        return
+    saved, torch.backends.cudnn.allow_tf32 = torch.backends.cudnn.allow_tf32, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved

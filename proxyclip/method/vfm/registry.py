@@ -1,0 +1,61 @@
+"""A registry of named VFMs (timm style): `build_vfm("dino_vitb8")` -> a `VFMAdapter`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ...errors import ProxyCLIPError, close_matches
+from .base import VFMAdapter
+
+
+@dataclass(frozen=True)
+class VFMEntry:
+    """A registered VFM: the adapter's builder, the arguments that pick the model, and where its weights come from.
+
+    weights_url: the pretrained checkpoint's URL (fetched into torch.hub's cache), for families outside timm (SAM);
+        otherwise the weights are timm's pretrained ones of `timm_name` (the builder's `model_name`).
+    """
+
+    name: str
+    builder: Callable[..., VFMAdapter]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    weights_url: str | None = None
+
+    @property
+    def timm_name(self) -> str | None:
+        return self.kwargs.get("model_name")
+
+
+_REGISTRY: dict[str, VFMEntry] = {}
+
+
+def register_vfm(name: str, builder: Callable[..., VFMAdapter], description: str = "", weights_url: str | None = None,
+                 **kwargs: Any) -> None:
+    if name in _REGISTRY:
+        raise ValueError(f"VFM '{name}' is registered twice")
+    _REGISTRY[name] = VFMEntry(name, builder, dict(kwargs), description, weights_url)
+
+
+def list_vfms() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_vfm_entry(name: str) -> VFMEntry:
+    if name not in _REGISTRY:
+        raise ProxyCLIPError(
+            f"Unknown VFM '{name}'. {close_matches(name, _REGISTRY)} "
+            f"Set `vfm:` to one of: {', '.join(list_vfms())}."
+        )
+    return _REGISTRY[name]
+
+
+def build_vfm(name: str, pretrained: bool | str = True, model_kwargs: dict[str, Any] | None = None) -> VFMAdapter:
+    """Build the registered VFM `name`.
+
+    pretrained: True loads the library's pretrained weights (download or local cache), False keeps the
+        random initialisation, a string is a local checkpoint file.
+    model_kwargs: passed to the model factory (e.g. depth, embed_dim for tiny test models).
+    """
+    entry = get_vfm_entry(name)
+    return entry.builder(pretrained=pretrained, model_kwargs=dict(model_kwargs or {}), **entry.kwargs)

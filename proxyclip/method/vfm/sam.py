@@ -1,0 +1,79 @@
+"""SAM's image encoder (Kirillov et al. 2023) through segment-anything: the paper's `sam_vit_b` alternative.
+
+docs/method.md §1–§2: the VFM input is resized bilinearly (align_corners=False) to 1024 x 1024 (the base class
+does it, from `input_size`), and the features are the encoder's output after its neck, [B, 256, 64, 64].
+SAM's absolute position table is built for exactly that input, so nothing is resized.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+from segment_anything.modeling import ImageEncoderViT
+from torch import nn
+
+from ..loading import download_guard, load_state_dict_checked, load_state_dict_file
+from .base import VFMAdapter
+from .registry import register_vfm
+
+# segment_anything/build_sam.py: the encoder arguments shared by every official model ...
+_COMMON = dict(img_size=1024, patch_size=16, mlp_ratio=4, norm_layer=partial(nn.LayerNorm, eps=1e-6),
+               qkv_bias=True, use_rel_pos=True, window_size=14, out_chans=256)
+# ... and those that differ, with the official checkpoints.
+_VARIANTS = {
+    "vit_b": (dict(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),
+              "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"),
+    "vit_l": (dict(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)),
+              "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth"),
+    "vit_h": (dict(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31)),
+              "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth"),
+}
+_PREFIX = "image_encoder."  # where a full SAM checkpoint keeps the encoder
+
+
+def checkpoint_url(variant: str) -> str:
+    """The official checkpoint of `variant` (vit_b, vit_l, vit_h)."""
+    return _VARIANTS[variant][1]
+
+
+class SAMAdapter(VFMAdapter):
+    """SAM encoder: ImageNet-normalised [B, 3, H, W] -> (resized to img_size) -> [B, out_chans, img_size/16, img_size/16]."""
+
+    def __init__(self, encoder: ImageEncoderViT, img_size: int, patch_size: int, out_chans: int):
+        super().__init__()
+        self.encoder = encoder
+        self.patch_size = patch_size
+        self.embed_dim = out_chans
+        self.input_size = (img_size, img_size)
+
+    def extract(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, img_size, img_size] -> [B, out_chans, img_size // 16, img_size // 16] (after the neck)."""
+        # The ImageNet normalisation of docs/method.md §1 is SAM's own (pixel_mean/std 123.675/58.395, ...), so
+        # the input needs nothing more.
+        return self.encoder(x)
+
+
+def build_sam(pretrained: bool | str, model_kwargs: dict[str, Any], variant: str) -> SAMAdapter:
+    """Build SAM's `variant` image encoder; `model_kwargs` override the official `ImageEncoderViT` arguments.
+
+    pretrained: True -> the official checkpoint (downloaded once by torch.hub, then cached); a path -> a
+        full SAM `.pth` (keys under `image_encoder.`) or an encoder-only state dict; False -> random.
+    """
+    arch, url = _VARIANTS[variant]
+    cfg = {**_COMMON, **arch, **model_kwargs}
+    encoder = ImageEncoderViT(**cfg)
+    what = f"SAM image encoder ({variant})"
+    if pretrained is True:
+        with download_guard(what):
+            state = torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True)
+        state = {k[len(_PREFIX):]: v for k, v in state.items() if k.startswith(_PREFIX)}
+        load_state_dict_checked(encoder, state, url, what)
+    elif pretrained:
+        load_state_dict_checked(encoder, load_state_dict_file(pretrained, prefix=_PREFIX), str(pretrained), what)
+    return SAMAdapter(encoder, cfg["img_size"], cfg["patch_size"], cfg["out_chans"]).frozen()
+
+
+for _variant, _size in (("vit_b", "ViT-B"), ("vit_l", "ViT-L"), ("vit_h", "ViT-H")):
+    register_vfm(f"sam_{_variant}", build_sam, f"SAM {_size} image encoder (segment-anything), 256 x 64 x 64 after the neck",
+                 weights_url=checkpoint_url(_variant), variant=_variant)

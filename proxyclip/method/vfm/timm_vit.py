@@ -1,0 +1,117 @@
+"""What the timm-based adapters (DINO, DINOv2, DINOv3, MAE) share: building, weights, token bookkeeping.
+
+The models come from `timm.create_model`, so tiny test models (`model_kwargs`) run the same code as the
+real ones; checkpoints go through the model module's own `checkpoint_filter_fn`, which converts the
+original DINO / DINOv2 / DINOv3 / MAE layouts to timm's.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable
+
+import timm
+import torch
+from torch import nn
+
+from ...errors import ProxyCLIPError
+from ..loading import download_guard, load_state_dict_checked, load_state_dict_file, weights_must_match
+from .base import VFMAdapter
+
+
+def create_timm_model(model_name: str, pretrained: bool | str, model_kwargs: dict[str, Any], what: str,
+                      **forced: Any) -> nn.Module:
+    """`timm.create_model(model_name, **model_kwargs, **forced)` with the weights `pretrained` names.
+
+    pretrained: True -> timm's pretrained weights (download or cache); a path -> that checkpoint file;
+        False -> random. `forced` are the arguments the adapter relies on; they win over `model_kwargs`.
+    """
+    kwargs = {**model_kwargs, **forced}
+    if pretrained is True:
+        with download_guard(what), weights_must_match(what, "Use the registered VFM names (`proxyclip.vfm.list_vfms()`) "
+                                                            "with their own weights, or a local checkpoint of the same model."):
+            return timm.create_model(model_name, pretrained=True, **kwargs)
+    model = timm.create_model(model_name, pretrained=False, **kwargs)
+    if isinstance(pretrained, (str, os.PathLike)) and str(pretrained):
+        load_timm_checkpoint(model, pretrained, what)
+    return model
+
+
+def load_timm_checkpoint(model: nn.Module, path: str | os.PathLike, what: str) -> None:
+    """Load a local checkpoint (timm layout or the original authors') into `model`, strictly."""
+    state = load_state_dict_file(path)
+    # The module that defines the model knows how to convert foreign layouts (DINOv2's register_tokens,
+    # DINOv3's storage_tokens, ...); every timm ViT family module exposes `checkpoint_filter_fn`.
+    filter_fn: Callable | None = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        try:
+            state = filter_fn(dict(state), model)
+        except Exception as exc:  # a layout the converter does not know: let the key check explain it
+            raise ProxyCLIPError(f"Checkpoint '{path}' could not be converted for {what}: {exc!r}. "
+                                 "Use a checkpoint of the same architecture.") from exc
+    own = model.state_dict()
+    # Features never use a classifier; a checkpoint that carries one must still load.
+    state = {k: v for k, v in state.items() if not (k.startswith("head.") and k not in own)}
+    load_state_dict_checked(model, state, str(path), what)
+
+
+def crop_to_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """[B, 3, H, W] -> [B, 3, (H // p) * p, (W // p) * p].
+
+    A stride-p convolution ignores the remainder rows/columns; timm's PatchEmbed asserts divisibility
+    instead, so the floor rule (docs/method.md §2) is applied here by dropping exactly what the conv would ignore.
+    """
+    height, width = x.shape[-2:]
+    if height < patch or width < patch:
+        raise ProxyCLIPError(f"Input of {height}x{width} pixels is smaller than one {patch}x{patch} VFM patch.")
+    return x[..., : height // patch * patch, : width // patch * patch]
+
+
+def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Patch tokens [B, gh*gw, C] (row-major) -> [B, C, gh, gw]."""
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
+
+
+class TimmViTAdapter(VFMAdapter):
+    """A timm `VisionTransformer` run module by module, with the family's own position-table resizing.
+
+    timm's `forward_features` resizes the table its own way (antialiased bicubic to `size=`), which is not
+    DINO v1's convention; running the public modules (`patch_embed`, `blocks`, `norm`, ...) ourselves lets
+    each family pick `resize_table`. Features: final norm of the last block, prefix tokens dropped.
+    """
+
+    resize_table: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]  # [side*side, D] -> [gh*gw, D]
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        if not getattr(model, "dynamic_img_size", False):
+            # Built with dynamic_img_size=True, PatchEmbed accepts any (divisible) size and returns NHWC.
+            raise ValueError("TimmViTAdapter needs a timm model built with dynamic_img_size=True")
+        self.model = model
+        ph, pw = model.patch_embed.patch_size
+        if ph != pw:
+            raise ValueError(f"non-square patches {ph}x{pw} are not supported")
+        self.patch_size = ph
+        self.embed_dim = model.embed_dim
+
+    def extract(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, H, W] -> [B, C, H // p, W // p]."""
+        m = self.model
+        patches = m.patch_embed(crop_to_patches(x, self.patch_size))      # [B, gh, gw, C]
+        batch, gh, gw, channels = patches.shape
+        patches = patches.reshape(batch, gh * gw, channels)
+        table = m.pos_embed[0]                                            # [n_pos_prefix + side*side, C]
+        # no_embed_class (DINOv2-reg): the table covers patches only; otherwise its first entry is CLS's.
+        n_pos_prefix = 0 if m.no_embed_class else m.num_prefix_tokens
+        patches = patches + self.resize_table(table[n_pos_prefix:], (gh, gw))
+        # timm's order: CLS, then registers, then patches.
+        prefix_tokens = [t.expand(batch, -1, -1) for t in (m.cls_token, m.reg_token) if t is not None]
+        if prefix_tokens:
+            prefix = torch.cat(prefix_tokens, dim=1)                      # [B, num_prefix_tokens, C]
+            if n_pos_prefix:
+                prefix = prefix + table[:n_pos_prefix]                    # CLS position entry kept as is
+            patches = torch.cat([prefix, patches], dim=1)
+        tokens = patches
+        tokens = m.norm_pre(m.patch_drop(m.pos_drop(tokens)))
+        tokens = m.norm(m.blocks(tokens))
+        return tokens_to_map(tokens[:, m.num_prefix_tokens:], (gh, gw))

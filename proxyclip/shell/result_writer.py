@@ -1,0 +1,71 @@
+"""Writes what `test` produces: panels of the first images, metrics.json, per_class.csv, summary.md, the IoU chart."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_info
+from PIL import Image
+
+from .results import markdown_summary, write_report
+from .visualize import comparison_panel, iou_bar_chart
+
+
+def run_config(trainer: Trainer) -> dict[str, Any] | None:
+    """The resolved configuration of a CLI run, as the CLI's SaveConfigCallback holds it (None outside the CLI)."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, SaveConfigCallback):
+            return yaml.safe_load(callback.parser.dump(callback.config, skip_none=False, skip_validation=True))
+    return None
+
+
+class ResultWriter(Callback):
+    """Files of an evaluation, into the module's `results_dir()`: `panels/NNN_<image>.png` (image | ground truth |
+    prediction) for the images whose dataset index is below the module's `num_panels` (each process saves those it
+    holds, so the panels are the same whatever the number of processes), then, on rank 0 only, metrics.json (with
+    the resolved config), per_class.csv, summary.md and per_class_iou.png."""
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._seen = 0
+
+    def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int,
+                          dataloader_idx: int = 0) -> None:
+        # dataset positions when the batch carries them (the benchmark DataModules), else this process's count
+        indices = batch.get("indices") or range(self._seen, self._seen + len(outputs))
+        self._seen += len(outputs)
+        for index, image, label, pred, path in zip(indices, batch["images"], batch["labels"], outputs, batch["paths"]):
+            if index < pl_module.num_panels:
+                self.save_panel(pl_module, index, image, label, pred, path)
+
+    @staticmethod
+    def save_panel(pl_module: LightningModule, index: int, image: torch.Tensor, label: torch.Tensor, pred: torch.Tensor,
+                   path: str) -> None:
+        """image (resized back to its ground truth's size for display) | ground truth | prediction."""
+        size = tuple(label.shape[-2:])
+        image = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+        image = image.clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        panel = comparison_panel(image, label.cpu().numpy(), pred.cpu().numpy(), pl_module.class_labels(),
+                                 pl_module.ignore_index)
+        folder = pl_module.results_dir() / "panels"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(panel).save(folder / f"{index:03d}_{Path(path).stem}.png")
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero or pl_module.report is None:
+            return
+        report = pl_module.report
+        report["config"] = run_config(trainer)
+        out_dir = write_report(report, pl_module.results_dir())
+        chart = iou_bar_chart(pl_module.class_labels(), [row["IoU"] for row in report["per_class"]],
+                              f"{report['dataset']} per-class IoU (%), mIoU {report['mIoU'] or float('nan'):.2f}")
+        Image.fromarray(chart).save(out_dir / "per_class_iou.png")
+        t = report["timing"]
+        rank_zero_info(markdown_summary(report) + f"\n{t['images']} images in {t['test_loop_s']:.1f} s on this "
+                       f"process ({t['images_per_s']:.1f} images/s, {100 * t['data_wait_share']:.0f} % waiting for data; "
+                       f"text encoding {t['text_encoding_s']:.1f} s)\nResults written to {out_dir}/ (metrics.json, "
+                       "per_class.csv, summary.md, per_class_iou.png, panels/)")

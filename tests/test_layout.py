@@ -1,0 +1,143 @@
+"""The house: wings that import only what they may, no import cycles, no repository lookups, an installable wheel."""
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT
+from fake_datasets import WRITERS
+
+LIBRARY = ("proxyclip", "datamodules")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """The modules of this repository that `path` imports (anywhere in the file), as absolute names."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            base = base[:len(base) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else []))
+            found.add(target)
+            found |= {f"{target}.{alias.name}" for alias in node.names}   # `from pkg import module`
+    return {m for m in found if m.split(".")[0] in LIBRARY}
+
+
+def library_modules() -> dict[str, Path]:
+    return {module_name(p): p for top in LIBRARY for p in (REPO_ROOT / top).rglob("*.py")}
+
+
+def test_no_import_cycles():
+    modules = library_modules()
+    graph = {name: sorted(m for m in imports_of(path) if m in modules and m != name) for name, path in modules.items()}
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in graph[node]:
+            if state.get(nxt) == "open":
+                cycle = stack[stack.index(nxt):] + [nxt]
+                if not all(a.startswith(b + ".") or b.startswith(a + ".") for a, b in zip(cycle, cycle[1:])):
+                    pytest.fail("import cycle: " + " -> ".join(cycle))   # a package and its own submodule are not one
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = "done"
+
+    for name in graph:
+        if name not in state:
+            visit(name)
+
+
+def test_wings_import_only_what_they_may():
+    for name, path in library_modules().items():
+        imported = imports_of(path)
+        if name.startswith("proxyclip.method"):
+            assert not {m for m in imported if m.startswith(("proxyclip.shell", "proxyclip.commands", "datamodules"))}, name
+        if name.startswith("proxyclip.shell"):
+            assert not {m for m in imported if m.startswith(("proxyclip.commands", "datamodules"))}, name
+        if name.startswith("datamodules"):
+            assert not {m for m in imported if m.startswith("proxyclip")}, name
+
+
+def test_the_method_imports_neither_lightning_nor_jsonargparse():
+    code = ("import sys, proxyclip.method.segmentor, proxyclip.method.builder, proxyclip.method.vfm; "
+            "print(sorted(m for m in ('lightning', 'jsonargparse', 'pytorch_lightning') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+def test_no_repository_root_lookups_in_library_code():
+    for path in library_modules().values():
+        text = path.read_text()
+        assert "parents[1]" not in text and "REPO_ROOT" not in text, path
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """A fresh venv holding a non-editable install of the wheel built from this checkout; the dependencies are the
+    running interpreter's (a .pth file points at them), so nothing is downloaded."""
+    work = tmp_path_factory.mktemp("wheel")
+    dist, venv = work / "dist", work / "venv"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
+                            str(REPO_ROOT)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    deps = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "dependencies.pth").write_text(deps + "\n")
+    wheel = next(dist.glob("proxyclip-*.whl"))
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    elsewhere = work / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return venv / "bin", elsewhere, env
+
+
+def test_an_installed_wheel_works_from_another_folder(installed, tmp_path):
+    bin_dir, cwd, env = installed
+
+    def run(*cmd, timeout=600):
+        return subprocess.run([str(bin_dir / cmd[0]), *cmd[1:]], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    where = run("python", "-c", "import proxyclip, datamodules; print(proxyclip.__file__, datamodules.__file__)")
+    assert where.returncode == 0 and str(REPO_ROOT) not in where.stdout, where.stdout + where.stderr
+    data = tmp_path / "data"
+    voc = WRITERS["voc21"](data, n=2)
+    WRITERS["ade20k"](data, n=2)
+    out = tmp_path / "out"
+    shipped = Path(run("python", "-c", "from proxyclip.commands.configs import packaged_configs as p; print(p())").stdout.strip())
+    assert str(REPO_ROOT) not in str(shipped) and (shipped / "voc21.yaml").is_file()
+    test = run("proxyclip", "test", "--config", str(shipped / "voc21.yaml"),
+               "--model", str(shipped / "model/tiny_random.yaml"), "--data.init_args.root", str(voc),
+               "--model.output_dir", str(out), "--trainer.logger", "false", "--trainer.default_root_dir", str(out))
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["num_images"] == 2
+    evaluated = run("proxyclip-eval-all", "--model", "configs/model/tiny_random.yaml", "--datasets", "voc21", "ade20k",
+                    "--data-root", str(data), "--output", str(tmp_path / "eval_all"))
+    assert evaluated.returncode == 0, evaluated.stdout[-2000:] + evaluated.stderr[-3000:]
+    summary = json.loads((tmp_path / "eval_all" / "summary.json").read_text())
+    assert summary["rows"][0]["setting"] == "tiny_random" and set(summary["rows"][0]["mIoU"]) == {"voc21", "ade20k"}
+    listed = run("proxyclip-weights", "list", "configs/model/tiny_random.yaml")
+    assert listed.returncode == 0 and listed.stdout.count("nothing to fetch") == 2, listed.stdout + listed.stderr
