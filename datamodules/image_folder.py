@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -64,11 +65,39 @@ def find_images(inputs: str | Sequence[str]) -> list[str]:
     return found
 
 
+def output_names(paths: Sequence[str]) -> dict[str, str]:
+    """A distinct name per input for its output files: the file's stem where no other input has it; the stem and
+    the extension where only the extensions differ ('rgb_jpg', 'rgb_png'); else the path below the inputs' common
+    folder ('a__x' for a/x.jpg and b/x.jpg). No two inputs ever write the same files."""
+    folders = [os.path.dirname(os.path.abspath(p)) for p in paths]
+    common = os.path.commonpath(folders) if folders else ""
+    groups: dict[str, list[str]] = {}
+    for p in paths:
+        groups.setdefault(Path(p).stem, []).append(p)
+    names = {}
+    for stem, group in groups.items():
+        extensions = [Path(p).suffix.lstrip(".") for p in group]
+        for p, extension in zip(group, extensions):
+            if len(group) == 1:
+                names[p] = stem
+            elif len(set(extensions)) == len(group):
+                names[p] = f"{stem}_{extension}"
+            else:
+                names[p] = "__".join(Path(os.path.relpath(os.path.abspath(p), common)).with_suffix("").parts)
+    seen: Counter = Counter()
+    for p in paths:                          # whatever still coincides (the same file given twice, ...): numbered
+        seen[names[p]] += 1
+        if seen[names[p]] > 1:
+            names[p] = f"{names[p]}_{seen[names[p]]}"
+    return names
+
+
 class ImageFolderDataset(Dataset):
-    """Item: `{"image": uint8 [3, h, w] RGB (resized), "ori_size": (H, W), "path": str}`."""
+    """Item: `{"image": uint8 [3, h, w] RGB (resized), "ori_size": (H, W), "path": str, "name": output name}`."""
 
     def __init__(self, paths: Sequence[str], transform: Any | None):
         self.paths, self.transform = list(paths), transform
+        self.names = output_names(self.paths)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -79,11 +108,12 @@ class ImageFolderDataset(Dataset):
         if self.transform is not None:
             image = self.transform(image=image)["image"]
         return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "ori_size": ori_size,
-                "path": self.paths[index]}
+                "path": self.paths[index], "name": self.names[self.paths[index]]}
 
 
 def collate_images(items: Sequence[dict[str, Any]]) -> dict[str, list]:
-    return {"images": [i["image"] for i in items], "ori_sizes": [i["ori_size"] for i in items], "paths": [i["path"] for i in items]}
+    return {"images": [i["image"] for i in items], "ori_sizes": [i["ori_size"] for i in items], "paths": [i["path"] for i in items],
+            "names": [i["name"] for i in items]}
 
 
 class ImageFolderDataModule(LightningDataModule):

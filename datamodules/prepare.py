@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from . import DATAMODULES
 from .base import SegmentationDataModule
-from .labels import label_problem
+from .checks import check_samples, listing
 from .errors import DataError, examples
-from .io import read_image, read_label
+from .io import read_label
 
 # COCO category ids of the 80 things (of 1..91; the 11 unused ones are absent), in COCO's order.
 COCO_THING_IDS = (
@@ -196,31 +196,12 @@ def check(root: Path, dataset: str, legacy_ignore_255: bool = False) -> int:
 
     ignore_index = 255 if legacy_ignore_255 else cls.ignore_index
     check_range = cls.check_label_range and not legacy_ignore_255
-    label_map = cls.label_mapping()
     pairs = scan.complete
-    bad_files: list[str] = []
-    values: Counter = Counter()
-    for image_path, label_path in tqdm(pairs, desc=f"check {dataset}", unit="image"):
-        try:
-            image = read_image(image_path)
-            stored = read_label(label_path)
-        except DataError as exc:
-            bad_files.append(str(exc))
-            continue
-        label = stored if label_map is None else label_map(stored)
-        problem = label_problem(label, image.shape[:2], image_path, label_path, cls.num_classes,
-                                ignore_index, check_range, stored)
-        if problem:
-            bad_files.append(problem)
-            if tuple(label.shape) == tuple(image.shape[:2]):
-                bad = (label >= cls.num_classes) | (label < 0)
-                bad &= label != ignore_index
-                v, n = np.unique(stored[bad], return_counts=True)
-                values.update(dict(zip(v.tolist(), n.tolist())))
+    bad_files, values = check_samples(pairs, cls.num_classes, ignore_index, check_range, cls.label_mapping(),
+                                      desc=f"check {dataset}")
     if bad_files:
         problems.append(f"{len(bad_files)} of {len(pairs)} samples are unreadable or have a size mismatch or "
-                        f"unexpected label values:\n  - " + "\n  - ".join(bad_files[:10])
-                        + (f"\n  - ... and {len(bad_files) - 10} more" if len(bad_files) > 10 else ""))
+                        f"unexpected label values:" + listing(bad_files))
     if values:
         problems.append("unexpected label values (as stored in the files) and pixel counts: "
                         + examples([f"{v}: {n}" for v, n in sorted(values.items())], 20))

@@ -1,7 +1,6 @@
 """Building CLIP: from a model-config JSON, a local checkpoint (refused when it does not fit), offline errors."""
 import json
 import logging
-import time
 
 import pytest
 import torch
@@ -46,15 +45,20 @@ def test_unknown_tag_and_missing_files():
         build_clip("/nonexistent/model.json", None)
 
 
-def test_offline_download_fails_fast_with_the_fix(monkeypatch, tmp_path):
+def test_offline_download_fails_at_once_with_the_fix(monkeypatch, tmp_path):
+    """Offline (the user's HF_HUB_OFFLINE) and nothing cached: one attempt per file name, no retry loop, our message."""
+    import open_clip
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)   # never download, even where a network exists
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # and an empty cache
-    start = time.monotonic()
-    with pytest.raises(ProxyCLIPError, match="clip_pretrained"):
+    calls = []
+    real = open_clip.pretrained.hf_hub_download
+    monkeypatch.setattr(open_clip.pretrained, "hf_hub_download", lambda *a, **k: calls.append(k.get("filename")) or real(*a, **k))
+    with pytest.raises(ProxyCLIPError, match="clip_pretrained") as info:
         build_clip("ViT-B-16", "openai")
-    assert time.monotonic() - start < 30
+    assert "Cannot fetch the pretrained weights of CLIP ViT-B-16 (openai)" in str(info.value)
+    assert 1 <= len(calls) == len(set(calls)) <= 2       # the .safetensors name, then the .bin: each tried once
 
 
 def test_the_activation_follows_the_weights(tmp_path):

@@ -29,8 +29,10 @@ def test_evaluate_all_resume_and_summary(tmp_path):
     out = tmp_path / "out"
     setting = out / "tiny_random"
 
+    # a requested benchmark without its dataset: a run that could not produce every number fails, and says so last
     first = run_eval_all(tmp_path, "--datasets", "voc21", "cityscapes", "ade20k")
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.returncode == 1, first.stderr[-3000:]
+    assert first.stdout.strip().splitlines()[-1] == "[eval_all] 2 of 3 benchmarks have numbers; missing: ade20k; exit code 1"
     assert "Testing DataLoader 0" in first.stdout + first.stderr       # Lightning's progress bar is shown
     summary = read_json(out / "summary.json")
     assert summary["benchmarks"] == ["voc21", "cityscapes", "ade20k"]
@@ -58,8 +60,9 @@ def test_evaluate_all_resume_and_summary(tmp_path):
 
     # Again: nothing reruns, the summary is the same.
     mtimes = {name: (setting / name / "metrics.json").stat().st_mtime_ns for name in ("voc21", "cityscapes")}
-    second = run_eval_all(tmp_path, "--datasets", "voc21", "cityscapes", "ade20k")
+    second = run_eval_all(tmp_path, "--datasets", "voc21", "cityscapes", "ade20k", "--allow-missing")
     assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.strip().endswith("missing: ade20k (allowed by --allow-missing); exit code 0")
     assert "tiny_random / voc21: skipped" in second.stdout and "tiny_random / cityscapes: skipped" in second.stdout
     assert {name: (setting / name / "metrics.json").stat().st_mtime_ns for name in mtimes} == mtimes
     assert (out / "summary.md").read_text() == markdown

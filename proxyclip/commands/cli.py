@@ -4,14 +4,19 @@
 """
 from __future__ import annotations
 
+import os
 import sys
+from typing import Any
 
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from ..shell.module import ProxyCLIPModule
 from ..shell.prediction_writer import PredictionWriter
 from ..shell.result_writer import ResultWriter
+from .messages import ALL_MESSAGES_FLAG, argument_error_paragraph, show_all_messages, quiet_third_party
+from .outputs import check_output_locations, route_outputs
 from .user_errors import find_user_error
 
 # data attribute -> where it goes when the classes are instantiated. The dataset config is the one source of a
@@ -32,6 +37,26 @@ TRAINER_DEFAULTS = {
     "default_root_dir": "outputs",  # where config.yaml goes even with --trainer.logger false
 }
 
+_MOST_USED = [
+    ("--config configs/<benchmark>.yaml", "a benchmark with the paper's default model (configs/voc21.yaml, ...)"),
+    ("--data.init_args.root DIR", "the dataset folder (e.g. /data/VOCdevkit/VOC2012)"),
+    ("--data.init_args.check true", "check every file of the dataset before the model is built"),
+    ("--model configs/model/<preset>.yaml", "another model (CLIP x VFM preset)"),
+    ("--trainer.accelerator gpu --trainer.devices N --trainer.strategy ddp", "N GPUs"),
+    ("--trainer.precision bf16-mixed", "mixed precision (fp32 is the exact reference)"),
+    ("--model.output_dir DIR", "where results go (default: outputs/lightning_logs/version_N/)"),
+    (ALL_MESSAGES_FLAG, "also Lightning's notices and third-party warnings"),
+]
+EPILOG = "The options most runs need (the README's first sections show them in use):\n" + "\n".join(
+    f"  {option:<40} {what}" if len(option) <= 40 else f"  {option}\n  {'':<40} {what}" for option, what in _MOST_USED)
+
+
+class HelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help, with the epilog's own line breaks kept (argparse would refill it into a paragraph)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "".join(indent + line for line in text.splitlines(keepends=True))
+
 
 class ProxyCLIPCLI(LightningCLI):
     @staticmethod
@@ -44,9 +69,38 @@ class ProxyCLIPCLI(LightningCLI):
         for source, target in LINKS.items():
             parser.link_arguments(f"data.{source}", target, apply_on="instantiate")
 
+    def before_instantiate_classes(self) -> None:
+        # Every output location is checked, and routed into --model.output_dir when one is given, before any model
+        # is built: a bad folder must not be found after an hour of evaluation.
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        route_outputs(config)
+        check_output_locations(config)
+
+
+def launch_rank() -> int:
+    """This process's global rank as its launcher set it (Lightning's DDP, torchrun, SLURM), 0 when launched alone."""
+    for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(variable, "").isdigit():
+            return int(os.environ[variable])
+    return 0
+
+
+def parser_kwargs() -> dict[str, Any]:
+    """Errors raise (cli_main prints one paragraph instead of 50 lines of usage); `--help` ends with EPILOG."""
+    sub = {"exit_on_error": False, "epilog": EPILOG, "formatter_class": HelpFormatter}
+    return {"exit_on_error": False, "formatter_class": HelpFormatter, "test": dict(sub), "predict": dict(sub)}
+
 
 def cli_main(args: list[str] | None = None) -> ProxyCLIPCLI | None:
-    """Run the CLI; a user error (bad config, data or weights) prints one paragraph, exit code 2."""
+    """Run the CLI; a user error (bad config, data, weights or output folder) prints one paragraph, exit code 2;
+    Ctrl-C prints one line, exit code 130."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if ALL_MESSAGES_FLAG in argv:
+        show_all_messages()                      # inherited by DDP's worker processes through the environment
+        argv = [a for a in argv if a != ALL_MESSAGES_FLAG]
+        if args is None:
+            sys.argv[1:] = argv
+    quiet_third_party()
     try:
         return ProxyCLIPCLI(
             ProxyCLIPModule,
@@ -55,13 +109,18 @@ def cli_main(args: list[str] | None = None) -> ProxyCLIPCLI | None:
             trainer_defaults=TRAINER_DEFAULTS,
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
-            args=args,
+            parser_kwargs=parser_kwargs(),
+            args=args if args is None else argv,
         )
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     except Exception as exc:  # noqa: BLE001 - user errors become one paragraph, bugs keep their traceback
-        error = find_user_error(exc)
-        if error is None:
+        message = argument_error_paragraph(exc) or find_user_error(exc)
+        if message is None:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        if launch_rank() == 0:                                  # every process meets the error; one says it
+            print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

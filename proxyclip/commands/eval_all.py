@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import copy
 import csv
 import datetime
 import hashlib
+import io
 import json
 import math
+import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +37,7 @@ import yaml
 
 from datamodules import DATAMODULES
 
+from .cli import cli_main
 from .configs import find_config, packaged_configs
 from .weights import weights_identity
 
@@ -87,25 +92,54 @@ def one_line(text: str) -> str:
 
 
 def run_streaming(cmd: list[str]) -> tuple[int, str]:
-    """Run `cmd` with stdout shared (Lightning's progress bar stays visible) and stderr echoed live and kept."""
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+    """Run `cmd` with stdout shared (Lightning's progress bar stays visible) and stderr echoed live and kept.
+
+    The child runs in its own session, so a terminal's Ctrl-C reaches this process alone: it stops the child and
+    the processes it started (SIGTERM, SIGKILL after 10 s), silences what they still print, and is raised on; the
+    caller prints the one line."""
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, start_new_session=True)
     tail: list[str] = []
+    stopping = threading.Event()
 
     def pump() -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         while chunk := proc.stderr.read1(65536):  # type: ignore[union-attr]
             text = decoder.decode(chunk)
-            sys.stderr.write(text)
-            sys.stderr.flush()
+            if not stopping.is_set():
+                sys.stderr.write(text)
+                sys.stderr.flush()
             tail.append(text)
             if len(tail) > 400:
                 del tail[:200]
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
-    code = proc.wait()
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        stopping.set()
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        raise
     thread.join()
     return code, "".join(tail)
+
+
+def resolved_config(cli_args: list[str]) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `proxyclip <cli_args> --print_config`, run in this process: parsing only,
+    nothing is built, and no interpreter has to start."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli_main([*cli_args, "--print_config"])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, out.getvalue(), err.getvalue()
 
 
 def versions() -> dict[str, str]:
@@ -129,11 +163,11 @@ def evaluate(name: str, root: Path, model: Path, out_dir: Path, passthrough: lis
         cmd = [sys.executable, "-m", "proxyclip.commands.cli", "test", "--config", str(packaged_configs() / f"{name}.yaml"),
                "--model", str(model), "--data.init_args.root", str(root), "--model.output_dir", str(out_dir),
                "--trainer.default_root_dir", str(out_dir), "--trainer.logger", "false", *passthrough]
-        printed = subprocess.run([*cmd, "--print_config"], capture_output=True, text=True)
-        if printed.returncode != 0:
-            status = f"failed: {one_line(printed.stderr)}"
+        code, printed, errors = resolved_config(cmd[3:])
+        if code != 0:
+            status = f"failed: {one_line(errors)}"
         else:
-            config = yaml.safe_load(printed.stdout)
+            config = yaml.safe_load(printed)
             weights = weights_identity(config["model"]["segmentor"]["init_args"])
             digest = config_hash(config, weights)
             old = json.loads(run_file.read_text()) if run_file.is_file() else {}
@@ -222,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default="data", help="folder holding the datasets' layout folders (e.g. VOCdevkit/VOC2012)")
     parser.add_argument("--root", action="append", default=[], metavar="NAME=PATH", help="one benchmark's root, instead of the default")
     parser.add_argument("--output", default="outputs/eval_all", help="results folder: <output>/<setting>/<benchmark>/")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="exit 0 although some requested benchmarks have no dataset folder (they show as missing)")
     args, passthrough = parser.parse_known_args(argv)
     names = list(BENCHMARKS) if args.datasets == ["all"] else args.datasets
     overrides = dict(item.split("=", 1) for item in args.root if "=" in item)
@@ -232,20 +268,32 @@ def main(argv: list[str] | None = None) -> int:
     if not model.is_file():
         parser.error(f"model config '{args.model}' does not exist")
     output = Path(args.output).expanduser().resolve()
-    failed = 0
+    statuses: dict[str, str] = {}
     for name in names:
         root = Path(overrides.get(name) or Path(args.data_root) / default_root(name)).expanduser().resolve()
         try:
             status = evaluate(name, root, model, output / model.stem / name, passthrough)
+        except KeyboardInterrupt:
+            print(f"[eval_all] interrupted at {name}; run the same command again to resume "
+                  "(finished benchmarks are kept and skipped)", file=sys.stderr, flush=True)
+            return 130
         except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
             status = f"failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
             (output / model.stem / name).mkdir(parents=True, exist_ok=True)
             (output / model.stem / name / "run.json").write_text(json.dumps({"status": status, "benchmark": name}, indent=2))
-        failed += status.startswith("failed")
+        statuses[name] = status
         print(f"[eval_all] {model.stem} / {name}: {status}", flush=True)
     output.mkdir(parents=True, exist_ok=True)
     print(write_summary(output) + f"\n[eval_all] summary written to {output}/ (summary.md, summary.csv, summary.json)")
-    return 1 if failed else 0
+    failed = [n for n, s in statuses.items() if s.startswith("failed")]
+    missing = [n for n, s in statuses.items() if s.startswith("missing")]
+    done = len(statuses) - len(failed) - len(missing)
+    code = 1 if failed or (missing and not args.allow_missing) else 0
+    print(f"[eval_all] {done} of {len(statuses)} benchmarks have numbers"
+          + (f"; failed: {', '.join(failed)}" if failed else "") + (f"; missing: {', '.join(missing)}" if missing else "")
+          + (" (allowed by --allow-missing)" if missing and args.allow_missing and not failed else "")
+          + f"; exit code {code}", flush=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -115,12 +115,13 @@ class ProxyCLIPModule(L.LightningModule):
 
     # --- prediction ---------------------------------------------------------------------------------
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        """Per image: path, class probabilities [C, H, W] and labels [H, W] at the original size."""
+        """Per image: path, output name, class probabilities [C, H, W] and labels [H, W] at the original size."""
         sizes = batch.get("ori_sizes") or [tuple(image.shape[-2:]) for image in batch["images"]]
         with torch.no_grad():
             logits = self.segmentor(batch["images"], sizes)
+        names = batch.get("names") or [Path(path).stem for path in batch["paths"]]
         out = []
-        for path, logit in zip(batch["paths"], logits):
+        for path, name, logit in zip(batch["paths"], names, logits):
             probs = self.segmentor.class_probabilities(logit)
-            out.append({"path": path, "probs": probs, "pred": self.segmentor.decide(probs)})
+            out.append({"path": path, "name": name, "probs": probs, "pred": self.segmentor.decide(probs)})
         return out

@@ -15,8 +15,9 @@ from .visualize import overlay_with_legend, palette
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Per input image `<stem>_labels.png` (class indices), `<stem>_overlay.png` (overlay | legend),
-    `<stem>_legend.json` and, with `save_probabilities`, `<stem>_probs.npz` ([C, H, W] float16).
+    """Per input image `<name>_labels.png` (class indices), `<name>_overlay.png` (overlay | legend),
+    `<name>_legend.json` and, with `save_probabilities`, `<name>_probs.npz` ([C, H, W] float16). `<name>` is the
+    file's stem, made distinct where inputs share one (see `datamodules.image_folder.output_names`).
 
     Args:
         output_dir: folder for the files (default: `<log dir>/predictions`).
@@ -36,23 +37,34 @@ class PredictionWriter(BasePredictionWriter):
         self._folder.mkdir(parents=True, exist_ok=True)
         return self._folder
 
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._written = 0
+
     def write_on_batch_end(self, trainer: Trainer, pl_module: LightningModule, prediction: list[dict[str, Any]],
                            batch_indices: Sequence[int] | None, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
         folder = self.folder(trainer)
         names = pl_module.segmentor.class_names
+        colours = palette(len(names))
+        words = [line.replace("; ", " / ") for line in names]   # the user's own words, every synonym, also for class 0
         for item in prediction:
-            stem = Path(item["path"]).stem
+            stem = item.get("name") or Path(item["path"]).stem  # distinct per input (photos/rgb.jpg vs photos/rgb.png)
             pred = item["pred"].cpu().numpy()
             label_dtype = np.uint8 if len(names) <= 256 else np.uint16
             Image.fromarray(pred.astype(label_dtype)).save(folder / f"{stem}_labels.png")
             image = np.asarray(ImageOps.exif_transpose(Image.open(item["path"])).convert("RGB"))  # as OpenCV reads it
-            Image.fromarray(overlay_with_legend(image, pred, pl_module.class_labels())).save(folder / f"{stem}_overlay.png")
-            colours = palette(len(names))
+            Image.fromarray(overlay_with_legend(image, pred, words, colours)).save(folder / f"{stem}_overlay.png")
             counts = np.bincount(pred.ravel(), minlength=len(names))
             legend = [{"index": i, "name": n, "rgb": colours[i].tolist(), "pixels": int(counts[i])} for i, n in enumerate(names)]
             (folder / f"{stem}_legend.json").write_text(json.dumps({"image": str(item["path"]), "classes": legend}, indent=2))
             if self.save_probabilities:
                 np.savez_compressed(folder / f"{stem}_probs.npz", probs=item["probs"].to(torch.float16).cpu().numpy(), class_names=np.array(names))
+            self._written += 1
             # the trainer keeps what predict_step returned: keep it small (labels on the CPU, no probabilities)
             item.pop("probs")
             item["pred"] = item["pred"].to("cpu", torch.int16 if len(names) < 2**15 else torch.int32)
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        total = len(getattr(trainer.datamodule, "paths", [])) or self._written
+        if trainer.is_global_zero:
+            print(f"Segmented {total} images: files in {self._folder}/ (<name>_labels.png, <name>_overlay.png, "
+                  f"<name>_legend.json{', <name>_probs.npz' if self.save_probabilities else ''})", flush=True)

@@ -9,11 +9,10 @@ import torch.nn.functional as F
 import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
-from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image
 
 from .results import markdown_summary, write_report
-from .visualize import comparison_panel, iou_bar_chart
+from .visualize import comparison_panel, iou_bar_chart, palette
 
 
 def run_config(trainer: Trainer) -> dict[str, Any] | None:
@@ -49,8 +48,9 @@ class ResultWriter(Callback):
         size = tuple(label.shape[-2:])
         image = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0]
         image = image.clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
-        panel = comparison_panel(image, label.cpu().numpy(), pred.cpu().numpy(), pl_module.class_labels(),
-                                 pl_module.ignore_index)
+        names = pl_module.class_labels()
+        panel = comparison_panel(image, label.cpu().numpy(), pred.cpu().numpy(), names, pl_module.ignore_index,
+                                 palette(len(names), pl_module.dataset_name))
         folder = pl_module.results_dir() / "panels"
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(panel).save(folder / f"{index:03d}_{Path(path).stem}.png")
@@ -61,11 +61,13 @@ class ResultWriter(Callback):
         report = pl_module.report
         report["config"] = run_config(trainer)
         out_dir = write_report(report, pl_module.results_dir())
-        chart = iou_bar_chart(pl_module.class_labels(), [row["IoU"] for row in report["per_class"]],
-                              f"{report['dataset']} per-class IoU (%), mIoU {report['mIoU'] or float('nan'):.2f}")
+        names = pl_module.class_labels()
+        chart = iou_bar_chart(names, [row["IoU"] for row in report["per_class"]],
+                              f"{report['dataset']} per-class IoU (%), mIoU {report['mIoU'] or float('nan'):.2f}",
+                              palette(len(names), report["dataset"]))
         Image.fromarray(chart).save(out_dir / "per_class_iou.png")
         t = report["timing"]
-        rank_zero_info(markdown_summary(report) + f"\n{t['images']} images in {t['test_loop_s']:.1f} s on this "
-                       f"process ({t['images_per_s']:.1f} images/s, {100 * t['data_wait_share']:.0f} % waiting for data; "
-                       f"text encoding {t['text_encoding_s']:.1f} s)\nResults written to {out_dir}/ (metrics.json, "
-                       "per_class.csv, summary.md, per_class_iou.png, panels/)")
+        print(markdown_summary(report) + f"\n{t['images']} images in {t['test_loop_s']:.1f} s on this process "
+              f"({t['images_per_s']:.1f} images/s, {100 * t['data_wait_share']:.0f} % waiting for data; text encoding "
+              f"{t['text_encoding_s']:.1f} s)\nResults written to {out_dir}/ (metrics.json, per_class.csv, summary.md, "
+              "per_class_iou.png, panels/)", flush=True)

@@ -1,0 +1,110 @@
+"""What a run prints: the configuration mistakes as one paragraph, and no third-party notices unless asked for."""
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import inspect
+import logging
+import os
+import re
+import warnings
+from pathlib import Path
+
+ALL_MESSAGES_FLAG = "--all_messages"
+_ENV = "PROXYCLIP_ALL_MESSAGES"
+
+
+def show_all_messages() -> None:
+    os.environ[_ENV] = "1"
+
+
+def quiet_third_party() -> None:
+    """Unless `--all_messages`: no seed messages, Lightning tips and hardware banners, no deprecation notices of the
+    libraries we call. Progress bars, results, warnings about the run itself and errors stay."""
+    if os.environ.get(_ENV):
+        return
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.fabric.utilities.seed", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    for message in ("No seed found", r".*isinstance\(treespec, LeafSpec\)", "LightningCLI's args parameter",
+                    r".*does not have many workers", r".*The '.*_dataloader' does not have"):
+        warnings.filterwarnings("ignore", message=message)
+
+
+def _close(name: str, choices: list[str]) -> str:
+    matches = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
+    return f" Did you mean {', '.join(f'`{m}`' for m in matches)}?" if matches else ""
+
+
+def _parameters(class_path: str) -> list[str]:
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except Exception:  # noqa: BLE001 - only for suggestions
+        return []
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+
+
+def _known_options() -> list[str]:
+    from lightning.pytorch import Trainer
+
+    from ..method.segmentor import ProxyCLIPSegmentor
+    from ..shell.module import ProxyCLIPModule
+
+    names = [f"--trainer.{p}" for p in inspect.signature(Trainer.__init__).parameters if p != "self"]
+    names += [f"--model.{p}" for p in inspect.signature(ProxyCLIPModule.__init__).parameters if p != "self"]
+    names += [f"--model.segmentor.{p}" for p in inspect.signature(ProxyCLIPSegmentor.__init__).parameters if p != "self"]
+    return names + ["--config", "--model", "--data", "--print_config", "--ckpt_path", "--seed_everything"]
+
+
+def _option_path(key: str, option: str, subclass: bool) -> str:
+    """The command-line spelling of `option` below `key` (a DataModule's options are under `init_args`)."""
+    if not key:
+        return option
+    return f"{key}.init_args.{option}" if subclass and key == "data" else f"{key}.{option}"
+
+
+def argument_error_paragraph(exc: BaseException) -> str | None:
+    """One paragraph for a command-line or config mistake that jsonargparse reported, or None for anything else."""
+    if not isinstance(exc, argparse.ArgumentError) and type(exc).__name__ != "ArgumentError":
+        return None
+    text = str(exc)
+    flat = " ".join(text.split())
+    hint = " `--help` lists every option."
+    key = re.match(r'Parser key "([^"]+)"', flat)
+    key = key.group(1) if key else ""
+    missing = re.search(r"File does not exist: '([^']+)'", flat)
+    if missing:
+        path = missing.group(1)
+        return (f"The config file {path} does not exist (relative paths start at {Path.cwd()}). Give the path of a "
+                f"YAML file, e.g. configs/voc21.yaml for a benchmark or configs/model/default.yaml for --model.{hint}")
+    unloadable = re.search(r"Unable to load config '([^']+)'", flat)
+    if unloadable:
+        path = unloadable.group(1)
+        why = "does not exist" if not Path(path).expanduser().exists() else "is not a YAML config"
+        where = {"model": "configs/model/ (default.yaml, vitb16_dino_vitb8.yaml, ...)",
+                 "data": "configs/data/ (voc21.yaml, ...)"}.get(key, "configs/")
+        return f"--{key or 'config'} {path} {why}. The shipped ones are in {where}.{hint}"
+    rejected = re.search(r"(?:Option|Key) ['\"]([^'\"]+)['\"] is not (?:accepted|expected)", flat)
+    if rejected:
+        option = rejected.group(1).split(".")[-1]
+        class_path = re.search(r"class_path '([^']+)'", flat)
+        choices = _parameters(class_path.group(1)) if class_path else []
+        where = f"--{_option_path(key, option, class_path is not None)}"
+        owner = class_path.group(1).rsplit(".", 1)[-1] if class_path else (key or "the config")
+        return f"{where} is not an option of {owner}.{_close(option, choices)}{hint}"
+    expected = sorted(set(re.findall(r"Expected a <class '(\w+)'>", flat)) - {"NoneType"})
+    given = re.search(r"(?:Given|Got) value: (\S+)", flat)
+    if expected and given:
+        inner = re.findall(r'Parser key "([^"]+)"', flat)[-1]
+        where = _option_path(key, inner, "class_path" in flat) if inner != key else key
+        nullable = " (or null)" if "NoneType" in flat else ""
+        return f"--{where} {given.group(1)}: expected {' or '.join(expected)}{nullable}.{hint}"
+    unknown = re.search(r"unrecognized arguments: (\S+)", flat)
+    if unknown:
+        option = unknown.group(1)
+        return f"{option} is not an option.{_close(option, _known_options())}{hint}"
+    return flat + hint

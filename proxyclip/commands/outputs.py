@@ -1,0 +1,66 @@
+"""Where a run writes, decided and checked before anything is built.
+
+With `--model.output_dir DIR` (or, for `predict`, `--prediction_writer.output_dir DIR`) everything the run writes
+goes below DIR: the results, and the logger's folder and config.yaml that would otherwise land in ./outputs/.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ProxyCLIPError
+
+_DEFAULT_ROOT = "outputs"   # TRAINER_DEFAULTS' default_root_dir and CSVLogger save_dir
+
+
+def _get(config: Any, dotted: str) -> Any:
+    node = config
+    for key in dotted.split("."):
+        node = getattr(node, key, None) if node is not None else None
+    return node
+
+
+def _logger_init_args(config: Any) -> Any:
+    logger = _get(config, "trainer.logger")
+    return getattr(logger, "init_args", None) if logger not in (None, True, False) else None
+
+
+def route_outputs(config: Any) -> None:
+    """With an output folder chosen, put the trainer's default folder and the default logger's into it."""
+    chosen = _get(config, "model.output_dir") or _get(config, "prediction_writer.output_dir")
+    if not chosen:
+        return
+    if _get(config, "trainer.default_root_dir") == _DEFAULT_ROOT:
+        config.trainer.default_root_dir = str(chosen)
+    init_args = _logger_init_args(config)
+    if init_args is not None and getattr(init_args, "save_dir", None) == _DEFAULT_ROOT:
+        init_args.save_dir = str(chosen)
+
+
+def unusable_folder(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be (made into) a writable folder, or None. Nothing is created."""
+    path = Path(path).expanduser().absolute()
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder" + ("" if probe == path else f", so {path} cannot be created below it")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
+
+
+def check_output_locations(config: Any) -> None:
+    """Every folder the run will write to must be usable; a ProxyCLIPError names the first that is not."""
+    init_args = _logger_init_args(config)
+    locations = {"--model.output_dir": _get(config, "model.output_dir"),
+                 "--prediction_writer.output_dir": _get(config, "prediction_writer.output_dir"),
+                 "--trainer.default_root_dir": _get(config, "trainer.default_root_dir"),
+                 "--trainer.logger.init_args.save_dir": getattr(init_args, "save_dir", None) if init_args is not None else None}
+    for option, value in locations.items():
+        if value:
+            problem = unusable_folder(value)
+            if problem:
+                raise ProxyCLIPError(f"The output folder {value} ({option}) cannot be used: {problem}. Choose a folder "
+                                     f"that can be created and written, e.g. {option} results/run1.")
