@@ -1,7 +1,11 @@
-"""Vocabulary files: the ten packaged benchmark vocabularies, or a file of the user's (one class per line)."""
+"""Vocabulary files: the packaged benchmark vocabularies, or a file of the user's (one class per line).
+
+`class_names/<benchmark>.txt` are ProxyCLIP's (the original setup's, verbatim); `class_names/<method>/<benchmark>.txt`
+are another method's where its repository's file differs (its synonyms written with our "; "): SCLIP's (which
+NACLIP's repository repeats byte for byte) and ClearCLIP's.
+"""
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -10,17 +14,19 @@ from .errors import DataError
 PACKAGED_VOCABULARIES = Path(__file__).resolve().parent / "class_names"
 
 
+def packaged_names() -> list[str]:
+    return sorted(p.relative_to(PACKAGED_VOCABULARIES).with_suffix("").as_posix() for p in PACKAGED_VOCABULARIES.rglob("*.txt"))
+
+
 def resolve_names_file(value: str) -> Path:
-    """A packaged vocabulary name (`voc21`, `voc21.txt`) or a path to a vocabulary file."""
+    """A packaged vocabulary name (`voc21`, `voc21.txt`, `sclip/voc21`) or a path to a vocabulary file."""
     path = Path(value).expanduser()
     if path.is_file():
         return path
-    if "/" not in value and os.sep not in value:
-        stem = value[:-4] if value.endswith(".txt") else value
-        packaged = PACKAGED_VOCABULARIES / f"{stem}.txt"
-        if packaged.is_file():
-            return packaged
-    names = ", ".join(sorted(p.stem for p in PACKAGED_VOCABULARIES.glob("*.txt")))
+    stem = value[:-4] if value.endswith(".txt") else value
+    if stem in packaged_names():
+        return PACKAGED_VOCABULARIES / f"{stem}.txt"
+    names = ", ".join(packaged_names())
     raise DataError(f"names_file {value!r} is neither an existing file (looked for {path.absolute()}) nor "
                     f"a packaged vocabulary. Give a packaged name ({names}) or the path of a text file "
                     f"with one class per line.")

@@ -25,6 +25,8 @@ from torch import nn
 
 from conftest import REPO_ROOT
 from proxyclip.method.clip_encoder import build_clip, clip_activation, dense_clip_features
+from proxyclip.method.last_block import build_last_block
+from proxyclip.method.last_block.proxy import ProxyAttention
 from proxyclip.method.pos_embed import resize_pos_embed_offset
 from proxyclip.method.vfm import build_vfm
 from proxyclip.method.vfm.registry import get_vfm_entry
@@ -37,6 +39,7 @@ CLIPS = {
     ("ViT-B-16", "openai"): dict(activation="QuickGELU", width=768, layers=12, patch=16, native=14, out=512),
     ("ViT-L-14", "openai"): dict(activation="QuickGELU", width=1024, layers=24, patch=14, native=16, out=768),
     ("ViT-H-14", "laion2b_s32b_b79k"): dict(activation="GELU", width=1280, layers=32, patch=14, native=16, out=1024),
+    ("ViT-B-16", "laion2b_s34b_b88k"): dict(activation="GELU", width=768, layers=12, patch=16, native=14, out=512),
 }
 # width, patch, prefix tokens dropped, eps, native table side (None: RoPE, no table), feature grid per crop side
 VFMS = {
@@ -130,12 +133,19 @@ def test_clip_presets_at_full_size(clip_key, downloads):
         resized = resize_pos_embed_offset(table, (side, side))
         assert resized.shape == (side * side, expected["width"])
         assert (resized is table) == (side == expected["native"])    # a 224 crop keeps the native table untouched
-    # one forward: a 336 crop with proxy attention over a DINO ViT-B/8 grid, and one prompt through the text tower
+    # one forward per method using this CLIP: ProxyCLIP on a 336 crop over a DINO ViT-B/8 grid, the others on a
+    # 224 crop over CLIP's own grid; and one prompt through the text tower
     with torch.no_grad():
-        feats = torch.randn(1, 768, 42, 42)
-        dense = dense_clip_features(visual, torch.randn(1, 3, 336, 336), feats, 1.2, 3.0)
+        for method, options in sorted({(s["method"], tuple(sorted((s["method_kwargs"] or {}).items()))) for s in users.values()}):
+            if method == "proxyclip":
+                dense = dense_clip_features(visual, torch.randn(1, 3, 336, 336), ProxyAttention(1.2, 3.0),
+                                            torch.randn(1, 768, 42, 42))
+                assert dense.shape == (1, expected["out"], 42, 42) and torch.isfinite(dense).all()
+            else:
+                side = 224 // expected["patch"]
+                dense = dense_clip_features(visual, torch.randn(1, 3, 224, 224), build_last_block(method, **dict(options)))
+                assert dense.shape == (1, expected["out"], side, side) and torch.isfinite(dense).all(), method
         text = model.encode_text(tokenizer(["a photo of a cat."]))
-    assert dense.shape == (1, expected["out"], 42, 42) and torch.isfinite(dense).all()
     assert text.shape == (1, expected["out"])
 
 
@@ -200,11 +210,18 @@ def test_vfm_presets_at_full_size(vfm_name, downloads):
 
 def test_every_preset_is_a_checked_combination():
     specs = preset_specs()
-    assert len(specs) == 14   # default.yaml is vitb16_dino_vitb8 under the paper's name
+    assert len(specs) == 19   # default.yaml is vitb16_dino_vitb8 under the paper's name; 5 presets of the baselines
     for stem, spec in specs.items():
         assert (spec["clip_model"], spec["clip_pretrained"]) in CLIPS, stem
-        assert spec["vfm"] in VFMS, stem
-        assert (spec["beta"], spec["gamma"]) == (1.2, 3.0), stem
+        if spec["method"] == "proxyclip":
+            assert spec["vfm"] in VFMS, stem
+            assert (spec["beta"], spec["gamma"]) == (1.2, 3.0), stem
+        else:   # docs/baselines/: no VFM; SCLIP and NACLIP never pad a crop, ClearCLIP pads to CLIP's patch
+            assert stem.startswith(spec["method"] + "_") and spec["vfm"] is None, stem
+            patch = CLIPS[spec["clip_model"], spec["clip_pretrained"]]["patch"]
+            assert spec["pad_multiple"] == (patch if spec["method"] == "clearclip" else 1), stem
+            assert (spec["pamr_steps"], tuple(spec["pamr_dilations"])) == ((10, (8, 16)) if spec["method"] == "naclip" else (0, (8, 16))), stem
+            assert spec["logit_scale"] == {"sclip": 40.0, "clearclip": 50, "naclip": 40.0}[spec["method"]], stem
 
 
 def test_default_preset_segmentor_runs_quickgelu_everywhere(downloads):

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from proxyclip.method.clip_encoder import build_clip, dense_clip_features
+from proxyclip.method.last_block.proxy import ProxyAttention
 from conftest import TINY_CLIP
 
 
@@ -76,7 +77,7 @@ def test_dense_features_match_reference(tiny_clip, size, grid):
     torch.manual_seed(1)
     x = torch.randn(2, 3, *size)
     feats = torch.randn(2, 8, *grid) + torch.randn(1, 8, 1, 1)   # a shared component makes S's mean non-trivial
-    ours = dense_clip_features(tiny_clip.visual, x, feats, beta=1.2, gamma=3.0)
+    ours = dense_clip_features(tiny_clip.visual, x, ProxyAttention(beta=1.2, gamma=3.0), feats)
     ref = reference_dense(tiny_clip.visual, x, feats, beta=1.2, gamma=3.0)
     assert ours.shape == (2, 32, *grid)
     assert torch.isfinite(ours).all()
@@ -87,6 +88,6 @@ def test_mean_is_per_image(tiny_clip):
     torch.manual_seed(2)
     x = torch.randn(3, 3, 112, 112)
     feats = torch.randn(3, 8, 14, 14) * torch.tensor([0.8, 1.5, 4.0]).view(3, 1, 1, 1) + torch.randn(3, 8, 1, 1)
-    together = dense_clip_features(tiny_clip.visual, x, feats, 1.2, 3.0)
-    alone = torch.cat([dense_clip_features(tiny_clip.visual, x[i:i + 1], feats[i:i + 1], 1.2, 3.0) for i in range(3)])
+    together = dense_clip_features(tiny_clip.visual, x, ProxyAttention(1.2, 3.0), feats)
+    alone = torch.cat([dense_clip_features(tiny_clip.visual, x[i:i + 1], ProxyAttention(1.2, 3.0), feats[i:i + 1]) for i in range(3)])
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)

@@ -17,6 +17,7 @@ from ..shell.prediction_writer import PredictionWriter
 from ..shell.result_writer import ResultWriter
 from .messages import ALL_MESSAGES_FLAG, argument_error_paragraph, show_all_messages, quiet_third_party
 from .outputs import check_output_locations, route_outputs
+from .protocols import add_method_protocol
 from .user_errors import find_user_error
 
 # data attribute -> where it goes when the classes are instantiated. The dataset config is the one source of a
@@ -98,8 +99,11 @@ def cli_main(args: list[str] | None = None) -> ProxyCLIPCLI | None:
     if ALL_MESSAGES_FLAG in argv:
         show_all_messages()                      # inherited by DDP's worker processes through the environment
         argv = [a for a in argv if a != ALL_MESSAGES_FLAG]
-        if args is None:
-            sys.argv[1:] = argv
+    argv, note = add_method_protocol(argv)       # SCLIP & co. on a benchmark: that method's own values too
+    if note and launch_rank() == 0:
+        print(note, file=sys.stderr)
+    if args is None:
+        sys.argv[1:] = argv                      # DDP's workers start from sys.argv
     quiet_third_party()
     try:
         return ProxyCLIPCLI(

@@ -39,6 +39,7 @@ from datamodules import DATAMODULES
 
 from .cli import cli_main
 from .configs import find_config, packaged_configs
+from .protocols import DEFAULT_METHOD, method_protocol, model_method
 from .weights import weights_identity
 
 BENCHMARKS = tuple(DATAMODULES)   # the papers' table order
@@ -152,16 +153,32 @@ def versions() -> dict[str, str]:
     return found
 
 
+def benchmark_configs(name: str, method: str) -> list[str] | None:
+    """`--config` files of benchmark `name` for `method`: the benchmark's (ProxyCLIP's protocol), then, for another
+    method, that method's own values (configs/<method>/<name>.yaml); None when the method defines no protocol for it."""
+    configs = ["--config", str(packaged_configs() / f"{name}.yaml")]
+    if method == DEFAULT_METHOD:
+        return configs
+    own = method_protocol(method, name)
+    return None if own is None else configs + ["--config", str(own)]
+
+
 def evaluate(name: str, root: Path, model: Path, out_dir: Path, passthrough: list[str]) -> str:
-    """Evaluate one benchmark unless its results for this exact config exist; returns ok/skipped/missing/failed."""
+    """Evaluate one benchmark unless its results for this exact config exist; returns ok/skipped/missing/failed,
+    or unsupported when the model's method defines no protocol for the benchmark."""
     run_file = out_dir / "run.json"
     record: dict[str, Any] = {"benchmark": name, "setting": out_dir.parent.name, "host": platform.node(),
                               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    if not root.is_dir():
+    method = model_method(model)
+    configs = benchmark_configs(name, method)
+    if configs is None:
+        status = f"unsupported: {method} defines no {name} protocol"
+    elif not root.is_dir():
         status = f"missing: {root}"
     else:
-        cmd = [sys.executable, "-m", "proxyclip.commands.cli", "test", "--config", str(packaged_configs() / f"{name}.yaml"),
-               "--model", str(model), "--data.init_args.root", str(root), "--model.output_dir", str(out_dir),
+        # the model replaces the benchmark config's model; the method's own values come after it, on top
+        cmd = [sys.executable, "-m", "proxyclip.commands.cli", "test", *configs[:2], "--model", str(model), *configs[2:],
+               "--data.init_args.root", str(root), "--model.output_dir", str(out_dir),
                "--trainer.default_root_dir", str(out_dir), "--trainer.logger", "false", *passthrough]
         code, printed, errors = resolved_config(cmd[3:])
         if code != 0:
@@ -251,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="proxyclip-eval-all", allow_abbrev=False,
                                      description=__doc__.split("\n\n")[0],
                                      epilog="Other arguments (e.g. --trainer.devices 8) are passed to `main.py test`.")
-    parser.add_argument("--model", default="configs/model/default.yaml", help="model config; its stem names the setting")
+    parser.add_argument("--model", nargs="+", default=["configs/model/default.yaml"],
+                        help="model configs, one setting (a row of the table) each, named by the file's stem; another "
+                             "method's (e.g. configs/model/sclip_vitb16.yaml) runs each benchmark with that method's own "
+                             "values (configs/<method>/<benchmark>.yaml)")
     parser.add_argument("--datasets", nargs="+", default=["all"], help=f"benchmarks, or all: {' '.join(BENCHMARKS)}")
     parser.add_argument("--data-root", default="data", help="folder holding the datasets' layout folders (e.g. VOCdevkit/VOC2012)")
     parser.add_argument("--root", action="append", default=[], metavar="NAME=PATH", help="one benchmark's root, instead of the default")
@@ -264,34 +284,42 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in [*names, *overrides] if n not in BENCHMARKS] + [i for i in args.root if "=" not in i]
     if unknown:
         parser.error(f"unknown benchmark or bad --root: {', '.join(unknown)}; benchmarks are {', '.join(BENCHMARKS)}")
-    model = find_config(args.model).resolve()
-    if not model.is_file():
-        parser.error(f"model config '{args.model}' does not exist")
+    models = [find_config(m).resolve() for m in args.model]
+    for given, model in zip(args.model, models):
+        if not model.is_file():
+            parser.error(f"model config '{given}' does not exist")
     output = Path(args.output).expanduser().resolve()
     statuses: dict[str, str] = {}
-    for name in names:
-        root = Path(overrides.get(name) or Path(args.data_root) / default_root(name)).expanduser().resolve()
-        try:
-            status = evaluate(name, root, model, output / model.stem / name, passthrough)
-        except KeyboardInterrupt:
-            print(f"[eval_all] interrupted at {name}; run the same command again to resume "
-                  "(finished benchmarks are kept and skipped)", file=sys.stderr, flush=True)
-            return 130
-        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
-            status = f"failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
-            (output / model.stem / name).mkdir(parents=True, exist_ok=True)
-            (output / model.stem / name / "run.json").write_text(json.dumps({"status": status, "benchmark": name}, indent=2))
-        statuses[name] = status
-        print(f"[eval_all] {model.stem} / {name}: {status}", flush=True)
+    for model in models:
+        for name in names:
+            root = Path(overrides.get(name) or Path(args.data_root) / default_root(name)).expanduser().resolve()
+            try:
+                status = evaluate(name, root, model, output / model.stem / name, passthrough)
+            except KeyboardInterrupt:
+                where = name if len(models) == 1 else f"{model.stem} / {name}"
+                print(f"[eval_all] interrupted at {where}; run the same command again to resume "
+                      "(finished benchmarks are kept and skipped)", file=sys.stderr, flush=True)
+                return 130
+            except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
+                status = f"failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+                (output / model.stem / name).mkdir(parents=True, exist_ok=True)
+                (output / model.stem / name / "run.json").write_text(json.dumps({"status": status, "benchmark": name}, indent=2))
+            statuses[f"{model.stem} / {name}"] = status
+            print(f"[eval_all] {model.stem} / {name}: {status}", flush=True)
     output.mkdir(parents=True, exist_ok=True)
     print(write_summary(output) + f"\n[eval_all] summary written to {output}/ (summary.md, summary.csv, summary.json)")
     failed = [n for n, s in statuses.items() if s.startswith("failed")]
     missing = [n for n, s in statuses.items() if s.startswith("missing")]
+    unsupported = [n for n, s in statuses.items() if s.startswith("unsupported")]
+    if len(models) == 1:                       # one setting: name the benchmarks alone
+        failed, missing, unsupported = ([n.split(" / ")[1] for n in group] for group in (failed, missing, unsupported))
+    statuses = {n: s for n, s in statuses.items() if not s.startswith("unsupported")}
     done = len(statuses) - len(failed) - len(missing)
     code = 1 if failed or (missing and not args.allow_missing) else 0
     print(f"[eval_all] {done} of {len(statuses)} benchmarks have numbers"
           + (f"; failed: {', '.join(failed)}" if failed else "") + (f"; missing: {', '.join(missing)}" if missing else "")
           + (" (allowed by --allow-missing)" if missing and args.allow_missing and not failed else "")
+          + (f"; not defined by their method: {', '.join(unsupported)}" if unsupported else "")
           + f"; exit code {code}", flush=True)
     return code
 

@@ -25,6 +25,7 @@ from timm.models import get_pretrained_cfg
 from ..errors import ProxyCLIPError
 from ..method.builder import segmentor_spec
 from ..method.clip_encoder import build_clip
+from ..method.last_block import LAST_BLOCKS
 from ..method.loading import file_sha256, is_local_path
 from ..method.segmentor import ProxyCLIPSegmentor
 from ..method.vfm import build_vfm
@@ -149,11 +150,14 @@ def vfm_source(spec: dict[str, Any]) -> WeightSource:
 
 
 def weight_sources(spec: dict[str, Any]) -> list[WeightSource]:
-    return [clip_source(spec), vfm_source(spec)]
+    """CLIP's, and the VFM's where the method builds one (SCLIP, ClearCLIP and NACLIP do not)."""
+    block = LAST_BLOCKS.get(str(spec.get("method") or "proxyclip"))
+    uses_vfm = spec.get("vfm") is not None and (block is None or block.needs_vfm)
+    return [clip_source(spec), *([vfm_source(spec)] if uses_vfm else [])]
 
 
 def weights_identity(spec: dict[str, Any]) -> dict[str, str]:
-    """{"clip": ..., "vfm": ...}: the tag / URL, the local file's sha256, or "random"."""
+    """{"clip": ..., "vfm": ...} (no "vfm" for a method without one): the tag / URL, the local file's sha256, or "random"."""
     return {s.component.lower(): s.identity for s in weight_sources(spec)}
 
 

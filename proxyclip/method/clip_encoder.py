@@ -14,8 +14,8 @@ from torch import nn
 
 from ..errors import ProxyCLIPError, close_matches
 from .onednn_linear import linear as onednn_linear, onednn_applies
+from .last_block.base import LastBlock
 from .pos_embed import resize_pos_embed_offset
-from .proxy_attention import proxy_attention
 from .loading import download_guard, file_sha256, is_local_path, weights_must_match
 
 def _resolve_model_name(model: str | dict) -> str:
@@ -139,13 +139,15 @@ def clip_patch_size(visual: nn.Module) -> tuple[int, int]:
     return tuple(visual.conv1.kernel_size)
 
 
-def dense_clip_features(visual: nn.Module, x: torch.Tensor, feats: torch.Tensor, beta: float, gamma: float,
+def dense_clip_features(visual: nn.Module, x: torch.Tensor, last_block: LastBlock, feats: torch.Tensor | None = None,
                         onednn: bool = False) -> torch.Tensor:
-    """CLIP image tower with proxy attention in its last block (docs/method.md §3).
+    """CLIP's image tower with the method's last block, for dense prediction (docs/method.md §3).
 
-    visual: open_clip `VisionTransformer`; x: [B, 3, H, W] CLIP-normalised; feats: [B, C, h, w] VFM features.
+    visual: open_clip `VisionTransformer`; x: [B, 3, H, W] CLIP-normalised; last_block: the method's replacement of
+    the last residual block (`proxyclip.method.last_block`); feats: [B, C, h, w] VFM features when it needs them.
     onednn: fp32 CPU projections through oneDNN (`onednn_linear`), including the attention's packed ones.
-    Returns L2-normalised embeddings [B, D_out, h, w], one per VFM patch.
+    Returns L2-normalised embeddings [B, D_out, gh', gw'], one per position of the block's output grid (the VFM's
+    grid for ProxyCLIP, CLIP's token grid otherwise).
     """
     lin = onednn_linear if onednn else F.linear
     tokens = visual.conv1(x)                                       # [B, W, gh, gw]; floor(H / p) tokens
@@ -172,18 +174,12 @@ def dense_clip_features(visual: nn.Module, x: torch.Tensor, feats: torch.Tensor,
     if not getattr(transformer, "batch_first", True):
         h = h.transpose(0, 1)
 
-    last = transformer.resblocks[-1]
-    attn = last.attn
-    y = last.ln_1(h)
-    v_bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * width:]
-    v = lin(y[:, 1:], attn.in_proj_weight[2 * width:], v_bias)    # value projection only: [B, gh*gw, W]
-    v = v.transpose(1, 2).reshape(b, width, gh, gw)
-    out = attn.out_proj(proxy_attention(v, feats, beta, gamma))  # [B, h*w, W]; no residual, no MLP
+    out, grid = last_block(transformer.resblocks[-1], h, (gh, gw), lin, feats)   # [B, n, W] patch tokens
     out = visual.ln_post(out)
     if visual.proj is not None:
-        out = lin(out, visual.proj.t())                             # out @ proj: [B, h*w, D_out]
+        out = lin(out, visual.proj.t())                             # out @ proj: [B, n, D_out]
     out = F.normalize(out, dim=-1)
-    return out.transpose(1, 2).reshape(b, out.shape[-1], *feats.shape[-2:])
+    return out.transpose(1, 2).reshape(b, out.shape[-1], *grid)
 
 
 def _is_plain_block(block: nn.Module) -> bool:

@@ -17,7 +17,10 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ..errors import ProxyCLIPError
 from ..vocabulary import parse_vocabulary
 from .clip_encoder import build_clip, clip_patch_size, dense_clip_features
+from .last_block import build_last_block
 from .onednn_linear import swap_linears
+from .pamr import pamr
+from .small_classes import suppress_small_classes
 from .sliding_window import Window, pad_to_multiple, sliding_windows
 from .text import encode_queries
 from .text_cache import cached_encode_queries
@@ -25,7 +28,8 @@ from .vfm import build_vfm
 
 
 class ProxyCLIPSegmentor(nn.Module):
-    """CLIP for the semantics, a VFM for the spatial coherence, no trained weights (docs/method.md §1–§6).
+    """CLIP for the semantics, a VFM for the spatial coherence, no trained weights (docs/method.md §1–§6); with
+    `method`, CLIP's last block as SCLIP, ClearCLIP or NACLIP make it, each without a VFM (docs/baselines/).
 
     Args:
         clip_model: open_clip model name (ViT-B-16, ViT-L-14, ViT-H-14, ...), a model-config JSON file, or the model
@@ -35,13 +39,22 @@ class ProxyCLIPSegmentor(nn.Module):
         clip_quick_gelu: CLIP's MLP activation, which must be the one the weights were trained with: true for
             QuickGELU (OpenAI's weights), false for GELU (e.g. LAION's ViT-H-14), null to take it from the tag
             (required for a local checkpoint file, whose weights do not say).
-        vfm: registered VFM name (`proxyclip.vfm.list_vfms()`), e.g. dino_vitb8, dinov2_vitb14_reg, sam_vit_b, mae_vit_base.
+        method: the training-free method, i.e. CLIP's last block: proxyclip (proxy attention from the VFM), sclip
+            (correlative self-attention), clearclip (query-query attention, no residual or MLP), naclip
+            (neighbourhood attention, reduced block).
+        method_kwargs: the method's own options (clearclip: similarity; naclip: std).
+        vfm: registered VFM name (`proxyclip.method.vfm.list_vfms()`), e.g. dino_vitb8, dinov2_vitb14_reg, sam_vit_b,
+            mae_vit_base; null for methods without a VFM.
         vfm_pretrained: true for the library's pretrained weights, false for random, or a local checkpoint file.
         vfm_kwargs: extra arguments for the VFM factory (e.g. depth, embed_dim, img_size).
-        beta: adaptive-normalisation shift: S' = gamma * (S - beta * mean(S)).
-        gamma: adaptive-normalisation scale.
+        beta: ProxyCLIP's adaptive-normalisation shift: S' = gamma * (S - beta * mean(S)).
+        gamma: ProxyCLIP's adaptive-normalisation scale.
         logit_scale: temperature of the softmax over queries.
         prob_thd: pixels whose best class probability is below this become class 0 (background).
+        area_thd: SCLIP's area threshold: classes other than 0 that win at most this share of the non-background
+            pixels are removed before the decision (null: none).
+        pamr_steps: PAMR refinement steps of the logits at the image's size, guided by the image (0: none).
+        pamr_dilations: PAMR's neighbourhood dilations.
         crop_size: sliding-window crop side in pixels.
         stride: sliding-window stride in pixels.
         mode: "slide" (sliding windows, the paper's protocol) or "whole" (the whole image at once).
@@ -58,16 +71,21 @@ class ProxyCLIPSegmentor(nn.Module):
 
     def __init__(
         self,
-        clip_model: str | dict[str, Any] = "ViT-B-16",
+        clip_model: dict[str, Any] | str = "ViT-B-16",
         clip_pretrained: str | None = "openai",
         clip_quick_gelu: bool | None = None,
-        vfm: str = "dino_vitb8",
+        method: str = "proxyclip",
+        method_kwargs: dict[str, Any] | None = None,
+        vfm: str | None = "dino_vitb8",
         vfm_pretrained: bool | str = True,
         vfm_kwargs: dict[str, Any] | None = None,
         beta: float = 1.2,
         gamma: float = 3.0,
         logit_scale: float = 40.0,
         prob_thd: float = 0.0,
+        area_thd: float | None = None,
+        pamr_steps: int = 0,
+        pamr_dilations: tuple[int, ...] = (8, 16),
         crop_size: int = 336,
         stride: int = 112,
         mode: Literal["slide", "whole"] = "slide",
@@ -82,19 +100,25 @@ class ProxyCLIPSegmentor(nn.Module):
     ) -> None:
         super().__init__()
         self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained, clip_quick_gelu)
-        self.vfm = build_vfm(vfm, vfm_pretrained, vfm_kwargs)
+        method_kwargs = {**({"beta": beta, "gamma": gamma} if method == "proxyclip" else {}), **(method_kwargs or {})}
+        self.method, self.last_block = method, build_last_block(method, **method_kwargs)
+        if self.last_block.needs_vfm and vfm is None:
+            raise ProxyCLIPError(f"The {method} method needs a VFM: set `vfm` (e.g. dino_vitb8).")
+        self.vfm = build_vfm(vfm, vfm_pretrained, vfm_kwargs) if self.last_block.needs_vfm else None
         self.clip_model_name, self.clip_pretrained = clip_model, clip_pretrained   # the text cache's key
         self.text_cache, self.text_cache_dir = text_cache, text_cache_dir
         self.channels_last, self.compiled = channels_last, compile   # not `self.compile`: nn.Module has that method
         self.use_onednn_linear(onednn_linear)   # before compiling, so that compile traces the swapped modules
-        if channels_last:   # only 4-D weights (the patch convolutions) change layout
-            self.vfm.to(memory_format=torch.channels_last)
-            self.clip.visual.to(memory_format=torch.channels_last)
+        for encoder in (self.vfm, self.clip.visual):
+            if encoder is not None and channels_last:   # only 4-D weights (the patch convolutions) change layout
+                encoder.to(memory_format=torch.channels_last)
         if compile:         # in place (nn.Module.compile): state_dict keys and weights stay as they are
-            self.vfm.compile()
-            for block in self.clip.visual.transformer.resblocks[:-1]:  # the last block is replaced by proxy attention
+            if self.vfm is not None:
+                self.vfm.compile()
+            for block in self.clip.visual.transformer.resblocks[:-1]:  # the last block is the method's
                 block.compile()
-        self.beta, self.gamma, self.logit_scale, self.prob_thd = beta, gamma, logit_scale, prob_thd
+        self.logit_scale, self.prob_thd, self.area_thd = logit_scale, prob_thd, area_thd
+        self.pamr_steps, self.pamr_dilations = pamr_steps, tuple(pamr_dilations)
         self.crop_size, self.stride, self.mode, self.pad_multiple = crop_size, stride, mode, pad_multiple
         self.crop_batch_size = crop_batch_size
         self.check_geometry()
@@ -109,8 +133,12 @@ class ProxyCLIPSegmentor(nn.Module):
         if class_names is not None:
             self.set_vocabulary(class_names)
 
+    # ProxyCLIP's adaptive normalisation, kept by its last block (other methods have none)
+    beta = property(lambda self: self.last_block.beta, lambda self, value: setattr(self.last_block, "beta", value))
+    gamma = property(lambda self: self.last_block.gamma, lambda self, value: setattr(self.last_block, "gamma", value))
+
     def check_geometry(self) -> None:
-        patch = max(*clip_patch_size(self.clip.visual), self.vfm.min_crop_side())
+        patch = max(*clip_patch_size(self.clip.visual), self.vfm.min_crop_side() if self.vfm is not None else 1)
         if self.mode not in ("slide", "whole"):
             raise ProxyCLIPError(f"mode must be 'slide' or 'whole', got {self.mode!r}.")
         if self.crop_size < patch or self.stride < 1 or self.stride > self.crop_size or self.pad_multiple < 1:
@@ -123,8 +151,9 @@ class ProxyCLIPSegmentor(nn.Module):
     def use_onednn_linear(self, enabled: bool = True) -> "ProxyCLIPSegmentor":
         """Switch the encoders' fp32 CPU linears to oneDNN or back to PyTorch's own (same parameters and keys)."""
         self.onednn_linear = enabled
-        swap_linears(self.vfm, onednn=enabled)
-        swap_linears(self.clip, onednn=enabled)
+        for encoder in (self.vfm, self.clip):
+            if encoder is not None:
+                swap_linears(encoder, onednn=enabled)
         return self
 
     # --- vocabulary -----------------------------------------------------------------------------
@@ -158,16 +187,18 @@ class ProxyCLIPSegmentor(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _exact_fp32_convolutions(x):
-            pixels = x * self.clip_std + self.clip_mean                        # back to [0, 1]; padding -> CLIP's mean colour
-            feats = self.vfm((pixels - self.imagenet_mean) / self.imagenet_std, self.crop_size)  # [B, C, h, w]
-            return dense_clip_features(self.clip.visual, x, feats, self.beta, self.gamma, onednn=self.onednn_linear)
+            feats = None
+            if self.vfm is not None:
+                pixels = x * self.clip_std + self.clip_mean                    # back to [0, 1]; padding -> CLIP's mean colour
+                feats = self.vfm((pixels - self.imagenet_mean) / self.imagenet_std, self.crop_size)  # [B, C, h, w]
+            return dense_clip_features(self.clip.visual, x, self.last_block, feats, onednn=self.onednn_linear)
 
     def dense_features(self, crops: torch.Tensor) -> torch.Tensor:
-        """crops: [B, 3, H, W] RGB in [0, 1] -> L2-normalised proxy-attention CLIP embeddings [B, D, h, w]."""
+        """crops: [B, 3, H, W] RGB in [0, 1] -> L2-normalised dense CLIP embeddings [B, D, h, w] (the method's grid)."""
         return self._dense((crops - self.clip_mean) / self.clip_std)
 
     def crop_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, 3, H, W] CLIP-normalised -> cosine logits [B, Q, H, W] (bilinear from the VFM grid)."""
+        """x: [B, 3, H, W] CLIP-normalised -> cosine logits [B, Q, H, W] (bilinear from the feature grid)."""
         emb = self._dense(x)
         logits = torch.einsum("bdhw,qd->bqhw", emb, self.text_embeddings().to(emb.dtype))
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -213,21 +244,38 @@ class ProxyCLIPSegmentor(nn.Module):
         index = self.query_to_class.view(-1, 1, 1).expand_as(probs)
         return probs.new_zeros(self.num_classes, *probs.shape[1:]).scatter_reduce_(0, index, probs, "amax")
 
+    def refine(self, logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """PAMR (when `pamr_steps`): [Q, H, W] logits at the image's original size, guided by the CLIP-normalised
+        image [3, h, w] (as the model saw it) resized bilinearly to that size; otherwise the logits unchanged."""
+        if not self.pamr_steps:
+            return logits
+        x = (self._as_float(image) - self.clip_mean) / self.clip_std
+        guide = F.interpolate(x[None], size=logits.shape[-2:], mode="bilinear", align_corners=False)
+        return pamr(guide, logits[None], self.pamr_steps, self.pamr_dilations)[0]
+
     def decide(self, probs: torch.Tensor) -> torch.Tensor:
-        """[C, H, W] class probabilities -> [H, W] int64 labels; below `prob_thd` -> class 0."""
+        """[C, H, W] class probabilities -> [H, W] int64 labels: classes too small for `area_thd` removed (when set),
+        the most probable class, and class 0 where its probability is below `prob_thd`."""
+        if self.area_thd is not None:
+            probs = suppress_small_classes(probs, self.area_thd)
         best, pred = probs.max(dim=0)
         return pred.masked_fill_(best < self.prob_thd, 0)      # masked_fill: no host sync (boolean indexing would)
+
+    def probabilities(self, logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """[Q, H, W] logits of `image` -> [C, H, W] class probabilities, after the method's refinement."""
+        return self.class_probabilities(self.refine(logits, image))
 
     @torch.no_grad()
     def segment_batch(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
         """Label maps [H, W] for a batch (see `forward`)."""
-        return [self.decide(self.class_probabilities(logits)) for logits in self(images, out_sizes)]
+        return [self.decide(self.probabilities(logits, image)) for logits, image in zip(self(images, out_sizes), images)]
 
     # --- library use on single images -------------------------------------------------------------
     @torch.no_grad()
     def predict_probabilities(self, image: Image.Image | np.ndarray | torch.Tensor) -> torch.Tensor:
         """Class probabilities [C, H, W] for one RGB image (PIL, uint8 array [H, W, 3] or tensor [3, H, W]) at its own size."""
-        return self.class_probabilities(self([self._image_tensor(image)])[0])
+        image = self._image_tensor(image)
+        return self.probabilities(self([image])[0], image)
 
     @torch.no_grad()
     def segment(self, image: Image.Image | np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -121,7 +121,7 @@ class ProxyCLIPModule(L.LightningModule):
             logits = self.segmentor(batch["images"], sizes)
         names = batch.get("names") or [Path(path).stem for path in batch["paths"]]
         out = []
-        for path, name, logit in zip(batch["paths"], names, logits):
-            probs = self.segmentor.class_probabilities(logit)
+        for path, name, logit, image in zip(batch["paths"], names, logits, batch["images"]):
+            probs = self.segmentor.probabilities(logit, image)
             out.append({"path": path, "name": name, "probs": probs, "pred": self.segmentor.decide(probs)})
         return out

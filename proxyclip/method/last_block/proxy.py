@@ -1,0 +1,34 @@
+"""ProxyCLIP's last block (docs/method.md §3.3-3.5): the VFM's patch similarities are the attention of CLIP's values."""
+from __future__ import annotations
+
+import torch
+
+from ..proxy_attention import proxy_attention
+from .base import LastBlock, Linear
+
+
+class ProxyAttention(LastBlock):
+    """Values of the patch tokens only (CLS dropped), resized to the VFM grid, attended with the VFM's adaptive-
+    normalised, masked similarity; the attention's out-projection; no residual, no MLP.
+
+    Args:
+        beta: adaptive-normalisation shift: S' = gamma * (S - beta * mean(S)).
+        gamma: adaptive-normalisation scale.
+    """
+
+    needs_vfm = True
+
+    def __init__(self, beta: float = 1.2, gamma: float = 3.0):
+        super().__init__()
+        self.beta, self.gamma = beta, gamma
+
+    def forward(self, block, tokens: torch.Tensor, grid: tuple[int, int], linear: Linear,
+                feats: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+        attn = block.attn
+        b, _, width = tokens.shape
+        y = block.ln_1(tokens)
+        v_bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * width:]
+        v = linear(y[:, 1:], attn.in_proj_weight[2 * width:], v_bias)        # value projection only: [B, gh*gw, W]
+        v = v.transpose(1, 2).reshape(b, width, *grid)
+        out = proxy_attention(v, feats, self.beta, self.gamma)               # [B, h*w, W]
+        return linear(out, attn.out_proj.weight, attn.out_proj.bias), tuple(feats.shape[-2:])
