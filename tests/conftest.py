@@ -10,6 +10,10 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # text-embedding cache of the test runs (also for main.py subprocesses): never the user's ~/.cache
 os.environ.setdefault("PROXYCLIP_CACHE_DIR", tempfile.mkdtemp(prefix="proxyclip-test-cache-"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n 2` on 2 cores: one thread per worker (and its subprocesses) instead of 2 x 2 threads fighting for 2 cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
 TINY_CONFIG = REPO_ROOT / "configs" / "model" / "tiny_random.yaml"
 TINY_CLIP = yaml.safe_load(TINY_CONFIG.read_text())["segmentor"]["clip_model"]   # the tiny CLIP's open_clip config
 VOCAB = ["sky; cloud", "person", "grass", "building; house; tower"]
