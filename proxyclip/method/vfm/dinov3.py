@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .timm_vit import create_timm_model, crop_to_patches, tokens_to_map
+from .timm_vit import create_timm_model, crop_to_patches, square_patch_size, tokens_to_map
 from .base import VFMAdapter
 from .registry import register_vfm
 
@@ -23,10 +23,7 @@ class DINOv3Adapter(VFMAdapter):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        ph, pw = model.patch_embed.patch_size
-        if ph != pw:
-            raise ValueError(f"non-square patches {ph}x{pw} are not supported")
-        self.patch_size = ph
+        self.patch_size = square_patch_size(model)
         self.embed_dim = model.embed_dim
 
     def extract(self, x: torch.Tensor) -> torch.Tensor:

@@ -67,6 +67,14 @@ def crop_to_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
     return x[..., : height // patch * patch, : width // patch * patch]
 
 
+def square_patch_size(model: nn.Module) -> int:
+    """The side of a timm ViT's square patches."""
+    ph, pw = model.patch_embed.patch_size
+    if ph != pw:
+        raise ValueError(f"non-square patches {ph}x{pw} are not supported")
+    return ph
+
+
 def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """Patch tokens [B, gh*gw, C] (row-major) -> [B, C, gh, gw]."""
     return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
@@ -88,10 +96,7 @@ class TimmViTAdapter(VFMAdapter):
             # Built with dynamic_img_size=True, PatchEmbed accepts any (divisible) size and returns NHWC.
             raise ValueError("TimmViTAdapter needs a timm model built with dynamic_img_size=True")
         self.model = model
-        ph, pw = model.patch_embed.patch_size
-        if ph != pw:
-            raise ValueError(f"non-square patches {ph}x{pw} are not supported")
-        self.patch_size = ph
+        self.patch_size = square_patch_size(model)
         self.embed_dim = model.embed_dim
 
     def extract(self, x: torch.Tensor) -> torch.Tensor:
