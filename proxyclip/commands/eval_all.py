@@ -114,8 +114,8 @@ def run_streaming(cmd: list[str]) -> tuple[int, str]:
                 del tail[:200]
 
     thread = threading.Thread(target=pump, daemon=True)
-    thread.start()
-    try:
+    try:                                            # from the child's first moment: no Ctrl-C leaves it running
+        thread.start()
         code = proc.wait()
     except KeyboardInterrupt:
         stopping.set()
