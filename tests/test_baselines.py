@@ -292,7 +292,7 @@ def test_eval_all_puts_methods_side_by_side(tmp_path):
     not define (SCLIP has no PC459 protocol) is left out of its row as unsupported, not failed or missing."""
     write_voc(tmp_path / "data", n=2)      # no PC459 data: missing for ProxyCLIP, allowed below
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    cmd = [sys.executable, "-m", "proxyclip.eval_all", "--model", str(TINY_CONFIG), str(tiny_preset(tmp_path, "sclip")),
+    cmd = [sys.executable, "-m", "proxyclip.eval_all", "--model", str(tiny_preset(tmp_path, "sclip")), str(TINY_CONFIG),
            "--datasets", "voc21", "pc459", "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
            "--allow-missing"]
     run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -302,7 +302,7 @@ def test_eval_all_puts_methods_side_by_side(tmp_path):
         "not defined by their method: tiny_sclip / pc459; exit code 0")
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     rows = {row["setting"]: row for row in summary["rows"]}
-    assert list(rows) == ["tiny_random", "tiny_sclip"] and summary["benchmarks"] == ["voc21", "pc459"]
+    assert list(rows) == ["tiny_sclip", "tiny_random"] and summary["benchmarks"] == ["voc21", "pc459"]   # --model's order
     sclip_run = json.loads((tmp_path / "out" / "tiny_sclip" / "voc21" / "run.json").read_text())
     segmentor = sclip_run["config"]["model"]["segmentor"]["init_args"]
     assert (segmentor["method"], segmentor["logit_scale"], segmentor["area_thd"]) == ("sclip", 65.0, 0.1)

@@ -31,7 +31,7 @@ import threading
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -219,11 +219,12 @@ def collect(output: Path) -> dict[str, dict[str, float | str]]:
 
 
 def summary_rows(table: dict[str, dict[str, float | str]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """(benchmark columns in the papers' order, rows with the averages, None where one is undefined)."""
+    """(benchmark columns in the papers' order, rows in the table's order with the averages, None where one is
+    undefined)."""
     present = {name for cells in table.values() for name in cells}
     columns = [b for b in BENCHMARKS if b in present] + sorted(present - set(BENCHMARKS))
     rows = []
-    for setting, cells in sorted(table.items()):
+    for setting, cells in table.items():
         row: dict[str, Any] = {"setting": setting, "mIoU": {b: cells[b] for b in columns if b in cells}}
         for avg, members in AVERAGES.items():  # an average only over a complete group, as the papers report it
             values = [cells.get(b) for b in members]
@@ -232,9 +233,12 @@ def summary_rows(table: dict[str, dict[str, float | str]]) -> tuple[list[str], l
     return columns, rows
 
 
-def write_summary(output: Path) -> str:
-    """Write summary.md / .csv / .json into `output`; returns the markdown."""
-    columns, rows = summary_rows(collect(output))
+def write_summary(output: Path, first: Sequence[str] = ()) -> str:
+    """Write summary.md / .csv / .json into `output`, the settings named in `first` (this run's models, in their
+    order) as the first rows, the folder's other settings after them; returns the markdown."""
+    table = collect(output)
+    order = [name for name in first if name in table] + [name for name in table if name not in first]
+    columns, rows = summary_rows({name: table[name] for name in order})
     (output / "summary.json").write_text(json.dumps({"benchmarks": columns, "averages": AVERAGES, "rows": rows}, indent=2))
     with open(output / "summary.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -307,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             statuses[f"{model.stem} / {name}"] = status
             print(f"[eval_all] {model.stem} / {name}: {status}", flush=True)
     output.mkdir(parents=True, exist_ok=True)
-    print(write_summary(output) + f"\n[eval_all] summary written to {output}/ (summary.md, summary.csv, summary.json)")
+    print(write_summary(output, [model.stem for model in models]) + f"\n[eval_all] summary written to {output}/ (summary.md, summary.csv, summary.json)")
     failed = [n for n, s in statuses.items() if s.startswith("failed")]
     missing = [n for n, s in statuses.items() if s.startswith("missing")]
     unsupported = [n for n, s in statuses.items() if s.startswith("unsupported")]
