@@ -80,15 +80,21 @@ def synchronize(device: torch.device) -> None:
 
 
 def device_name(device: torch.device) -> str:
-    """The GPU's name on CUDA, else the CPU model (from /proc/cpuinfo) and its core count."""
+    """The GPU's name on CUDA, else the CPU model, family and model number (from /proc/cpuinfo) and its core count.
+
+    The numbers matter: "AMD EPYC" names Zen 4 (family 25) and Zen 5 (family 26) alike, whose fp32 GEMM kernels
+    differ by ~1.8x, so results of one must not overwrite the other's file."""
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(device)
     name = platform.processor() or platform.machine()
     try:
-        models = re.findall(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), flags=re.M)
-        name = models[0].strip() if models else name
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
+        info = ""
+    field = {key: re.findall(rf"^{key}\s*:\s*(.+)$", info, flags=re.M)[:1] for key in ("model name", "cpu family", "model")}
+    name = field["model name"][0].strip() if field["model name"] else name
+    if field["cpu family"] and field["model"]:
+        name += f" (family {field['cpu family'][0].strip()}, model {field['model'][0].strip()})"
     return f"{name} {os.cpu_count()}c"
 
 
@@ -108,7 +114,7 @@ def cpu_capability() -> dict:
 
 
 def machine_slug(device: torch.device) -> str:
-    """A short file name for this machine, from `device_name`: e.g. amd-epyc-2c, nvidia-h100-80gb-hbm3."""
+    """A short file name for this machine, from `device_name`: e.g. amd-epyc-family-25-model-17-2c, nvidia-h100-80gb-hbm3."""
     name = re.sub(r"\((r|tm)\)|cpu|processor|@.*?ghz", " ", device_name(device).lower())
     return re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:48] or "unknown"
 
