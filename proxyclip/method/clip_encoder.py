@@ -14,9 +14,10 @@ from torch import nn
 
 from ..errors import ProxyCLIPError, close_matches
 from .onednn_linear import linear as onednn_linear, onednn_applies
-from .last_block.base import LastBlock
+from .last_block.base import LastBlock, merge_heads, split_heads
 from .pos_embed import resize_pos_embed_offset
 from .loading import download_guard, file_sha256, is_local_path, weights_must_match
+
 
 def _resolve_model_name(model: str | dict) -> str:
     """An open_clip model name: a built-in one, a model-config JSON file (registered under its stem) or an inline
@@ -197,11 +198,6 @@ def _residual_block(block: nn.Module, x: torch.Tensor, lin=F.linear) -> torch.Te
     per head, out-projection), with the in-projection on the contiguous [B, L, W] input; `lin` computes
     the two projections (F.linear or `onednn_linear.linear`).
     """
-    attn = block.attn
-    b, n, width = x.shape
-    qkv = lin(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)                   # [B, L, 3W]
-    q, k, v = qkv.view(b, n, 3, attn.num_heads, width // attn.num_heads).permute(2, 0, 3, 1, 4)  # 3 x [B, heads, L, hd]
-    o = F.scaled_dot_product_attention(q, k, v)                                          # [B, heads, L, hd]
-    o = lin(o.transpose(1, 2).reshape(b, n, width), attn.out_proj.weight, attn.out_proj.bias)
-    x = x + block.ls_1(o)
+    q, k, v = split_heads(block, x, lin)                                                 # 3 x [B, heads, L, hd]
+    x = x + block.ls_1(merge_heads(block, F.scaled_dot_product_attention(q, k, v), lin))
     return x + block.ls_2(block.mlp(block.ln_2(x)))
