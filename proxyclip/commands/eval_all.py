@@ -38,7 +38,7 @@ import yaml
 from datamodules import DATAMODULES
 
 from .cli import cli_main
-from .configs import find_config, packaged_configs
+from .configs import config_section, find_config, packaged_configs
 from .protocols import DEFAULT_METHOD, method_protocol, model_method
 from .weights import weights_identity
 
@@ -58,11 +58,7 @@ PACKAGES = ("torch", "lightning", "open_clip_torch", "timm", "torchmetrics", "pr
 
 def default_root(name: str) -> str:
     """The benchmark's layout folder: its data config's `root` without the leading `data/`."""
-    config = yaml.safe_load((packaged_configs() / f"{name}.yaml").read_text())
-    data = config["data"]
-    if isinstance(data, str):  # `data: data/<name>.yaml`, relative to the benchmark config
-        data = yaml.safe_load((packaged_configs() / data).read_text())
-    root = str(data["init_args"]["root"])
+    root = str(config_section(packaged_configs() / f"{name}.yaml", "data")["init_args"]["root"])
     return root[len("data/"):] if root.startswith("data/") else root
 
 

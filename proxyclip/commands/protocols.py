@@ -15,11 +15,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import yaml
-
 from datamodules import DATAMODULES
 
-from .configs import find_config, packaged_configs
+from .configs import config_section, find_config, packaged_configs
 from .weights import load_model_spec
 
 DEFAULT_METHOD = "proxyclip"
@@ -40,28 +38,10 @@ def model_method(model: str | os.PathLike) -> str:
     return str(load_model_spec(model).get("method") or DEFAULT_METHOD)
 
 
-def _yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}                                        # not ours to judge: the CLI reports an unreadable config
-    return data if isinstance(data, dict) else {}
-
-
-def _section(config: Path, key: str | None) -> tuple[dict, Path]:
-    """A config's `key` section (the file itself for None), following a `key: other.yaml` reference."""
-    data = _yaml(config)
-    section = data if key is None else data.get(key)
-    if isinstance(section, str):
-        config = config.parent / section
-        return _yaml(config), config
-    return (section if isinstance(section, dict) else {}), config
-
-
 def set_method(config: str | os.PathLike, key: str | None) -> str | None:
     """The method a config file sets explicitly (its `model` section's segmentor, or the file itself as a --model
     file for key None), None where it leaves it as it was (the CLI merges configs in order)."""
-    model, _ = _section(find_config(config), key)
+    model = config_section(find_config(config), key)
     segmentor = model.get("segmentor")
     if not isinstance(segmentor, dict):
         return None
@@ -70,7 +50,7 @@ def set_method(config: str | os.PathLike, key: str | None) -> str | None:
 
 def config_benchmark(config: str | os.PathLike, key: str | None = "data") -> str | None:
     """The benchmark a config file's data section (the file itself for key None) selects by its class_path, if any."""
-    data, _ = _section(find_config(config), key)
+    data = config_section(find_config(config), key)
     class_path = data.get("class_path")
     names = [name for name, cls in DATAMODULES.items() if class_path in (cls.__name__, f"datamodules.{cls.__name__}",
                                                                           f"{cls.__module__}.{cls.__name__}")]
