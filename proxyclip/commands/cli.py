@@ -16,7 +16,7 @@ from ..shell.module import ProxyCLIPModule
 from ..shell.prediction_writer import PredictionWriter
 from ..shell.result_writer import ResultWriter
 from .messages import ALL_MESSAGES_FLAG, argument_error_paragraph, show_all_messages, quiet_third_party
-from .outputs import check_output_locations, route_outputs
+from .outputs import DEFAULT_ROOT, check_output_locations, route_outputs
 from .protocols import add_method_protocol
 from .user_errors import find_user_error
 
@@ -33,9 +33,9 @@ LINKS = {
 }
 
 TRAINER_DEFAULTS = {
-    "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "outputs"}},
+    "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": DEFAULT_ROOT}},
     "enable_checkpointing": False,
-    "default_root_dir": "outputs",  # where config.yaml goes even with --trainer.logger false
+    "default_root_dir": DEFAULT_ROOT,  # where config.yaml goes even with --trainer.logger false
 }
 
 _MOST_USED = [

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import ProxyCLIPError
 
-_DEFAULT_ROOT = "outputs"   # TRAINER_DEFAULTS' default_root_dir and CSVLogger save_dir
+DEFAULT_ROOT = "outputs"   # where a run writes unless told: the CLI's default_root_dir and its CSVLogger's save_dir
 
 
 def _get(config: Any, dotted: str) -> Any:
@@ -31,10 +31,10 @@ def route_outputs(config: Any) -> None:
     chosen = _get(config, "model.output_dir") or _get(config, "prediction_writer.output_dir")
     if not chosen:
         return
-    if _get(config, "trainer.default_root_dir") == _DEFAULT_ROOT:
+    if _get(config, "trainer.default_root_dir") == DEFAULT_ROOT:
         config.trainer.default_root_dir = str(chosen)
     init_args = _logger_init_args(config)
-    if init_args is not None and getattr(init_args, "save_dir", None) == _DEFAULT_ROOT:
+    if init_args is not None and getattr(init_args, "save_dir", None) == DEFAULT_ROOT:
         init_args.save_dir = str(chosen)
 
 
