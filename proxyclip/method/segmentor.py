@@ -215,7 +215,7 @@ class ProxyCLIPSegmentor(nn.Module):
         num_queries = self.text_embeddings().shape[0]
         canvases, counts, jobs = [], [], defaultdict(list)
         for index, image in enumerate(images):
-            x = (self._as_float(image) - self.clip_mean) / self.clip_std                    # [3, h, w]
+            x = self._clip_normalised(image)                                                # [3, h, w]
             h, w = x.shape[-2:]
             canvases.append(x.new_zeros(num_queries, h, w))
             counts.append(x.new_zeros(1, h, w))
@@ -249,8 +249,7 @@ class ProxyCLIPSegmentor(nn.Module):
         image [3, h, w] (as the model saw it) resized bilinearly to that size; otherwise the logits unchanged."""
         if not self.pamr_steps:
             return logits
-        x = (self._as_float(image) - self.clip_mean) / self.clip_std
-        guide = F.interpolate(x[None], size=logits.shape[-2:], mode="bilinear", align_corners=False)
+        guide = F.interpolate(self._clip_normalised(image)[None], size=logits.shape[-2:], mode="bilinear", align_corners=False)
         return pamr(guide, logits[None], self.pamr_steps, self.pamr_dilations)[0]
 
     def decide(self, probs: torch.Tensor) -> torch.Tensor:
@@ -296,6 +295,10 @@ class ProxyCLIPSegmentor(nn.Module):
                 "Pass a PIL image or a uint8 array [H, W, 3] (grayscale [H, W] and RGBA are converted)."
             ) from exc
         return torch.from_numpy(array.copy()).permute(2, 0, 1).to(self.clip_mean.device)
+
+    def _clip_normalised(self, image: torch.Tensor) -> torch.Tensor:
+        """[3, h, w] RGB, uint8 or float in [0, 1] -> CLIP-normalised float [3, h, w], as the model sees it."""
+        return (self._as_float(image) - self.clip_mean) / self.clip_std
 
     def _as_float(self, image: torch.Tensor) -> torch.Tensor:
         image = image.to(self.clip_mean.device)
