@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from .errors import DataError
 from .io import read_image, read_label
-from .labels import LabelMap, label_problem
+from .labels import LabelMap, label_problem, outside_classes
 
 
 def check_samples(pairs: Sequence[tuple[Path, Path]], num_classes: int, ignore_index: int, check_range: bool,
@@ -35,8 +35,7 @@ def check_samples(pairs: Sequence[tuple[Path, Path]], num_classes: int, ignore_i
         if problem:
             bad.append(problem)
             if tuple(label.shape) == tuple(image.shape[:2]):
-                outside = ((label >= num_classes) | (label < 0)) & (label != ignore_index)
-                v, n = np.unique(stored[outside], return_counts=True)
+                v, n = np.unique(stored[outside_classes(label, num_classes, ignore_index)], return_counts=True)
                 values.update(dict(zip(v.tolist(), n.tolist())))
     return bad, values
 

@@ -19,6 +19,12 @@ def reduce_zero_label(label: np.ndarray) -> np.ndarray:
     return out
 
 
+def outside_classes(label: np.ndarray, num_classes: int, ignore_index: int | None) -> np.ndarray:
+    """Boolean mask of the pixels whose value is neither a class 0..num_classes-1 nor `ignore_index`."""
+    bad = (label >= num_classes) | (label < 0)
+    return bad if ignore_index is None else bad & (label != ignore_index)
+
+
 def label_problem(label: np.ndarray, image_hw: tuple[int, int], image_path: str | os.PathLike,
                   label_path: str | os.PathLike, num_classes: int, ignore_index: int,
                   check_range: bool = True, stored: np.ndarray | None = None) -> str | None:
@@ -33,9 +39,7 @@ def label_problem(label: np.ndarray, image_hw: tuple[int, int], image_path: str 
                 f"for pixel. The pair is mismatched or one file is from another dataset version: "
                 f"re-extract both, or re-run the label preparation.")
     if check_range:
-        bad = (label >= num_classes) | (label < 0)
-        if ignore_index is not None:
-            bad &= label != ignore_index
+        bad = outside_classes(label, num_classes, ignore_index)
         if bad.any():
             values = examples(np.unique(label[bad]).tolist(), 8)
             if stored is not None and stored is not label:
