@@ -16,7 +16,7 @@ from .errors import DataError, examples
 from .io import read_image
 from .loader import loader_settings
 from .transforms import A, KeepRatioResize
-from .vocabulary_files import load_vocabulary
+from .vocabulary_files import numbered_lines, refuse_repeated_classes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -35,13 +35,23 @@ def parse_inline_vocabulary(text: str) -> list[str]:
 
 
 def resolve_vocabulary(vocabulary: str, background: str | None = None) -> list[str]:
-    """A vocabulary file (one class per line) or an inline string; `background` names become class 0."""
+    """A vocabulary file (one class per line) or an inline string; `background` names become class 0. A class
+    named twice (the background included) is refused, by line number in a file, by class index inline."""
     path = Path(vocabulary).expanduser()
-    classes = load_vocabulary(path) if path.is_file() else parse_inline_vocabulary(vocabulary)
+    first = 1 if background else 0
+    if path.is_file():
+        numbered = numbered_lines(path)
+        classes, places = [line for _, line in numbered], [f"line {number}" for number, _ in numbered]
+        source = f"The vocabulary file {path}"
+    else:
+        classes = parse_inline_vocabulary(vocabulary)
+        places, source = [f"class {first + i}" for i in range(len(classes))], f"The vocabulary {vocabulary!r}"
     if not classes:
         raise DataError(f"The vocabulary {vocabulary!r} is empty. Give class names inline (\"sky, horse\") or a file.")
     if background:
         classes = parse_inline_vocabulary(background.replace(",", ";")) + classes
+        places, source = ["class 0 (background)"] + places, f"{source} with the background {background!r}"
+    refuse_repeated_classes(classes, places, source)
     return classes
 
 

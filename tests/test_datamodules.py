@@ -1,6 +1,7 @@
 """The ten benchmark DataModules on fake copies of their real layouts (tests/fake_datasets.py)."""
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import re
@@ -22,7 +23,25 @@ from datamodules import DataError, SegmentationDataModule
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "data"
-SHARED_NAMES = Path("/work/shared/class_names")
+# sha256 of each packaged vocabulary file: the original setups' files, byte for byte (docs/method.md §4, §7). A
+# change here changes the text embeddings and every number; it must be a deliberate one.
+PACKAGED_SHA256 = {
+    "ade20k.txt": "e53ded02c488bdb903ef000a2d207e4ac4f2bb4502a72572e4aab7c2504aef3a",
+    "ade20k847.txt": "5d6612d2a2f9778fc7270baf0db7bc800b054d1aa1f107e323197e8c54e33e26",
+    "city_scapes.txt": "6f6782fc1bf92bfd9f5562192e92045e0e093870e613f387f6c98fc66d4ceba4",
+    "clearclip/coco_object.txt": "80701ae9381b4e718e0285f562e15dfa955a3df98ced2a8a3586fd245fe3368b",
+    "clearclip/voc21.txt": "cd16b467c4a2286105ca493686d282a27714097325427bcc5acf97494beda986",
+    "coco_object.txt": "87b6d3e1d3adf5202f4fe5a2a939cfc62224065f3a8e44a8f64fe1a81b751dc6",
+    "coco_stuff.txt": "fb98709b9ab1baff4fd930bac4a77772a0458c7d534911de545f9a4081e14a3e",
+    "context459.txt": "883209fb0be7f54a6e0e8a530e6cfdf0400a5dafa509809c8141bd78b3ce759f",
+    "context59.txt": "cd808465f06a16169edc25580073f0eda347e64f06cc1c2e24acd0b237f6497d",
+    "context60.txt": "5e620446a8699f292a4c2e37fa8918a33dd4f14713dc1b3f22884d2be68b45a1",
+    "sclip/coco_object.txt": "0537674e6116431443b810b6046b1f29b3e9424f22b48a650246690cbcebbbb9",
+    "sclip/voc20.txt": "cc191a92a32fc7291ead278dbcd8a94d43085c2c5e165b157ca78d2e8721a50d",
+    "sclip/voc21.txt": "a4123cd7e2a7f60f5dbe8f35dabe30594cf0e666fa02854c414de02de5e7e9f6",
+    "voc20.txt": "6b9a85ffb907e34ac920d704a520b45e1424bf96796ca7de5b1823ee202db119",
+    "voc21.txt": "6a194e9134d44459bf8b86ba89a9cf06242848051e04d130011c017bca3e3c05",
+}
 
 # docs/method.md §7, restated: classes, resize (long, short), prob_thd, crop, stride, vocabulary, label rule.
 PROTOCOL = {
@@ -137,12 +156,89 @@ def test_config_included_from_a_top_level_config(tmp_path, roots):
 
 def test_vocabularies_are_packaged_verbatim():
     packaged = Path(datamodules.__file__).parent / "class_names"
-    names = sorted(p.name for p in packaged.glob("*.txt"))
-    assert len(names) == 10
-    if SHARED_NAMES.is_dir():
-        assert names == sorted(p.name for p in SHARED_NAMES.glob("*.txt"))
-        for n in names:
-            assert (packaged / n).read_bytes() == (SHARED_NAMES / n).read_bytes(), n
+    found = {p.relative_to(packaged).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in packaged.rglob("*.txt")}
+    assert found == PACKAGED_SHA256
+    lines = {name: (packaged / name).read_text(encoding="utf-8-sig").splitlines() for name in PACKAGED_SHA256}
+    # the spot checks docs/method.md §4 and §7 name
+    assert lines["voc21.txt"][0] == ("sky; wall; tree; wood; grass; road; sea; river; mountain; sands; desk; bed; building; "
+                                     "cloud; lamp; door; window; wardrobe; ceiling; shelf; curtain; stair; floor; hill; rail; fence")
+    assert lines["coco_object.txt"][0] == ("sky; wall; tree; wood; grass; road; sea; river; mountain; sands; desk; bed; "
+                                           "building; cloud; floor; hill; rail")
+    assert lines["context60.txt"][0] == "background"
+    assert (lines["voc21.txt"][4], lines["voc21.txt"][11], lines["voc21.txt"][16], lines["voc21.txt"][20]) == \
+        ("ship", "table", "pottedplant", "tvmonitor")                      # boat, diningtable; mmseg's names unspaced
+    assert "trafficlight" in lines["city_scapes.txt"] and "chestofdrawers" in lines["ade20k.txt"]
+    assert "traffic light" in lines["coco_object.txt"] and "potted plant" in lines["coco_object.txt"]   # spaces kept
+    assert lines["ade20k847.txt"][1] == "building, edifice"               # one query: commas belong to names
+
+
+# --------------------------------------------------------------------------- repeated classes (issue 19, item 14)
+
+REPEATS = [   # (class lines, groups of positions that name the same class)
+    (["cat", "dog", "Cat"], [[0, 2]]),
+    (["chest of  drawers", " Chest of drawers "], [[0, 1]]),              # spacing and case as CLIP's tokenizer reads them
+    (["dog; puppy", "cat", "puppy; dog", "DOG;  puppy"], [[0, 2, 3]]),      # the same names in any order
+    (["sky; bed", "bed", "lamp"], []),                                      # a name shared by two classes: no repeat
+    (["a", "b", "a", "b"], [[0, 2], [1, 3]]),
+    (["bag, traveling bag", "bag", "traveling bag"], []),                  # commas belong to names
+]
+
+
+@pytest.mark.parametrize("lines, groups", REPEATS)
+def test_repeated_classes_one_rule_for_data_and_method(lines, groups):
+    """The data side restates the method's rule (it may not import proxyclip): both find the same repeats."""
+    from datamodules.vocabulary_files import SEPARATOR, repeated_classes
+    from proxyclip.errors import ProxyCLIPError
+    from proxyclip.vocabulary import SEPARATOR as METHOD_SEPARATOR, parse_vocabulary, repeated_classes as method_rule
+
+    assert SEPARATOR == METHOD_SEPARATOR
+    assert repeated_classes(lines) == method_rule(lines) == groups
+    if groups:
+        with pytest.raises(ProxyCLIPError, match="names the same class more than once") as info:
+            parse_vocabulary(lines)
+        assert f"class {groups[0][0]} ({lines[groups[0][0]].strip()!r}) = class {groups[0][1]}" in str(info.value)
+    else:
+        parse_vocabulary(lines)
+
+
+def test_a_vocabulary_file_that_repeats_a_class_is_refused_by_line(tmp_path, roots):
+    vocab = tmp_path / "repeats.txt"
+    vocab.write_text("background\n\n" + "\n".join(f"c{i}" for i in range(1, 20)) + "\nC3\n")  # 21 lines, c3 twice
+    msg = assert_data_error(lambda: make("voc21", roots["voc21"], names_file=str(vocab)), vocab,
+                            "line 5 ('c3') = line 22 ('C3')")
+    assert "\n" not in msg
+    for name in ("coco_object", "sclip/coco_object"):   # 'bed': a background synonym and a class, the original's file
+        assert make("coco_object", roots["coco_object"], names_file=name).class_names[60] == "bed"
+
+
+def test_a_predict_vocabulary_that_repeats_a_class_is_refused(tmp_path):
+    from datamodules.image_folder import resolve_vocabulary
+
+    assert_data_error(lambda: resolve_vocabulary("horse, sky; cloud, Horse"), "class 0 ('horse') = class 2 ('Horse')")
+    assert_data_error(lambda: resolve_vocabulary("horse, grass", background="grass"),
+                      "class 0 (background) ('grass') = class 2 ('grass')")
+    assert resolve_vocabulary("horse, grass", background="sky, grass") == ["sky; grass", "horse", "grass"]
+    vocab = tmp_path / "words.txt"
+    vocab.write_text("horse\n\ncloud; sky\nsky;  cloud\n")
+    assert_data_error(lambda: resolve_vocabulary(str(vocab)), str(vocab), "line 3 ('cloud; sky') = line 4 ('sky;  cloud')")
+
+
+def test_the_cli_refuses_a_repeated_class_before_any_model_is_built(tmp_path, capsys):
+    """One paragraph, exit code 2; the model named is one whose weights cannot be had here: it is never built."""
+    from proxyclip.commands.cli import cli_main
+
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(image)
+    with pytest.raises(SystemExit) as info:
+        cli_main(["predict", "--config", str(REPO / "configs/demo.yaml"), "--model",
+                  str(REPO / "configs/model/default.yaml"), "--model.segmentor.clip_pretrained",
+                  str(tmp_path / "absent.bin"), "--model.segmentor.vfm_pretrained", str(tmp_path / "absent.pth"),
+                  "--data.init_args.inputs", str(image), "--data.init_args.vocabulary", "cat, dog, CAT",
+                  "--prediction_writer.output_dir", str(tmp_path / "out"), "--trainer.logger", "false"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "error: The vocabulary 'cat, dog, CAT' names the same class more than once: class 0 ('cat') = class 2 ('CAT')" in err
+    assert "absent" not in err and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("name", sorted(PROTOCOL))
