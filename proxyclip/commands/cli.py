@@ -12,6 +12,7 @@ from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from ..method.loading import WeightsUnavailable
 from ..shell.module import ProxyCLIPModule
 from ..shell.prediction_writer import PredictionWriter
 from ..shell.result_writer import ResultWriter
@@ -19,6 +20,7 @@ from .messages import ALL_MESSAGES_FLAG, argument_error_paragraph, show_all_mess
 from .outputs import DEFAULT_ROOT, check_output_locations, route_outputs
 from .protocols import add_method_protocol
 from .user_errors import find_user_error
+from .weights import model_config_name
 
 # data attribute -> where it goes when the classes are instantiated. The dataset config is the one source of a
 # benchmark's vocabulary and protocol values (docs/method.md §7): the segmentor is built with them.
@@ -76,6 +78,16 @@ class ProxyCLIPCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         route_outputs(config)
         check_output_locations(config)
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except Exception as exc:
+            unavailable = find_user_error(exc)   # weights that cannot be fetched: name this run's model config
+            name = model_config_name(self.config[self.subcommand] if self.subcommand else self.config)
+            if isinstance(unavailable, WeightsUnavailable) and unavailable.config is None and name:
+                raise unavailable.naming(name) from exc
+            raise
 
 
 def launch_rank() -> int:

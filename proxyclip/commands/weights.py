@@ -26,7 +26,7 @@ from ..errors import ProxyCLIPError
 from ..method.builder import segmentor_spec
 from ..method.clip_encoder import build_clip
 from ..method.last_block import LAST_BLOCKS
-from ..method.loading import file_sha256, is_local_path
+from ..method.loading import WeightsUnavailable, file_sha256, is_local_path
 from ..method.segmentor import ProxyCLIPSegmentor
 from ..method.vfm import build_vfm
 from ..method.vfm.registry import get_vfm_entry
@@ -69,6 +69,18 @@ def load_model_spec(config: str | os.PathLike) -> dict[str, Any]:
     defaults = {name: p.default for name, p in inspect.signature(ProxyCLIPSegmentor.__init__).parameters.items()
                 if p.default is not inspect.Parameter.empty}
     return {**defaults, **{k: v for k, v in segmentor_spec(data).items() if k != "class_path"}}
+
+
+def model_config_name(config: Any) -> str | None:
+    """The model config file of a parsed CLI config, as `proxyclip-weights` takes it: as the user typed it (`--model X`),
+    else its path (relative to the working folder where it lies below it); None when the model is not from a file."""
+    path = getattr(getattr(config, "model", None), "__path__", None)
+    if path is None:
+        return None
+    if Path(str(path.cwd)).resolve() == Path.cwd().resolve():
+        return str(path.relative)
+    absolute = Path(str(path.absolute))
+    return str(absolute.relative_to(Path.cwd())) if absolute.is_relative_to(Path.cwd()) else str(absolute)
 
 
 def _hub_cached(repo: str, files: tuple[str, ...]) -> str:
@@ -222,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     for source in sources:
         try:
             print(f"{source.component} {source.model}: {fetch(source, spec)}")
+        except WeightsUnavailable as exc:   # says how to prepare this very config elsewhere
+            failed += 1
+            print(f"{source.component} {source.model}: FAILED: {exc.naming(args.config)}", file=sys.stderr)
         except Exception as exc:  # noqa: BLE001 - report every component, then fail
             failed += 1
             print(f"{source.component} {source.model}: FAILED: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import yaml
 
 from ..errors import ProxyCLIPError, close_matches
+from .loading import WeightsUnavailable
 from .segmentor import ProxyCLIPSegmentor
 
 
@@ -25,8 +26,9 @@ def build_segmentor(config: str | Path | dict[str, Any], class_names: Sequence[s
     class_names: the vocabulary (one entry per class, synonyms separated by "; ").
     overrides: init arguments that replace the config's (e.g. prob_thd=0.2, crop_size=224).
     """
+    config_path = None
     if isinstance(config, (str, Path)):
-        path = Path(config).expanduser()
+        path = config_path = Path(config).expanduser()
         if not path.is_file():
             raise ProxyCLIPError(f"Model config '{path}' does not exist. Use one of configs/model/*.yaml or your own YAML file.")
         config = yaml.safe_load(path.read_text())
@@ -38,4 +40,9 @@ def build_segmentor(config: str | Path | dict[str, Any], class_names: Sequence[s
     for key in spec:
         if key not in known:
             raise ProxyCLIPError(f"Unknown segmentor option '{key}'. {close_matches(key, [k for k in known if k != 'self'])}")
-    return ProxyCLIPSegmentor(**spec)
+    try:
+        return ProxyCLIPSegmentor(**spec)
+    except WeightsUnavailable as exc:     # say how to prepare this very config on a machine with network
+        if config_path is None:
+            raise
+        raise exc.naming(config_path) from exc

@@ -19,16 +19,33 @@ from torch import nn
 
 from ..errors import ProxyCLIPError
 
-_NETWORK_HINT = (
-    "No network is reachable (or HF_HUB_OFFLINE=1 is set) and the weights are not in the local cache. "
-    "(On a machine without internet, set HF_HUB_OFFLINE=1 so that cached weights load without waiting for the network.) "
-    "On a machine with internet access run `python -m proxyclip.weights download CONFIG` and copy its caches "
-    "(~/.cache/huggingface, ~/.cache/torch/hub/checkpoints) to this machine (`python -m proxyclip.weights list CONFIG` "
-    "shows what a config needs and what is cached), or point the config at local checkpoint files: "
-    "`model.segmentor.clip_pretrained: /path/to/open_clip_model.bin` for CLIP, "
-    "`model.segmentor.vfm_pretrained: /path/to/vfm.pth` for the VFM "
-    "(on the command line: `--model.segmentor.clip_pretrained /path/to/open_clip_model.bin`)."
-)
+EXAMPLE_CONFIG = "configs/model/default.yaml"   # named where the config of the run is not known (the library)
+
+
+def network_hint(config: str | None = None) -> str:
+    """How to get weights onto a machine without network, for the model config `config` (else an example)."""
+    named = config or EXAMPLE_CONFIG
+    which = "" if config else " (or the model config you use)"
+    return ("No network is reachable (or HF_HUB_OFFLINE=1 is set) and the weights are not in the local cache. "
+            "(On a machine without internet, set HF_HUB_OFFLINE=1 so that cached weights load without waiting for the "
+            f"network.) On a machine with internet access run `python -m proxyclip.weights download {named}`{which} and "
+            "copy its caches (~/.cache/huggingface, ~/.cache/torch/hub/checkpoints) to this machine "
+            f"(`python -m proxyclip.weights list {named}` shows what it needs and what is cached), or point the config "
+            "at local checkpoint files: `model.segmentor.clip_pretrained: /path/to/open_clip_model.bin` for CLIP, "
+            "`model.segmentor.vfm_pretrained: /path/to/vfm.pth` for the VFM "
+            "(on the command line: `--model.segmentor.clip_pretrained /path/to/open_clip_model.bin`).")
+
+
+class WeightsUnavailable(ProxyCLIPError):
+    """Pretrained weights could not be fetched: no network (or HF_HUB_OFFLINE=1) and nothing cached. `config` is the
+    model config of the run where the caller knows it; `naming(config)` gives the same error for another."""
+
+    def __init__(self, what: str, config: str | None = None) -> None:
+        self.what, self.config = what, config
+        super().__init__(f"Cannot fetch the pretrained weights of {what}. {network_hint(config)}")
+
+    def naming(self, config: str | os.PathLike) -> "WeightsUnavailable":
+        return WeightsUnavailable(self.what, str(config))
 
 
 def is_local_path(value: object) -> bool:
@@ -148,7 +165,7 @@ def download_guard(what: str) -> Iterator[None]:
         raise
     except Exception as exc:
         if _is_network_error(exc):
-            raise ProxyCLIPError(f"Cannot fetch the pretrained weights of {what}. {_NETWORK_HINT}") from exc
+            raise WeightsUnavailable(what) from exc
         raise
 
 

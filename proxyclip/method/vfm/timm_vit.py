@@ -28,7 +28,7 @@ def create_timm_model(model_name: str, pretrained: bool | str, model_kwargs: dic
     """
     kwargs = {**model_kwargs, **forced}
     if pretrained is True:
-        with download_guard(what), weights_must_match(what, "Use the registered VFM names (`proxyclip.vfm.list_vfms()`) "
+        with download_guard(what), weights_must_match(what, "Use the registered VFM names (`proxyclip.method.vfm.list_vfms()`) "
                                                             "with their own weights, or a local checkpoint of the same model."):
             return timm.create_model(model_name, pretrained=True, **kwargs)
     model = timm.create_model(model_name, pretrained=False, **kwargs)
