@@ -4,7 +4,8 @@
     python benchmarks/device_check.py --device cpu --smoke     # tiny sizes on a CPU: checks this script (CI)
 
 One PASS / FAIL / INFO / SKIP line per check as it runs; results in <out>/<gpu>.json and .md (default
-benchmarks/results/), rewritten after every check, so that a run cut short keeps what it measured. In order
+benchmarks/results/; a smoke run measures nothing worth keeping, so its default is a new temporary folder, named on
+its first and last lines), rewritten after every check, so that a run cut short keeps what it measured. In order
 of importance (a check that would overrun `--budget-s` is skipped, and says so):
   environment        torch, CUDA, the card, the CPU
   cuda_equals_cpu    tiny models, then CLIP ViT-B/16 + DINO ViT-B/8 at full size (random weights, 336 crops): fp32 features
@@ -476,13 +477,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--smoke", action="store_true", help="tiny models and inputs: checks the script, measures nothing")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for <machine>.json and .md")
+    parser.add_argument("--out", default=None, help="folder for <machine>.json and .md (default: benchmarks/results/ of "
+                                                    "the checkout; with --smoke, a new temporary folder)")
     parser.add_argument("--budget-s", type=float, default=480.0, help="skip checks that would end after this many seconds")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: no CUDA device is visible to torch; run with --device cpu --smoke to check the script on a CPU.",
               file=sys.stderr)
         return 2
+    if args.out is None:
+        args.out = tempfile.mkdtemp(prefix="device-check-smoke-") if args.smoke else str(REPO / "benchmarks" / "results")
+    print(f"results go to {args.out}/", flush=True)
     os.environ.setdefault("PROXYCLIP_CACHE_DIR", tempfile.mkdtemp(prefix="device-check-cache-"))
     device = torch.device(args.device)
     check = Check(args, device)

@@ -1,22 +1,51 @@
 """benchmarks/device_check.py, the one command a lent GPU runs, exercised on a CPU with tiny sizes (as CI runs it)."""
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import REPO_ROOT
 
 
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file below `folder`, bytecode caches aside (imports may write them)."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
 def test_device_check_smoke_on_cpu(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks/device_check.py"), "--device", "cpu", "--smoke",
-                             "--out", str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    """Without --out a smoke run writes into a new temporary folder, says which, and leaves the checkout as it was."""
+    before = snapshot(REPO_ROOT / "benchmarks")
+    top = {p.name for p in REPO_ROOT.iterdir()}
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TMPDIR": str(temp)}
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks/device_check.py"), "--device", "cpu", "--smoke"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if line.split(" ", 1)[0] in ("PASS", "FAIL", "INFO", "SKIP")]
     names = [line.split()[1].rstrip(":") for line in lines]
     assert names == ["environment", "cuda_equals_cpu", "no_host_sync", "cli_counts", "precision", "throughput", "memory",
                      "batch_sweep", "end_to_end", "compile"]
     assert not any(line.startswith("FAIL") for line in lines)
-    report = json.loads(next(tmp_path.glob("*-smoke.json")).read_text())
+    out = Path(re.search(r"^results go to (\S+)/$", result.stdout, re.M).group(1))
+    assert out.parent == temp and out.name.startswith("device-check-smoke-")
+    assert f"results in {out}/" in result.stdout.splitlines()[-1]
+    report = json.loads(next(out.glob("*-smoke.json")).read_text())
     assert report["checks"]["cli_counts"]["status"] == "PASS" and report["checks"]["end_to_end"]["images"] == 12
-    assert (tmp_path / next(tmp_path.glob("*-smoke.json")).name.replace(".json", ".md")).is_file()
+    assert (out / next(out.glob("*-smoke.json")).name.replace(".json", ".md")).is_file()
+    assert snapshot(REPO_ROOT / "benchmarks") == before
+    assert {p.name for p in REPO_ROOT.iterdir()} - top <= {".pytest_cache", "__pycache__"}
+
+
+def test_device_check_out_is_where_results_go(tmp_path):
+    """`--out DIR` is honoured (a zero budget skips every check, and each skip is written at once)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks/device_check.py"), "--device", "cpu", "--smoke",
+                             "--out", str(tmp_path / "mine"), "--budget-s", "0"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"results go to {tmp_path / 'mine'}/" in result.stdout
+    assert "environment" in json.loads(next((tmp_path / "mine").glob("*-smoke.json")).read_text())["checks"]
