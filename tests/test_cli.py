@@ -102,7 +102,7 @@ def ddp_run(tmp_path, root, devices, output_dir):
     result = run_main(*args, cwd=out, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     folder = out / "results" if output_dir else out / "outputs" / "lightning_logs" / "version_0"
-    return json.loads((folder / "metrics.json").read_text()), folder
+    return json.loads((folder / "metrics.json").read_text()), folder, result
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def ddp_data(tmp_path_factory):
     """7 VOC images (an odd number: the processes hold different numbers) and the one-process reference."""
     tmp = tmp_path_factory.mktemp("ddp")
     root = WRITERS["voc21"](tmp / "data", n=7)
-    reference, folder = ddp_run(tmp, root, 1, output_dir=False)
+    reference, folder, _ = ddp_run(tmp, root, 1, output_dir=False)
     return tmp, root, reference, sorted(p.name for p in (folder / "panels").glob("*.png"))
 
 
@@ -118,8 +118,13 @@ def ddp_data(tmp_path_factory):
 def test_ddp_equals_one_process(ddp_data, devices, output_dir):
     """Multi-process runs finish (no collective reached by rank 0 alone) and count every image once."""
     tmp, root, reference, reference_panels = ddp_data
-    report, folder = ddp_run(tmp, root, devices, output_dir)
+    report, folder, result = ddp_run(tmp, root, devices, output_dir)
     assert reference["num_images"] == report["num_images"] == 7
+    # every process's images, timed by the slowest process's loop; process 0's own share said as such
+    assert reference["timing"]["images"] == report["timing"]["images"] == 7 and report["timing"]["processes"] == devices
+    assert 0 < report["timing"]["rank0_images"] < 7 and report["timing"]["rank0_test_loop_s"] <= report["timing"]["test_loop_s"]
+    assert f"7 images on {devices} processes in" in result.stdout
+    assert "sync_dist" not in result.stderr      # the logged aAcc / mIoU / mAcc are global already: no warning
     assert report["counts"] == reference["counts"]
     assert (report["aAcc"], report["mIoU"], report["mAcc"]) == (reference["aAcc"], reference["mIoU"], reference["mAcc"])
     assert (folder / "per_class_iou.png").is_file()

@@ -4,6 +4,9 @@ On a GPU the loop runs ahead of the device, so host clocks around a batch measur
 CUDA events recorded at the end of each batch and at the start of the next give, on the GPU's own timeline,
 the gap in which it had nothing to do because the next batch had not arrived: no synchronisation is added
 (the events are read once, at the end). On a CPU the work is synchronous and host clocks are exact.
+
+Under DDP each process times its own loop; `run_timing` says which figures cover every process and which are
+process 0's own.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import torch
 
 
 class LoopTimer:
-    """`start()`, then `batch_start()` / `batch_end()` around each batch, then `stop(images) -> dict`."""
+    """`start()`, then `batch_start()` / `batch_end()` around each batch, then `stop() -> dict` (this process's loop)."""
 
     def __init__(self, device: torch.device):
         self.cuda = torch.device(device).type == "cuda"
@@ -39,12 +42,23 @@ class LoopTimer:
     def batch_end(self) -> None:
         self._last_end = self._mark()
 
-    def stop(self, images: int) -> dict[str, float]:
+    def stop(self) -> dict[str, float]:
         if self.cuda:
             torch.cuda.synchronize(self.device)
             wait = sum(a.elapsed_time(b) for a, b in self._gaps) / 1000.0
         else:
             wait = sum(b - a for a, b in self._gaps)
         loop = time.perf_counter() - self._t0
-        return {"started_at": self._started_at, "test_loop_s": loop, "images": images, "images_per_s": images / max(loop, 1e-9),
-                "data_wait_s": wait, "data_wait_share": wait / max(loop, 1e-9)}
+        return {"started_at": self._started_at, "test_loop_s": loop, "data_wait_s": wait, "data_wait_share": wait / max(loop, 1e-9)}
+
+
+def run_timing(own: dict[str, float], own_images: int, images: int, longest_loop_s: float, processes: int,
+               text_encoding_s: float) -> dict[str, float | int | str]:
+    """metrics.json's `timing`: `own` is process 0's `LoopTimer.stop()`, `images` every process's images and
+    `longest_loop_s` the slowest process's loop (the processes run side by side: the run's loop time)."""
+    return {"processes": processes, "images": images, "test_loop_s": longest_loop_s,
+            "images_per_s": images / max(longest_loop_s, 1e-9), "text_encoding_s": text_encoding_s,
+            "started_at": own["started_at"], "data_wait_s": own["data_wait_s"], "data_wait_share": own["data_wait_share"],
+            "rank0_images": own_images, "rank0_test_loop_s": own["test_loop_s"],
+            "scope": "images, test_loop_s (the slowest process's loop) and images_per_s cover every process; "
+                     "text_encoding_s, started_at, data_wait_s, data_wait_share and rank0_* are process 0's own"}

@@ -14,7 +14,7 @@ import torch
 from ..errors import ProxyCLIPError
 from ..method.segmentor import ProxyCLIPSegmentor
 from ..vocabulary import display_names
-from .loop_timer import LoopTimer
+from .loop_timer import LoopTimer, run_timing
 from .metric import SegmentationMetric
 from .results import build_report
 
@@ -106,12 +106,17 @@ class ProxyCLIPModule(L.LightningModule):
         self._timer.batch_end()
 
     def on_test_epoch_end(self) -> None:
-        self.timing.update(self._timer.stop(int(self.metric.num_images)))   # this process's images and time
-        metrics = self.metric.compute()  # sums the counts of every process
+        own, own_images = self._timer.stop(), int(self.metric.num_images)   # this process's loop and images
+        metrics = self.metric.compute()  # sums the counts (and images) of every process
+        # the slowest process's loop is the run's (a collective: every process is here, as for compute())
+        longest = self.trainer.strategy.reduce(torch.tensor(own["test_loop_s"], dtype=torch.float64, device=self.device), reduce_op="max")
         for key in ("aAcc", "mIoU", "mAcc"):
-            self.log(key, float(metrics[key]) * 100.0, rank_zero_only=True)
+            # Already global. Logged once, by rank 0; sync_dist=True with rank_zero_only=True reduces nothing (no
+            # collective) and tells Lightning so, which it otherwise warns about under DDP.
+            self.log(key, float(metrics[key]) * 100.0, rank_zero_only=True, sync_dist=True)
         self.report = build_report(metrics, self.segmentor.class_names, self.dataset_name, None, self.class_labels())
-        self.report["timing"] = dict(self.timing, processes=self.trainer.world_size)
+        self.report["timing"] = run_timing(own, own_images, int(metrics["num_images"]), float(longest),
+                                           self.trainer.world_size, self.timing["text_encoding_s"])
 
     # --- prediction ---------------------------------------------------------------------------------
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:

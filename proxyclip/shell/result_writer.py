@@ -67,7 +67,9 @@ class ResultWriter(Callback):
                               palette(len(names), report["dataset"]))
         Image.fromarray(chart).save(out_dir / "per_class_iou.png")
         t = report["timing"]
-        print(markdown_summary(report) + f"\n{t['images']} images in {t['test_loop_s']:.1f} s on this process "
-              f"({t['images_per_s']:.1f} images/s, {100 * t['data_wait_share']:.0f} % waiting for data; text encoding "
-              f"{t['text_encoding_s']:.1f} s)\nResults written to {out_dir}/ (metrics.json, per_class.csv, summary.md, "
-              "per_class_iou.png, panels/)", flush=True)
+        images = f"{t['images']} image{'' if t['images'] == 1 else 's'}"
+        where = f" on {t['processes']} processes" if t["processes"] > 1 else ""
+        own = f"process 0: {t['rank0_images']} of them, " if t["processes"] > 1 else ""
+        print(markdown_summary(report) + f"\n{images}{where} in {t['test_loop_s']:.1f} s ({t['images_per_s']:.1f} images/s; "
+              f"{own}{100 * t['data_wait_share']:.0f} % waiting for data, text encoding {t['text_encoding_s']:.1f} s)\n"
+              f"Results written to {out_dir}/ (metrics.json, per_class.csv, summary.md, per_class_iou.png, panels/)", flush=True)
