@@ -116,3 +116,16 @@ def test_averages_need_their_whole_group():
 def test_default_roots_match_the_dataset_layouts(tmp_path):
     for name in BENCHMARKS:
         assert WRITERS[name](tmp_path / name, n=1) == tmp_path / name / default_root(name)
+
+
+@pytest.mark.parametrize("roots", [["--root", "voc21={a}", "voc20={b}"], ["--root", "voc21={a}", "--root", "voc20={b}"]])
+def test_several_roots_per_option(roots, tmp_path, capsys):
+    """`--root a=X b=Y` sets both roots (the second pair is not passed on to `main.py test`), as repeated --root does."""
+    from proxyclip.commands.eval_all import main
+
+    a, b = tmp_path / "absent_voc21", tmp_path / "absent_voc20"
+    code = main(["--model", str(TINY_CONFIG), "--datasets", "voc21", "voc20", "--data-root", str(tmp_path / "data"),
+                 "--output", str(tmp_path / "out"), *[r.format(a=a, b=b) for r in roots], "--model.num_panels", "0"])
+    out = capsys.readouterr().out
+    assert code == 1 and f"tiny_random / voc21: missing: {a}" in out and f"tiny_random / voc20: missing: {b}" in out
+    assert read_json(tmp_path / "out" / "tiny_random" / "voc20" / "run.json")["status"] == f"missing: {b}"

@@ -274,11 +274,13 @@ def main(argv: list[str] | None = None) -> int:
                              "values (configs/<method>/<benchmark>.yaml)")
     parser.add_argument("--datasets", nargs="+", default=["all"], help=f"benchmarks, or all: {' '.join(BENCHMARKS)}")
     parser.add_argument("--data-root", default="data", help="folder holding the datasets' layout folders (e.g. VOCdevkit/VOC2012)")
-    parser.add_argument("--root", action="append", default=[], metavar="NAME=PATH", help="one benchmark's root, instead of the default")
+    parser.add_argument("--root", action="append", nargs="+", default=[], metavar="NAME=PATH",
+                        help="benchmarks' roots instead of the defaults: one or more NAME=PATH (the option may be repeated)")
     parser.add_argument("--output", default="outputs/eval_all", help="results folder: <output>/<setting>/<benchmark>/")
     parser.add_argument("--allow-missing", action="store_true",
                         help="exit 0 although some requested benchmarks have no dataset folder (they show as missing)")
     args, passthrough = parser.parse_known_args(argv)
+    args.root = [pair for pairs in args.root for pair in pairs]   # --root a=X b=Y, --root a=X --root b=Y: the same
     names = list(BENCHMARKS) if args.datasets == ["all"] else args.datasets
     overrides = dict(item.split("=", 1) for item in args.root if "=" in item)
     unknown = [n for n in [*names, *overrides] if n not in BENCHMARKS] + [i for i in args.root if "=" not in i]
