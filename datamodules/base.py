@@ -274,8 +274,8 @@ class SegmentationDataModule(LightningDataModule):
             # Each image exactly once across processes: Lightning keeps a loader that already has a
             # DistributedSampler (its own default for `test` would pad by repeating images).
             if len(self.dataset) < trainer.world_size:
-                raise DataError(f"{self.dataset_name} under {self.root} has {len(self.dataset)} images, fewer than "
-                                f"the {trainer.world_size} processes; run with at most {len(self.dataset)} devices.")
+                raise DataError(f"{self.dataset_name} under {self.root} has {len(self.dataset)} image{'' if len(self.dataset) == 1 else 's'}, fewer than "
+                                f"the {trainer.world_size} processes; run with at most {len(self.dataset)} device{'' if len(self.dataset) == 1 else 's'}.")
             sampler = UnrepeatedDistributedSampler(self.dataset, num_replicas=trainer.world_size,
                                                    rank=trainer.global_rank, shuffle=False)
         return DataLoader(self.dataset, shuffle=False, sampler=sampler, collate_fn=collate,

@@ -103,7 +103,9 @@ def output_names(paths: Sequence[str]) -> dict[str, str]:
 
 
 class ImageFolderDataset(Dataset):
-    """Item: `{"image": uint8 [3, h, w] RGB (resized), "ori_size": (H, W), "path": str, "name": output name}`."""
+    """Item: `{"image": uint8 [3, h, w] RGB (resized), "ori_size": (H, W), "path": str, "name": output name,
+    "original": uint8 [H, W, 3] RGB numpy}`: the pixels as decoded (16-bit files >> 8, EXIF applied), which the
+    picture writers show, so that an overlay shows what the model saw (a numpy array: Lightning leaves it on the host)."""
 
     def __init__(self, paths: Sequence[str], transform: Any | None):
         self.paths, self.transform = list(paths), transform
@@ -113,17 +115,15 @@ class ImageFolderDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image = read_image(self.paths[index])
-        ori_size = image.shape[:2]
-        if self.transform is not None:
-            image = self.transform(image=image)["image"]
-        return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "ori_size": ori_size,
-                "path": self.paths[index], "name": self.names[self.paths[index]]}
+        original = read_image(self.paths[index])
+        image = original if self.transform is None else self.transform(image=original)["image"]
+        return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "ori_size": original.shape[:2],
+                "path": self.paths[index], "name": self.names[self.paths[index]], "original": original}
 
 
 def collate_images(items: Sequence[dict[str, Any]]) -> dict[str, list]:
     return {"images": [i["image"] for i in items], "ori_sizes": [i["ori_size"] for i in items], "paths": [i["path"] for i in items],
-            "names": [i["name"] for i in items]}
+            "names": [i["name"] for i in items], "originals": [i["original"] for i in items]}
 
 
 class ImageFolderDataModule(LightningDataModule):

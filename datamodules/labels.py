@@ -44,7 +44,7 @@ def label_problem(label: np.ndarray, image_hw: tuple[int, int], image_path: str 
             values = examples(np.unique(label[bad]).tolist(), 8)
             if stored is not None and stored is not label:
                 values = f"{examples(np.unique(stored[bad]).tolist(), 8)} (mapped to {values})"
-            return (f"The label {label_path} has values {values} in {int(bad.sum())} pixels, outside the "
+            return (f"The label {label_path} has values {values} in {int(bad.sum())} pixel{'' if int(bad.sum()) == 1 else 's'}, outside the "
                     f"{num_classes} classes 0..{num_classes - 1} and the ignore value {ignore_index}. The "
                     f"file is from another dataset or was not prepared (e.g. colour PNGs instead of class "
                     f"indices, raw ids instead of train ids): check the dataset choice and its preparation "

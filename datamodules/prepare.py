@@ -111,7 +111,7 @@ def convert(jobs: Sequence[tuple[Path, Path]], table: np.ndarray, overwrite: boo
 
 
 def _report(written: int, skipped: int, unexpected: Counter, what: str) -> None:
-    print(f"{what}: wrote {written} files, skipped {skipped} already there (use --overwrite to redo).")
+    print(f"{what}: wrote {written} file{'' if written == 1 else 's'}, skipped {skipped} already there (use --overwrite to redo).")
     if unexpected:
         values = examples([f"{v} ({n} px)" for v, n in sorted(unexpected.items())], 10)
         print(f"warning: raw values outside the documented set were written as 255 (ignore): {values}.",
@@ -181,7 +181,7 @@ def check(root: Path, dataset: str, legacy_ignore_255: bool = False) -> int:
     cls = datamodule_class(dataset)
     scan = cls.scan(root)
     problems: list[str] = []
-    print(f"{dataset}: {len(scan.ids)} samples listed by {scan.source}")
+    print(f"{dataset}: {len(scan.ids)} sample{'' if len(scan.ids) == 1 else 's'} listed by {scan.source}")
     if not scan.ids:
         problems.append(f"no samples: expected {cls.layout()}")
     if scan.missing_images:
@@ -210,7 +210,7 @@ def check(root: Path, dataset: str, legacy_ignore_255: bool = False) -> int:
         for p in problems:
             print(f"- {p}")
         return 1
-    print(f"{dataset} under {root}: OK ({len(pairs)} images, labels 0..{cls.num_classes - 1}, "
+    print(f"{dataset} under {root}: OK ({len(pairs)} image{'' if len(pairs) == 1 else 's'}, labels 0..{cls.num_classes - 1}, "
           f"ignore {ignore_index}).")
     return 0
 

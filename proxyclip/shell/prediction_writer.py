@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -11,7 +12,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image, ImageOps
 
-from .visualize import overlay_with_legend, palette
+from .visualize import font_note, overlay_with_legend, palette
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -39,19 +40,34 @@ class PredictionWriter(BasePredictionWriter):
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._written = 0
+        note = font_note(self.legend_words(pl_module.segmentor.class_names))
+        if note and trainer.is_global_zero:
+            print(note, file=sys.stderr, flush=True)
+
+    @staticmethod
+    def legend_words(class_names: Sequence[str]) -> list[str]:
+        """The user's own words, every synonym, also for class 0."""
+        return [line.replace("; ", " / ") for line in class_names]
+
+    @staticmethod
+    def original_image(path: str) -> np.ndarray:
+        """An input as PIL reads it, for batches that do not carry the decoded pixels (`originals`)."""
+        return np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
 
     def write_on_batch_end(self, trainer: Trainer, pl_module: LightningModule, prediction: list[dict[str, Any]],
                            batch_indices: Sequence[int] | None, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
         folder = self.folder(trainer)
         names = pl_module.segmentor.class_names
         colours = palette(len(names))
-        words = [line.replace("; ", " / ") for line in names]   # the user's own words, every synonym, also for class 0
-        for item in prediction:
+        words = self.legend_words(names)
+        # the pixels the model saw, as the data side decoded them (16-bit files >> 8, EXIF applied), when it sends them
+        originals = batch.get("originals") if isinstance(batch, dict) else None
+        for position, item in enumerate(prediction):
             stem = item.get("name") or Path(item["path"]).stem  # distinct per input (photos/rgb.jpg vs photos/rgb.png)
             pred = item["pred"].cpu().numpy()
             label_dtype = np.uint8 if len(names) <= 256 else np.uint16
             Image.fromarray(pred.astype(label_dtype)).save(folder / f"{stem}_labels.png")
-            image = np.asarray(ImageOps.exif_transpose(Image.open(item["path"])).convert("RGB"))  # as OpenCV reads it
+            image = originals[position] if originals is not None else self.original_image(item["path"])
             Image.fromarray(overlay_with_legend(image, pred, words, colours)).save(folder / f"{stem}_overlay.png")
             counts = np.bincount(pred.ravel(), minlength=len(names))
             legend = [{"index": i, "name": n, "rgb": colours[i].tolist(), "pixels": int(counts[i])} for i, n in enumerate(names)]
@@ -66,5 +82,5 @@ class PredictionWriter(BasePredictionWriter):
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         total = len(getattr(trainer.datamodule, "paths", [])) or self._written
         if trainer.is_global_zero:
-            print(f"Segmented {total} images: files in {self._folder}/ (<name>_labels.png, <name>_overlay.png, "
+            print(f"Segmented {total} image{'' if total == 1 else 's'}: files in {self._folder}/ (<name>_labels.png, <name>_overlay.png, "
                   f"<name>_legend.json{', <name>_probs.npz' if self.save_probabilities else ''})", flush=True)

@@ -1,6 +1,7 @@
 """Writes what `test` produces: panels of the first images, metrics.json, per_class.csv, summary.md, the IoU chart."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from lightning.pytorch.cli import SaveConfigCallback
 from PIL import Image
 
 from .results import markdown_summary, write_report
-from .visualize import comparison_panel, iou_bar_chart, palette
+from .visualize import comparison_panel, font_note, iou_bar_chart, palette
 
 
 def run_config(trainer: Trainer) -> dict[str, Any] | None:
@@ -31,6 +32,9 @@ class ResultWriter(Callback):
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._seen = 0
+        note = font_note(pl_module.class_labels())
+        if note and trainer.is_global_zero:
+            print(note, file=sys.stderr, flush=True)
 
     def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int,
                           dataloader_idx: int = 0) -> None:

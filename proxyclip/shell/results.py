@@ -50,7 +50,8 @@ def _fmt(value: float | None) -> str:
 def markdown_summary(report: dict[str, Any]) -> str:
     """The papers' view: percentages rounded to 2 decimals."""
     lines = [
-        f"# {report['dataset'] or 'evaluation'}: {report['num_images']} images, {report['num_classes']} classes",
+        f"# {report['dataset'] or 'evaluation'}: {report['num_images']} image{'' if report['num_images'] == 1 else 's'}, "
+        f"{report['num_classes']} class{'' if report['num_classes'] == 1 else 'es'}",
         "",
         "| aAcc | mIoU | mAcc |",
         "|---:|---:|---:|",
