@@ -7,7 +7,7 @@ from PIL import Image
 
 from conftest import REPO_ROOT, TINY_CONFIG
 from datamodules.io import read_image
-from proxyclip.shell import visualize
+from proxyclip.shell import fonts, visualize
 from proxyclip.shell.results import markdown_summary
 
 
@@ -39,15 +39,15 @@ def test_a_16_bit_image_is_overlaid_as_the_model_saw_it(tmp_path, capsys):
 
 def test_accented_names_are_drawn_and_undrawable_ones_are_question_marks():
     unassigned = "\u0378"                      # a code point no font has
-    assert visualize.undrawable(["café", "crème brûlée", "Ärger", "naïve"]) == []
-    assert visualize.undrawable(["café", f"x{unassigned}"]) == [unassigned]
+    assert fonts.undrawable(["café", "crème brûlée", "Ärger", "naïve"]) == []
+    assert fonts.undrawable(["café", f"x{unassigned}"]) == [unassigned]
     chart = lambda name: visualize.iou_bar_chart([name], [50.0])   # noqa: E731
     assert not np.array_equal(chart("café"), chart(f"caf{unassigned}"))   # é is a glyph, not the missing-glyph box
     assert np.array_equal(chart(f"caf{unassigned}"), chart("caf?"))       # what cannot be drawn is a "?"
     legend = lambda name: visualize.legend_panel([name], [(0, 0, 0)])     # noqa: E731
     assert not np.array_equal(legend("Ärger"), legend(f"{unassigned}rger"))
-    assert visualize.font_note(["café", "sky"]) is None
-    assert "no installed font draws" in visualize.font_note([f"x{unassigned}"])
+    assert fonts.font_note(["café", "sky"]) is None
+    assert "no installed font draws" in fonts.font_note([f"x{unassigned}"])
 
 
 def test_one_of_a_thing_is_not_plural():

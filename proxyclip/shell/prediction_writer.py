@@ -12,7 +12,8 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image, ImageOps
 
-from .visualize import font_note, overlay_with_legend, palette
+from .fonts import font_note
+from .visualize import overlay_with_legend, palette
 
 
 class PredictionWriter(BasePredictionWriter):

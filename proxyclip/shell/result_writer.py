@@ -13,7 +13,8 @@ from lightning.pytorch.cli import SaveConfigCallback
 from PIL import Image
 
 from .results import markdown_summary, write_report
-from .visualize import comparison_panel, font_note, iou_bar_chart, palette
+from .fonts import font_note
+from .visualize import comparison_panel, iou_bar_chart, palette
 
 
 def run_config(trainer: Trainer) -> dict[str, Any] | None:

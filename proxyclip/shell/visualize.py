@@ -3,23 +3,18 @@
 Palettes: Cityscapes' own 19 colours; PASCAL VOC's colour map for VOC and PASCAL Context (shifted by one where the
 background is ignored: VOC20, Context59); elsewhere (COCO, ADE, your own images) VOC's 21 colours, then hues spaced
 by the golden ratio, fixed per class index. Ignored pixels are white and named "ignored" in legends.
-
-Text is drawn with a font that has every character of it, among those the installed packages ship: PIL's own
-(Aileron, ASCII; its bitmap font, all of Latin-1) and matplotlib's DejaVu Sans (Latin, Greek, Cyrillic) when
-matplotlib is installed. A character none of them has is drawn as "?", never as an empty box; `undrawable` names
-such characters so that a run can say so once.
+Text is drawn in a font that has its characters (fonts.py); what none has is drawn as "?", never as an empty box.
 """
 from __future__ import annotations
 
 import colorsys
-import functools
-import importlib.util
 import math
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from .fonts import drawable, text_font
 
 IGNORED = (255, 255, 255)
 ROW = 14                       # legend / chart row height in pixels (the default bitmap font is 11 px)
@@ -29,58 +24,6 @@ CITYSCAPES = [(128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (19
               (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
               (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32)]
 _VOC_PALETTE_SETS = {"voc21": 0, "context60": 0, "pc459": 0, "voc20": 1, "context59": 1}  # name -> first VOC index
-
-
-@functools.lru_cache(maxsize=None)
-def _fonts() -> tuple:
-    """The fonts to choose from, in order of preference (the first that has every character of a text wins)."""
-    fonts = [ImageFont.load_default()]                 # PIL's FreeType font (Aileron, 10 px): ASCII and a few signs
-    matplotlib = importlib.util.find_spec("matplotlib")
-    dejavu = Path(matplotlib.origin).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf" if matplotlib else None
-    if dejavu is not None and dejavu.is_file() and hasattr(ImageFont, "FreeTypeFont"):
-        fonts.append(ImageFont.truetype(str(dejavu), 10))
-    fonts.append(ImageFont.load_default_imagefont())   # PIL's bitmap font (11 px): all of Latin-1
-    return tuple(fonts)
-
-
-@functools.lru_cache(maxsize=None)
-def _has_glyph(font_index: int, char: str) -> bool:
-    font = _fonts()[font_index]
-    if char.isspace():
-        return True
-    if not isinstance(font, ImageFont.FreeTypeFont):   # the bitmap font: Latin-1, one glyph per printable byte
-        return ord(char) < 256 and char.isprintable()
-    missing = bytes(font.getmask("\U0010ffff"))       # a code point no font maps: its "missing glyph" box
-    return bytes(font.getmask(char)) != missing
-
-
-def text_font(texts: Iterable[str]) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """The preferred font among those that draw the most distinct characters of `texts` (all of them, if one can)."""
-    chars = set("".join(texts))
-    coverage = [sum(_has_glyph(i, c) for c in chars) for i in range(len(_fonts()))]
-    return _fonts()[coverage.index(max(coverage))]
-
-
-def drawable(text: str, font) -> str:
-    """`text` with every character `font` has no glyph for replaced by "?"."""
-    index = _fonts().index(font)
-    return "".join(c if _has_glyph(index, c) else "?" for c in text)
-
-
-def undrawable(texts: Iterable[str]) -> list[str]:
-    """The characters of `texts` that no available font can draw, sorted."""
-    return sorted({c for c in "".join(texts) if not any(_has_glyph(i, c) for i in range(len(_fonts())))})
-
-
-def font_note(names: Sequence[str]) -> str | None:
-    """One line for the run's output when some of `names` hold characters no available font draws, else None."""
-    missing = undrawable(names)
-    if not missing:
-        return None
-    having = [n for n in names if any(c in n for c in missing)]
-    hint = "" if len(_fonts()) > 2 else " (installing matplotlib adds DejaVu Sans, which draws Latin, Greek and Cyrillic)"
-    return (f"note: no installed font draws {' '.join(missing)} (in {', '.join(repr(n) for n in having[:3])}"
-            f"{', ...' if len(having) > 3 else ''}); the pictures show '?' for them, the files keep the names{hint}.")
 
 
 def voc_colormap(num_classes: int) -> np.ndarray:
