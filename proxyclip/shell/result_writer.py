@@ -11,7 +11,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from PIL import Image
 
-from .results import markdown_summary, write_report
+from .results import markdown_summary, nan_line, write_report
 from .visualize import comparison_panel, iou_bar_chart, palette
 
 
@@ -70,4 +70,4 @@ class ResultWriter(Callback):
         print(markdown_summary(report) + f"\n{t['images']} images in {t['test_loop_s']:.1f} s on this process "
               f"({t['images_per_s']:.1f} images/s, {100 * t['data_wait_share']:.0f} % waiting for data; text encoding "
               f"{t['text_encoding_s']:.1f} s)\nResults written to {out_dir}/ (metrics.json, per_class.csv, summary.md, "
-              "per_class_iou.png, panels/)", flush=True)
+              f"per_class_iou.png, panels/)\n{nan_line(report)}", flush=True)
