@@ -197,10 +197,12 @@ def test_vfm_presets_at_full_size(vfm_name, downloads):
     assert state_sums(inner.state_dict()) == written
     assert vfm.embed_dim == expected["width"] and vfm.patch_size == expected["patch"]
     assert {m.eps for m in inner.modules() if isinstance(m, nn.LayerNorm)} == {expected["eps"]}
-    if vfm_name.startswith("sam"):   # SAM's own normalisation, as Meta's build holds it (0-255 units)
+    if vfm_name.startswith("sam"):   # SAM's own normalisation, as Meta's build holds it (0-255 float32 buffers) ...
         sam = sam_model_registry["vit_b"]()
-        assert float32(spec["vfm_mean"], spec["vfm_std"]) == float32((sam.pixel_mean / 255).flatten().tolist(),
-                                                                     (sam.pixel_std / 255).flatten().tolist())
+        stated = torch.tensor([spec["vfm_mean"], spec["vfm_std"]])
+        assert torch.allclose(stated, torch.stack([sam.pixel_mean, sam.pixel_std]).view(2, 3) / 255, rtol=1e-6, atol=0)
+        # ... which are ImageNet's, the constants the original ProxyCLIP normalises SAM's input with
+        assert float32(spec["vfm_mean"], spec["vfm_std"]) == float32([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     else:                            # what timm's loading set on the model for these weights
         assert float32(spec["vfm_mean"], spec["vfm_std"]) == float32(inner.pretrained_cfg["mean"], inner.pretrained_cfg["std"])
     if vfm_name.startswith("sam"):
