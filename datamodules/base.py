@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from lightning.pytorch import LightningDataModule
@@ -82,6 +82,7 @@ class SegmentationDataModule(LightningDataModule):
         crop_size: int = 336,
         stride: int = 112,
         check: bool = False,
+        numerics: Literal["original", "defined"] = "original",
     ):
         """
         Args:
@@ -100,6 +101,9 @@ class SegmentationDataModule(LightningDataModule):
             check: Read every image and label now, before any model is built, and report all the bad ones at once
                 (unreadable, truncated, size mismatch, label values out of range), instead of stopping at the
                 first one in the middle of the run. Decodes every file (about a minute per 10,000 images).
+            numerics: How the model computes (linked to the segmentor): "original", the benchmark protocol, every
+                input exactly as the method's original harness computes it (docs/method.md §1-§3); "defined", the
+                weights' own statistics on x / 255 and no NaN from an emptied proxy-attention row.
         """
         super().__init__()
         scale = tuple(scale)
@@ -118,6 +122,9 @@ class SegmentationDataModule(LightningDataModule):
         self.prob_thd = float(prob_thd)
         self.crop_size = int(crop_size)
         self.stride = int(stride)
+        if numerics not in ("original", "defined"):
+            raise DataError(f"numerics must be 'original' (the benchmark protocol) or 'defined'; got {numerics!r}.")
+        self.numerics = numerics
         self.batch_size = None if batch_size is None else int(batch_size)
         self.num_workers, self.pin_memory = num_workers, pin_memory  # None: chosen for the trainer's device
         self.dataset_name = type(self).dataset_name

@@ -131,6 +131,7 @@ class ImageFolderDataModule(LightningDataModule):
 
     dataset_name = "images"
     ignore_index = 255
+    numerics = "defined"   # linked to the segmentor: predictions of one's own images are defined (docs/method.md §1-§3)
 
     def __init__(
         self,

@@ -321,7 +321,7 @@ def test_segmentor_without_vfm_segments_an_image():
     """The library path (`segment`) with a baseline: no VFM is built, PAMR and the area threshold run."""
     from proxyclip import build_segmentor
 
-    seg = build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", vfm=None, pamr_steps=2, area_thd=0.1,
+    seg = build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", vfm=None, vfm_mean=None, vfm_std=None, pamr_steps=2, area_thd=0.1,
                           crop_size=112, stride=56, pad_multiple=1).eval()
     assert seg.vfm is None and not any("vfm" in key for key in seg.state_dict())
     image = (torch.rand(3, 90, 130) * 255).to(torch.uint8)

@@ -64,7 +64,7 @@ def test_voc21_end_to_end_in_a_subprocess(tmp_path):
     # the same numbers from the library, outside Lightning (the CLI seeds 0 before building the model)
     seed_everything(0)
     seg = build_segmentor(TINY, class_names=datamodule.class_names, prob_thd=datamodule.prob_thd,
-                          crop_size=datamodule.crop_size, stride=datamodule.stride)
+                          crop_size=datamodule.crop_size, stride=datamodule.stride, numerics=datamodule.numerics)
     metric = SegmentationMetric(21, 255)
     for batch in datamodule.test_dataloader():
         for pred, label in zip(seg.segment_batch(batch["images"], [l.shape for l in batch["labels"]]), batch["labels"]):

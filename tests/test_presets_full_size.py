@@ -5,8 +5,9 @@ architecture's own random state dict, in the format the real source serves (open
 `.safetensors` on the hub, SAM's full `.pth` from Meta's URL); open_clip, timm, torch.hub and our loaders do
 the rest. Asserted per component: what the original builds (the activation the tag's weights were trained
 with, widths, patch sizes, prefix tokens, LayerNorm eps, the position-table grid of 336 and 224 crops, the
-feature grids, the output dimension) and that the weights in the model are the file's. Each component is
-built once and run forward once, whichever presets share it.
+feature grids, the output dimension, the pixel statistics the weights were trained with, which every preset
+states) and that the weights in the model are the file's. Each component is built once and run forward once,
+whichever presets share it.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from conftest import REPO_ROOT
 from proxyclip.method.clip_encoder import build_clip, clip_activation, dense_clip_features
 from proxyclip.method.last_block import build_last_block
 from proxyclip.method.last_block.proxy import ProxyAttention
+from proxyclip.method.pixel_statistics import clip_statistics, vfm_statistics
 from proxyclip.method.pos_embed import resize_pos_embed_offset
 from proxyclip.method.vfm import build_vfm
 from proxyclip.method.vfm.registry import get_vfm_entry
@@ -49,6 +51,11 @@ VFMS = {
     "dinov3_vitb16": dict(width=768, patch=16, prefix=5, eps=1e-5, native=None, grid={336: 21, 224: 14}),
     "sam_vit_b": dict(width=256, patch=16, prefix=0, eps=1e-6, native=64, grid={336: 64, 224: 64}),
 }
+
+
+def float32(mean, std) -> tuple[list[float], list[float]]:
+    """Statistics as they run: float32."""
+    return torch.tensor(mean, dtype=torch.float32).tolist(), torch.tensor(std, dtype=torch.float32).tolist()
 
 
 def preset_specs():
@@ -104,8 +111,11 @@ def test_clip_presets_at_full_size(clip_key, downloads):
     expected = CLIPS[clip_key]
     users = {stem: spec for stem, spec in preset_specs().items() if (spec["clip_model"], spec["clip_pretrained"]) == clip_key}
     assert users, f"no preset uses CLIP {clip_key}"
-    for stem, spec in users.items():   # each preset says the activation explicitly, and says it right
+    trained = open_clip.get_pretrained_cfg(name, tag)
+    for stem, spec in users.items():   # each preset says the activation and the statistics explicitly, and says them right
         assert spec["clip_quick_gelu"] is (expected["activation"] == "QuickGELU"), stem
+        assert (spec["clip_mean"], spec["clip_std"]) == (list(trained["mean"]), list(trained["std"])), stem
+        assert clip_statistics(name, tag, spec["clip_mean"], spec["clip_std"]) == (trained["mean"], trained["std"]), stem
 
     repo = os.path.dirname(open_clip.get_pretrained_cfg(name, tag)["hf_hub"])
     written = {}
@@ -122,6 +132,8 @@ def test_clip_presets_at_full_size(clip_key, downloads):
     assert [p.name for p in downloads.served] == ["open_clip_model.safetensors"]
     assert state_sums(model.state_dict()) == written                 # the file's weights, every tensor
     assert clip_activation(model) == expected["activation"]          # visual and text MLPs alike
+    preprocess = model.visual.preprocess_cfg                         # what open_clip's loading set for these weights
+    assert (list(preprocess["mean"]), list(preprocess["std"])) == (spec["clip_mean"], spec["clip_std"])
     visual = model.visual
     assert visual.conv1.kernel_size == (expected["patch"],) * 2 and visual.conv1.out_channels == expected["width"]
     assert len(visual.transformer.resblocks) == expected["layers"] and visual.output_dim == expected["out"]
@@ -157,6 +169,8 @@ def test_vfm_presets_at_full_size(vfm_name, downloads):
     for stem in users:
         spec = preset_specs()[stem]
         assert spec["vfm_pretrained"] is True and not (spec.get("vfm_kwargs") or {}), stem   # the real size, no overrides
+        stated = vfm_statistics(vfm_name, True, spec["vfm_mean"], spec["vfm_std"])   # agrees with the weights', or raises
+        assert float32(spec["vfm_mean"], spec["vfm_std"]) == float32(*stated), stem
     entry = get_vfm_entry(vfm_name)
     written = {}
     if vfm_name.startswith("sam"):
@@ -183,6 +197,14 @@ def test_vfm_presets_at_full_size(vfm_name, downloads):
     assert state_sums(inner.state_dict()) == written
     assert vfm.embed_dim == expected["width"] and vfm.patch_size == expected["patch"]
     assert {m.eps for m in inner.modules() if isinstance(m, nn.LayerNorm)} == {expected["eps"]}
+    if vfm_name.startswith("sam"):   # SAM's own normalisation, as Meta's build holds it (0-255 float32 buffers) ...
+        sam = sam_model_registry["vit_b"]()
+        stated = torch.tensor([spec["vfm_mean"], spec["vfm_std"]])
+        assert torch.allclose(stated, torch.stack([sam.pixel_mean, sam.pixel_std]).view(2, 3) / 255, rtol=1e-6, atol=0)
+        # ... which are ImageNet's, the constants the original ProxyCLIP normalises SAM's input with
+        assert float32(spec["vfm_mean"], spec["vfm_std"]) == float32([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    else:                            # what timm's loading set on the model for these weights
+        assert float32(spec["vfm_mean"], spec["vfm_std"]) == float32(inner.pretrained_cfg["mean"], inner.pretrained_cfg["std"])
     if vfm_name.startswith("sam"):
         assert vfm.input_size == (1024, 1024) and inner.pos_embed.shape[1:3] == (64, 64)
     else:
@@ -213,6 +235,8 @@ def test_every_preset_is_a_checked_combination():
     assert len(specs) == 19   # default.yaml is vitb16_dino_vitb8 under the paper's name; 5 presets of the baselines
     for stem, spec in specs.items():
         assert (spec["clip_model"], spec["clip_pretrained"]) in CLIPS, stem
+        assert spec["clip_mean"] is not None and spec["clip_std"] is not None, stem   # stated (checked per CLIP above)
+        assert (spec["vfm_mean"] is not None) == (spec["vfm_std"] is not None) == (spec["method"] == "proxyclip"), stem
         if spec["method"] == "proxyclip":
             assert spec["vfm"] in VFMS, stem
             assert (spec["beta"], spec["gamma"]) == (1.2, 3.0), stem
@@ -234,3 +258,5 @@ def test_default_preset_segmentor_runs_quickgelu_everywhere(downloads):
     seg = build_segmentor(REPO_ROOT / "configs/model/default.yaml", class_names=["sky", "person"])
     activations = [type(m) for path, m in seg.clip.named_modules() if path.endswith("mlp.gelu")]
     assert len(activations) == 24 and {a.__name__ for a in activations} == {"QuickGELU"}
+    assert seg.clip_mean.flatten().tolist() == torch.tensor(open_clip.constants.OPENAI_DATASET_MEAN).tolist()
+    assert seg.vfm_std.flatten().tolist() == torch.tensor([0.229, 0.224, 0.225]).tolist()

@@ -114,6 +114,7 @@ def test_another_activation_does_not_reuse_the_cache(seg, tmp_path):
     results = {}
     for quick_gelu in (True, False):
         other = build_segmentor(TINY_CONFIG, class_names=VOCAB, clip_pretrained=str(checkpoint), clip_quick_gelu=quick_gelu,
+                                clip_mean=seg.clip_mean.flatten().tolist(), clip_std=seg.clip_std.flatten().tolist(),
                                 text_cache_dir=str(tmp_path / "text")).eval()
         counter = CountingEncoder(other.clip)
         results[quick_gelu] = other.text_embeddings()

@@ -29,6 +29,7 @@ LINKS = {
     "prob_thd": "model.segmentor.init_args.prob_thd",
     "crop_size": "model.segmentor.init_args.crop_size",
     "stride": "model.segmentor.init_args.stride",
+    "numerics": "model.segmentor.init_args.numerics",
     "background_name": "model.background_name",
     "ignore_index": "model.ignore_index",
     "dataset_name": "model.dataset_name",

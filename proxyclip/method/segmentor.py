@@ -11,15 +11,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
 from ..errors import ProxyCLIPError
 from ..vocabulary import parse_vocabulary
 from .clip_encoder import build_clip, clip_patch_size, dense_clip_features
 from .last_block import build_last_block
+from .last_block.proxy import ProxyAttention
 from .onednn_linear import swap_linears
 from .pamr import pamr
+from .pixel_statistics import NUMERICS, Numerics, clip_input, mmseg_constants, resolve_statistics, vfm_input
 from .small_classes import suppress_small_classes
 from .sliding_window import Window, pad_to_multiple, sliding_windows
 from .text import encode_queries
@@ -67,6 +66,17 @@ class ProxyCLIPSegmentor(nn.Module):
         channels_last: channels-last memory format for the patch convolutions and the crops (same results).
         onednn_linear: fp32 linear layers on CPU through oneDNN, which uses AVX-512 where MKL (PyTorch's
             default) would not, e.g. on AMD; same results up to rounding. No effect on GPUs or under autocast.
+        clip_mean: CLIP's pixel mean, RGB in [0, 1] units; null: the weights' own (open_clip's pretrained config of
+            the tag; OpenAI's for random weights). A value must agree with the tag's; a local checkpoint needs it.
+        clip_std: CLIP's pixel standard deviation, RGB in [0, 1] units; null and rules as clip_mean.
+        vfm_mean: the VFM's pixel mean, RGB in [0, 1] units; null: its weights' own (timm's pretrained config, SAM's
+            pixel_mean / 255). A value must agree with the library's weights; with others it is applied.
+        vfm_std: the VFM's pixel standard deviation, RGB in [0, 1] units; null and rules as vfm_mean.
+        numerics: "original" computes every input as the method's original harness does (mmseg's rounded
+            constants on 0-255 values; an emptied proxy-attention row gives NaN and class 0, counted), the
+            benchmarks' protocol; "defined" normalises x / 255 with the statistics themselves and leaves a row
+            that masking would empty unmasked (docs/method.md §1-§3). Null: "defined" (the benchmark data sets
+            "original" through the CLI).
     """
 
     def __init__(
@@ -97,8 +107,15 @@ class ProxyCLIPSegmentor(nn.Module):
         compile: bool = False,
         channels_last: bool = False,
         onednn_linear: bool = True,
+        clip_mean: tuple[float, float, float] | None = None,
+        clip_std: tuple[float, float, float] | None = None,
+        vfm_mean: tuple[float, float, float] | None = None,
+        vfm_std: tuple[float, float, float] | None = None,
+        numerics: Numerics | None = None,
     ) -> None:
         super().__init__()
+        statistics = resolve_statistics(clip_model, clip_pretrained, clip_mean, clip_std, method, vfm, vfm_pretrained,
+                                        vfm_mean, vfm_std)   # docs/method.md §1; before any model is built
         self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained, clip_quick_gelu)
         method_kwargs = {**({"beta": beta, "gamma": gamma} if method == "proxyclip" else {}), **(method_kwargs or {})}
         self.method, self.last_block = method, build_last_block(method, **method_kwargs)
@@ -122,10 +139,15 @@ class ProxyCLIPSegmentor(nn.Module):
         self.crop_size, self.stride, self.mode, self.pad_multiple = crop_size, stride, mode, pad_multiple
         self.crop_batch_size = crop_batch_size
         self.check_geometry()
-        # docs/method.md §1: CLIP's normalisation, and ImageNet's for the VFM
-        for name, value in (("clip_mean", OPENAI_DATASET_MEAN), ("clip_std", OPENAI_DATASET_STD),
-                            ("imagenet_mean", IMAGENET_DEFAULT_MEAN), ("imagenet_std", IMAGENET_DEFAULT_STD)):
-            self.register_buffer(name, torch.tensor(value).view(3, 1, 1), persistent=False)
+        # docs/method.md §1: each encoder's pixel statistics ([3, 1, 1] float32, [0, 1] units), and CLIP's as the
+        # originals' SegDataPreProcessor states them (0-255 units, rounded to 3 decimals) for numerics "original"
+        for name, value in statistics.items():
+            self.register_buffer(name, torch.tensor(value, dtype=torch.float32).view(3, 1, 1), persistent=False)
+        for name in ("clip_mean", "clip_std"):
+            value = torch.tensor(mmseg_constants(statistics[name]), dtype=torch.float32)
+            self.register_buffer(f"{name}_255", value.view(3, 1, 1), persistent=False)
+        self.pixel_statistics: dict[str, tuple[float, float, float]] = statistics   # what runs, for the records
+        self.numerics = numerics or "defined"
         self.register_buffer("query_embeddings", torch.empty(0), persistent=False)   # [Q, D], computed lazily
         self.register_buffer("query_to_class", torch.empty(0, dtype=torch.long), persistent=False)  # [Q]
         self.class_names: list[str] = []
@@ -136,6 +158,19 @@ class ProxyCLIPSegmentor(nn.Module):
     # ProxyCLIP's adaptive normalisation, kept by its last block (other methods have none)
     beta = property(lambda self: self.last_block.beta, lambda self, value: setattr(self.last_block, "beta", value))
     gamma = property(lambda self: self.last_block.gamma, lambda self, value: setattr(self.last_block, "gamma", value))
+
+    @property
+    def numerics(self) -> str:
+        """"original" (the benchmark protocol, as each original computes) or "defined" (docs/method.md §1-§3)."""
+        return self._numerics
+
+    @numerics.setter
+    def numerics(self, value: str) -> None:
+        if value not in NUMERICS:
+            raise ProxyCLIPError(f"numerics must be one of {', '.join(NUMERICS)} (or null: defined), got {value!r}.")
+        self._numerics = value
+        if isinstance(self.last_block, ProxyAttention):   # an emptied row: NaN as in the original, or left unmasked
+            self.last_block.empty_rows = "nan" if value == "original" else "unmasked"
 
     def check_geometry(self) -> None:
         patch = max(*clip_patch_size(self.clip.visual), self.vfm.min_crop_side() if self.vfm is not None else 1)
@@ -188,14 +223,13 @@ class ProxyCLIPSegmentor(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         with _exact_fp32_convolutions(x):
             feats = None
-            if self.vfm is not None:
-                pixels = x * self.clip_std + self.clip_mean                    # back to [0, 1]; padding -> CLIP's mean colour
-                feats = self.vfm((pixels - self.imagenet_mean) / self.imagenet_std, self.crop_size)  # [B, C, h, w]
+            if self.vfm is not None:                                            # padding -> CLIP's mean colour
+                feats = self.vfm(vfm_input(x, self.clip_mean, self.clip_std, self.vfm_mean, self.vfm_std), self.crop_size)
             return dense_clip_features(self.clip.visual, x, self.last_block, feats, onednn=self.onednn_linear)
 
     def dense_features(self, crops: torch.Tensor) -> torch.Tensor:
         """crops: [B, 3, H, W] RGB in [0, 1] -> L2-normalised dense CLIP embeddings [B, D, h, w] (the method's grid)."""
-        return self._dense((crops - self.clip_mean) / self.clip_std)
+        return self._dense(self._normalise(crops))
 
     def crop_logits(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, 3, H, W] CLIP-normalised -> cosine logits [B, Q, H, W] (bilinear from the feature grid)."""
@@ -297,13 +331,21 @@ class ProxyCLIPSegmentor(nn.Module):
         return torch.from_numpy(array.copy()).permute(2, 0, 1).to(self.clip_mean.device)
 
     def _clip_normalised(self, image: torch.Tensor) -> torch.Tensor:
-        """[3, h, w] RGB, uint8 or float in [0, 1] -> CLIP-normalised float [3, h, w], as the model sees it."""
-        return (self._as_float(image) - self.clip_mean) / self.clip_std
+        """[3, h, w] RGB, uint8 or float in [0, 1] -> CLIP's float input [3, h, w], as the model sees it (§1)."""
+        return self._normalise(self._checked(image) if self.numerics == "original" else self._as_float(image))
 
-    def _as_float(self, image: torch.Tensor) -> torch.Tensor:
+    def _normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[..., 3, H, W] RGB, uint8 or float in [0, 1] -> CLIP's input under `numerics` (docs/method.md §1)."""
+        return clip_input(pixels, self.numerics, self.clip_mean, self.clip_std, self.clip_mean_255, self.clip_std_255)
+
+    def _checked(self, image: torch.Tensor) -> torch.Tensor:
         image = image.to(self.clip_mean.device)
         if image.ndim != 3 or image.shape[0] != 3:
             raise ProxyCLIPError(f"Images must be [3, H, W] RGB tensors, got shape {tuple(image.shape)}.")
+        return image
+
+    def _as_float(self, image: torch.Tensor) -> torch.Tensor:
+        image = self._checked(image)
         return image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
 
 

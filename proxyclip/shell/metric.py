@@ -46,7 +46,8 @@ def summarize(counts: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 class SegmentationMetric(Metric):
-    """Per-class intersection / union / prediction / label counts over a test set, summed across processes."""
+    """Per-class intersection / union / prediction / label counts over a test set, summed across processes, and
+    the pixels decided on NaN logits (docs/method.md §3.4: an emptied proxy-attention row under numerics original)."""
 
     full_state_update = False
     is_differentiable = False
@@ -57,11 +58,15 @@ class SegmentationMetric(Metric):
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.add_state("counts", torch.zeros(4, num_classes, dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("num_images", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("nan_pixels", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
 
-    def update(self, pred: torch.Tensor, label: torch.Tensor) -> None:
-        """pred, label: [H, W] for one image."""
+    def update(self, pred: torch.Tensor, label: torch.Tensor, nan: torch.Tensor | None = None) -> None:
+        """pred, label: [H, W] for one image; nan: [H, W] bool, its pixels whose logits are NaN (every one counted,
+        whatever its label; a sum on the device, so nothing waits for the GPU)."""
         self.counts += intersect_and_union(pred, label.to(pred.device), self.num_classes, self.ignore_index)
         self.num_images += 1
+        if nan is not None:
+            self.nan_pixels += nan.sum()
 
     def compute(self) -> dict[str, torch.Tensor]:
-        return {**summarize(self.counts), "counts": self.counts, "num_images": self.num_images}
+        return {**summarize(self.counts), "counts": self.counts, "num_images": self.num_images, "nan_pixels": self.nan_pixels}

@@ -95,11 +95,15 @@ class ProxyCLIPModule(L.LightningModule):
         self._timer.batch_start()
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> list[torch.Tensor]:
-        """Per image the label map [H, W] at its ground truth's size, counted by the metric (and returned for panels)."""
-        labels = batch["labels"]
-        preds = self.segmentor.segment_batch(batch["images"], [tuple(label.shape[-2:]) for label in labels])
-        for pred, label in zip(preds, labels):
-            self.metric.update(pred, label)
+        """Per image the label map [H, W] at its ground truth's size, counted by the metric (and returned for panels),
+        with the pixels whose logits are NaN (class 0, as the original decides them: docs/method.md §3.4)."""
+        labels, images = batch["labels"], batch["images"]
+        preds = []
+        for logits, image, label in zip(self.segmentor(images, [tuple(label.shape[-2:]) for label in labels]), images, labels):
+            probs = self.segmentor.probabilities(logits, image)
+            nan = probs.isnan().any(dim=0)                  # NaN logits give NaN probabilities for every class
+            preds.append(self.segmentor.decide(probs))
+            self.metric.update(preds[-1], label, nan)
         return preds
 
     def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -115,6 +119,8 @@ class ProxyCLIPModule(L.LightningModule):
             # collective) and tells Lightning so, which it otherwise warns about under DDP.
             self.log(key, float(metrics[key]) * 100.0, rank_zero_only=True, sync_dist=True)
         self.report = build_report(metrics, self.segmentor.class_names, self.dataset_name, None, self.class_labels())
+        self.report["numerics"] = self.segmentor.numerics
+        self.report["pixel_statistics"] = {name: list(value) for name, value in self.segmentor.pixel_statistics.items()}
         self.report["timing"] = run_timing(own, own_images, int(metrics["num_images"]), float(longest),
                                            self.trainer.world_size, self.timing["text_encoding_s"])
 

@@ -12,8 +12,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from PIL import Image
 
-from .results import markdown_summary, write_report
 from .fonts import font_note
+from .results import markdown_summary, nan_line, write_report
 from .visualize import comparison_panel, iou_bar_chart, palette
 
 
@@ -77,4 +77,5 @@ class ResultWriter(Callback):
         own = f"process 0: {t['rank0_images']} of them, " if t["processes"] > 1 else ""
         print(markdown_summary(report) + f"\n{images}{where} in {t['test_loop_s']:.1f} s ({t['images_per_s']:.1f} images/s; "
               f"{own}{100 * t['data_wait_share']:.0f} % waiting for data, text encoding {t['text_encoding_s']:.1f} s)\n"
-              f"Results written to {out_dir}/ (metrics.json, per_class.csv, summary.md, per_class_iou.png, panels/)", flush=True)
+              f"Results written to {out_dir}/ (metrics.json, per_class.csv, summary.md, per_class_iou.png, panels/)\n"
+              f"{nan_line(report)}", flush=True)

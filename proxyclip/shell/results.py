@@ -39,8 +39,16 @@ def build_report(metrics: dict[str, torch.Tensor], class_names: list[str], datas
         "mAcc": _pct(metrics["mAcc"]),
         "per_class": per_class,
         "counts": dict(zip(COUNT_NAMES, counts)),
+        "nan_pixels": int(metrics["nan_pixels"]) if "nan_pixels" in metrics else 0,   # decided on NaN logits: class 0
         "config": config,
     }
+
+
+def nan_line(report: dict[str, Any]) -> str:
+    """The run's one line about pixels decided on NaN logits (docs/method.md §3.4)."""
+    count = report.get("nan_pixels", 0)
+    return (f"{count} pixel{'' if count == 1 else 's'} had NaN logits and {'was' if count == 1 else 'were'} labelled class 0 "
+            f"(numerics: {report.get('numerics', 'defined')}; an emptied proxy-attention row, docs/method.md §3.4)")
 
 
 def _fmt(value: float | None) -> str:

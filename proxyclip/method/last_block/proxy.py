@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..proxy_attention import proxy_attention
+from ..proxy_attention import EmptyRows, proxy_attention
 from .base import LastBlock, Linear
 
 
@@ -14,6 +14,8 @@ class ProxyAttention(LastBlock):
     Args:
         beta: adaptive-normalisation shift: S' = gamma * (S - beta * mean(S)).
         gamma: adaptive-normalisation scale.
+
+    `empty_rows` ("nan" as the original, or "unmasked") is set by the segmentor from its numerics (docs/method.md §3.4).
     """
 
     needs_vfm = True
@@ -21,6 +23,7 @@ class ProxyAttention(LastBlock):
     def __init__(self, beta: float = 1.2, gamma: float = 3.0):
         super().__init__()
         self.beta, self.gamma = beta, gamma
+        self.empty_rows: EmptyRows = "unmasked"
 
     def forward(self, block, tokens: torch.Tensor, grid: tuple[int, int], linear: Linear,
                 feats: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -30,5 +33,5 @@ class ProxyAttention(LastBlock):
         v_bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * width:]
         v = linear(y[:, 1:], attn.in_proj_weight[2 * width:], v_bias)        # value projection only: [B, gh*gw, W]
         v = v.transpose(1, 2).reshape(b, width, *grid)
-        out = proxy_attention(v, feats, self.beta, self.gamma)               # [B, h*w, W]
+        out = proxy_attention(v, feats, self.beta, self.gamma, self.empty_rows)   # [B, h*w, W]
         return linear(out, attn.out_proj.weight, attn.out_proj.bias), tuple(feats.shape[-2:])

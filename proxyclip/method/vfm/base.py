@@ -7,7 +7,8 @@ from torch import nn
 
 
 class VFMAdapter(nn.Module):
-    """A VFM seen by the segmentor: ImageNet-normalised images `[B, 3, H, W]` -> features `[B, C, h, w]`.
+    """A VFM seen by the segmentor: images `[B, 3, H, W]` normalised with its pixel statistics (its registry entry,
+    docs/method.md §1) -> features `[B, C, h, w]`.
 
     Subclasses set `patch_size` (pixels per token side, on the model's own input) and `embed_dim` (C), and
     implement `extract(x) -> [B, C, h, w]` on the (possibly resized) input. What the model sees:
@@ -28,7 +29,7 @@ class VFMAdapter(nn.Module):
         return self.input_size
 
     def forward(self, x: torch.Tensor, crop_size: int | None = None) -> torch.Tensor:
-        """x: [B, 3, H, W] ImageNet-normalised; crop_size: the segmentor's crop side -> [B, C, h, w]."""
+        """x: [B, 3, H, W] normalised with its statistics; crop_size: the segmentor's crop side -> [B, C, h, w]."""
         size = self.input_size_for(crop_size)
         if size is not None and tuple(x.shape[-2:]) != tuple(size):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import timm
+
 from ...errors import ProxyCLIPError, close_matches
 from .base import VFMAdapter
 
@@ -14,6 +16,8 @@ class VFMEntry:
 
     weights_url: the pretrained checkpoint's URL (fetched into torch.hub's cache), for families outside timm (SAM);
         otherwise the weights are timm's pretrained ones of `timm_name` (the builder's `model_name`).
+    statistics: (mean, std), RGB in [0, 1] units, that the weights were trained with, for families outside timm
+        (SAM's own pixel_mean / pixel_std); otherwise timm's pretrained configuration of `timm_name` says.
     """
 
     name: str
@@ -21,20 +25,30 @@ class VFMEntry:
     kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     weights_url: str | None = None
+    statistics: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     @property
     def timm_name(self) -> str | None:
         return self.kwargs.get("model_name")
+
+    def pixel_statistics(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """(mean, std) of the pixels the weights were trained on (docs/method.md §1)."""
+        if self.statistics is not None:
+            mean, std = self.statistics
+        else:
+            cfg = timm.models.get_pretrained_cfg(self.timm_name)
+            mean, std = cfg.mean, cfg.std
+        return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 _REGISTRY: dict[str, VFMEntry] = {}
 
 
 def register_vfm(name: str, builder: Callable[..., VFMAdapter], description: str = "", weights_url: str | None = None,
-                 **kwargs: Any) -> None:
+                 statistics: tuple[tuple[float, ...], tuple[float, ...]] | None = None, **kwargs: Any) -> None:
     if name in _REGISTRY:
         raise ValueError(f"VFM '{name}' is registered twice")
-    _REGISTRY[name] = VFMEntry(name, builder, dict(kwargs), description, weights_url)
+    _REGISTRY[name] = VFMEntry(name, builder, dict(kwargs), description, weights_url, statistics)
 
 
 def list_vfms() -> list[str]:

@@ -6,11 +6,12 @@ SAM's absolute position table is built for exactly that input, so nothing is res
 """
 from __future__ import annotations
 
+import inspect
 from functools import partial
 from typing import Any
 
 import torch
-from segment_anything.modeling import ImageEncoderViT
+from segment_anything.modeling import ImageEncoderViT, Sam
 from torch import nn
 
 from ..loading import download_guard, load_state_dict_checked, load_state_dict_file
@@ -32,6 +33,13 @@ _VARIANTS = {
 _PREFIX = "image_encoder."  # where a full SAM checkpoint keeps the encoder
 
 
+def pixel_statistics() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """SAM's own pixel_mean / pixel_std (`Sam`'s defaults, which build_sam passes: 0-255 units) in [0, 1] units:
+    ImageNet's 0.485, 0.456, 0.406 / 0.229, 0.224, 0.225 in float32."""
+    defaults = inspect.signature(Sam.__init__).parameters
+    return tuple(v / 255 for v in defaults["pixel_mean"].default), tuple(v / 255 for v in defaults["pixel_std"].default)
+
+
 def checkpoint_url(variant: str) -> str:
     """The official checkpoint of `variant` (vit_b, vit_l, vit_h)."""
     return _VARIANTS[variant][1]
@@ -49,8 +57,7 @@ class SAMAdapter(VFMAdapter):
 
     def extract(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, 3, img_size, img_size] -> [B, out_chans, img_size // 16, img_size // 16] (after the neck)."""
-        # The ImageNet normalisation of docs/method.md §1 is SAM's own (pixel_mean/std 123.675/58.395, ...), so
-        # the input needs nothing more.
+        # The input is normalised with SAM's own statistics (`pixel_statistics`, docs/method.md §1): nothing more.
         return self.encoder(x)
 
 
@@ -76,4 +83,4 @@ def build_sam(pretrained: bool | str, model_kwargs: dict[str, Any], variant: str
 
 for _variant, _size in (("vit_b", "ViT-B"), ("vit_l", "ViT-L"), ("vit_h", "ViT-H")):
     register_vfm(f"sam_{_variant}", build_sam, f"SAM {_size} image encoder (segment-anything), 256 x 64 x 64 after the neck",
-                 weights_url=checkpoint_url(_variant), variant=_variant)
+                 weights_url=checkpoint_url(_variant), statistics=pixel_statistics(), variant=_variant)
