@@ -1,6 +1,9 @@
 """What the CLI parses is what runs: linked values given on the model side, every spelling of the method, another
 method's options, a model config given as the benchmark (issue 19, items 1, 2, 3, 15)."""
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -211,3 +214,25 @@ def test_a_model_config_given_as_the_benchmark_says_so(capsys):
     line = refused(["test", "--config", "configs/model/tiny_random.yaml"], capsys)
     assert "configs/model/tiny_random.yaml is a model config" in line
     assert "--config configs/voc21.yaml --model configs/model/tiny_random.yaml" in line
+
+
+def test_ddp_workers_settle_the_command_the_same_way(models, tmp_path):
+    """DDP's workers start again from the command as given: on 2 processes, every process runs SCLIP's own VOC21 values
+    (vocabulary, crop, thresholds) from `--model.segmentor.method sclip`, and the counts equal one process's."""
+    from proxyclip.commands.cli import cli_main
+
+    root = write_voc(tmp_path / "data", n=3)
+    args = ["test", "--config", str(REPO_ROOT / "configs/voc21.yaml"), "--model", str(models / "plain.yaml"),
+            "--model.segmentor.method", "sclip", "--data.init_args.root", str(root), "--model.num_panels", "0",
+            "--trainer.logger", "false", "--trainer.accelerator", "cpu"]
+    cli_main([*args, "--model.output_dir", str(tmp_path / "one")])
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), *args, "--model.output_dir", str(tmp_path / "two"),
+                          "--trainer.devices", "2", "--trainer.strategy", "ddp"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stderr.count("sclip's own voc21 values") == 1                 # one line, from rank 0
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert one["config"]["data"]["init_args"]["names_file"] == "sclip/voc21" and one["num_images"] == two["num_images"] == 3
+    assert two["counts"] == one["counts"]

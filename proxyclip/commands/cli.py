@@ -77,6 +77,14 @@ class ProxyCLIPCLI(LightningCLI):
     def subcommands() -> dict[str, set[str]]:
         return {"test": {"model", "dataloaders", "datamodule"}, "predict": {"model", "dataloaders", "datamodule"}}
 
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        """Lightning's, listing each subcommand in this package's words (Lightning's would quote the Trainer's)."""
+        self._subcommand_parsers = {}
+        subcommands = parser.add_subcommands()
+        for name, text in SUBCOMMAND_DESCRIPTIONS.items():
+            self._subcommand_parsers[name] = self._prepare_subcommand_parser(self.trainer_class, name, **kwargs.get(name, {}))
+            subcommands.add_subcommand(name, self._subcommand_parsers[name], help=text)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ResultWriter, "result_writer")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")  # --prediction_writer.save_probabilities ...
