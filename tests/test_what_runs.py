@@ -105,7 +105,7 @@ def test_a_model_file_value_under_a_later_protocol_is_refused(tmp_path, capsys):
     ("--model.segmentor.init_args.class_names", "[cat, dog]", "--data.init_args.names_file"),
     ("--model.ignore_index", "3", "--data.init_args.legacy_ignore_255"),
     ("--model.background_name", "sky", "--data.init_args.background"),
-    ("--model.dataset_name", "mine", "dataset_name"),
+    ("--model.dataset_name", "mine", "a class attribute of your subclass"),
 ])
 def test_linked_values_the_data_cannot_take_are_refused(flag, value, needle, capsys):
     line = refused(["test", "--config", "configs/voc21.yaml", "--model", TINY, flag, value], capsys)
