@@ -57,7 +57,8 @@ def asks_for_help(argv: Sequence[str]) -> bool:
 
 
 def without_print_config(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(argv without `--print_config[=flags]`, those tokens): the CLI settles the command, then prints it."""
+    """(argv without `--print_config[=flags]`, those tokens, to go at the end): the CLI settles the command, then
+    prints it. After the subcommand, a bare `--print_config` takes the next token as its flags unless it is an option."""
     kept, removed = [], []
     subcommand = subcommand_index(argv)
     skip_next = False
@@ -65,9 +66,10 @@ def without_print_config(argv: Sequence[str]) -> tuple[list[str], list[str]]:
         if skip_next:
             removed.append(token)
             skip_next = False
-        elif token.partition("=")[0] == PRINT_CONFIG and subcommand is not None and i > subcommand:
-            removed.append(token)     # a bare `--print_config` takes the next token as its flags unless it is an option
-            skip_next = token == PRINT_CONFIG and i + 1 < len(argv) and not is_option(argv[i + 1])
+        elif token.partition("=")[0] == PRINT_CONFIG:
+            removed.append(token)
+            after = subcommand is not None and i > subcommand
+            skip_next = after and token == PRINT_CONFIG and i + 1 < len(argv) and not is_option(argv[i + 1])
         else:
             kept.append(token)
     return kept, removed
