@@ -231,20 +231,6 @@ def test_protocol_configs_change_only_what_their_method_sets():
         assert (REPO_ROOT / "configs" / f"{path.stem}.yaml").is_file(), path     # over a benchmark of ours
 
 
-def test_the_cli_adds_the_method_protocol():
-    from proxyclip.commands.protocols import add_method_protocol
-
-    sclip = ["test", "--config", "configs/voc21.yaml", "--model", "configs/model/sclip_vitb16.yaml"]
-    argv, note = add_method_protocol([*sclip, "--model.segmentor.init_args.logit_scale", "3"])
-    own = str(REPO_ROOT / "proxyclip" / "configs" / "sclip" / "voc21.yaml")
-    assert argv == [*sclip, "--config", own, "--model.segmentor.init_args.logit_scale", "3"]   # later values win
-    assert note == f"sclip's own voc21 values: --config {own}"
-    assert add_method_protocol([*sclip, "--config", "configs/sclip/voc21.yaml"]) == ([*sclip, "--config", "configs/sclip/voc21.yaml"], None)
-    assert add_method_protocol(["test", "--config", "configs/voc21.yaml"])[1] is None       # ProxyCLIP: nothing
-    _, note = add_method_protocol(["test", "--config", "configs/pc459.yaml", "--model", "configs/model/naclip_vitb16.yaml"])
-    assert note.startswith("note: naclip defines no pc459 protocol")
-
-
 # --- the CLI and eval_all ----------------------------------------------------------------------------------
 def tiny_preset(folder, method):
     """The method's preset with a tiny random CLIP of its architecture (the preset's activation kept)."""
@@ -285,6 +271,7 @@ def test_each_method_runs_on_fake_voc_through_main(method, tmp_path, capsys):
     report = json.loads((out / "metrics.json").read_text())
     assert report["num_images"] == 2 and report["num_classes"] == 21
     assert report["config"]["model"]["segmentor"]["init_args"]["method"] == method
+    assert report["config"]["method_protocol"] == f"configs/{method}/voc21.yaml"     # the file the CLI added
 
 
 def test_eval_all_puts_methods_side_by_side(tmp_path):
@@ -321,8 +308,10 @@ def test_segmentor_without_vfm_segments_an_image():
     """The library path (`segment`) with a baseline: no VFM is built, PAMR and the area threshold run."""
     from proxyclip import build_segmentor
 
-    seg = build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", vfm=None, vfm_mean=None, vfm_std=None, pamr_steps=2, area_thd=0.1,
-                          crop_size=112, stride=56, pad_multiple=1).eval()
+    proxyclip_only = dict(vfm=None, vfm_pretrained=None, vfm_kwargs=None, beta=None, gamma=None,
+                          vfm_mean=None, vfm_std=None)   # the tiny model's
+    seg = build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", pamr_steps=2, area_thd=0.1,
+                          crop_size=112, stride=56, pad_multiple=1, **proxyclip_only).eval()
     assert seg.vfm is None and not any("vfm" in key for key in seg.state_dict())
     image = (torch.rand(3, 90, 130) * 255).to(torch.uint8)
     labels = seg.segment(image)

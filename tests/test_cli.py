@@ -201,8 +201,8 @@ class MyDataModule(SegmentationDataModule):
 MY_CONFIG = '''
 class_path: my_dataset.MyDataModule
 init_args:
-  root: {root}
-  names_file: {names}
+  root: data/my_dataset
+  names_file: my_dataset_names.txt
   scale: [2048, 336]
   prob_thd: 0.1
   crop_size: 224
@@ -210,12 +210,13 @@ init_args:
 '''
 
 
-def test_add_a_dataset_as_the_readme_shows(tmp_path):
-    """A made-up dataset: a DataModule subclass, a YAML and a names file, evaluated through main.py test."""
+def write_my_dataset(folder):
+    """The README's "Add a dataset": a DataModule subclass, a YAML whose paths are relative to its own folder, a
+    names file and 3 images; returns (the YAML, the PYTHONPATH that finds the subclass)."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    root = tmp_path / "my_dataset"
+    root = folder / "data" / "my_dataset"
     for i, (h, w) in enumerate([(40, 60), (70, 50), (33, 33)]):
         (root / "images/val").mkdir(parents=True, exist_ok=True)
         (root / "labels/val").mkdir(parents=True, exist_ok=True)
@@ -223,18 +224,75 @@ def test_add_a_dataset_as_the_readme_shows(tmp_path):
         label = rng.integers(0, 3, (h, w)).astype(np.uint8)
         label[:3] = 255
         Image.fromarray(label).save(root / f"labels/val/{i}.png")
-    (tmp_path / "my_dataset.py").write_text(MY_DATASET)
-    (tmp_path / "names.txt").write_text("background; wall\ncat\ndog\n")
-    (tmp_path / "my_dataset.yaml").write_text(MY_CONFIG.format(root=root, names=tmp_path / "names.txt"))
-    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{tmp_path}"}
-    result = subprocess.run([sys.executable, "main.py", "test", "--model", TINY, "--data", str(tmp_path / "my_dataset.yaml"),
+    (folder / "my_dataset.py").write_text(MY_DATASET)
+    (folder / "my_dataset_names.txt").write_text("background; wall\ncat\ndog\n")
+    (folder / "my_dataset.yaml").write_text(MY_CONFIG)
+    return folder / "my_dataset.yaml", f"{REPO_ROOT}{os.pathsep}{folder}"
+
+
+def test_add_a_dataset_as_the_readme_shows(tmp_path):
+    """A made-up dataset evaluated through main.py test from another working folder: the YAML's relative `root` and
+    `names_file` are found next to it, as jsonargparse finds a config's own relative paths."""
+    config, pythonpath = write_my_dataset(tmp_path / "mine")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), "test", "--model", TINY, "--data", str(config),
                              "--model.output_dir", str(tmp_path / "out"), "--trainer.logger", "false"],
-                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert report["dataset"] == "my_dataset" and report["num_images"] == 3
     assert [row["queries"] for row in report["per_class"]] == ["background; wall", "cat", "dog"]
     assert (tmp_path / "out" / "per_class_iou.png").is_file() and len(list((tmp_path / "out" / "panels").glob("*.png"))) == 3
+    recorded = report["config"]["data"]["init_args"]           # the paths that ran, usable from any folder
+    assert (recorded["root"], recorded["names_file"]) == (str(tmp_path / "mine/data/my_dataset"),
+                                                          str(tmp_path / "mine/my_dataset_names.txt"))
+
+
+def test_eval_all_runs_a_dataset_config_beside_the_benchmarks(tmp_path):
+    """`--datasets voc21 path/to/my_dataset.yaml`: one more column, named by the file; its root from its config."""
+    config, pythonpath = write_my_dataset(tmp_path / "mine")
+    WRITERS["voc21"](tmp_path / "data", n=1)
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    run = subprocess.run([sys.executable, "-m", "proxyclip.eval_all", "--model", TINY, "--datasets", "voc21", str(config),
+                          "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out"), "--model.num_panels", "0"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["benchmarks"] == ["voc21", "my_dataset"]
+    mine = json.loads((tmp_path / "out" / "tiny_random" / "my_dataset" / "metrics.json").read_text())
+    assert mine["num_images"] == 3 and summary["rows"][0]["mIoU"]["my_dataset"] == mine["mIoU"]
+
+
+def test_the_installed_command_finds_its_configs_from_any_folder(installed, tmp_path):
+    """From a folder outside the checkout, the README's names of the shipped configs, and the files they name (the
+    demo's image and vocabulary), resolve in the installed package; the help describes this package."""
+    bin_dir, cwd, env = installed
+
+    def proxyclip(*args):
+        return subprocess.run([str(bin_dir / "proxyclip"), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=600)
+
+    voc = WRITERS["voc21"](tmp_path / "data", n=1)
+    tested = proxyclip("test", "--config", "configs/voc21.yaml", "--model", "configs/model/tiny_random.yaml",
+                       "--data.init_args.root", str(voc), "--model.output_dir", str(tmp_path / "out"),
+                       "--trainer.logger", "false", "--model.num_panels", "0")
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["num_images"] == 1
+    data_file = proxyclip("test", "--data", "configs/data/voc21.yaml", "--model", "configs/model/tiny_random.yaml",
+                          "--data.init_args.root", str(voc), "--print_config")
+    assert data_file.returncode == 0 and "names_file: voc21" in data_file.stdout, data_file.stderr[-3000:]
+    predicted = proxyclip("predict", "--config", "configs/demo.yaml", "--model", "configs/model/tiny_random.yaml",
+                          "--prediction_writer.output_dir", str(tmp_path / "demo"), "--trainer.logger", "false")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    legend = json.loads((tmp_path / "demo" / "astronaut_legend.json").read_text())
+    assert legend["image"].endswith("datamodules/assets/astronaut.jpg") and str(REPO_ROOT) not in legend["image"]
+    assert list(cwd.iterdir()) == []
+    for args, needle in ((["--help"], "open-vocabulary semantic segmentation"), (["test", "--help"], "Evaluate a benchmark"),
+                         (["predict", "--help"], "Segment your own images")):
+        shown = proxyclip(*args)
+        assert shown.returncode == 0 and needle in shown.stdout and "Lightning Trainer" not in shown.stdout, args
 
 
 def test_print_config_output_runs_as_given(tmp_path):

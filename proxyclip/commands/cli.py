@@ -1,12 +1,14 @@
 """LightningCLI for ProxyCLIP: `test` evaluates a benchmark, `predict` segments images; there is no `fit`.
 
     proxyclip test --config configs/voc21.yaml          (or: python main.py test ...)
+
+What runs is settled from the parsed configuration before anything is built (what_runs.py).
 """
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, Optional
 
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import LightningDataModule
@@ -18,12 +20,14 @@ from ..shell.prediction_writer import PredictionWriter
 from ..shell.result_writer import ResultWriter
 from .messages import ALL_MESSAGES_FLAG, argument_error_paragraph, show_all_messages, quiet_third_party
 from .outputs import DEFAULT_ROOT, check_output_locations, route_outputs
-from .protocols import add_method_protocol
+from .protocols import RECORD, RECORD_HELP
 from .user_errors import find_user_error
 from .weights import model_config_name
+from .what_runs import parse_what_runs
 
 # data attribute -> where it goes when the classes are instantiated. The dataset config is the one source of a
-# benchmark's vocabulary and protocol values (docs/method.md §7): the segmentor is built with them.
+# benchmark's vocabulary and protocol values (docs/method.md §7): the segmentor is built with them. A segmentor value
+# given on the model side is applied as the data option or refused (links.py), for every entry here.
 LINKS = {
     "class_names": "model.segmentor.init_args.class_names",
     "prob_thd": "model.segmentor.init_args.prob_thd",
@@ -51,6 +55,15 @@ _MOST_USED = [
     ("--model.output_dir DIR", "where results go (default: outputs/lightning_logs/version_N/)"),
     (ALL_MESSAGES_FLAG, "also Lightning's notices and third-party warnings"),
 ]
+DESCRIPTION = ("proxyclip: training-free open-vocabulary semantic segmentation (ProxyCLIP, and the SCLIP, ClearCLIP and "
+               "NACLIP baselines). `proxyclip test --config configs/voc21.yaml --data.init_args.root DIR` evaluates a "
+               "benchmark; `proxyclip predict --config configs/demo.yaml` segments your own images. The shipped configs "
+               "are found by their README names (configs/..., configs/model/..., configs/data/...) from any folder; a "
+               "local file of the same path wins. `proxyclip test --help` lists every option.")
+SUBCOMMAND_DESCRIPTIONS = {
+    "test": "Evaluate a benchmark (or your own dataset): mIoU, per-class IoU and the counts, written to metrics.json.",
+    "predict": "Segment your own images with your own class names: label PNGs, overlays with a legend, legend JSON.",
+}
 EPILOG = "The options most runs need (the README's first sections show them in use):\n" + "\n".join(
     f"  {option:<40} {what}" if len(option) <= 40 else f"  {option}\n  {'':<40} {what}" for option, what in _MOST_USED)
 
@@ -67,11 +80,23 @@ class ProxyCLIPCLI(LightningCLI):
     def subcommands() -> dict[str, set[str]]:
         return {"test": {"model", "dataloaders", "datamodule"}, "predict": {"model", "dataloaders", "datamodule"}}
 
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        """Lightning's, listing each subcommand in this package's words (Lightning's would quote the Trainer's)."""
+        self._subcommand_parsers = {}
+        subcommands = parser.add_subcommands()
+        for name, text in SUBCOMMAND_DESCRIPTIONS.items():
+            self._subcommand_parsers[name] = self._prepare_subcommand_parser(self.trainer_class, name, **kwargs.get(name, {}))
+            subcommands.add_subcommand(name, self._subcommand_parsers[name], help=text)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ResultWriter, "result_writer")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")  # --prediction_writer.save_probabilities ...
+        parser.add_argument(f"--{RECORD}", type=Optional[str], default=None, help=RECORD_HELP)
         for source, target in LINKS.items():
             parser.link_arguments(f"data.{source}", target, apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self.config = parse_what_runs(parser, sys.argv[1:] if args is None else args, LINKS, say)
 
     def before_instantiate_classes(self) -> None:
         # Every output location is checked, and routed into --model.output_dir when one is given, before any model
@@ -99,10 +124,17 @@ def launch_rank() -> int:
     return 0
 
 
+def say(line: str) -> None:
+    """A line on stderr from one process (every process of a DDP run settles the same command)."""
+    if launch_rank() == 0:
+        print(line, file=sys.stderr)
+
+
 def parser_kwargs() -> dict[str, Any]:
     """Errors raise (cli_main prints one paragraph instead of 50 lines of usage); `--help` ends with EPILOG."""
     sub = {"exit_on_error": False, "epilog": EPILOG, "formatter_class": HelpFormatter}
-    return {"exit_on_error": False, "formatter_class": HelpFormatter, "test": dict(sub), "predict": dict(sub)}
+    return {"exit_on_error": False, "formatter_class": HelpFormatter, "description": DESCRIPTION, "prog": "proxyclip",
+            **{name: dict(sub, description=text) for name, text in SUBCOMMAND_DESCRIPTIONS.items()}}
 
 
 def cli_main(args: list[str] | None = None) -> ProxyCLIPCLI | None:
@@ -112,11 +144,6 @@ def cli_main(args: list[str] | None = None) -> ProxyCLIPCLI | None:
     if ALL_MESSAGES_FLAG in argv:
         show_all_messages()                      # inherited by DDP's worker processes through the environment
         argv = [a for a in argv if a != ALL_MESSAGES_FLAG]
-    argv, note = add_method_protocol(argv)       # SCLIP & co. on a benchmark: that method's own values too
-    if note and launch_rank() == 0:
-        print(note, file=sys.stderr)
-    if args is None:
-        sys.argv[1:] = argv                      # DDP's workers start from sys.argv
     quiet_third_party()
     try:
         return ProxyCLIPCLI(
@@ -127,7 +154,7 @@ def cli_main(args: list[str] | None = None) -> ProxyCLIPCLI | None:
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
             parser_kwargs=parser_kwargs(),
-            args=args if args is None else argv,
+            args=argv,                           # DDP's workers start again from sys.argv and settle it the same way
         )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import ProxyCLIPError
+
 
 def packaged_configs() -> Path:
     """The folder of the shipped configs (inside the installed package, or the checkout's)."""
@@ -41,3 +43,46 @@ def config_section(config: str | os.PathLike, key: str | None) -> dict:
     if isinstance(section, str):
         return _read_yaml(path.parent / section)
     return section if isinstance(section, dict) else {}
+
+
+def _kind(path: Path) -> str | None:
+    """"model" for a model config (its top level is the model's: `segmentor:`), "run" for a benchmark or whole config
+    (`model:`, `data:`, `trainer:`), None for anything else."""
+    data = _read_yaml(path)
+    if "segmentor" in data and not {"model", "data", "trainer"} & set(data):
+        return "model"
+    return "run" if {"model", "data"} & set(data) else None
+
+
+def with_shipped_configs(argv: list[str]) -> list[str]:
+    """argv with each config file it names (`--config`, `-c`, `--model`, `--data`) that is not a local file but a
+    shipped config's README name (configs/voc21.yaml, configs/model/default.yaml) replaced by the shipped file; a
+    ProxyCLIPError for a model config given as the run's config, or a run's config given as the model."""
+    argv = list(argv)
+    for i, token in enumerate(argv):
+        option, equals, value = token.partition("=")
+        if option not in ("--config", "-c", "--model", "--data"):
+            continue
+        if not equals:
+            if i + 1 >= len(argv):
+                continue
+            value = argv[i + 1]
+        if not value.endswith((".yaml", ".yml", ".json")):
+            continue                                     # inline YAML, or not a config file name
+        found = find_config(value)
+        if str(found) != value and found.is_file():
+            if equals:
+                argv[i] = f"{option}={found}"
+            else:
+                argv[i + 1] = str(found)
+        kind = _kind(found) if found.is_file() else None
+        if option in ("--config", "-c") and kind == "model":
+            raise ProxyCLIPError(
+                f"{value} is a model config (its top level is `segmentor:`), not a benchmark config: give it with --model, "
+                f"after the benchmark's config, e.g. `proxyclip test --config configs/voc21.yaml --model {value}` "
+                "(the benchmark config sets the data; --model replaces its model).")
+        if option == "--model" and kind == "run":
+            raise ProxyCLIPError(
+                f"{value} is a benchmark config (it has `model:` / `data:` sections), not a model config: give it with "
+                f"--config, e.g. `proxyclip test --config {value}`, and a model with --model configs/model/<preset>.yaml.")
+    return argv

@@ -159,22 +159,24 @@ def benchmark_configs(name: str, method: str) -> list[str] | None:
     return None if own is None else configs + ["--config", str(own)]
 
 
-def evaluate(name: str, root: Path, model: Path, out_dir: Path, passthrough: list[str]) -> str:
-    """Evaluate one benchmark unless its results for this exact config exist; returns ok/skipped/missing/failed,
-    or unsupported when the model's method defines no protocol for the benchmark."""
+def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrough: list[str],
+             data_config: Path | None = None) -> str:
+    """Evaluate one benchmark (or the dataset of `data_config`, its root from that config when `root` is None)
+    unless its results for this exact config exist; returns ok/skipped/missing/failed, or unsupported when the
+    model's method defines no protocol for the benchmark."""
     run_file = out_dir / "run.json"
     record: dict[str, Any] = {"benchmark": name, "setting": out_dir.parent.name, "host": platform.node(),
                               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     method = model_method(model)
-    configs = benchmark_configs(name, method)
+    configs = benchmark_configs(name, method) if data_config is None else ["--data", str(data_config)]
     if configs is None:
         status = f"unsupported: {method} defines no {name} protocol"
-    elif not root.is_dir():
+    elif root is not None and not root.is_dir():
         status = f"missing: {root}"
     else:
         # the model replaces the benchmark config's model; the method's own values come after it, on top
         cmd = [sys.executable, "-m", "proxyclip.commands.cli", "test", *configs[:2], "--model", str(model), *configs[2:],
-               "--data.init_args.root", str(root), "--model.output_dir", str(out_dir),
+               *(["--data.init_args.root", str(root)] if root is not None else []), "--model.output_dir", str(out_dir),
                "--trainer.default_root_dir", str(out_dir), "--trainer.logger", "false", *passthrough]
         code, printed, errors = resolved_config(cmd[3:])
         if code != 0:
@@ -272,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="model configs, one setting (a row of the table) each, named by the file's stem; another "
                              "method's (e.g. configs/model/sclip_vitb16.yaml) runs each benchmark with that method's own "
                              "values (configs/<method>/<benchmark>.yaml)")
-    parser.add_argument("--datasets", nargs="+", default=["all"], help=f"benchmarks, or all: {' '.join(BENCHMARKS)}")
+    parser.add_argument("--datasets", nargs="+", default=["all"],
+                        help=f"benchmarks, or all: {' '.join(BENCHMARKS)}; or dataset configs (path/to/my_dataset.yaml, "
+                             "README 'Add a dataset'), named by the file's stem, their root from the config or --root")
     parser.add_argument("--data-root", default="data", help="folder holding the datasets' layout folders (e.g. VOCdevkit/VOC2012)")
     parser.add_argument("--root", action="append", nargs="+", default=[], metavar="NAME=PATH",
                         help="benchmarks' roots instead of the defaults: one or more NAME=PATH (the option may be repeated)")
@@ -282,10 +286,17 @@ def main(argv: list[str] | None = None) -> int:
     args, passthrough = parser.parse_known_args(argv)
     args.root = [pair for pairs in args.root for pair in pairs]   # --root a=X b=Y, --root a=X --root b=Y: the same
     names = list(BENCHMARKS) if args.datasets == ["all"] else args.datasets
+    custom = {Path(n).stem: Path(n).expanduser().resolve() for n in names if n.endswith((".yaml", ".yml"))}
+    names = [Path(n).stem if n.endswith((".yaml", ".yml")) else n for n in names]
     overrides = dict(item.split("=", 1) for item in args.root if "=" in item)
-    unknown = [n for n in [*names, *overrides] if n not in BENCHMARKS] + [i for i in args.root if "=" not in i]
+    unknown = [n for n in [*names, *overrides] if n not in BENCHMARKS and n not in custom] + [i for i in args.root if "=" not in i]
     if unknown:
-        parser.error(f"unknown benchmark or bad --root: {', '.join(unknown)}; benchmarks are {', '.join(BENCHMARKS)}")
+        parser.error(f"unknown benchmark or bad --root: {', '.join(unknown)}; benchmarks are {', '.join(BENCHMARKS)}, "
+                     "or give a dataset config (path/to/my_dataset.yaml)")
+    clashes = [f"{path} does not exist" for path in custom.values() if not path.is_file()]
+    clashes += [f"{path} would share the column {name} with the benchmark" for name, path in custom.items() if name in BENCHMARKS]
+    if clashes or len(set(names)) < len(names):
+        parser.error("; ".join(clashes) or f"a dataset is named twice in --datasets: {' '.join(names)}")
     models = [find_config(m).resolve() for m in args.model]
     for given, model in zip(args.model, models):
         if not model.is_file():
@@ -294,9 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     statuses: dict[str, str] = {}
     for model in models:
         for name in names:
-            root = Path(overrides.get(name) or Path(args.data_root) / default_root(name)).expanduser().resolve()
+            if name in custom:      # its root from its config, unless --root names it
+                root = Path(overrides[name]).expanduser().resolve() if name in overrides else None
+            else:
+                root = Path(overrides.get(name) or Path(args.data_root) / default_root(name)).expanduser().resolve()
             try:
-                status = evaluate(name, root, model, output / model.stem / name, passthrough)
+                status = evaluate(name, root, model, output / model.stem / name, passthrough, custom.get(name))
             except KeyboardInterrupt:
                 where = name if len(models) == 1 else f"{model.stem} / {name}"
                 print(f"[eval_all] interrupted at {where}; run the same command again to resume "

@@ -11,6 +11,8 @@ import re
 import warnings
 from pathlib import Path
 
+from .links import link_target_paragraph
+
 ALL_MESSAGES_FLAG = "--all_messages"
 _ENV = "PROXYCLIP_ALL_MESSAGES"
 
@@ -76,6 +78,10 @@ def argument_error_paragraph(exc: BaseException) -> str | None:
     hint = " `--help` lists every option."
     key = re.match(r'Parser key "([^"]+)"', flat)
     key = key.group(1) if key else ""
+    linked = re.search(r'Linked "([\w.]+)" must be given via "data\.([\w.]+)"|argument data\.([\w.]+) --> ([\w.]+):', flat)
+    if linked:                                           # a value for an option the CLI sets from the data
+        source, target = linked.group(2) or linked.group(3), linked.group(1) or linked.group(4)
+        return link_target_paragraph(target, source)
     missing = re.search(r"File does not exist: '([^']+)'", flat)
     if missing:
         path = missing.group(1)

@@ -27,6 +27,7 @@ from ..method.builder import segmentor_spec
 from ..method.clip_encoder import build_clip
 from ..method.last_block import LAST_BLOCKS
 from ..method.loading import WeightsUnavailable, file_sha256, is_local_path
+from ..method.method_options import method_vfm
 from ..method.segmentor import ProxyCLIPSegmentor
 from ..method.vfm import build_vfm
 from ..method.vfm.registry import get_vfm_entry
@@ -68,7 +69,13 @@ def load_model_spec(config: str | os.PathLike) -> dict[str, Any]:
         return load_model_spec(path.parent / data["model"])
     defaults = {name: p.default for name, p in inspect.signature(ProxyCLIPSegmentor.__init__).parameters.items()
                 if p.default is not inspect.Parameter.empty}
-    return {**defaults, **{k: v for k, v in segmentor_spec(data).items() if k != "class_path"}}
+    return with_method_vfm({**defaults, **{k: v for k, v in segmentor_spec(data).items() if k != "class_path"}})
+
+
+def with_method_vfm(spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` with the VFM its method builds: an unset `vfm` / `vfm_pretrained` are the method's defaults."""
+    vfm, pretrained = method_vfm(str(spec.get("method") or "proxyclip"), spec.get("vfm"), spec.get("vfm_pretrained"))
+    return {**spec, "vfm": vfm, "vfm_pretrained": pretrained}
 
 
 def model_config_name(config: Any) -> str | None:
@@ -164,6 +171,7 @@ def vfm_source(spec: dict[str, Any]) -> WeightSource:
 def weight_sources(spec: dict[str, Any]) -> list[WeightSource]:
     """CLIP's, and the VFM's where the method builds one (SCLIP, ClearCLIP and NACLIP do not)."""
     block = LAST_BLOCKS.get(str(spec.get("method") or "proxyclip"))
+    spec = with_method_vfm(spec) if block is not None else spec
     uses_vfm = spec.get("vfm") is not None and (block is None or block.needs_vfm)
     return [clip_source(spec), *([vfm_source(spec)] if uses_vfm else [])]
 

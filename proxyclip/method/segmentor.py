@@ -16,6 +16,7 @@ from ..vocabulary import parse_vocabulary
 from .clip_encoder import build_clip, clip_patch_size, dense_clip_features
 from .last_block import build_last_block
 from .last_block.proxy import ProxyAttention
+from .method_options import method_settings, protocol_values
 from .onednn_linear import swap_linears
 from .pamr import pamr
 from .pixel_statistics import NUMERICS, Numerics, clip_input, mmseg_constants, resolve_statistics, vfm_input
@@ -43,23 +44,28 @@ class ProxyCLIPSegmentor(nn.Module):
             (neighbourhood attention, reduced block).
         method_kwargs: the method's own options (clearclip: similarity; naclip: std).
         vfm: registered VFM name (`proxyclip.method.vfm.list_vfms()`), e.g. dino_vitb8, dinov2_vitb14_reg, sam_vit_b,
-            mae_vit_base; null for methods without a VFM.
-        vfm_pretrained: true for the library's pretrained weights, false for random, or a local checkpoint file.
-        vfm_kwargs: extra arguments for the VFM factory (e.g. depth, embed_dim, img_size).
-        beta: ProxyCLIP's adaptive-normalisation shift: S' = gamma * (S - beta * mean(S)).
-        gamma: ProxyCLIP's adaptive-normalisation scale.
+            mae_vit_base; null: the method's default (dino_vitb8 for proxyclip). Refused for methods without a VFM.
+        vfm_pretrained: true for the library's pretrained weights, false for random, or a local checkpoint file
+            (null: true). Refused for methods without a VFM.
+        vfm_kwargs: extra arguments for the VFM factory (e.g. depth, embed_dim, img_size). Refused for methods without
+            a VFM.
+        beta: ProxyCLIP's adaptive-normalisation shift: S' = gamma * (S - beta * mean(S)) (null: 1.2). ProxyCLIP's only:
+            refused for other methods.
+        gamma: ProxyCLIP's adaptive-normalisation scale (null: 3.0). ProxyCLIP's only: refused for other methods.
         logit_scale: temperature of the softmax over queries.
-        prob_thd: pixels whose best class probability is below this become class 0 (background).
+        prob_thd: pixels whose best class probability is below this become class 0 (background). null: set from the
+            data config in the CLI; outside it 0.0.
         area_thd: SCLIP's area threshold: classes other than 0 that win at most this share of the non-background
             pixels are removed before the decision (null: none).
         pamr_steps: PAMR refinement steps of the logits at the image's size, guided by the image (0: none).
         pamr_dilations: PAMR's neighbourhood dilations.
-        crop_size: sliding-window crop side in pixels.
-        stride: sliding-window stride in pixels.
+        crop_size: sliding-window crop side in pixels. null: set from the data config in the CLI; outside it 336.
+        stride: sliding-window stride in pixels. null: set from the data config in the CLI; outside it 112.
         mode: "slide" (sliding windows, the paper's protocol) or "whole" (the whole image at once).
         pad_multiple: each crop is zero-padded (in CLIP-normalised space) to a multiple of this.
         crop_batch_size: crops run through the encoders together; bounds memory, never changes results.
-        class_names: the vocabulary, one class per entry, synonyms separated by "; " (can be set later).
+        class_names: the vocabulary, one class per entry, synonyms separated by "; " (can be set later). null: set
+            from the data config in the CLI.
         text_cache: read/write query embeddings in a disk cache keyed by CLIP model, weights, queries and templates.
         text_cache_dir: the cache folder (default: $PROXYCLIP_CACHE_DIR/text, else ~/.cache/proxyclip/text).
         compile: torch.compile the VFM and CLIP's blocks (first calls per crop shape compile; same results).
@@ -86,18 +92,18 @@ class ProxyCLIPSegmentor(nn.Module):
         clip_quick_gelu: bool | None = None,
         method: str = "proxyclip",
         method_kwargs: dict[str, Any] | None = None,
-        vfm: str | None = "dino_vitb8",
-        vfm_pretrained: bool | str = True,
+        vfm: str | None = None,
+        vfm_pretrained: bool | str | None = None,
         vfm_kwargs: dict[str, Any] | None = None,
-        beta: float = 1.2,
-        gamma: float = 3.0,
+        beta: float | None = None,
+        gamma: float | None = None,
         logit_scale: float = 40.0,
-        prob_thd: float = 0.0,
+        prob_thd: float | None = None,
         area_thd: float | None = None,
         pamr_steps: int = 0,
         pamr_dilations: tuple[int, ...] = (8, 16),
-        crop_size: int = 336,
-        stride: int = 112,
+        crop_size: int | None = None,
+        stride: int | None = None,
         mode: Literal["slide", "whole"] = "slide",
         pad_multiple: int = 56,
         crop_batch_size: int = 16,
@@ -114,13 +120,14 @@ class ProxyCLIPSegmentor(nn.Module):
         numerics: Numerics | None = None,
     ) -> None:
         super().__init__()
+        # another method's options refused, unset ones the method's or the library's defaults (method_options.py)
+        method_kwargs, vfm, vfm_pretrained = method_settings(method, method_kwargs, beta=beta, gamma=gamma, vfm=vfm,
+                                                             vfm_pretrained=vfm_pretrained, vfm_kwargs=vfm_kwargs)
+        prob_thd, crop_size, stride = protocol_values(prob_thd, crop_size, stride)
         statistics = resolve_statistics(clip_model, clip_pretrained, clip_mean, clip_std, method, vfm, vfm_pretrained,
                                         vfm_mean, vfm_std)   # docs/method.md §1; before any model is built
         self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained, clip_quick_gelu)
-        method_kwargs = {**({"beta": beta, "gamma": gamma} if method == "proxyclip" else {}), **(method_kwargs or {})}
         self.method, self.last_block = method, build_last_block(method, **method_kwargs)
-        if self.last_block.needs_vfm and vfm is None:
-            raise ProxyCLIPError(f"The {method} method needs a VFM: set `vfm` (e.g. dino_vitb8).")
         self.vfm = build_vfm(vfm, vfm_pretrained, vfm_kwargs) if self.last_block.needs_vfm else None
         self.clip_model_name, self.clip_pretrained = clip_model, clip_pretrained   # the text cache's key
         self.text_cache, self.text_cache_dir = text_cache, text_cache_dir

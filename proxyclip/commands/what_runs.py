@@ -1,0 +1,49 @@
+"""The command line that runs: what the CLI parses is what runs, whatever the spelling.
+
+From the command as given, in order: the shipped configs' README names resolved from any folder (configs.py), the
+method's own protocol file added where it belongs (protocols.py), linked segmentor values set on the model side
+applied as the data options or refused (links.py), another method's options refused (method_options.py), the
+relative paths of data config files resolved against their folders (data_paths.py), and the protocol file recorded
+in the run's config. Each step reads the parsed configuration; the additions are ordinary command-line arguments, so
+`--print_config`, the saved config.yaml and metrics.json show exactly what runs, and DDP's worker processes, which
+start again from the same command, settle it the same way.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+from ..method.method_options import VFM_OPTIONS, check_method_options
+from .command_line import CommandLine, asks_for_help, get, option, without_print_config
+from .configs import with_shipped_configs
+from .data_paths import resolve_data_paths
+from .links import apply_model_side_links
+from .protocols import RECORD, add_method_protocol
+
+
+def parse_what_runs(parser: Any, argv: Sequence[str], links: Mapping[str, str], say: Callable[[str], None]) -> Any:
+    """The parsed configuration of the command that runs; `say` gets the line that names the method's protocol file.
+    Raises what the parser raises for a mistake, and a ProxyCLIPError for a value that would not run as given."""
+    argv = with_shipped_configs(list(argv))
+    if asks_for_help(argv):
+        return parser.parse_args(argv)
+    argv, print_config = without_print_config(argv)
+    line = CommandLine(parser, argv)
+    config = line.parse()
+    if line.subcommand is None:
+        return config
+    settled = config[line.subcommand]
+    line, record, note = add_method_protocol(line, settled)
+    if note:
+        say(note)
+    if line.argv != argv:
+        config = line.parse()
+        settled = config[line.subcommand]
+    added = apply_model_side_links(line, settled, links)
+    segmentor = get(settled, "model.segmentor.init_args")
+    check_method_options(str(get(segmentor, "method")), **{k: get(segmentor, k) for k in ("beta", "gamma", *VFM_OPTIONS)})
+    added += resolve_data_paths(settled)
+    if get(settled, RECORD) != record:
+        added.append(option(RECORD, record))
+    if added or print_config:
+        config = parser.parse_args([*line.argv, *added, *print_config])
+    return config

@@ -1,0 +1,238 @@
+"""What the CLI parses is what runs: linked values given on the model side, every spelling of the method, another
+method's options, a model config given as the benchmark (issue 19, items 1, 2, 3, 15)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import REPO_ROOT, TINY_CLIP, TINY_CONFIG, VOCAB
+from fake_datasets import write_voc
+
+TINY = str(TINY_CONFIG)
+SCLIP_VOC21 = REPO_ROOT / "proxyclip" / "configs" / "sclip" / "voc21.yaml"
+
+
+def refused(args, capsys):
+    """The one `error:` paragraph of a refused command line (exit code 2, no traceback; the line naming the method's
+    protocol file may come before it)."""
+    from proxyclip.commands.cli import cli_main
+
+    with pytest.raises(SystemExit) as info:
+        cli_main(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err, err
+    lines = [line for line in err.strip().splitlines() if "own voc21 values" not in line]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def resolved(args, capsys=None):
+    """(the config `--print_config` shows, the lines on stderr): parsing only, in this process."""
+    from proxyclip.commands.eval_all import resolved_config
+
+    code, printed, errors = resolved_config(args)
+    assert code == 0, errors
+    return yaml.safe_load(printed), [line for line in errors.splitlines() if line.strip()]
+
+
+# --- item 1: a linked segmentor value given on the model side -------------------------------------------------------
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory):
+    return write_voc(tmp_path_factory.mktemp("voc") / "data", n=2)
+
+
+def run_test(voc, out, *extra):
+    from proxyclip.commands.cli import cli_main
+
+    cli_main(["test", "--config", "configs/voc21.yaml", "--model", TINY, "--data.init_args.root", str(voc),
+              "--model.output_dir", str(out), "--trainer.logger", "false", "--model.num_panels", "0", *extra])
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_a_model_side_prob_thd_runs_as_the_data_option(voc, tmp_path):
+    """`--model.segmentor.init_args.prob_thd 0.1` counts exactly as `--data.init_args.prob_thd 0.1` (the benchmark's is
+    0.2), and the run's config shows that one value."""
+    default = run_test(voc, tmp_path / "default")
+    data_side = run_test(voc, tmp_path / "data", "--data.init_args.prob_thd", "0.1")
+    model_side = run_test(voc, tmp_path / "model", "--model.segmentor.init_args.prob_thd", "0.1")
+    assert data_side["counts"] != default["counts"]                      # the value matters on these images
+    assert model_side["counts"] == data_side["counts"]
+    assert model_side["config"]["data"]["init_args"]["prob_thd"] == 0.1
+
+
+def test_a_model_side_prob_thd_predicts_as_the_data_option(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(photos / "a.png")
+    from proxyclip.commands.cli import cli_main
+
+    labels = {}
+    for name, extra in (("default", []), ("data", ["--data.init_args.prob_thd", "0.9"]),
+                        ("model", ["--model.segmentor.prob_thd", "0.9"])):
+        cli_main(["predict", "--config", "configs/demo.yaml", "--model", TINY, "--data.init_args.inputs", str(photos),
+                  "--data.init_args.vocabulary", "sky, grass, horse, wall", "--prediction_writer.output_dir",
+                  str(tmp_path / name), "--trainer.logger", "false", *extra])
+        labels[name] = np.asarray(Image.open(tmp_path / name / "a_labels.png"))
+    assert not np.array_equal(labels["data"], labels["default"])
+    assert np.array_equal(labels["model"], labels["data"])
+
+
+@pytest.mark.parametrize("order", ["data first", "model first"])
+def test_a_conflicting_pair_is_refused(order, capsys):
+    pair = [["--data.init_args.prob_thd", "0.3"], ["--model.segmentor.init_args.prob_thd", "0.9"]]
+    pair = pair if order == "data first" else pair[::-1]
+    line = refused(["test", "--config", "configs/voc21.yaml", "--model", TINY, *pair[0], *pair[1], "--print_config"], capsys)
+    assert "--data.init_args.prob_thd 0.3" in line and "--model.segmentor.init_args.prob_thd 0.9" in line
+    assert "Give one value, on the data side" in line
+
+
+def test_a_model_file_value_under_a_later_protocol_is_refused(tmp_path, capsys):
+    """An SCLIP model file with crop_size 448, and SCLIP's VOC21 protocol (crop 224) added after it: refused."""
+    preset = yaml.safe_load((REPO_ROOT / "configs/model/sclip_vitb16.yaml").read_text())
+    preset["segmentor"].update(clip_model=TINY_CLIP, clip_pretrained=None, crop_size=448)
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(preset))
+    line = refused(["test", "--config", "configs/voc21.yaml", "--model", str(tmp_path / "mine.yaml"), "--print_config"], capsys)
+    assert f"--model {tmp_path / 'mine.yaml'} sets the segmentor's crop_size to 448" in line
+    assert f"--config {SCLIP_VOC21} sets the data's crop_size to 224 after it" in line
+
+
+@pytest.mark.parametrize("flag, value, needle", [
+    ("--model.segmentor.init_args.class_names", "[cat, dog]", "--data.init_args.names_file"),
+    ("--model.ignore_index", "3", "--data.init_args.legacy_ignore_255"),
+    ("--model.background_name", "sky", "--data.init_args.background"),
+    ("--model.dataset_name", "mine", "a class attribute of your subclass"),
+])
+def test_linked_values_the_data_cannot_take_are_refused(flag, value, needle, capsys):
+    line = refused(["test", "--config", "configs/voc21.yaml", "--model", TINY, flag, value], capsys)
+    assert needle in line and "not callable" not in line
+
+
+def test_every_link_target_defaults_to_none():
+    """A linked value that is not given stays None on the model side: it is never mistaken for a given one."""
+    import inspect
+
+    from proxyclip.commands.cli import LINKS
+    from proxyclip.method.segmentor import ProxyCLIPSegmentor
+
+    parameters = inspect.signature(ProxyCLIPSegmentor.__init__).parameters
+    for target in LINKS.values():
+        if target.startswith("model.segmentor.init_args."):
+            assert parameters[target.rsplit(".", 1)[1]].default is None, target
+
+
+# --- item 2: the method's protocol, from the parsed configuration ---------------------------------------------------
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A model file without any method's own options, and a tiny SCLIP preset, and a whole config naming SCLIP."""
+    folder = tmp_path_factory.mktemp("models")
+    (folder / "plain.yaml").write_text(yaml.safe_dump({"segmentor": {"clip_model": TINY_CLIP, "clip_pretrained": None}}))
+    (folder / "sclip.yaml").write_text(yaml.safe_dump({"segmentor": {"clip_model": TINY_CLIP, "clip_pretrained": None,
+                                                                     "method": "sclip"}}))
+    (folder / "whole.yaml").write_text(yaml.safe_dump({
+        "model": {"segmentor": {"clip_model": TINY_CLIP, "clip_pretrained": None, "method": "sclip"}},
+        "data": str(REPO_ROOT / "configs/data/voc21.yaml")}))
+    return folder
+
+
+SPELLINGS = {
+    "method flag": ["--model", "{m}/plain.yaml", "--model.segmentor.method", "sclip"],
+    "init_args flag": ["--model", "{m}/plain.yaml", "--model.segmentor.init_args.method", "sclip"],
+    "segmentor inline": ["--model", "{m}/plain.yaml", "--model.segmentor", '{{"method": "sclip"}}'],
+    "model file": ["--model", "{m}/sclip.yaml"],
+    "model inline": ["--model", json.dumps({"segmentor": {"clip_model": TINY_CLIP, "method": "sclip"}}).replace("{", "{{").replace("}", "}}")],
+}
+
+
+@pytest.mark.parametrize("spelling", [*SPELLINGS, "whole config"])
+def test_every_spelling_of_the_method_gets_its_protocol(spelling, models):
+    """SCLIP's own VOC21 values (logit_scale, area_thd, prob_thd, crop, vocabulary) whatever the spelling; the one
+    line that names the file; the file recorded in the run's config."""
+    if spelling == "whole config":
+        args = ["test", "--config", str(models / "whole.yaml")]
+    else:
+        args = ["test", "--config", "configs/voc21.yaml", *[a.format(m=models) for a in SPELLINGS[spelling]]]
+    config, lines = resolved(args)
+    assert lines == [f"sclip's own voc21 values: --config {SCLIP_VOC21}"]
+    segmentor, data = config["model"]["segmentor"]["init_args"], config["data"]["init_args"]
+    assert (segmentor["method"], segmentor["logit_scale"], segmentor["area_thd"]) == ("sclip", 65.0, 0.1)
+    assert (data["prob_thd"], data["crop_size"], data["names_file"]) == (0.1, 224, "sclip/voc21")
+    assert config["method_protocol"] == "configs/sclip/voc21.yaml"
+
+
+def test_values_after_the_method_still_win_and_a_saved_config_runs_as_given(models, tmp_path):
+    args = ["test", "--config", "configs/voc21.yaml", "--model", str(models / "plain.yaml"), "--model.segmentor.method",
+            "sclip", "--model.segmentor.init_args.logit_scale", "3", "--data.init_args.prob_thd", "0.3"]
+    config, _ = resolved(args)
+    assert (config["model"]["segmentor"]["init_args"]["logit_scale"], config["data"]["init_args"]["prob_thd"]) == (3, 0.3)
+    assert config["data"]["init_args"]["names_file"] == "sclip/voc21"
+    (tmp_path / "saved.yaml").write_text(yaml.safe_dump(config))
+    again, lines = resolved(["test", "--config", str(tmp_path / "saved.yaml")])
+    assert again == config                   # the protocol it records is not added over the values given after it
+    assert lines == [f"sclip's own voc21 values: --config {SCLIP_VOC21}"]
+
+
+def test_a_method_without_the_benchmark_says_so_and_proxyclip_says_nothing(models):
+    _, lines = resolved(["test", "--config", "configs/pc459.yaml", "--model", str(models / "sclip.yaml")])
+    assert len(lines) == 1 and lines[0].startswith("note: sclip defines no pc459 protocol")
+    config, lines = resolved(["test", "--config", "configs/voc21.yaml", "--model", TINY])
+    assert lines == [] and config["method_protocol"] is None
+
+
+# --- item 3: another method's options -------------------------------------------------------------------------------
+def test_another_methods_options_are_refused_in_the_library():
+    from proxyclip import ProxyCLIPError, build_segmentor
+
+    with pytest.raises(ProxyCLIPError, match=r"beta=1.2, gamma=3.0.*options of proxyclip only; the sclip method"):
+        build_segmentor(TINY_CONFIG, class_names=VOCAB, method="sclip", vfm=None, vfm_pretrained=None, vfm_kwargs=None)
+    with pytest.raises(ProxyCLIPError, match=r"vfm='dino_vitb8': an option of proxyclip only; the naclip method"):
+        build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", beta=None, gamma=None, vfm_pretrained=None,
+                        vfm_kwargs=None, vfm="dino_vitb8")
+
+
+def test_another_methods_options_are_refused_before_the_data_is_read(capsys):
+    line = refused(["test", "--config", "configs/voc21.yaml", "--model", TINY, "--model.segmentor.method", "clearclip",
+                    "--data.init_args.root", "/nonexistent/VOC2012"], capsys)
+    assert "options of proxyclip only; the clearclip method" in line and "/nonexistent" not in line
+
+
+def test_unset_vfm_options_are_the_methods_defaults():
+    from proxyclip.method.last_block import LAST_BLOCKS
+    from proxyclip.method.method_options import DEFAULT_VFM, method_vfm
+
+    assert set(DEFAULT_VFM) == {method for method, block in LAST_BLOCKS.items() if block.needs_vfm}
+    assert method_vfm("proxyclip", None, None) == ("dino_vitb8", True)
+    assert method_vfm("sclip", None, None) == (None, None)
+
+
+# --- item 15: a model config given as the benchmark -------------------------------------------------------------------
+def test_a_model_config_given_as_the_benchmark_says_so(capsys):
+    line = refused(["test", "--config", "configs/model/tiny_random.yaml"], capsys)
+    assert "configs/model/tiny_random.yaml is a model config" in line
+    assert "--config configs/voc21.yaml --model configs/model/tiny_random.yaml" in line
+
+
+def test_ddp_workers_settle_the_command_the_same_way(models, tmp_path):
+    """DDP's workers start again from the command as given: on 2 processes, every process runs SCLIP's own VOC21 values
+    (vocabulary, crop, thresholds) from `--model.segmentor.method sclip`, and the counts equal one process's."""
+    from proxyclip.commands.cli import cli_main
+
+    root = write_voc(tmp_path / "data", n=3)
+    args = ["test", "--config", str(REPO_ROOT / "configs/voc21.yaml"), "--model", str(models / "plain.yaml"),
+            "--model.segmentor.method", "sclip", "--data.init_args.root", str(root), "--model.num_panels", "0",
+            "--trainer.logger", "false", "--trainer.accelerator", "cpu"]
+    cli_main([*args, "--model.output_dir", str(tmp_path / "one")])
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), *args, "--model.output_dir", str(tmp_path / "two"),
+                          "--trainer.devices", "2", "--trainer.strategy", "ddp"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stderr.count("sclip's own voc21 values") == 1                 # one line, from rank 0
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert one["config"]["data"]["init_args"]["names_file"] == "sclip/voc21" and one["num_images"] == two["num_images"] == 3
+    assert two["counts"] == one["counts"]
