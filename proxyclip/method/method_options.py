@@ -1,6 +1,7 @@
 """Which segmentor options belong to which method, and what an option left unset (None) means.
 
-ProxyCLIP's adaptive normalisation (`beta`, `gamma`) and the VFM (`vfm`, `vfm_pretrained`, `vfm_kwargs`) are read
+ProxyCLIP's adaptive normalisation (`beta`, `gamma`) and the VFM (`vfm`, `vfm_pretrained`, `vfm_kwargs`, `vfm_mean`,
+`vfm_std`) are read
 only by the methods that have them. Given to another method they would be accepted and never read, so they are
 refused, naming the method that owns them. Left unset, they take the method's own defaults.
 """
@@ -17,7 +18,7 @@ DEFAULT_VFM = {"proxyclip": "dino_vitb8"}
 #: the values used outside a benchmark protocol (the CLI sets them from the data config): the paper's crop and
 #: stride, and every pixel decided by its best class
 PROTOCOL_DEFAULTS = {"prob_thd": 0.0, "crop_size": 336, "stride": 112}
-VFM_OPTIONS = ("vfm", "vfm_pretrained", "vfm_kwargs")
+VFM_OPTIONS = ("vfm", "vfm_pretrained", "vfm_kwargs", "vfm_mean", "vfm_std")
 
 
 def _block_options(method: str) -> set[str]:
@@ -35,7 +36,7 @@ def check_method_options(method: str, **options: Any) -> None:
     """Refuse, in one paragraph, the options given (not None) that `method` does not read.
 
     options: segmentor options owned by some methods only: beta, gamma (ProxyCLIP's proxy attention) and vfm,
-    vfm_pretrained, vfm_kwargs (the methods with a VFM).
+    vfm_pretrained, vfm_kwargs, vfm_mean, vfm_std (the methods with a VFM).
     """
     if method not in LAST_BLOCKS:
         build_last_block(method)                      # raises the unknown-method paragraph
@@ -55,11 +56,13 @@ def check_method_options(method: str, **options: Any) -> None:
 
 def method_settings(method: str, method_kwargs: dict[str, Any] | None, *, beta: float | None, gamma: float | None,
                     vfm: str | None, vfm_pretrained: bool | str | None,
-                    vfm_kwargs: dict[str, Any] | None) -> tuple[dict[str, Any], str | None, bool | str | None]:
+                    vfm_kwargs: dict[str, Any] | None, vfm_mean: Any = None,
+                    vfm_std: Any = None) -> tuple[dict[str, Any], str | None, bool | str | None]:
     """(the last block's options, the VFM to build, its weights) once another method's options are refused: beta
     and gamma go to ProxyCLIP's block (its own defaults where unset), an unset VFM is the method's default one with
     the library's pretrained weights; a method without a VFM gets (None, None)."""
-    check_method_options(method, beta=beta, gamma=gamma, vfm=vfm, vfm_pretrained=vfm_pretrained, vfm_kwargs=vfm_kwargs)
+    check_method_options(method, beta=beta, gamma=gamma, vfm=vfm, vfm_pretrained=vfm_pretrained, vfm_kwargs=vfm_kwargs,
+                         vfm_mean=vfm_mean, vfm_std=vfm_std)
     block_kwargs = {**{k: v for k, v in (("beta", beta), ("gamma", gamma)) if v is not None}, **(method_kwargs or {})}
     return (block_kwargs, *method_vfm(method, vfm, vfm_pretrained))
 

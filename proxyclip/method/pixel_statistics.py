@@ -20,7 +20,6 @@ import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from ..errors import ProxyCLIPError
-from .last_block import LAST_BLOCKS
 from .loading import is_local_path
 from .vfm.registry import get_vfm_entry
 
@@ -101,17 +100,12 @@ def vfm_statistics(name: str, pretrained: bool | str, mean: Sequence[float] | No
 
 
 def resolve_statistics(clip_model: str | dict, clip_pretrained: str | None, clip_mean: Sequence[float] | None,
-                       clip_std: Sequence[float] | None, method: str, vfm: str | None, vfm_pretrained: bool | str,
+                       clip_std: Sequence[float] | None, vfm: str | None, vfm_pretrained: bool | str | None,
                        vfm_mean: Sequence[float] | None, vfm_std: Sequence[float] | None) -> dict[str, Triple]:
-    """The statistics a segmentor normalises with, by buffer name (clip_mean, clip_std and, for a method with a
-    VFM, vfm_mean, vfm_std), resolved before any model is built."""
-    block = LAST_BLOCKS.get(method)
-    needs_vfm = block.needs_vfm if block is not None else vfm is not None
-    if not needs_vfm and (vfm_mean is not None or vfm_std is not None):
-        raise ProxyCLIPError(f"vfm_mean / vfm_std are a VFM's statistics, but the {method} method builds no VFM. "
-                             "Remove them (or pick a method with a VFM: proxyclip).")
+    """The statistics a segmentor normalises with, by buffer name (clip_mean, clip_std and, when a VFM is built
+    (`vfm` not None: method_options has settled it), vfm_mean, vfm_std), resolved before any model is built."""
     found = dict(zip(("clip_mean", "clip_std"), clip_statistics(clip_model, clip_pretrained, clip_mean, clip_std)))
-    if needs_vfm and vfm is not None:
+    if vfm is not None:
         found.update(zip(("vfm_mean", "vfm_std"), vfm_statistics(vfm, vfm_pretrained, vfm_mean, vfm_std)))
     return found
 

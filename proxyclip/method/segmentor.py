@@ -122,9 +122,10 @@ class ProxyCLIPSegmentor(nn.Module):
         super().__init__()
         # another method's options refused, unset ones the method's or the library's defaults (method_options.py)
         method_kwargs, vfm, vfm_pretrained = method_settings(method, method_kwargs, beta=beta, gamma=gamma, vfm=vfm,
-                                                             vfm_pretrained=vfm_pretrained, vfm_kwargs=vfm_kwargs)
+                                                             vfm_pretrained=vfm_pretrained, vfm_kwargs=vfm_kwargs,
+                                                             vfm_mean=vfm_mean, vfm_std=vfm_std)
         prob_thd, crop_size, stride = protocol_values(prob_thd, crop_size, stride)
-        statistics = resolve_statistics(clip_model, clip_pretrained, clip_mean, clip_std, method, vfm, vfm_pretrained,
+        statistics = resolve_statistics(clip_model, clip_pretrained, clip_mean, clip_std, vfm, vfm_pretrained,
                                         vfm_mean, vfm_std)   # docs/method.md §1; before any model is built
         self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained, clip_quick_gelu)
         self.method, self.last_block = method, build_last_block(method, **method_kwargs)
