@@ -1,5 +1,7 @@
 """Shared test helpers: paths, the tiny random model and its configs, images. Tests import these from here."""
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -62,3 +64,29 @@ def tiny_segmentor():
     torch.manual_seed(0)
     seg = build_segmentor(TINY_CONFIG, class_names=VOCAB, crop_size=112, stride=56, crop_batch_size=4)
     return seg.eval()
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory):
+    """A fresh venv holding a non-editable install of the wheel built from this checkout; the dependencies are the
+    running interpreter's (a .pth file points at them), so nothing is downloaded."""
+    work = tmp_path_factory.mktemp("wheel")
+    dist, venv = work / "dist", work / "venv"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
+                            str(REPO_ROOT)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    deps = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "dependencies.pth").write_text(deps + "\n")
+    wheel = next(dist.glob("proxyclip-*.whl"))
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    elsewhere = work / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return venv / "bin", elsewhere, env

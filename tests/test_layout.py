@@ -1,7 +1,6 @@
 """The house: wings that import only what they may, no import cycles, no repository lookups, an installable wheel."""
 import ast
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,32 +85,6 @@ def test_no_repository_root_lookups_in_library_code():
     for path in library_modules().values():
         text = path.read_text()
         assert "parents[1]" not in text and "REPO_ROOT" not in text, path
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """A fresh venv holding a non-editable install of the wheel built from this checkout; the dependencies are the
-    running interpreter's (a .pth file points at them), so nothing is downloaded."""
-    work = tmp_path_factory.mktemp("wheel")
-    dist, venv = work / "dist", work / "venv"
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
-                            str(REPO_ROOT)], capture_output=True, text=True, timeout=600)
-    assert built.returncode == 0, built.stderr[-3000:]
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    python = venv / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    deps = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    Path(site, "dependencies.pth").write_text(deps + "\n")
-    wheel = next(dist.glob("proxyclip-*.whl"))
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    elsewhere = work / "elsewhere"
-    elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return venv / "bin", elsewhere, env
 
 
 def test_an_installed_wheel_works_from_another_folder(installed, tmp_path):
