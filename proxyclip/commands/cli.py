@@ -15,6 +15,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from ..shell.module import ProxyCLIPModule
 from ..shell.prediction_writer import PredictionWriter
 from ..shell.result_writer import ResultWriter
+from .hardware import check_hardware
 from .messages import ALL_MESSAGES_FLAG, argument_error_paragraph, show_all_messages, quiet_third_party
 from .outputs import DEFAULT_ROOT, check_output_locations, route_outputs
 from .protocols import add_method_protocol
@@ -72,10 +73,11 @@ class ProxyCLIPCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         # Every output location is checked, and routed into --model.output_dir when one is given, before any model
-        # is built: a bad folder must not be found after an hour of evaluation.
+        # is built: a bad folder or a missing GPU must not be found after an hour of evaluation.
         config = self.config[self.subcommand] if self.subcommand else self.config
         route_outputs(config)
         check_output_locations(config)
+        check_hardware(config)
 
 
 def launch_rank() -> int:

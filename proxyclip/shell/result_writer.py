@@ -23,11 +23,20 @@ def run_config(trainer: Trainer) -> dict[str, Any] | None:
     return None
 
 
+def run_precision(trainer: Trainer) -> dict[str, str | None]:
+    """The precision that ran, as Lightning resolved it (its precision plugin), and the autocast dtype, if any."""
+    plugin = trainer.strategy.precision_plugin
+    autocast = plugin.autocast_context_manager() if hasattr(plugin, "autocast_context_manager") else None
+    dtype = getattr(autocast, "fast_dtype", None)
+    return {"precision": str(trainer.precision), "autocast_dtype": None if dtype is None else str(dtype).replace("torch.", ""),
+            "device": trainer.strategy.root_device.type}
+
+
 class ResultWriter(Callback):
     """Files of an evaluation, into the module's `results_dir()`: `panels/NNN_<image>.png` (image | ground truth |
     prediction) for the images whose dataset index is below the module's `num_panels` (each process saves those it
     holds, so the panels are the same whatever the number of processes), then, on rank 0 only, metrics.json (with
-    the resolved config), per_class.csv, summary.md and per_class_iou.png."""
+    the resolved config and the precision that ran), per_class.csv, summary.md and per_class_iou.png."""
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._seen = 0
@@ -60,6 +69,7 @@ class ResultWriter(Callback):
             return
         report = pl_module.report
         report["config"] = run_config(trainer)
+        report["precision"] = run_precision(trainer)
         out_dir = write_report(report, pl_module.results_dir())
         names = pl_module.class_labels()
         chart = iou_bar_chart(names, [row["IoU"] for row in report["per_class"]],
