@@ -15,6 +15,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from ..shell.module import ProxyCLIPModule
 from ..shell.prediction_writer import PredictionWriter
 from ..shell.result_writer import ResultWriter
+from .earlier_outputs import (OVERWRITE_FLAG, OVERWRITE_HELP, earlier_outputs, prediction_names, refuse_earlier_outputs,
+                              remove_outputs)
 from .hardware import check_hardware
 from .messages import ALL_MESSAGES_FLAG, argument_error_paragraph, show_all_messages, quiet_third_party
 from .outputs import DEFAULT_ROOT, check_output_locations, route_outputs
@@ -70,14 +72,33 @@ class ProxyCLIPCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")  # --prediction_writer.save_probabilities ...
         for source, target in LINKS.items():
             parser.link_arguments(f"data.{source}", target, apply_on="instantiate")
+        parser.add_argument(OVERWRITE_FLAG, action="store_true", help=OVERWRITE_HELP)
 
     def before_instantiate_classes(self) -> None:
         # Every output location is checked, and routed into --model.output_dir when one is given, before any model
-        # is built: a bad folder or a missing GPU must not be found after an hour of evaluation.
+        # is built: a bad folder, a missing GPU or an earlier run's results must not be found after an hour of work.
         config = self.config[self.subcommand] if self.subcommand else self.config
         route_outputs(config)
         check_output_locations(config)
         check_hardware(config)
+        self._names = prediction_names(config.data) if self.subcommand == "predict" else []
+        folder, self._earlier = earlier_outputs(config, self.subcommand, self._names)
+        if self._earlier and not config.get("overwrite"):
+            refuse_earlier_outputs(folder, self._earlier, self.subcommand)
+
+    # LightningCLI runs a subcommand through the CLI's method of that name when there is one.
+    def test(self, **kwargs: Any) -> None:
+        self._run("test", kwargs)
+
+    def predict(self, **kwargs: Any) -> None:
+        self._run("predict", kwargs)
+        if next(c for c in self.trainer.callbacks if isinstance(c, PredictionWriter)).skipped:
+            raise SystemExit(1)                       # the writer has listed them; every good input was segmented
+
+    def _run(self, subcommand: str, kwargs: dict[str, Any]) -> None:
+        if launch_rank() == 0:
+            remove_outputs(self._earlier)             # --overwrite: the earlier run's files go just before this run
+        getattr(self.trainer, subcommand)(**kwargs)
 
 
 def launch_rank() -> int:
@@ -96,7 +117,7 @@ def parser_kwargs() -> dict[str, Any]:
 
 def cli_main(args: list[str] | None = None) -> ProxyCLIPCLI | None:
     """Run the CLI; a user error (bad config, data, weights or output folder) prints one paragraph, exit code 2;
-    Ctrl-C prints one line, exit code 130."""
+    Ctrl-C prints one line, exit code 130; `predict` that skipped unreadable inputs exits 1."""
     argv = sys.argv[1:] if args is None else list(args)
     if ALL_MESSAGES_FLAG in argv:
         show_all_messages()                      # inherited by DDP's worker processes through the environment

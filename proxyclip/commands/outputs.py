@@ -43,6 +43,33 @@ def route_outputs(config: Any) -> None:
         init_args.save_dir = str(chosen or root)
 
 
+def _log_dir(config: Any) -> Path | None:
+    """The folder the run's log and default results go to when it is known before the run: the default root
+    without a logger, a logger's folder of a version the user fixed; None for a new `version_N` folder."""
+    logger = _get(config, "trainer.logger")
+    if logger in (None, False):
+        return Path(_get(config, "trainer.default_root_dir") or ".")
+    init_args = _logger_init_args(config)
+    version = getattr(init_args, "version", None) if init_args is not None else None
+    if version is None or getattr(init_args, "save_dir", None) is None:
+        return None
+    name = getattr(init_args, "name", None) or ""
+    return Path(init_args.save_dir) / name / (version if isinstance(version, str) else f"version_{version}")
+
+
+def results_folder(config: Any) -> Path | None:
+    """Where `test` writes its results when that is known before the run; None for a new `version_N` folder."""
+    chosen = _get(config, "model.output_dir")
+    return Path(chosen) if chosen else _log_dir(config)
+
+
+def predictions_folder(config: Any) -> Path | None:
+    """Where `predict` writes when that is known before the run; None for a new `version_N` folder."""
+    chosen = _get(config, "prediction_writer.output_dir")
+    log_dir = _log_dir(config)
+    return Path(chosen) if chosen else None if log_dir is None else log_dir / "predictions"
+
+
 def unusable_folder(path: str | os.PathLike) -> str | None:
     """Why `path` cannot be (made into) a writable folder, or None. Its nearest existing folder is probed by
     creating and removing a file (permission bits do not tell: root may write anywhere, except where a file

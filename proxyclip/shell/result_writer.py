@@ -14,6 +14,9 @@ from PIL import Image
 from .results import markdown_summary, write_report
 from .visualize import comparison_panel, iou_bar_chart, palette
 
+# What a finished `test` leaves in its results folder: a later run into the same folder must not mix with them.
+RESULT_FILES = ("metrics.json", "per_class.csv", "summary.md", "per_class_iou.png", "panels")
+
 
 def run_config(trainer: Trainer) -> dict[str, Any] | None:
     """The resolved configuration of a CLI run, as the CLI's SaveConfigCallback holds it (None outside the CLI)."""
