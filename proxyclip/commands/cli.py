@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -17,7 +16,9 @@ from ..shell.prediction_writer import PredictionWriter
 from ..shell.result_writer import ResultWriter
 from .earlier_outputs import (OVERWRITE_FLAG, OVERWRITE_HELP, earlier_outputs, prediction_names, refuse_earlier_outputs,
                               remove_outputs)
+from .entry_points import BEFORE_THE_RUN, launch_rank, say_interrupted
 from .hardware import check_hardware
+from .interrupts import run_interruptibly
 from .messages import ALL_MESSAGES_FLAG, argument_error_paragraph, show_all_messages, quiet_third_party
 from .outputs import DEFAULT_ROOT, check_output_locations, route_outputs
 from .protocols import add_method_protocol
@@ -98,15 +99,7 @@ class ProxyCLIPCLI(LightningCLI):
     def _run(self, subcommand: str, kwargs: dict[str, Any]) -> None:
         if launch_rank() == 0:
             remove_outputs(self._earlier)             # --overwrite: the earlier run's files go just before this run
-        getattr(self.trainer, subcommand)(**kwargs)
-
-
-def launch_rank() -> int:
-    """This process's global rank as its launcher set it (Lightning's DDP, torchrun, SLURM), 0 when launched alone."""
-    for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if os.environ.get(variable, "").isdigit():
-            return int(os.environ[variable])
-    return 0
+        run_interruptibly(getattr(self.trainer, subcommand), self.trainer, subcommand, self._names, kwargs)
 
 
 def parser_kwargs() -> dict[str, Any]:
@@ -117,7 +110,7 @@ def parser_kwargs() -> dict[str, Any]:
 
 def cli_main(args: list[str] | None = None) -> ProxyCLIPCLI | None:
     """Run the CLI; a user error (bad config, data, weights or output folder) prints one paragraph, exit code 2;
-    Ctrl-C prints one line, exit code 130; `predict` that skipped unreadable inputs exits 1."""
+    Ctrl-C prints one line (what is kept), exit code 130; `predict` that skipped unreadable inputs exits 1."""
     argv = sys.argv[1:] if args is None else list(args)
     if ALL_MESSAGES_FLAG in argv:
         show_all_messages()                      # inherited by DDP's worker processes through the environment
@@ -139,9 +132,8 @@ def cli_main(args: list[str] | None = None) -> ProxyCLIPCLI | None:
             parser_kwargs=parser_kwargs(),
             args=args if args is None else argv,
         )
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as exc:          # a RunInterrupted from the loop says what is kept
+        raise SystemExit(say_interrupted(getattr(exc, "line", BEFORE_THE_RUN))) from None
     except Exception as exc:  # noqa: BLE001 - user errors become one paragraph, bugs keep their traceback
         message = argument_error_paragraph(exc) or find_user_error(exc)
         if message is None:

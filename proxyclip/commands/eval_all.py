@@ -136,6 +136,8 @@ def resolved_config(cli_args: list[str]) -> tuple[int, str, str]:
             cli_main([*cli_args, "--print_config"])
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
+    if code == 130:                                 # Ctrl-C while parsing: the loop's own line says where
+        raise KeyboardInterrupt
     return code, out.getvalue(), err.getvalue()
 
 

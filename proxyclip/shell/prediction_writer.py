@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 
 from .visualize import overlay_with_legend, palette
 
-# `<name><suffix>` per input, in the order they are written.
+# `<name><suffix>` per input, in the order they are written: the legend last, so an input with a legend is complete.
 OUTPUT_SUFFIXES = ("_labels.png", "_overlay.png", "_probs.npz", "_legend.json")
 SKIPPED_FILE = "skipped.json"   # the inputs that could not be read: [{"path": ..., "reason": ...}]
 SHOWN_SKIPPED = 50              # listed at the end of the run; the file has them all
@@ -50,9 +50,20 @@ class PredictionWriter(BasePredictionWriter):
         # batch (ranks may hold different numbers of batches, so a per-batch broadcast would deadlock).
         self._folder = Path(self.output_dir or Path(trainer.log_dir or ".") / "predictions")
 
+    @property
+    def location(self) -> Path | None:
+        """The folder the files go to, once the trainer has called `setup`."""
+        return self._folder
+
     def folder(self, trainer: Trainer) -> Path:
         self._folder.mkdir(parents=True, exist_ok=True)
         return self._folder
+
+    def complete_outputs(self, names: Sequence[str]) -> int:
+        """How many of the inputs named `names` have all their files in the folder (their legend is written last)."""
+        if self._folder is None:
+            return 0
+        return sum((self._folder / f"{name}_legend.json").is_file() for name in names)
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._written, self._skipped, self.skipped = 0, [], []
@@ -68,7 +79,12 @@ class PredictionWriter(BasePredictionWriter):
         words = [line.replace("; ", " / ") for line in names]   # the user's own words, every synonym, also for class 0
         for item in prediction:
             stem = item.get("name") or Path(item["path"]).stem  # distinct per input (photos/rgb.jpg vs photos/rgb.png)
-            self.write_one(folder, stem, item, names, words, colours)
+            try:
+                self.write_one(folder, stem, item, names, words, colours)
+            except BaseException:                               # Ctrl-C or a failure: no input is left half-written
+                for file in output_files(stem):
+                    (folder / file).unlink(missing_ok=True)
+                raise
             self._written += 1
             # the trainer keeps what predict_step returned: keep it small (labels on the CPU, no probabilities)
             item.pop("probs")

@@ -1,6 +1,7 @@
 """Writes what `test` produces: panels of the first images, metrics.json, per_class.csv, summary.md, the IoU chart."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ class ResultWriter(Callback):
     """Files of an evaluation, into the module's `results_dir()`: `panels/NNN_<image>.png` (image | ground truth |
     prediction) for the images whose dataset index is below the module's `num_panels` (each process saves those it
     holds, so the panels are the same whatever the number of processes), then, on rank 0 only, metrics.json (with
-    the resolved config and the precision that ran), per_class.csv, summary.md and per_class_iou.png."""
+    the resolved config and the precision that ran), per_class.csv, summary.md and per_class_iou.png. A test that
+    ends early (Ctrl-C, an error) leaves no results: its panels are removed."""
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._seen = 0
@@ -84,3 +86,9 @@ class ResultWriter(Callback):
               f"({t['images_per_s']:.1f} images/s, {100 * t['data_wait_share']:.0f} % waiting for data; text encoding "
               f"{t['text_encoding_s']:.1f} s)\nResults written to {out_dir}/ (metrics.json, per_class.csv, summary.md, "
               "per_class_iou.png, panels/)", flush=True)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        # The folder held no panels before this run (the CLI refuses or, with --overwrite, empties a folder with
+        # earlier results), so every panel in it is this unfinished run's.
+        if trainer.state.fn == "test" and trainer.is_global_zero and getattr(pl_module, "_results_dir", None) is not None:
+            shutil.rmtree(pl_module.results_dir() / "panels", ignore_errors=True)
