@@ -13,6 +13,11 @@ DURING_TEST = ("interrupted (Ctrl-C) during test: no results were written (metri
 TORCH_IMPORTED = re.compile(r"\|\s*torch\s*$", re.M)   # -X importtime's line once `import torch` has finished
 
 
+def default_ctrl_c():
+    """A job started in the background of a shell inherits SIGINT ignored (and Python then keeps ignoring it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Started:
     """A command in its own process group (as a terminal's job), its output going to files (no pipe can fill)."""
 
@@ -20,6 +25,7 @@ class Started:
         self.out, self.err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.proc = subprocess.Popen(cmd, cwd=cwd or tmp_path, stdout=out, stderr=err, start_new_session=True,
+                                         preexec_fn=default_ctrl_c,
                                          env=env or {**os.environ, "PYTHONPATH": str(REPO_ROOT)})
 
     def wait_for(self, ready, timeout=600):
@@ -42,7 +48,8 @@ class Started:
     def lines(self, start=0):
         """stderr without the import-time profile and progress bars (lines refreshed by a carriage return)."""
         text = self.err.read_bytes()[start:].decode(errors="replace")   # read_text() would end a line at each CR
-        return [line for line in text.split("\n") if line.strip() and not line.startswith("import time:") and "\r" not in line]
+        return [line for line in text.split("\n")
+                if line.strip() and not line.startswith("import time:") and "\r" not in line]
 
 
 def during_imports(cmd, tmp_path, env, cwd=None):

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lightning.pytorch.accelerators import AcceleratorRegistry
 from PIL import Image
 
 from conftest import REPO_ROOT, TINY_CONFIG
 from fake_datasets import WRITERS
 
 TINY = str(TINY_CONFIG)
-ANY_GPU = any(__import__("lightning.pytorch.accelerators", fromlist=["x"]).AcceleratorRegistry[name]["accelerator"].is_available()
-              for name in ("cuda", "mps"))
+ANY_GPU = any(AcceleratorRegistry[name]["accelerator"].is_available() for name in ("cuda", "mps"))
 
 
 def voc_args(root, *extra):
