@@ -123,6 +123,6 @@ class PredictionWriter(BasePredictionWriter):
             (folder / SKIPPED_FILE).write_text(json.dumps(self.skipped, indent=2))
             shown = "".join(f"\n  - {item['reason']}" for item in self.skipped[:SHOWN_SKIPPED])
             more = f"\n  - ... and {len(self.skipped) - SHOWN_SKIPPED} more" if len(self.skipped) > SHOWN_SKIPPED else ""
-            print(f"error: {len(self.skipped)} of the {len(paths) or 'given'} inputs could not be read and were skipped (all of them are listed "
-                  f"in {folder / SKIPPED_FILE}); every other input was segmented. Replace or remove these files:"
-                  f"{shown}{more}", file=sys.stderr, flush=True)
+            print(f"error: {len(self.skipped)} of the {len(paths) or 'given'} inputs could not be read and were skipped "
+                  f"(all of them are listed in {folder / SKIPPED_FILE}); every other input was segmented. Replace or "
+                  f"remove these files:{shown}{more}", file=sys.stderr, flush=True)
