@@ -11,7 +11,9 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
+from .checks import listing
 from .errors import DataError, examples
 from .io import read_image
 from .loader import loader_settings
@@ -104,8 +106,10 @@ def output_names(paths: Sequence[str]) -> dict[str, str]:
 
 class ImageFolderDataset(Dataset):
     """Item: `{"image": uint8 [3, h, w] RGB (resized), "ori_size": (H, W), "path": str, "name": output name,
-    "original": uint8 [H, W, 3] RGB numpy}`: the pixels as decoded (16-bit files >> 8, EXIF applied), which the
-    picture writers show, so that an overlay shows what the model saw (a numpy array: Lightning leaves it on the host)."""
+    "original": uint8 [H, W, 3] RGB numpy}` (`original`: the pixels as decoded, 16-bit files >> 8, EXIF applied,
+    which the picture writers show, so that an overlay shows what the model saw; a numpy array: Lightning leaves it
+    on the host), or, for a file that cannot be read, `{"path": str, "name": output name, "error": why}` (the run
+    goes on without it)."""
 
     def __init__(self, paths: Sequence[str], transform: Any | None):
         self.paths, self.transform = list(paths), transform
@@ -115,15 +119,35 @@ class ImageFolderDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        original = read_image(self.paths[index])
+        try:
+            original = read_image(self.paths[index])
+        except DataError as exc:
+            return {"path": self.paths[index], "name": self.names[self.paths[index]], "error": str(exc)}
         image = original if self.transform is None else self.transform(image=original)["image"]
         return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "ori_size": original.shape[:2],
                 "path": self.paths[index], "name": self.names[self.paths[index]], "original": original}
 
 
 def collate_images(items: Sequence[dict[str, Any]]) -> dict[str, list]:
-    return {"images": [i["image"] for i in items], "ori_sizes": [i["ori_size"] for i in items], "paths": [i["path"] for i in items],
-            "names": [i["name"] for i in items], "originals": [i["original"] for i in items]}
+    """The readable items as lists (sizes differ); `skipped`: `{"path", "reason"}` of those that could not be read."""
+    good = [i for i in items if "error" not in i]
+    return {"images": [i["image"] for i in good], "ori_sizes": [i["ori_size"] for i in good], "paths": [i["path"] for i in good],
+            "names": [i["name"] for i in good], "originals": [i["original"] for i in good],
+            "skipped": [{"path": i["path"], "reason": i["error"]} for i in items if "error" in i]}
+
+
+def check_images(paths: Sequence[str]) -> None:
+    """Decode every image; one DataError lists every one that cannot be read (the first 10 and how many more)."""
+    bad = []
+    for path in tqdm(paths, desc="check inputs", unit="image"):
+        try:
+            read_image(path)
+        except DataError as exc:
+            bad.append(str(exc))
+    if bad:
+        raise DataError(f"{len(bad)} of the {len(paths)} input images cannot be read:" + listing(bad) + "\nReplace or "
+                        "remove them, or run without --data.init_args.check: the others are then segmented and the bad "
+                        "ones listed at the end (and in skipped.json).")
 
 
 class ImageFolderDataModule(LightningDataModule):
@@ -145,6 +169,7 @@ class ImageFolderDataModule(LightningDataModule):
         batch_size: int | None = None,
         num_workers: int | None = None,
         pin_memory: bool | None = None,
+        check: bool = False,
     ):
         """
         Args:
@@ -158,6 +183,8 @@ class ImageFolderDataModule(LightningDataModule):
             batch_size: Images per batch (sizes may differ; null: 1 on a CPU, up to 8 on a GPU).
             num_workers: DataLoader worker processes (null: from the CPUs on a GPU, 0 on a CPU).
             pin_memory: Pin batches in page-locked memory (null: on a GPU).
+            check: Decode every input now, before any model is built, and report all the bad ones at once (without
+                it, the bad ones are skipped, listed at the end of the run and in skipped.json, and the run exits 1).
         """
         super().__init__()
         self.paths = find_images(inputs)
@@ -166,6 +193,8 @@ class ImageFolderDataModule(LightningDataModule):
         self.prob_thd, self.crop_size, self.stride = float(prob_thd), int(crop_size), int(stride)
         self.scale = None if scale is None else (int(scale[0]), int(scale[1]))
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        if check:
+            check_images(self.paths)
 
     def predict_dataloader(self) -> DataLoader:
         transform = None if self.scale is None else A.Compose([KeepRatioResize(*self.scale)])

@@ -101,7 +101,8 @@ def test_ctrl_c_during_evaluate_all_stops_cleanly_and_resumes(tmp_path):
            str(tmp_path / "data"), "--output", str(tmp_path / "out")]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)                              # its own group, as a terminal's job
+                            start_new_session=True,                              # its own group, as a terminal's job
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))   # even from a background job
     for line in proc.stdout:
         if line.startswith("[eval_all] voc21:"):                                 # the benchmark's process has started
             break

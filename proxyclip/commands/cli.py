@@ -6,7 +6,6 @@ What runs is settled from the parsed configuration before anything is built (wha
 """
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any, Optional
 
@@ -18,6 +17,11 @@ from ..method.loading import WeightsUnavailable
 from ..shell.module import ProxyCLIPModule
 from ..shell.prediction_writer import PredictionWriter
 from ..shell.result_writer import ResultWriter
+from .earlier_outputs import (OVERWRITE_FLAG, OVERWRITE_HELP, earlier_outputs, prediction_names, refuse_earlier_outputs,
+                              remove_outputs)
+from .entry_points import BEFORE_THE_RUN, launch_rank, say_interrupted
+from .hardware import check_hardware
+from .interrupts import run_interruptibly
 from .messages import ALL_MESSAGES_FLAG, argument_error_paragraph, show_all_messages, quiet_third_party
 from .outputs import DEFAULT_ROOT, check_output_locations, route_outputs
 from .protocols import RECORD, RECORD_HELP
@@ -94,16 +98,22 @@ class ProxyCLIPCLI(LightningCLI):
         parser.add_argument(f"--{RECORD}", type=Optional[str], default=None, help=RECORD_HELP)
         for source, target in LINKS.items():
             parser.link_arguments(f"data.{source}", target, apply_on="instantiate")
+        parser.add_argument(OVERWRITE_FLAG, action="store_true", help=OVERWRITE_HELP)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         self.config = parse_what_runs(parser, sys.argv[1:] if args is None else args, LINKS, say)
 
     def before_instantiate_classes(self) -> None:
         # Every output location is checked, and routed into --model.output_dir when one is given, before any model
-        # is built: a bad folder must not be found after an hour of evaluation.
+        # is built: a bad folder, a missing GPU or an earlier run's results must not be found after an hour of work.
         config = self.config[self.subcommand] if self.subcommand else self.config
         route_outputs(config)
         check_output_locations(config)
+        check_hardware(config)
+        self._names = prediction_names(config.data) if self.subcommand == "predict" else []
+        folder, self._earlier = earlier_outputs(config, self.subcommand, self._names)
+        if self._earlier and not config.get("overwrite"):
+            refuse_earlier_outputs(folder, self._earlier, self.subcommand)
 
     def instantiate_classes(self) -> None:
         try:
@@ -115,13 +125,19 @@ class ProxyCLIPCLI(LightningCLI):
                 raise unavailable.naming(name) from exc
             raise
 
+    # LightningCLI runs a subcommand through the CLI's method of that name when there is one.
+    def test(self, **kwargs: Any) -> None:
+        self._run("test", kwargs)
 
-def launch_rank() -> int:
-    """This process's global rank as its launcher set it (Lightning's DDP, torchrun, SLURM), 0 when launched alone."""
-    for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if os.environ.get(variable, "").isdigit():
-            return int(os.environ[variable])
-    return 0
+    def predict(self, **kwargs: Any) -> None:
+        self._run("predict", kwargs)
+        if next(c for c in self.trainer.callbacks if isinstance(c, PredictionWriter)).skipped:
+            raise SystemExit(1)                       # the writer has listed them; every good input was segmented
+
+    def _run(self, subcommand: str, kwargs: dict[str, Any]) -> None:
+        if launch_rank() == 0:
+            remove_outputs(self._earlier)             # --overwrite: the earlier run's files go just before this run
+        run_interruptibly(getattr(self.trainer, subcommand), self.trainer, subcommand, self._names, kwargs)
 
 
 def say(line: str) -> None:
@@ -139,7 +155,7 @@ def parser_kwargs() -> dict[str, Any]:
 
 def cli_main(args: list[str] | None = None) -> ProxyCLIPCLI | None:
     """Run the CLI; a user error (bad config, data, weights or output folder) prints one paragraph, exit code 2;
-    Ctrl-C prints one line, exit code 130."""
+    Ctrl-C prints one line (what is kept), exit code 130; `predict` that skipped unreadable inputs exits 1."""
     argv = sys.argv[1:] if args is None else list(args)
     if ALL_MESSAGES_FLAG in argv:
         show_all_messages()                      # inherited by DDP's worker processes through the environment
@@ -156,9 +172,8 @@ def cli_main(args: list[str] | None = None) -> ProxyCLIPCLI | None:
             parser_kwargs=parser_kwargs(),
             args=argv,                           # DDP's workers start again from sys.argv and settle it the same way
         )
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as exc:          # a RunInterrupted from the loop says what is kept
+        raise SystemExit(say_interrupted(getattr(exc, "line", BEFORE_THE_RUN))) from None
     except Exception as exc:  # noqa: BLE001 - user errors become one paragraph, bugs keep their traceback
         message = argument_error_paragraph(exc) or find_user_error(exc)
         if message is None:

@@ -52,7 +52,7 @@ VOLATILE = ("model.output_dir", "trainer.default_root_dir", "trainer.logger", "t
             "trainer.enable_model_summary", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
             "data.init_args.num_workers", "data.init_args.pin_memory", "data.init_args.batch_size",
             "model.segmentor.init_args.crop_batch_size", "model.segmentor.init_args.text_cache",
-            "model.segmentor.init_args.text_cache_dir", "prediction_writer", "result_writer", "verbose")
+            "model.segmentor.init_args.text_cache_dir", "prediction_writer", "result_writer", "verbose", "overwrite")
 PACKAGES = ("torch", "lightning", "open_clip_torch", "timm", "torchmetrics", "proxyclip")
 
 
@@ -136,6 +136,8 @@ def resolved_config(cli_args: list[str]) -> tuple[int, str, str]:
             cli_main([*cli_args, "--print_config"])
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
+    if code == 130:                                 # Ctrl-C while parsing: the loop's own line says where
+        raise KeyboardInterrupt
     return code, out.getvalue(), err.getvalue()
 
 
@@ -174,10 +176,11 @@ def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrou
     elif root is not None and not root.is_dir():
         status = f"missing: {root}"
     else:
-        # the model replaces the benchmark config's model; the method's own values come after it, on top
+        # the model replaces the benchmark config's model; the method's own values come after it, on top. The folder
+        # is this benchmark's own: a run that is not skipped replaces what an earlier (failed, other-config) run left.
         cmd = [sys.executable, "-m", "proxyclip.commands.cli", "test", *configs[:2], "--model", str(model), *configs[2:],
                *(["--data.init_args.root", str(root)] if root is not None else []), "--model.output_dir", str(out_dir),
-               "--trainer.default_root_dir", str(out_dir), "--trainer.logger", "false", *passthrough]
+               "--trainer.default_root_dir", str(out_dir), "--trainer.logger", "false", "--overwrite", *passthrough]
         code, printed, errors = resolved_config(cmd[3:])
         if code != 0:
             status = f"failed: {one_line(errors)}"

@@ -2,10 +2,13 @@
 
 With `--model.output_dir DIR` (or, for `predict`, `--prediction_writer.output_dir DIR`) everything the run writes
 goes below DIR: the results, and the logger's folder and config.yaml that would otherwise land in ./outputs/.
+Without them, `--trainer.default_root_dir DIR` moves the default logger's folder (and with it the results) to DIR,
+as Lightning users expect.
 """
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +30,50 @@ def _logger_init_args(config: Any) -> Any:
 
 
 def route_outputs(config: Any) -> None:
-    """With an output folder chosen, put the trainer's default folder and the default logger's into it."""
+    """With an output folder chosen, put the trainer's default folder and the default logger's into it; else, with
+    a default_root_dir of the user's, put the default logger's folder there."""
     chosen = _get(config, "model.output_dir") or _get(config, "prediction_writer.output_dir")
-    if not chosen:
+    root = _get(config, "trainer.default_root_dir")
+    if not chosen and (not root or root == DEFAULT_ROOT):
         return
-    if _get(config, "trainer.default_root_dir") == DEFAULT_ROOT:
-        config.trainer.default_root_dir = str(chosen)
+    if chosen and root == DEFAULT_ROOT:
+        config.trainer.default_root_dir = root = str(chosen)
     init_args = _logger_init_args(config)
     if init_args is not None and getattr(init_args, "save_dir", None) == DEFAULT_ROOT:
-        init_args.save_dir = str(chosen)
+        init_args.save_dir = str(chosen or root)
+
+
+def _log_dir(config: Any) -> Path | None:
+    """The folder the run's log and default results go to when it is known before the run: the default root
+    without a logger, a logger's folder of a version the user fixed; None for a new `version_N` folder."""
+    logger = _get(config, "trainer.logger")
+    if logger in (None, False):
+        return Path(_get(config, "trainer.default_root_dir") or ".")
+    init_args = _logger_init_args(config)
+    version = getattr(init_args, "version", None) if init_args is not None else None
+    if version is None or getattr(init_args, "save_dir", None) is None:
+        return None
+    name = getattr(init_args, "name", None) or ""
+    return Path(init_args.save_dir) / name / (version if isinstance(version, str) else f"version_{version}")
+
+
+def results_folder(config: Any) -> Path | None:
+    """Where `test` writes its results when that is known before the run; None for a new `version_N` folder."""
+    chosen = _get(config, "model.output_dir")
+    return Path(chosen) if chosen else _log_dir(config)
+
+
+def predictions_folder(config: Any) -> Path | None:
+    """Where `predict` writes when that is known before the run; None for a new `version_N` folder."""
+    chosen = _get(config, "prediction_writer.output_dir")
+    log_dir = _log_dir(config)
+    return Path(chosen) if chosen else None if log_dir is None else log_dir / "predictions"
 
 
 def unusable_folder(path: str | os.PathLike) -> str | None:
-    """Why `path` cannot be (made into) a writable folder, or None. Nothing is created."""
+    """Why `path` cannot be (made into) a writable folder, or None. Its nearest existing folder is probed by
+    creating and removing a file (permission bits do not tell: root may write anywhere, except where a file
+    system refuses, e.g. /sys); nothing is left behind."""
     path = Path(path).expanduser().absolute()
     probe = path
     while not probe.exists():
@@ -48,6 +82,12 @@ def unusable_folder(path: str | os.PathLike) -> str | None:
         return f"{probe} is a file, not a folder" + ("" if probe == path else f", so {path} cannot be created below it")
     if not os.access(probe, os.W_OK | os.X_OK):
         return f"{probe} is not writable"
+    try:
+        handle, name = tempfile.mkstemp(prefix=".proxyclip-write-test-", dir=probe)
+        os.close(handle)
+        os.unlink(name)
+    except OSError as exc:
+        return f"a file cannot be created in {probe} ({exc.strerror or exc})"
     return None
 
 

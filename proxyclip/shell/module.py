@@ -126,7 +126,10 @@ class ProxyCLIPModule(L.LightningModule):
 
     # --- prediction ---------------------------------------------------------------------------------
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        """Per image: path, output name, class probabilities [C, H, W] and labels [H, W] at the original size."""
+        """Per image: path, output name, class probabilities [C, H, W] and labels [H, W] at the original size.
+        Inputs that could not be read are not in `images` (the batch's `skipped` lists them, for the writer)."""
+        if not batch["images"]:
+            return []
         sizes = batch.get("ori_sizes") or [tuple(image.shape[-2:]) for image in batch["images"]]
         with torch.no_grad():
             logits = self.segmentor(batch["images"], sizes)

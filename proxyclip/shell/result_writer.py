@@ -1,6 +1,7 @@
 """Writes what `test` produces: panels of the first images, metrics.json, per_class.csv, summary.md, the IoU chart."""
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from .fonts import font_note
 from .results import markdown_summary, nan_line, write_report
 from .visualize import comparison_panel, iou_bar_chart, palette
 
+# What a finished `test` leaves in its results folder: a later run into the same folder must not mix with them.
+RESULT_FILES = ("metrics.json", "per_class.csv", "summary.md", "per_class_iou.png", "panels")
+
 
 def run_config(trainer: Trainer) -> dict[str, Any] | None:
     """The resolved configuration of a CLI run, as the CLI's SaveConfigCallback holds it (None outside the CLI)."""
@@ -25,11 +29,21 @@ def run_config(trainer: Trainer) -> dict[str, Any] | None:
     return None
 
 
+def run_precision(trainer: Trainer) -> dict[str, str | None]:
+    """The precision that ran, as Lightning resolved it (its precision plugin), and the autocast dtype, if any."""
+    plugin = trainer.strategy.precision_plugin
+    autocast = plugin.autocast_context_manager() if hasattr(plugin, "autocast_context_manager") else None
+    dtype = getattr(autocast, "fast_dtype", None)
+    return {"precision": str(trainer.precision), "autocast_dtype": None if dtype is None else str(dtype).replace("torch.", ""),
+            "device": trainer.strategy.root_device.type}
+
+
 class ResultWriter(Callback):
     """Files of an evaluation, into the module's `results_dir()`: `panels/NNN_<image>.png` (image | ground truth |
     prediction) for the images whose dataset index is below the module's `num_panels` (each process saves those it
     holds, so the panels are the same whatever the number of processes), then, on rank 0 only, metrics.json (with
-    the resolved config), per_class.csv, summary.md and per_class_iou.png."""
+    the resolved config and the precision that ran), per_class.csv, summary.md and per_class_iou.png. A test that
+    ends early (Ctrl-C, an error) leaves no results: its panels are removed."""
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._seen = 0
@@ -65,6 +79,7 @@ class ResultWriter(Callback):
             return
         report = pl_module.report
         report["config"] = run_config(trainer)
+        report["precision"] = run_precision(trainer)
         out_dir = write_report(report, pl_module.results_dir())
         names = pl_module.class_labels()
         chart = iou_bar_chart(names, [row["IoU"] for row in report["per_class"]],
@@ -79,3 +94,9 @@ class ResultWriter(Callback):
               f"{own}{100 * t['data_wait_share']:.0f} % waiting for data, text encoding {t['text_encoding_s']:.1f} s)\n"
               f"Results written to {out_dir}/ (metrics.json, per_class.csv, summary.md, per_class_iou.png, panels/)\n"
               f"{nan_line(report)}", flush=True)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        # The folder held no panels before this run (the CLI refuses or, with --overwrite, empties a folder with
+        # earlier results), so every panel in it is this unfinished run's.
+        if trainer.state.fn == "test" and trainer.is_global_zero and getattr(pl_module, "_results_dir", None) is not None:
+            shutil.rmtree(pl_module.results_dir() / "panels", ignore_errors=True)

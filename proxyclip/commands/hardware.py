@@ -1,0 +1,68 @@
+"""The accelerator and precision a run asks for, checked before any weights are loaded.
+
+Lightning itself would stop with a traceback once the model is built (an accelerator this machine does not have),
+or run something else without a word: `16-mixed` (or `16`) on a CPU runs bfloat16 autocast, `bf16-mixed`
+(lightning/pytorch/trainer/connectors/accelerator_connector.py, `_check_and_init_precision`). What a user sets is
+what runs, so both are refused with the fix.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.accelerators import AcceleratorRegistry
+
+from ..errors import ProxyCLIPError
+
+_GPU_BACKENDS = ("cuda", "mps")      # what Lightning's "gpu" means, in its order of preference (mps first)
+_FLOAT16_AMP = ("16", "16-mixed")    # Lightning's alias "16" is 16-mixed
+
+
+def _available(name: str) -> bool:
+    return bool(AcceleratorRegistry[name]["accelerator"].is_available())
+
+
+def available_accelerators() -> list[str]:
+    """The accelerators Lightning can use on this machine, by their registry names (cpu always)."""
+    return sorted(name for name in AcceleratorRegistry.available_accelerators() if _available(name))
+
+
+def resolved_accelerator(flag: str) -> str:
+    """What Lightning runs on for the flag `flag`: "auto" picks as Lightning does (tpu, mps, cuda, else cpu)."""
+    if flag == "auto":
+        return next((name for name in ("tpu", "mps", "cuda") if name in AcceleratorRegistry and _available(name)), "cpu")
+    return flag
+
+
+def check_accelerator(flag: Any) -> None:
+    """A named accelerator must exist and be available here (an Accelerator object or class is Lightning's to check)."""
+    if not isinstance(flag, str) or flag == "auto":
+        return
+    here = ", ".join(available_accelerators())
+    if flag != "gpu" and flag not in AcceleratorRegistry:
+        known = ", ".join(sorted({"auto", "gpu", *AcceleratorRegistry.available_accelerators()}))
+        raise ProxyCLIPError(f"--trainer.accelerator {flag} is not an accelerator Lightning knows ({known}). This "
+                             f"machine has: {here}; auto picks the best of them.")
+    if any(_available(name) for name in (_GPU_BACKENDS if flag == "gpu" else (flag,))):
+        return
+    what = "GPU" if flag in ("gpu", *_GPU_BACKENDS) else f"{flag} accelerator"
+    raise ProxyCLIPError(f"--trainer.accelerator {flag}: this machine has no {what} that PyTorch can use (available "
+                         f"here: {here}). Run with --trainer.accelerator cpu (or auto, which picks what is there), or "
+                         f"on a machine with a {what}.")
+
+
+def check_precision(precision: Any, accelerator: Any) -> None:
+    """float16 autocast is refused where Lightning would replace it by bfloat16 (a CPU)."""
+    if str(precision) not in _FLOAT16_AMP or not isinstance(accelerator, str) or resolved_accelerator(accelerator) != "cpu":
+        return
+    raise ProxyCLIPError(f"--trainer.precision {precision} on a CPU: Lightning has no float16 mixed precision on a CPU and "
+                         "would run bfloat16 mixed precision (bf16-mixed) instead, so the run would not be the one asked "
+                         "for. Use --trainer.precision bf16-mixed for mixed precision on a CPU, or 32 (the default, the "
+                         "exact reference); 16-mixed needs a GPU (--trainer.accelerator gpu).")
+
+
+def check_hardware(config: Any) -> None:
+    """The trainer's accelerator and precision, from the parsed configuration, before anything is built."""
+    trainer = getattr(config, "trainer", None)
+    accelerator = getattr(trainer, "accelerator", "auto")
+    check_accelerator(accelerator)
+    check_precision(getattr(trainer, "precision", None), accelerator)

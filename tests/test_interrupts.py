@@ -1,0 +1,100 @@
+"""Ctrl-C in every phase (start-up imports, parsing, model building, the test loop, the predict loop, on every DDP
+rank): one line on stderr that says what is kept, exit code 130, no traceback (item 11). Each signal is sent once a
+marker shows the process is in that phase, as a terminal sends it: to the whole process group."""
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+from conftest import REPO_ROOT, TINY_CONFIG
+from fake_datasets import WRITERS
+from interrupting import BEFORE_THE_RUN, DURING_TEST, Started, during_imports
+
+TINY = str(TINY_CONFIG)
+
+
+def main_py(*args):
+    return [sys.executable, str(REPO_ROOT / "main.py"), *args]
+
+
+def voc_args(root, *extra):
+    return ["test", "--config", str(REPO_ROOT / "configs/voc21.yaml"), "--model", TINY, "--data.init_args.root", str(root), *extra]
+
+
+def write_photos(folder, n):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(folder / f"p{i:02d}.png")
+    return folder
+
+
+def test_ctrl_c_while_main_py_starts(tmp_path):
+    code, lines = during_imports(main_py("test", "--help"), tmp_path, {**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert (code, lines) == (130, [BEFORE_THE_RUN])
+
+
+def test_ctrl_c_while_parsing(tmp_path):
+    fifo = tmp_path / "benchmark.yaml"
+    os.mkfifo(fifo)                 # reading it blocks until a writer comes: the process is held inside parsing
+
+    def reader_waiting():
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)   # succeeds once the process has opened it to read
+        except OSError:
+            return None
+
+    started = Started(main_py("test", "--config", str(fifo)), tmp_path)
+    writer = started.wait_for(reader_waiting)
+    try:
+        assert started.ctrl_c() == (130, [BEFORE_THE_RUN])
+    finally:
+        os.close(writer)
+
+
+def test_ctrl_c_while_the_model_is_built(tmp_path):
+    """The data are checked (a progress bar), then the model is built: a full-size random ViT-B takes seconds."""
+    root = WRITERS["voc21"](tmp_path / "data", n=1)
+    started = Started(main_py(*voc_args(root, "--data.init_args.check", "true", "--model.segmentor.vfm_kwargs", "{}",
+                                        "--model.output_dir", str(tmp_path / "out"))), tmp_path)
+    started.wait_for(lambda: "1/1 [" in started.err.read_text())
+    assert started.ctrl_c() == (130, [BEFORE_THE_RUN])
+    assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_during_the_test_loop_keeps_no_results(tmp_path):
+    root = WRITERS["voc21"](tmp_path / "data", n=20)
+    out = tmp_path / "out"
+    started = Started(main_py(*voc_args(root, "--model.output_dir", str(out), "--model.num_panels", "20")), tmp_path)
+    started.wait_for(lambda: list(out.glob("panels/000_*.png")))
+    assert started.ctrl_c() == (130, [DURING_TEST])
+    assert not (out / "metrics.json").exists() and not (out / "panels").exists()
+
+
+def test_ctrl_c_during_the_predict_loop_keeps_whole_images(tmp_path):
+    photos = write_photos(tmp_path / "photos", 20)
+    out = tmp_path / "out"
+    started = Started(main_py("predict", "--config", str(REPO_ROOT / "configs/demo.yaml"), "--model", TINY,
+                              "--data.init_args.inputs", str(photos), "--prediction_writer.output_dir", str(out)), tmp_path)
+    started.wait_for(lambda: list(out.glob("*_legend.json")))
+    code, lines = started.ctrl_c()
+    kept = sorted(p.name[:-len("_legend.json")] for p in out.glob("*_legend.json"))
+    assert code == 130 and lines == [f"interrupted (Ctrl-C) during predict: the outputs of {len(kept)} of 20 images are "
+                                     f"kept in {out}/ (each image's files complete); add --overwrite to the same command "
+                                     "to redo them"]
+    assert 1 <= len(kept) < 20
+    assert sorted(p.name[:-len("_labels.png")] for p in out.glob("*_labels.png")) == kept      # nothing half-written
+    assert sorted(p.name[:-len("_overlay.png")] for p in out.glob("*_overlay.png")) == kept
+
+
+def test_ctrl_c_under_ddp_says_it_once(tmp_path):
+    root = WRITERS["voc21"](tmp_path / "data", n=20)
+    out = tmp_path / "out"
+    started = Started(main_py(*voc_args(root, "--model.output_dir", str(out), "--model.num_panels", "20",
+                                        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy",
+                                        "ddp")), tmp_path)
+    started.wait_for(lambda: list(out.glob("panels/00[01]_*.png")))
+    # what each process printed as it started ("Initializing distributed: ...") is not about Ctrl-C
+    assert started.ctrl_c(start=started.err.stat().st_size) == (130, [DURING_TEST])
+    assert not (out / "metrics.json").exists()

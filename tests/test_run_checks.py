@@ -1,0 +1,111 @@
+"""What a run asks of the machine and of its folders is checked before any weights are loaded, and what ran is
+recorded: precision (float16 AMP on a CPU), a missing accelerator, an output folder that cannot be written, and
+`--trainer.default_root_dir` moving the logs and results."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lightning.pytorch.accelerators import AcceleratorRegistry
+from PIL import Image
+
+from conftest import REPO_ROOT, TINY_CONFIG
+from fake_datasets import WRITERS
+
+TINY = str(TINY_CONFIG)
+ANY_GPU = any(AcceleratorRegistry[name]["accelerator"].is_available() for name in ("cuda", "mps"))
+
+
+def voc_args(root, *extra):
+    return ["test", "--config", str(REPO_ROOT / "configs/voc21.yaml"), "--model", TINY, "--data.init_args.root", str(root), *extra]
+
+
+def refused(args, capsys):
+    """The one paragraph of a run refused by cli_main (exit code 2)."""
+    from proxyclip.commands.cli import cli_main
+
+    with pytest.raises(SystemExit) as info:
+        cli_main(args)
+    out, err = capsys.readouterr()
+    assert info.value.code == 2, out[-2000:] + err[-2000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+# a checkpoint that does not exist: the model cannot be built, so an error about anything else came first
+NO_MODEL = ("--model.segmentor.clip_pretrained", "/nonexistent/missing.bin", "--model.segmentor.clip_quick_gelu", "true")
+
+
+# --- item 4: float16 autocast on a CPU would silently run bfloat16 ---------------------------------------------------
+@pytest.mark.parametrize("precision", ["16-mixed", "16"])
+def test_float16_amp_on_a_cpu_is_refused_before_the_model_is_built(precision, tmp_path, capsys):
+    root = WRITERS["voc21"](tmp_path / "data", n=1)
+    error = refused(voc_args(root, "--trainer.accelerator", "cpu", "--trainer.precision", precision,
+                             "--model.output_dir", str(tmp_path / "out"), *NO_MODEL), capsys)
+    assert error.startswith(f"error: --trainer.precision {precision} on a CPU: Lightning")
+    assert "bf16-mixed" in error and "missing.bin" not in error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("precision, ran, autocast", [("bf16-mixed", "bf16-mixed", "bfloat16"), ("32", "32-true", None)])
+def test_metrics_json_records_the_precision_that_ran(precision, ran, autocast, tmp_path):
+    from proxyclip.commands.cli import cli_main
+
+    root = WRITERS["voc21"](tmp_path / "data", n=1)
+    cli_main(voc_args(root, "--trainer.accelerator", "cpu", "--trainer.precision", precision, "--model.output_dir",
+                      str(tmp_path / "out"), "--trainer.logger", "false", "--model.num_panels", "0"))
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert report["precision"] == {"precision": ran, "autocast_dtype": autocast, "device": "cpu"}
+
+
+# --- item 5: --trainer.default_root_dir holds the logs and the results --------------------------------------------
+def test_default_root_dir_holds_the_logs_and_the_results(tmp_path, monkeypatch):
+    from proxyclip.commands.cli import cli_main
+
+    root = WRITERS["voc21"](tmp_path / "data", n=1)
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "image.png")
+    cwd, chosen = tmp_path / "cwd", tmp_path / "chosen"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    cli_main(voc_args(root, "--trainer.default_root_dir", str(chosen), "--model.num_panels", "1"))
+    run = chosen / "lightning_logs" / "version_0"
+    assert {"config.yaml", "metrics.json", "per_class.csv", "summary.md", "per_class_iou.png", "panels"} <= {p.name for p in run.iterdir()}
+    cli_main(["predict", "--config", str(REPO_ROOT / "configs/demo.yaml"), "--model", TINY, "--data.init_args.inputs",
+              str(tmp_path / "image.png"), "--trainer.default_root_dir", str(chosen)])
+    assert (chosen / "demo" / "version_0" / "predictions" / "image_labels.png").is_file()
+    assert list(cwd.iterdir()) == []                                           # nothing in ./outputs
+
+
+# --- item 13: an accelerator that is not there, a folder that cannot be written -----------------------------------
+@pytest.mark.skipif(ANY_GPU, reason="this machine has a GPU")
+@pytest.mark.parametrize("accelerator", ["gpu", "cuda", "mps"])
+def test_a_missing_accelerator_is_refused_before_any_weights_are_loaded(accelerator, tmp_path, capsys):
+    root = WRITERS["voc21"](tmp_path / "data", n=1)
+    error = refused(voc_args(root, "--trainer.accelerator", accelerator, "--model.output_dir", str(tmp_path / "out"),
+                             *NO_MODEL), capsys)
+    assert error.startswith(f"error: --trainer.accelerator {accelerator}: this machine has no GPU")
+    assert "--trainer.accelerator cpu" in error and "missing.bin" not in error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="no sysfs")
+def test_a_folder_that_cannot_be_written_is_refused_before_any_weights_are_loaded(tmp_path, capsys):
+    """/sys refuses new files even to root, whose permission checks (os.access) all say yes."""
+    root = WRITERS["voc21"](tmp_path / "data", n=1)
+    before = sorted(os.listdir("/sys"))
+    target = Path("/sys/proxyclip-test/results")
+    error = refused(voc_args(root, "--model.output_dir", str(target), *NO_MODEL), capsys)
+    assert error.startswith(f"error: The output folder {target} (--model.output_dir) cannot be used: ")
+    assert "/sys" in error and "missing.bin" not in error
+    assert sorted(os.listdir("/sys")) == before
+
+
+def test_the_write_probe_leaves_nothing_behind(tmp_path):
+    from proxyclip.commands.outputs import unusable_folder
+
+    (tmp_path / "kept").write_text("x")
+    assert unusable_folder(tmp_path / "new" / "deeper") is None
+    assert unusable_folder(tmp_path) is None
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"]                     # not even the folder asked for
