@@ -5,7 +5,7 @@ import glob
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -155,7 +155,6 @@ class ImageFolderDataModule(LightningDataModule):
 
     dataset_name = "images"
     ignore_index = 255
-    numerics = "defined"   # linked to the segmentor: predictions of one's own images are defined (docs/method.md §1-§3)
 
     def __init__(
         self,
@@ -170,6 +169,7 @@ class ImageFolderDataModule(LightningDataModule):
         num_workers: int | None = None,
         pin_memory: bool | None = None,
         check: bool = False,
+        numerics: Literal["original", "defined"] = "defined",
     ):
         """
         Args:
@@ -185,6 +185,9 @@ class ImageFolderDataModule(LightningDataModule):
             pin_memory: Pin batches in page-locked memory (null: on a GPU).
             check: Decode every input now, before any model is built, and report all the bad ones at once (without
                 it, the bad ones are skipped, listed at the end of the run and in skipped.json, and the run exits 1).
+            numerics: How the model computes (linked to the segmentor): "defined", the weights' own statistics and a
+                defined result where the original gives NaN; "original", as the method's original harness computes
+                (docs/method.md §1-§3).
         """
         super().__init__()
         self.paths = find_images(inputs)
@@ -193,6 +196,10 @@ class ImageFolderDataModule(LightningDataModule):
         self.prob_thd, self.crop_size, self.stride = float(prob_thd), int(crop_size), int(stride)
         self.scale = None if scale is None else (int(scale[0]), int(scale[1]))
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        if numerics not in ("original", "defined"):
+            raise DataError(f"numerics must be 'defined' (your own images) or 'original' (as the originals compute); "
+                            f"got {numerics!r}.")
+        self.numerics = numerics
         if check:
             check_images(self.paths)
 

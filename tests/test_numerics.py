@@ -240,3 +240,8 @@ def test_benchmarks_run_original_numerics_and_image_folders_defined(tmp_path):
                     str(photos), "--prediction_writer.output_dir", str(tmp_path / "p"), "--trainer.logger", "false",
                     "--trainer.default_root_dir", str(tmp_path)])
     assert cli.model.segmentor.numerics == "defined"
+    # either side may choose: the model-side value is applied as the data option (links), for predict too
+    cli = cli_main(["predict", "--config", "configs/demo.yaml", "--model", str(TINY_CONFIG), "--data.init_args.inputs",
+                    str(photos), "--prediction_writer.output_dir", str(tmp_path / "q"), "--trainer.logger", "false",
+                    "--trainer.default_root_dir", str(tmp_path), "--model.segmentor.init_args.numerics", "original"])
+    assert cli.datamodule.numerics == cli.model.segmentor.numerics == "original"
