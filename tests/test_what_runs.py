@@ -191,7 +191,11 @@ def test_another_methods_options_are_refused_in_the_library():
         build_segmentor(TINY_CONFIG, class_names=VOCAB, method="sclip", vfm=None, vfm_pretrained=None, vfm_kwargs=None)
     with pytest.raises(ProxyCLIPError, match=r"vfm='dino_vitb8': an option of proxyclip only; the naclip method"):
         build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", beta=None, gamma=None, vfm_pretrained=None,
-                        vfm_kwargs=None, vfm="dino_vitb8")
+                        vfm_kwargs=None, vfm_mean=None, vfm_std=None, vfm="dino_vitb8")
+    with pytest.raises(ProxyCLIPError, match=r"vfm_mean=\[0.485, 0.456, 0.406\], vfm_std=\[0.229, 0.224, 0.225\]: "
+                                             r"these are options of proxyclip only; the naclip method"):
+        build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", beta=None, gamma=None, vfm_pretrained=None,
+                        vfm_kwargs=None)   # the tiny model states its VFM's statistics
 
 
 def test_another_methods_options_are_refused_before_the_data_is_read(capsys):

@@ -1,7 +1,7 @@
 """Relative paths in a data config resolve against that config's folder, as jsonargparse resolves its own path types.
 
-`names_file: my_names.txt` and `root: images` in `/work/my_dataset.yaml` are `/work/my_names.txt` and `/work/images`
-from any working folder; a value given on the command line is relative to the working folder. The CLI writes the
+`names_file: my_names.txt` and `root: images` in `/data/mine/my_dataset.yaml` are `/data/mine/my_names.txt` and
+`/data/mine/images` from any working folder; a value given on the command line is relative to the working folder. The CLI writes the
 absolute paths into the run's config, so that a saved config (print_config, config.yaml, metrics.json) runs the
 same from anywhere.
 
