@@ -1,9 +1,9 @@
 """Relative paths in a data config resolve against that config's folder, as jsonargparse resolves its own path types.
 
 `names_file: my_names.txt` and `root: images` in `/data/mine/my_dataset.yaml` are `/data/mine/my_names.txt` and
-`/data/mine/images` from any working folder; a value given on the command line is relative to the working folder. The CLI writes the
-absolute paths into the run's config, so that a saved config (print_config, config.yaml, metrics.json) runs the
-same from anywhere.
+`/data/mine/images` from any working folder; a value given on the command line is relative to the working folder.
+The CLI writes the absolute paths into the run's config, so that a saved config (print_config, config.yaml,
+metrics.json) runs the same from anywhere.
 
 The shipped configs (proxyclip/configs) are the exception: their `root: data/...` is a placeholder for
 `--data.init_args.root`, relative to the working folder, and their bundled files (`datamodules/assets/...`) are
