@@ -18,7 +18,7 @@ def test_installed_commands_keep_what_they_should(installed, tmp_path):
         return [str(bin_dir / name), *args]
 
     # Ctrl-C while torch and Lightning load, in each command
-    shipped = Path(subprocess.run(command("python", "-c", "from proxyclip.commands.configs import packaged_configs as p; "
+    shipped = Path(subprocess.run(command("python", "-c", "from proxyclip.shipped_configs import packaged_configs as p; "
                                           "print(p())"), cwd=cwd, env=env, capture_output=True, text=True).stdout.strip())
     for name, args, line in [
         ("proxyclip", ["test", "--help"], BEFORE_THE_RUN),

@@ -100,7 +100,7 @@ def test_an_installed_wheel_works_from_another_folder(installed, tmp_path):
     voc = WRITERS["voc21"](data, n=2)
     WRITERS["ade20k"](data, n=2)
     out = tmp_path / "out"
-    shipped = Path(run("python", "-c", "from proxyclip.commands.configs import packaged_configs as p; print(p())").stdout.strip())
+    shipped = Path(run("python", "-c", "from proxyclip.shipped_configs import packaged_configs as p; print(p())").stdout.strip())
     assert str(REPO_ROOT) not in str(shipped) and (shipped / "voc21.yaml").is_file()
     assert all((shipped / method / "voc21.yaml").is_file() for method in ("sclip", "clearclip", "naclip"))
     vocabulary = run("python", "-c", "from datamodules.vocabulary_files import resolve_names_file as r; print(r('sclip/voc21'))")

@@ -19,7 +19,8 @@ import datamodules
 from datamodules.vocabulary_files import packaged_names
 
 from .command_line import absolute, get, option
-from .configs import config_section, packaged_configs
+from ..shipped_configs import packaged_configs
+from .configs import config_section
 
 PATH_OPTIONS = ("root", "names_file", "inputs", "vocabulary")
 INSTALLED = Path(datamodules.__file__).resolve().parent.parent    # the folder holding `datamodules` and `proxyclip`

@@ -38,7 +38,8 @@ import yaml
 from datamodules import DATAMODULES
 
 from .cli import cli_main
-from .configs import config_section, find_config, packaged_configs
+from ..shipped_configs import find_config, packaged_configs
+from .configs import config_section
 from .protocols import DEFAULT_METHOD, method_protocol, model_method
 from .weights import weights_identity
 

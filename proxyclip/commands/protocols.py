@@ -21,7 +21,7 @@ from typing import Any
 from datamodules import DATAMODULES
 
 from .command_line import CONFIG_OPTIONS, Argument, CommandLine, get
-from .configs import find_config, packaged_configs
+from ..shipped_configs import find_config, packaged_configs
 from .weights import load_model_spec
 
 DEFAULT_METHOD = "proxyclip"

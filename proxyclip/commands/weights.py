@@ -31,7 +31,7 @@ from ..method.method_options import method_vfm
 from ..method.segmentor import ProxyCLIPSegmentor
 from ..method.vfm import build_vfm
 from ..method.vfm.registry import get_vfm_entry
-from .configs import find_config
+from ..shipped_configs import find_config
 
 _CLIP_KEY, _VFM_KEY = "model.segmentor.clip_pretrained", "model.segmentor.vfm_pretrained"
 

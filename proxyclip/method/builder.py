@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import yaml
 
 from ..errors import ProxyCLIPError, close_matches
+from ..shipped_configs import find_config
 from .loading import WeightsUnavailable
 from .segmentor import ProxyCLIPSegmentor
 
@@ -21,14 +22,15 @@ def segmentor_spec(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_segmentor(config: str | Path | dict[str, Any], class_names: Sequence[str] | None = None, **overrides: Any) -> ProxyCLIPSegmentor:
-    """Build a `ProxyCLIPSegmentor` from a model YAML (e.g. `configs/model/default.yaml`) or a dict.
+    """Build a `ProxyCLIPSegmentor` from a model YAML (e.g. `configs/model/default.yaml`: a shipped config's README name
+    works from any folder, a local file of that path wins) or a dict.
 
     class_names: the vocabulary (one entry per class, synonyms separated by "; ").
     overrides: init arguments that replace the config's (e.g. prob_thd=0.2, crop_size=224).
     """
     config_path = None
     if isinstance(config, (str, Path)):
-        path = config_path = Path(config).expanduser()
+        path = config_path = find_config(config)
         if not path.is_file():
             raise ProxyCLIPError(f"Model config '{path}' does not exist. Use one of configs/model/*.yaml or your own YAML file.")
         config = yaml.safe_load(path.read_text())
