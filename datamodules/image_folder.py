@@ -36,6 +36,13 @@ def parse_inline_vocabulary(text: str) -> list[str]:
     return classes
 
 
+def looks_like_a_file(vocabulary: str) -> bool:
+    """Whether a vocabulary value names a file rather than classes: a text file's name, or a path with no comma
+    (read as one inline class, a missing `classes.txt` would silently become a class named "classes.txt")."""
+    text = vocabulary.strip()
+    return text.lower().endswith(".txt") or ("/" in text and "," not in text)
+
+
 def resolve_vocabulary(vocabulary: str, background: str | None = None) -> list[str]:
     """A vocabulary file (one class per line) or an inline string; `background` names become class 0. A class
     named twice (the background included) is refused, by line number in a file, by class index inline."""
@@ -45,6 +52,9 @@ def resolve_vocabulary(vocabulary: str, background: str | None = None) -> list[s
         numbered = numbered_lines(path)
         classes, places = [line for _, line in numbered], [f"line {number}" for number, _ in numbered]
         source = f"The vocabulary file {path}"
+    elif looks_like_a_file(vocabulary):
+        raise DataError(f"The vocabulary file {vocabulary} does not exist (looked for {path.absolute()}). Give an "
+                        "existing file with one class per line, or the class names inline (\"sky; cloud, horse, grass\").")
     else:
         classes = parse_inline_vocabulary(vocabulary)
         places, source = [f"class {first + i}" for i in range(len(classes))], f"The vocabulary {vocabulary!r}"

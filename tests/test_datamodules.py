@@ -618,3 +618,12 @@ def test_loader_settings_follow_the_device(monkeypatch):
     four = SimpleNamespace(strategy=gpu.strategy, num_devices=4)                         # 4 processes share 16 CPUs
     assert loader.loader_settings(four, None, None, None, 46)["num_workers"] == 3
     assert loader.loader_settings(gpu, 2, 0, False, 46) == {"batch_size": 2, "num_workers": 0, "pin_memory": False}
+
+
+def test_a_missing_vocabulary_file_is_refused_not_read_as_a_class(tmp_path):
+    """A vocabulary value that names a file which is not there is refused; it never becomes one inline class."""
+    from datamodules.image_folder import resolve_vocabulary
+
+    assert_data_error(lambda: resolve_vocabulary(str(tmp_path / "classes.txt")), "classes.txt does not exist")
+    assert_data_error(lambda: resolve_vocabulary("vocab/animals"), "vocab/animals does not exist")
+    assert resolve_vocabulary("person") == ["person"] and resolve_vocabulary("cat, dog/puppy") == ["cat", "dog/puppy"]

@@ -6,7 +6,7 @@ from PIL import Image
 
 from proxyclip import ProxyCLIPError, build_segmentor
 from proxyclip.method.sliding_window import pad_to_multiple, sliding_windows
-from conftest import TINY_CONFIG, VOCAB, random_image
+from conftest import REPO_ROOT, TINY_CONFIG, VOCAB, random_image
 
 
 def test_batch_invariance_with_mixed_sizes(tiny_segmentor):
@@ -109,3 +109,21 @@ def test_bad_geometry_and_names():
 def test_bad_image(tiny_segmentor):
     with pytest.raises(ProxyCLIPError, match="RGB image"):
         tiny_segmentor.segment(np.zeros((4, 5, 7), dtype=np.float64))
+
+
+def test_build_segmentor_finds_a_shipped_config_from_any_folder(tmp_path, monkeypatch):
+    """The README's `build_segmentor("configs/model/...")` works outside the checkout; a local file of that path wins."""
+    monkeypatch.chdir(tmp_path)
+    seg = build_segmentor("configs/model/tiny_random.yaml", class_names=VOCAB)
+    assert seg.vfm is not None and seg.num_classes == len(VOCAB)
+    (tmp_path / "configs" / "model").mkdir(parents=True)
+    (tmp_path / "configs" / "model" / "tiny_random.yaml").write_text(
+        (REPO_ROOT / "configs/model/tiny_random.yaml").read_text().replace("beta: 1.2", "beta: 0.7"))
+    assert build_segmentor("configs/model/tiny_random.yaml", class_names=VOCAB).beta == 0.7
+
+
+def test_a_bad_vocabulary_is_refused_before_any_model_is_built(tmp_path):
+    # the checkpoint does not exist: had CLIP been built first, that would be the error
+    with pytest.raises(ProxyCLIPError, match="names the same class more than once"):
+        build_segmentor(TINY_CONFIG, class_names=["cat", "dog", "Cat"], clip_pretrained=str(tmp_path / "absent.bin"),
+                        clip_quick_gelu=True, clip_mean=[0.5] * 3, clip_std=[0.5] * 3)

@@ -127,6 +127,8 @@ class ProxyCLIPSegmentor(nn.Module):
         prob_thd, crop_size, stride = protocol_values(prob_thd, crop_size, stride)
         statistics = resolve_statistics(clip_model, clip_pretrained, clip_mean, clip_std, vfm, vfm_pretrained,
                                         vfm_mean, vfm_std)   # docs/method.md §1; before any model is built
+        if class_names is not None:
+            parse_vocabulary(class_names)      # a bad vocabulary is refused before any model is built
         self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained, clip_quick_gelu)
         self.method, self.last_block = method, build_last_block(method, **method_kwargs)
         self.vfm = build_vfm(vfm, vfm_pretrained, vfm_kwargs) if self.last_block.needs_vfm else None
