@@ -14,14 +14,13 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from .dataset import SegmentationDataset, collate
 from .errors import DataError, examples
 from .checks import check_samples, listing
 from .labels import LabelMap, reduce_zero_label
-from .loader import loader_settings
+from .loader import each_once_sampler, loader_settings
 from .transforms import KeepRatioResize, A
 from .vocabulary_files import load_vocabulary, resolve_names_file
 
@@ -275,16 +274,8 @@ class SegmentationDataModule(LightningDataModule):
     def _dataloader(self) -> DataLoader:
         if self.dataset is None:
             self.setup()
-        sampler = None
         trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.world_size > 1:
-            # Each image exactly once across processes: Lightning keeps a loader that already has a
-            # DistributedSampler (its own default for `test` would pad by repeating images).
-            if len(self.dataset) < trainer.world_size:
-                raise DataError(f"{self.dataset_name} under {self.root} has {len(self.dataset)} image{'' if len(self.dataset) == 1 else 's'}, fewer than "
-                                f"the {trainer.world_size} processes; run with at most {len(self.dataset)} device{'' if len(self.dataset) == 1 else 's'}.")
-            sampler = UnrepeatedDistributedSampler(self.dataset, num_replicas=trainer.world_size,
-                                                   rank=trainer.global_rank, shuffle=False)
+        sampler = each_once_sampler(self.dataset, trainer, f"{self.dataset_name} under {self.root}")
         return DataLoader(self.dataset, shuffle=False, sampler=sampler, collate_fn=collate,
                           **loader_settings(trainer, self.batch_size, self.num_workers, self.pin_memory, len(self.class_names)))
 

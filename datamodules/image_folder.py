@@ -16,7 +16,7 @@ from tqdm import tqdm
 from .checks import listing
 from .errors import DataError, examples
 from .io import read_image
-from .loader import loader_settings
+from .loader import each_once_sampler, loader_settings
 from .transforms import A, KeepRatioResize
 from .vocabulary_files import numbered_lines, refuse_repeated_classes
 
@@ -215,7 +215,9 @@ class ImageFolderDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         transform = None if self.scale is None else A.Compose([KeepRatioResize(*self.scale)])
-        return DataLoader(ImageFolderDataset(self.paths, transform), shuffle=False, collate_fn=collate_images,
+        dataset = ImageFolderDataset(self.paths, transform)
+        sampler = each_once_sampler(dataset, self.trainer, "The input")   # each image segmented by one process
+        return DataLoader(dataset, shuffle=False, sampler=sampler, collate_fn=collate_images,
                           **loader_settings(self.trainer, self.batch_size, self.num_workers, self.pin_memory, len(self.class_names)))
 
     def test_dataloader(self) -> DataLoader:

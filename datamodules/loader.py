@@ -4,6 +4,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+from .errors import DataError
+
 MAX_IMAGES_PER_STEP = 8
 MAX_WORKERS = 8  # decoding and resizing a 500 x 375 JPEG takes ~3 ms: 8 workers outrun one GPU on every benchmark
 
@@ -39,3 +43,16 @@ def loader_settings(trainer: Any, batch_size: int | None, num_workers: int | Non
     if pin_memory is None:
         pin_memory = on_gpu
     return {"batch_size": int(batch_size), "num_workers": int(num_workers), "pin_memory": bool(pin_memory)}
+
+
+def each_once_sampler(dataset: Any, trainer: Any, what: str) -> UnrepeatedDistributedSampler | None:
+    """Under several processes, a sampler that gives each item of `dataset` to exactly one process (Lightning keeps a
+    loader that already has a DistributedSampler; its own default would pad by repeating items); None for one.
+    `what` names the items for the refusal when there are fewer than processes."""
+    if trainer is None or trainer.world_size <= 1:
+        return None
+    if len(dataset) < trainer.world_size:
+        n = len(dataset)
+        raise DataError(f"{what} has {n} image{'' if n == 1 else 's'}, fewer than the {trainer.world_size} processes; "
+                        f"run with at most {n} device{'' if n == 1 else 's'}.")
+    return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False)

@@ -147,6 +147,7 @@ def test_ddp_predict_with_default_folders(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     written = sorted(p.name for p in (tmp_path / "outputs").rglob("*_labels.png"))
     assert written == ["a_labels.png", "b_labels.png", "c_labels.png"]
+    assert "Segmented 3 images" in result.stdout          # each image by one process (no padding by repeats)
 
 
 def test_predict_demo_with_tiny_model(tmp_path):

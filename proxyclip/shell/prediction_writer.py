@@ -127,9 +127,9 @@ class PredictionWriter(BasePredictionWriter):
             gathered: list[Any] = [None] * trainer.world_size
             dist.all_gather_object(gathered, (self._written, self._skipped))
             written, skipped = [w for w, _ in gathered], [s for _, rank in gathered for s in rank]
-        self.skipped = list({item["path"]: item for item in skipped}.values())   # a padded sampler repeats some
+        self.skipped = skipped                     # each input is read by one process (the data's sampler)
         paths = getattr(trainer.datamodule, "paths", [])
-        total = len(paths) - len(self.skipped) if paths else sum(written)
+        total = sum(written)                       # what was written, counted where it was written
         if not trainer.is_global_zero:
             return
         folder = self.folder(trainer)
