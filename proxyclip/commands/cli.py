@@ -57,6 +57,7 @@ _MOST_USED = [
     ("--trainer.accelerator gpu --trainer.devices N --trainer.strategy ddp", "N GPUs"),
     ("--trainer.precision bf16-mixed", "mixed precision (fp32 is the exact reference)"),
     ("--model.output_dir DIR", "where results go (default: outputs/lightning_logs/version_N/)"),
+    ("--overwrite", "replace the results of an earlier run in that folder (without it, such a folder is refused)"),
     (ALL_MESSAGES_FLAG, "also Lightning's notices and third-party warnings"),
 ]
 DESCRIPTION = ("proxyclip: training-free open-vocabulary semantic segmentation (ProxyCLIP, and the SCLIP, ClearCLIP and "
