@@ -42,28 +42,28 @@ def _holders(config: Any) -> list[tuple[Path, dict]]:
     return found
 
 
-def _resolve(option: str, value: Any, folder: Path) -> Any:
-    """`value` of data option `option`, relative paths resolved against `folder`."""
+def _resolve(name: str, value: Any, folder: Path) -> Any:
+    """`value` of the data option `name`, relative paths resolved against `folder`."""
     if isinstance(value, list):
-        return [_resolve(option, item, folder) for item in value]
+        return [_resolve(name, item, folder) for item in value]
     if not isinstance(value, str) or value.startswith("~") or Path(value).is_absolute():
         return value
     candidate = folder / value
-    if option == "vocabulary" and not candidate.is_file():
+    if name == "vocabulary" and not candidate.is_file():
         return value                                                 # inline class names, not a file
-    if option == "names_file" and not candidate.is_file() and (value[:-4] if value.endswith(".txt") else value) in packaged_names():
+    if name == "names_file" and not candidate.is_file() and (value[:-4] if value.endswith(".txt") else value) in packaged_names():
         return value                                                 # a packaged vocabulary (voc21, sclip/voc21)
     return str(candidate)
 
 
-def _folder(option: str, value: Any, holders: list[tuple[Path, dict]]) -> Path:
+def _folder(name: str, value: Any, holders: list[tuple[Path, dict]]) -> Path:
     """The folder `value` is relative to: that of the config file that gave it, else the working folder."""
     for holder, section in holders:
         given = section.get("init_args") if isinstance(section.get("init_args"), dict) else section
-        if given.get(option) == value:
+        if given.get(name) == value:
             if not holder.resolve().is_relative_to(packaged_configs().resolve()):
                 return holder.parent
-            return Path.cwd() if option == "root" else INSTALLED      # the shipped configs' placeholder, their assets
+            return Path.cwd() if name == "root" else INSTALLED      # the shipped configs' placeholder, their assets
     return Path.cwd()
 
 

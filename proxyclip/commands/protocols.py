@@ -53,7 +53,7 @@ def model_method(model: str | os.PathLike) -> str:
     return str(load_model_spec(model).get("method") or DEFAULT_METHOD)
 
 
-def chosen(config: Any) -> tuple[str, str | None]:
+def method_and_benchmark(config: Any) -> tuple[str, str | None]:
     """(method, benchmark name or None) of a subcommand's parsed configuration."""
     method = get(config, "model.segmentor.init_args.method") or DEFAULT_METHOD
     class_path = get(config, "data.class_path")
@@ -70,7 +70,7 @@ def _last_chooser(line: CommandLine, final: tuple[str, str | None]) -> Argument 
     """The last argument that changed the parsed (method, benchmark); None when the defaults chose them."""
     for argument in reversed([a for a in line.arguments if a.key in CHOOSERS]):
         before = line.before(argument.start)
-        if before is None or chosen(before) != final:
+        if before is None or method_and_benchmark(before) != final:
             return argument
     return None
 
@@ -78,7 +78,7 @@ def _last_chooser(line: CommandLine, final: tuple[str, str | None]) -> Argument 
 def add_method_protocol(line: CommandLine, config: Any) -> tuple[CommandLine, str | None, str | None]:
     """(the command line with the method's protocol file added where it belongs, the value `method_protocol` must
     record, the one line to print), for the parsed `config` of `line`'s subcommand."""
-    method, benchmark = chosen(config)
+    method, benchmark = method_and_benchmark(config)
     if line.subcommand != "test" or method == DEFAULT_METHOD:
         return line, None, None
     own = method_protocol(method, benchmark)
