@@ -164,6 +164,19 @@ def test_every_spelling_of_the_method_gets_its_protocol(spelling, models):
     assert config["method_protocol"] == "configs/sclip/voc21.yaml"
 
 
+def test_the_options_that_can_set_a_value_come_from_one_helper():
+    """The method's protocol and the linked values are found by the arguments that can set them: every spelling
+    jsonargparse accepts, listed by one helper (review 16)."""
+    from proxyclip.commands.command_line import spellings
+
+    assert spellings("model.segmentor.init_args.method") == {
+        "--config", "-c", "--model", "--model.segmentor", "--model.segmentor.class_path", "--model.segmentor.init_args",
+        "--model.segmentor.init_args.method", "--model.segmentor.method"}
+    assert spellings("data.init_args.root") == {"--config", "-c", "--data", "--data.class_path", "--data.init_args",
+                                                "--data.init_args.root", "--data.root"}
+    assert spellings("method_protocol") == {"--config", "-c", "--method_protocol"}
+
+
 def test_values_after_the_method_still_win_and_a_saved_config_runs_as_given(models, tmp_path):
     args = ["test", "--config", "configs/voc21.yaml", "--model", str(models / "plain.yaml"), "--model.segmentor.method",
             "sclip", "--model.segmentor.init_args.logit_scale", "3", "--data.init_args.prob_thd", "0.3"]

@@ -51,6 +51,20 @@ def split_arguments(argv: Sequence[str], start: int = 0) -> list[Argument]:
     return found
 
 
+def spellings(dotted: str) -> set[str]:
+    """Every option that can set the value at `dotted` (e.g. "model.segmentor.init_args.method"): a whole config
+    (--config, -c), each section above it (a file or inline YAML: --model, --model.segmentor, ...), the option itself,
+    its spelling without `init_args` (jsonargparse reads both), and the class_path of each class on the way (a new
+    class starts again from its defaults)."""
+    parts = dotted.split(".")
+    short = [part for part in parts if part != "init_args"]
+    found = set(CONFIG_OPTIONS)
+    found.update("--" + ".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    found.update("--" + ".".join(short[:i]) for i in range(1, len(short) + 1))
+    found.update("--" + ".".join([*parts[:i], "class_path"]) for i, part in enumerate(parts) if part == "init_args")
+    return found
+
+
 def asks_for_help(argv: Sequence[str]) -> bool:
     """`-h`, `--help` or jsonargparse's `--<key>.help CLASS`: parsing prints the help, nothing runs."""
     return any(t in ("-h", "--help") or (is_option(t) and t.partition("=")[0].endswith(".help")) for t in argv)

@@ -15,7 +15,7 @@ import json
 from typing import Any, Mapping
 
 from ..errors import ProxyCLIPError
-from .command_line import Argument, CommandLine, get, option
+from .command_line import Argument, CommandLine, get, option, spellings
 
 SEGMENTOR = "model.segmentor.init_args."
 _MISSING = object()
@@ -46,9 +46,7 @@ def link_target_paragraph(target: str, source: str) -> str:
 
 def _history(line: CommandLine, name: str, source: str) -> list[tuple[Argument, Any, Any, Any, Any]]:
     """(argument, model value before, after, data value before, after) for each argument that can set either side."""
-    keys = {"--config", "-c", "--model", "--model.segmentor", "--model.segmentor.init_args", f"--model.segmentor.{name}",
-            f"--{SEGMENTOR}{name}", "--data", "--data.class_path", "--data.init_args", f"--data.{source}",
-            f"--data.init_args.{source}"}
+    keys = spellings(SEGMENTOR + name) | spellings(f"data.init_args.{source}")
     steps = []
     for argument in (a for a in line.arguments if a.key in keys):
         before, after = line.before(argument.start), line.before(argument.end)

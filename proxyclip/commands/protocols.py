@@ -20,7 +20,7 @@ from typing import Any
 
 from datamodules import DATAMODULES
 
-from .command_line import CONFIG_OPTIONS, Argument, CommandLine, get
+from .command_line import CONFIG_OPTIONS, Argument, CommandLine, get, spellings
 from ..shipped_configs import find_config, packaged_configs
 from .weights import load_model_spec
 
@@ -30,8 +30,7 @@ RECORD_HELP = ("Set by the CLI, not by hand: the method's own benchmark values i
                "for SCLIP, ClearCLIP, NACLIP), recorded so that a saved config runs again as it ran (a config that "
                "records the file already holds its values).")
 # the arguments that can change the parsed method or benchmark; any other leaves both as they were
-CHOOSERS = {"--config", "-c", "--model", "--model.segmentor", "--model.segmentor.class_path", "--model.segmentor.init_args",
-            "--model.segmentor.method", "--model.segmentor.init_args.method", "--data", "--data.class_path"}
+CHOOSERS = spellings("model.segmentor.init_args.method") | spellings("data.class_path")
 
 
 def method_protocol(method: str, benchmark: str | None) -> Path | None:
