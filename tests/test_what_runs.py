@@ -233,6 +233,16 @@ def test_a_model_config_given_as_the_benchmark_says_so(capsys):
     assert "--config configs/voc21.yaml --model configs/model/tiny_random.yaml" in line
 
 
+@pytest.mark.parametrize("form", ["two tokens", "equals"])
+def test_shipped_config_names_resolve_from_another_folder(form, tmp_path, monkeypatch):
+    """The README names of the shipped configs, as `--config F` or `--config=F`, from a folder without them."""
+    monkeypatch.chdir(tmp_path)
+    pairs = [("--config", "configs/voc21.yaml"), ("--model", "configs/model/tiny_random.yaml")]
+    args = [token for key, value in pairs for token in ((key, value) if form == "two tokens" else (f"{key}={value}",))]
+    config, _ = resolved(["test", *args])
+    assert config["data"]["init_args"]["names_file"] == "voc21" and config["model"]["segmentor"]["init_args"]["beta"] == 1.2
+
+
 def test_ddp_workers_settle_the_command_the_same_way(models, tmp_path):
     """DDP's workers start again from the command as given: on 2 processes, every process runs SCLIP's own VOC21 values
     (vocabulary, crop, thresholds) from `--model.segmentor.method sclip`, and the counts equal one process's."""

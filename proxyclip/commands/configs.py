@@ -9,6 +9,7 @@ import yaml
 
 from ..errors import ProxyCLIPError
 from ..shipped_configs import find_config
+from .command_line import CONFIG_OPTIONS, CONFIG_SUFFIXES, split_arguments
 
 
 def _read_yaml(path: Path) -> dict:
@@ -44,29 +45,23 @@ def with_shipped_configs(argv: list[str]) -> list[str]:
     shipped config's README name (configs/voc21.yaml, configs/model/default.yaml) replaced by the shipped file; a
     ProxyCLIPError for a model config given as the run's config, or a run's config given as the model."""
     argv = list(argv)
-    for i, token in enumerate(argv):
-        option, equals, value = token.partition("=")
-        if option not in ("--config", "-c", "--model", "--data"):
-            continue
-        if not equals:
-            if i + 1 >= len(argv):
-                continue
-            value = argv[i + 1]
-        if not value.endswith((".yaml", ".yml", ".json")):
+    for argument in split_arguments(argv):
+        value = argument.value
+        if not argument.is_file or value is None or not value.endswith(CONFIG_SUFFIXES):
             continue                                     # inline YAML, or not a config file name
         found = find_config(value)
         if str(found) != value and found.is_file():
-            if equals:
-                argv[i] = f"{option}={found}"
+            if "=" in argv[argument.start]:              # --option=value
+                argv[argument.start] = f"{argument.key}={found}"
             else:
-                argv[i + 1] = str(found)
+                argv[argument.start + 1] = str(found)
         kind = _kind(found) if found.is_file() else None
-        if option in ("--config", "-c") and kind == "model":
+        if argument.key in CONFIG_OPTIONS and kind == "model":
             raise ProxyCLIPError(
                 f"{value} is a model config (its top level is `segmentor:`), not a benchmark config: give it with --model, "
                 f"after the benchmark's config, e.g. `proxyclip test --config configs/voc21.yaml --model {value}` "
                 "(the benchmark config sets the data; --model replaces its model).")
-        if option == "--model" and kind == "run":
+        if argument.key == "--model" and kind == "run":
             raise ProxyCLIPError(
                 f"{value} is a benchmark config (it has `model:` / `data:` sections), not a model config: give it with "
                 f"--config, e.g. `proxyclip test --config {value}`, and a model with --model configs/model/<preset>.yaml.")
