@@ -13,27 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ProxyCLIPError
+from .command_line import get
 
 DEFAULT_ROOT = "outputs"   # where a run writes unless told: the CLI's default_root_dir and its CSVLogger's save_dir
 
 
-def _get(config: Any, dotted: str) -> Any:
-    node = config
-    for key in dotted.split("."):
-        node = getattr(node, key, None) if node is not None else None
-    return node
-
-
 def _logger_init_args(config: Any) -> Any:
-    logger = _get(config, "trainer.logger")
+    logger = get(config, "trainer.logger")
     return getattr(logger, "init_args", None) if logger not in (None, True, False) else None
 
 
 def route_outputs(config: Any) -> None:
     """With an output folder chosen, put the trainer's default folder and the default logger's into it; else, with
     a default_root_dir of the user's, put the default logger's folder there."""
-    chosen = _get(config, "model.output_dir") or _get(config, "prediction_writer.output_dir")
-    root = _get(config, "trainer.default_root_dir")
+    chosen = get(config, "model.output_dir") or get(config, "prediction_writer.output_dir")
+    root = get(config, "trainer.default_root_dir")
     if not chosen and (not root or root == DEFAULT_ROOT):
         return
     if chosen and root == DEFAULT_ROOT:
@@ -46,9 +40,9 @@ def route_outputs(config: Any) -> None:
 def _log_dir(config: Any) -> Path | None:
     """The folder the run's log and default results go to when it is known before the run: the default root
     without a logger, a logger's folder of a version the user fixed; None for a new `version_N` folder."""
-    logger = _get(config, "trainer.logger")
+    logger = get(config, "trainer.logger")
     if logger in (None, False):
-        return Path(_get(config, "trainer.default_root_dir") or ".")
+        return Path(get(config, "trainer.default_root_dir") or ".")
     init_args = _logger_init_args(config)
     version = getattr(init_args, "version", None) if init_args is not None else None
     if version is None or getattr(init_args, "save_dir", None) is None:
@@ -59,13 +53,13 @@ def _log_dir(config: Any) -> Path | None:
 
 def results_folder(config: Any) -> Path | None:
     """Where `test` writes its results when that is known before the run; None for a new `version_N` folder."""
-    chosen = _get(config, "model.output_dir")
+    chosen = get(config, "model.output_dir")
     return Path(chosen) if chosen else _log_dir(config)
 
 
 def predictions_folder(config: Any) -> Path | None:
     """Where `predict` writes when that is known before the run; None for a new `version_N` folder."""
-    chosen = _get(config, "prediction_writer.output_dir")
+    chosen = get(config, "prediction_writer.output_dir")
     log_dir = _log_dir(config)
     return Path(chosen) if chosen else None if log_dir is None else log_dir / "predictions"
 
@@ -94,9 +88,9 @@ def unusable_folder(path: str | os.PathLike) -> str | None:
 def check_output_locations(config: Any) -> None:
     """Every folder the run will write to must be usable; a ProxyCLIPError names the first that is not."""
     init_args = _logger_init_args(config)
-    locations = {"--model.output_dir": _get(config, "model.output_dir"),
-                 "--prediction_writer.output_dir": _get(config, "prediction_writer.output_dir"),
-                 "--trainer.default_root_dir": _get(config, "trainer.default_root_dir"),
+    locations = {"--model.output_dir": get(config, "model.output_dir"),
+                 "--prediction_writer.output_dir": get(config, "prediction_writer.output_dir"),
+                 "--trainer.default_root_dir": get(config, "trainer.default_root_dir"),
                  "--trainer.logger.init_args.save_dir": getattr(init_args, "save_dir", None) if init_args is not None else None}
     for option, value in locations.items():
         if value:
