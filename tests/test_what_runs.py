@@ -177,6 +177,27 @@ def test_the_options_that_can_set_a_value_come_from_one_helper():
     assert spellings("method_protocol") == {"--config", "-c", "--method_protocol"}
 
 
+def test_no_prefix_of_the_command_is_parsed_twice(models, monkeypatch):
+    """Adding the method's protocol file keeps the parses of the arguments before it (review 11): settling a command
+    parses each prefix once (jsonargparse's own parser is only counted, not replaced)."""
+    import collections
+
+    import jsonargparse
+
+    parse_args, prefixes = jsonargparse.ArgumentParser.parse_args, []
+
+    def counted(self, args=None, *more, **kwargs):
+        if kwargs.get("_skip_validation") and list(args or [])[:1] == ["test"]:
+            prefixes.append(tuple(args))
+        return parse_args(self, args, *more, **kwargs)
+
+    monkeypatch.setattr(jsonargparse.ArgumentParser, "parse_args", counted)
+    resolved(["test", "--config", "configs/voc21.yaml", "--model", str(models / "plain.yaml"), "--model.segmentor.method",
+              "sclip", "--model.segmentor.init_args.prob_thd", "0.3"])
+    assert len(prefixes) >= 4                                            # the method's and the linked value's history
+    assert [prefix for prefix, n in collections.Counter(prefixes).items() if n > 1] == []
+
+
 def test_values_after_the_method_still_win_and_a_saved_config_runs_as_given(models, tmp_path):
     args = ["test", "--config", "configs/voc21.yaml", "--model", str(models / "plain.yaml"), "--model.segmentor.method",
             "sclip", "--model.segmentor.init_args.logit_scale", "3", "--data.init_args.prob_thd", "0.3"]
