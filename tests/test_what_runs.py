@@ -238,6 +238,18 @@ def test_another_methods_options_are_refused_before_the_data_is_read(capsys):
     assert "options of proxyclip only; the clearclip method" in line and "/nonexistent" not in line
 
 
+def test_the_method_only_options_are_listed_once():
+    """The CLI checks the options METHOD_OPTIONS lists; the library's method_settings takes exactly those (review 13)."""
+    import inspect
+
+    from proxyclip.method.method_options import METHOD_OPTIONS, method_settings
+    from proxyclip.method.segmentor import ProxyCLIPSegmentor
+
+    keyword_only = [name for name, p in inspect.signature(method_settings).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    assert keyword_only == list(METHOD_OPTIONS)
+    assert set(METHOD_OPTIONS) <= set(inspect.signature(ProxyCLIPSegmentor.__init__).parameters)
+
+
 def test_unset_vfm_options_are_the_methods_defaults():
     from proxyclip.method.last_block import LAST_BLOCKS
     from proxyclip.method.method_options import DEFAULT_VFM, method_vfm

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from ..method.method_options import VFM_OPTIONS, check_method_options
+from ..method.method_options import METHOD_OPTIONS, check_method_options
 from .command_line import CommandLine, asks_for_help, get, option, without_print_config
 from .configs import with_shipped_configs
 from .data_paths import resolve_data_paths
@@ -40,7 +40,7 @@ def parse_what_runs(parser: Any, argv: Sequence[str], links: Mapping[str, str], 
         settled = config[line.subcommand]
     added = apply_model_side_links(line, settled, links)
     segmentor = get(settled, "model.segmentor.init_args")
-    check_method_options(str(get(segmentor, "method")), **{k: get(segmentor, k) for k in ("beta", "gamma", *VFM_OPTIONS)})
+    check_method_options(str(get(segmentor, "method")), **{k: get(segmentor, k) for k in METHOD_OPTIONS})
     added += resolve_data_paths(settled)
     if get(settled, RECORD) != record:
         added.append(option(RECORD, record))

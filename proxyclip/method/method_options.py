@@ -19,6 +19,8 @@ DEFAULT_VFM = {"proxyclip": "dino_vitb8"}
 #: stride, and every pixel decided by its best class
 PROTOCOL_DEFAULTS = {"prob_thd": 0.0, "crop_size": 336, "stride": 112}
 VFM_OPTIONS = ("vfm", "vfm_pretrained", "vfm_kwargs", "vfm_mean", "vfm_std")
+#: the segmentor options only some methods read (check_method_options refuses them for the others)
+METHOD_OPTIONS = ("beta", "gamma", *VFM_OPTIONS)
 
 
 def _block_options(method: str) -> set[str]:
