@@ -296,3 +296,18 @@ def test_ddp_workers_settle_the_command_the_same_way(models, tmp_path):
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert one["config"]["data"]["init_args"]["names_file"] == "sclip/voc21" and one["num_images"] == two["num_images"] == 3
     assert two["counts"] == one["counts"]
+
+
+def test_the_subcommands_are_named_once_and_described_in_the_packages_words(capsys):
+    """`proxyclip --help` lists each subcommand (command_line.SUBCOMMANDS, the one list) with this package's words,
+    not the Trainer's docstring (review 19)."""
+    from proxyclip.commands.cli import SUBCOMMAND_DESCRIPTIONS, ProxyCLIPCLI, cli_main
+    from proxyclip.commands.command_line import SUBCOMMANDS
+
+    assert list(ProxyCLIPCLI.subcommands()) == list(SUBCOMMAND_DESCRIPTIONS) == list(SUBCOMMANDS)
+    with pytest.raises(SystemExit) as info:
+        cli_main(["--help"])
+    shown = "".join(capsys.readouterr().out.split())                     # argparse refills the lines
+    assert info.value.code == 0 and "LightningTrainer" not in shown
+    for name, text in SUBCOMMAND_DESCRIPTIONS.items():
+        assert name + "".join(text.split()) in shown, name

@@ -17,6 +17,7 @@ from ..method.loading import WeightsUnavailable
 from ..shell.module import ProxyCLIPModule
 from ..shell.prediction_writer import PredictionWriter
 from ..shell.result_writer import ResultWriter
+from .command_line import SUBCOMMANDS
 from .earlier_outputs import (OVERWRITE_FLAG, OVERWRITE_HELP, earlier_outputs, prediction_names, refuse_earlier_outputs,
                               remove_outputs)
 from .entry_points import BEFORE_THE_RUN, launch_rank, say_interrupted
@@ -83,15 +84,16 @@ class HelpFormatter(DefaultHelpFormatter):
 class ProxyCLIPCLI(LightningCLI):
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        return {"test": {"model", "dataloaders", "datamodule"}, "predict": {"model", "dataloaders", "datamodule"}}
+        """The Trainer methods run as subcommands (command_line.SUBCOMMANDS), each with the arguments it is given."""
+        return {name: {"model", "dataloaders", "datamodule"} for name in SUBCOMMANDS}
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         """Lightning's, listing each subcommand in this package's words (Lightning's would quote the Trainer's)."""
         self._subcommand_parsers = {}
         subcommands = parser.add_subcommands()
-        for name, text in SUBCOMMAND_DESCRIPTIONS.items():
+        for name in self.subcommands():
             self._subcommand_parsers[name] = self._prepare_subcommand_parser(self.trainer_class, name, **kwargs.get(name, {}))
-            subcommands.add_subcommand(name, self._subcommand_parsers[name], help=text)
+            subcommands.add_subcommand(name, self._subcommand_parsers[name], help=SUBCOMMAND_DESCRIPTIONS[name])
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ResultWriter, "result_writer")
