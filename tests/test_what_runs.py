@@ -276,6 +276,46 @@ def test_shipped_config_names_resolve_from_another_folder(form, tmp_path, monkey
     assert config["data"]["init_args"]["names_file"] == "voc21" and config["model"]["segmentor"]["init_args"]["beta"] == 1.2
 
 
+# --- review 2: a relative data path is relative to where it was given ---------------------------------------------
+@pytest.fixture()
+def two_folders(tmp_path):
+    """A/pred.yaml (inputs: imgs, vocabulary: words.txt), A/ref.yaml (data: sub/d.yaml, the same values), a words.txt
+    in A, A/sub and B; B is the working folder."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    section = {"class_path": "datamodules.image_folder.ImageFolderDataModule",
+               "init_args": {"inputs": "imgs", "vocabulary": "words.txt"}}
+    for folder in (a / "sub", b):
+        folder.mkdir(parents=True)
+    (a / "pred.yaml").write_text(yaml.safe_dump({"data": section}))
+    (a / "sub" / "d.yaml").write_text(yaml.safe_dump(section))
+    (a / "ref.yaml").write_text(yaml.safe_dump({"data": "sub/d.yaml"}))
+    for folder in (a, a / "sub", b):
+        (folder / "words.txt").write_text("sky\nhorse\n")
+    return a, b
+
+
+@pytest.mark.parametrize("args, vocabulary, inputs", [
+    (["--config", "A/pred.yaml"], "A/words.txt", "A/imgs"),
+    (["--config", "A/ref.yaml"], "A/sub/words.txt", "A/sub/imgs"),
+    (["--config", "A/pred.yaml", "--data.init_args.vocabulary", "words.txt"], "B/words.txt", "A/imgs"),
+    (["--config", "A/pred.yaml", "--data.init_args.inputs", "imgs"], "A/words.txt", "B/imgs"),
+    (["--config", "A/pred.yaml", "--data", '{"init_args": {"vocabulary": "words.txt"}}'], "B/words.txt", "A/imgs"),
+    (["--config", "A/pred.yaml", "--data.init_args.vocabulary", "words.txt", "--data", "A/sub/d.yaml"],
+     "A/sub/words.txt", "A/sub/imgs"),
+    (["--config", "A/pred.yaml", "--data.init_args.vocabulary", "words.txt", "--data.init_args", '{"prob_thd": 0.5}'],
+     "B/words.txt", "A/imgs"),
+])
+def test_a_relative_data_path_is_relative_to_where_it_was_given(args, vocabulary, inputs, two_folders, monkeypatch):
+    """A value given on the command line is relative to the working folder, one from a config file to that file's
+    folder, also when both give the same text: the last argument that set the option decides (review 2)."""
+    a, b = two_folders
+    monkeypatch.chdir(b)
+    args = [str(a.parent / arg) if arg.startswith("A/") else arg for arg in args]
+    config, _ = resolved(["predict", *args, "--model", TINY])
+    data = config["data"]["init_args"]
+    assert (data["vocabulary"], data["inputs"]) == (str(a.parent / vocabulary), str(a.parent / inputs))
+
+
 def test_ddp_workers_settle_the_command_the_same_way(models, tmp_path):
     """DDP's workers start again from the command as given: on 2 processes, every process runs SCLIP's own VOC21 values
     (vocabulary, crop, thresholds) from `--model.segmentor.method sclip`, and the counts equal one process's."""

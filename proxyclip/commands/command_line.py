@@ -18,6 +18,8 @@ PRINT_CONFIG = "--print_config"
 CONFIG_OPTIONS = ("--config", "-c")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 _NUMBER = re.compile(r"-\.?\d")      # a negative number is a value, not an option
+_UNSET = object()
+_MARKER = "<set before this argument>"
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,18 @@ class CommandLine:
                 parsed = None
             self._prefixes[end] = parsed
         return self._prefixes[end]
+
+    def sets(self, argument: Argument, dotted: str) -> bool:
+        """Whether `argument` sets the value at `dotted`, also to the value it already had: it changes the value, or a
+        marker value put just before it does not survive it (one more parse, only when the value did not change)."""
+        before, after = self.before(argument.start), self.before(argument.end)
+        if before is None or after is None or get(before, dotted, _UNSET) != get(after, dotted, _UNSET):
+            return True
+        marked = [*self.argv[:argument.start], option(dotted, _MARKER), *self.argv[argument.start:argument.end]]
+        try:
+            return get(self.parser.parse_args(marked, _skip_validation=True)[self.subcommand], dotted) != _MARKER
+        except Exception:  # noqa: BLE001 - the marker does not fit the option's type: the value is not a path
+            return True
 
     def text(self, argument: Argument) -> str:
         return " ".join(self.argv[argument.start:argument.end])

@@ -2,6 +2,8 @@
 
 `names_file: my_names.txt` and `root: images` in `/data/mine/my_dataset.yaml` are `/data/mine/my_names.txt` and
 `/data/mine/images` from any working folder; a value given on the command line is relative to the working folder.
+The last argument that set an option decides (found with the parses of the command's prefixes), also where a flag
+repeats the text of a config file's value.
 The CLI writes the absolute paths into the run's config, so that a saved config (print_config, config.yaml,
 metrics.json) runs the same from anywhere.
 
@@ -18,28 +20,12 @@ from typing import Any
 import datamodules
 from datamodules.vocabulary_files import packaged_names
 
-from .command_line import absolute, get, option
+from .command_line import CONFIG_OPTIONS, Argument, CommandLine, absolute, get, option, spellings
 from ..shipped_configs import packaged_configs
 from .configs import config_section
 
 PATH_OPTIONS = ("root", "names_file", "inputs", "vocabulary")
 INSTALLED = Path(datamodules.__file__).resolve().parent.parent    # the folder holding `datamodules` and `proxyclip`
-
-
-def _holders(config: Any) -> list[tuple[Path, dict]]:
-    """(file, its data section) for each config file that may have given the data options, the latest first: the
-    file of the data section itself, then each whole config (following a `data: other.yaml` reference)."""
-    found = []
-    own = get(config, "data.__path__")
-    if own is not None:
-        path = absolute(own)
-        found.append((path, config_section(path, None)))
-    for given in reversed(get(config, "config") or []):
-        path = absolute(given)
-        reference = config_section(path, None).get("data")
-        holder = path.parent / reference if isinstance(reference, str) else path
-        found.append((holder, config_section(path, "data")))
-    return found
 
 
 def _resolve(name: str, value: Any, folder: Path) -> Any:
@@ -56,26 +42,43 @@ def _resolve(name: str, value: Any, folder: Path) -> Any:
     return str(candidate)
 
 
-def _folder(name: str, value: Any, holders: list[tuple[Path, dict]]) -> Path:
-    """The folder `value` is relative to: that of the config file that gave it, else the working folder."""
-    for holder, section in holders:
-        given = section.get("init_args") if isinstance(section.get("init_args"), dict) else section
-        if given.get(name) == value:
-            if not holder.resolve().is_relative_to(packaged_configs().resolve()):
-                return holder.parent
-            return Path.cwd() if name == "root" else INSTALLED      # the shipped configs' placeholder, their assets
-    return Path.cwd()
+def _setter(line: CommandLine, name: str) -> Argument | None:
+    """The last argument that set the data option `name` (even to the text it already had); None for a default."""
+    dotted = f"data.init_args.{name}"
+    for argument in reversed([a for a in line.arguments if a.key in spellings(dotted)]):
+        if argument.key in (f"--{dotted}", f"--data.{name}") or line.sets(argument, dotted):
+            return argument
+    return None
 
 
-def resolve_data_paths(config: Any) -> list[str]:
-    """The data options (`--data.init_args.names_file=/abs/...`) that make the data's relative paths absolute, for a
-    subcommand's parsed `config`; [] when there are none."""
-    init_args, holders = get(config, "data.init_args"), _holders(config)
+def _given_in(argument: Argument) -> Path:
+    """The file whose data section a config-file argument gave: the file, or the one its `data:` names."""
+    path = absolute(argument.value)
+    reference = config_section(path, None).get("data") if argument.key in CONFIG_OPTIONS else None
+    return path.parent / reference if isinstance(reference, str) else path
+
+
+def _folder(line: CommandLine, name: str) -> Path:
+    """The folder the value of `name` is relative to: that of the config file that set it last, else (a flag, inline
+    YAML, a default) the working folder; for the shipped configs, see the module's docstring."""
+    argument = _setter(line, name)
+    if argument is None or not argument.is_file:
+        return Path.cwd()
+    given_in = _given_in(argument)
+    if not given_in.resolve().is_relative_to(packaged_configs().resolve()):
+        return given_in.parent
+    return Path.cwd() if name == "root" else INSTALLED                # the shipped configs' placeholder, their assets
+
+
+def resolve_data_paths(line: CommandLine, config: Any) -> list[str]:
+    """The data options (`--data.init_args.names_file=/abs/...`) that make the data's relative paths absolute, for
+    `line` and its parsed subcommand `config`; [] when there are none."""
+    init_args = get(config, "data.init_args")
     added = []
     for name in PATH_OPTIONS:
         value = get(init_args, name)
         if value is not None:
-            resolved = _resolve(name, value, _folder(name, value, holders))
+            resolved = _resolve(name, value, _folder(line, name))
             if resolved != value:
                 added.append(option(f"data.init_args.{name}", resolved))
     return added

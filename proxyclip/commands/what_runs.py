@@ -41,7 +41,7 @@ def parse_what_runs(parser: Any, argv: Sequence[str], links: Mapping[str, str], 
     added = apply_model_side_links(line, settled, links)
     segmentor = get(settled, "model.segmentor.init_args")
     check_method_options(str(get(segmentor, "method")), **{k: get(segmentor, k) for k in METHOD_OPTIONS})
-    added += resolve_data_paths(settled)
+    added += resolve_data_paths(line, settled)
     if get(settled, RECORD) != record:
         added.append(option(RECORD, record))
     if added or print_config:
