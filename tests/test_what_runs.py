@@ -217,6 +217,25 @@ def test_a_method_without_the_benchmark_says_so_and_proxyclip_says_nothing(model
     assert lines == [] and config["method_protocol"] is None
 
 
+@pytest.mark.parametrize("model, given", [("tiny", "configs/sclip/voc21.yaml"), ("sclip", "configs/clearclip/voc21.yaml"),
+                                          ("sclip", "null")])
+def test_a_method_protocol_given_by_hand_is_refused(model, given, models, capsys):
+    """`--method_protocol` records what the CLI added; a flag that says otherwise is refused, naming what this run's
+    method and benchmark give (review 3)."""
+    model = TINY if model == "tiny" else str(models / "sclip.yaml")
+    line = refused(["test", "--config", "configs/voc21.yaml", "--model", model, "--method_protocol", given], capsys)
+    expected = "configs/sclip/voc21.yaml" if "sclip.yaml" in model else "none"
+    assert f"--method_protocol {given}" in line and f"this run's is {expected}" in line and "Leave it out" in line
+
+
+def test_a_method_protocol_given_by_hand_as_the_cli_computes_it_is_accepted(models):
+    config, _ = resolved(["test", "--config", "configs/voc21.yaml", "--model", str(models / "sclip.yaml"),
+                          "--method_protocol", "configs/sclip/voc21.yaml"])
+    assert config["method_protocol"] == "configs/sclip/voc21.yaml"
+    config, _ = resolved(["test", "--config", "configs/voc21.yaml", "--model", TINY, "--method_protocol", "null"])
+    assert config["method_protocol"] is None
+
+
 # --- item 3: another method's options -------------------------------------------------------------------------------
 def test_another_methods_options_are_refused_in_the_library():
     from proxyclip import ProxyCLIPError, build_segmentor

@@ -10,7 +10,8 @@ The method and the benchmark are read from the parsed configuration, so every sp
 (`--model.segmentor.method sclip`, `--model.segmentor.init_args.method`, inline YAML, a model file, a whole config).
 The method's file goes right after the last argument that changed either, so that later command-line values still
 win; the run's config records it as `method_protocol`, and a config that records it (a saved config.yaml) or a
-command line that gives it (eval_all) already holds its values: it is not added twice.
+command line that gives it (eval_all) already holds its values: it is not added twice. `--method_protocol` given by
+hand with another value is refused: the CLI would replace it.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any
 
 from datamodules import DATAMODULES
 
+from ..errors import ProxyCLIPError
 from .command_line import CONFIG_OPTIONS, Argument, CommandLine, get, spellings
 from ..shipped_configs import find_config, packaged_configs
 from .weights import load_model_spec
@@ -95,3 +97,17 @@ def add_method_protocol(line: CommandLine, config: Any) -> tuple[CommandLine, st
     if given or recorded:
         return line, protocol_name(own), note
     return line.inserted(at, ["--config", str(own)]), protocol_name(own), note
+
+
+def refuse_record_by_hand(line: CommandLine, record: str | None) -> None:
+    """A `--method_protocol` flag that says other than `record`, the file the CLI added for this run's method and
+    benchmark, is refused: it would be replaced (a config file that records it, a saved config.yaml, is read as such)."""
+    for argument in line.arguments:
+        if argument.key in spellings(RECORD) and not argument.is_file:
+            given = get(line.before(argument.end), RECORD)
+            if given != record:
+                raise ProxyCLIPError(
+                    f"{line.text(argument)}: --{RECORD} is set by the CLI, not by hand; it records the method's own "
+                    f"benchmark values that the CLI adds (configs/<method>/<benchmark>.yaml), and this run's is "
+                    f"{record or 'none'}. Leave it out; to run other values, give them after the configs (e.g. "
+                    f"--data.init_args.prob_thd 0.3) or in a config file of your own (--config FILE).")

@@ -17,7 +17,7 @@ from .command_line import CommandLine, asks_for_help, get, option, without_print
 from .configs import with_shipped_configs
 from .data_paths import resolve_data_paths
 from .links import apply_model_side_links
-from .protocols import RECORD, add_method_protocol
+from .protocols import RECORD, add_method_protocol, refuse_record_by_hand
 
 
 def parse_what_runs(parser: Any, argv: Sequence[str], links: Mapping[str, str], say: Callable[[str], None]) -> Any:
@@ -33,6 +33,7 @@ def parse_what_runs(parser: Any, argv: Sequence[str], links: Mapping[str, str], 
         return config
     settled = config[line.subcommand]
     line, record, note = add_method_protocol(line, settled)
+    refuse_record_by_hand(line, record)
     if note:
         say(note)
     if line.argv != argv:
