@@ -294,6 +294,8 @@ def test_eval_all_puts_methods_side_by_side(tmp_path):
     segmentor = sclip_run["config"]["model"]["segmentor"]["init_args"]
     assert (segmentor["method"], segmentor["logit_scale"], segmentor["area_thd"]) == ("sclip", 65.0, 0.1)
     assert sclip_run["config"]["data"]["init_args"]["names_file"] == "sclip/voc21"
+    # the CLI added SCLIP's own values, as for `proxyclip test`: the command names no protocol file itself
+    assert sclip_run["config"]["method_protocol"] == "configs/sclip/voc21.yaml" and "/sclip/" not in sclip_run["command"]
     assert sclip_run["weights"] == {"clip": "random"}                                  # no VFM to name
     for setting, row in rows.items():
         metrics = json.loads((tmp_path / "out" / setting / "voc21" / "metrics.json").read_text())

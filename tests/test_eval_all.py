@@ -129,3 +129,20 @@ def test_several_roots_per_option(roots, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 1 and f"tiny_random / voc21: missing: {a}" in out and f"tiny_random / voc20: missing: {b}" in out
     assert read_json(tmp_path / "out" / "tiny_random" / "voc20" / "run.json")["status"] == f"missing: {b}"
+
+
+def test_the_method_is_the_one_the_command_settles(tmp_path, capsys):
+    """A method given as a passed-through option (not in the model file) decides as the CLI decides: SCLIP defines no
+    PC459 protocol, so PC459 is unsupported, not run with ProxyCLIP's values (review 6)."""
+    import yaml
+
+    from conftest import TINY_CLIP
+    from proxyclip.commands.eval_all import main
+
+    model = tmp_path / "plain.yaml"
+    model.write_text(yaml.safe_dump({"segmentor": {"clip_model": TINY_CLIP, "clip_pretrained": None}}))
+    code = main(["--model", str(model), "--datasets", "voc21", "pc459", "--data-root", str(tmp_path / "data"),
+                 "--output", str(tmp_path / "out"), "--model.segmentor.method", "sclip"])
+    out = capsys.readouterr().out
+    assert "plain / pc459: unsupported: sclip defines no pc459 protocol" in out
+    assert f"plain / voc21: missing: {tmp_path / 'data' / 'VOCdevkit' / 'VOC2012'}" in out and code == 1

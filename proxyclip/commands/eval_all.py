@@ -40,7 +40,7 @@ from datamodules import DATAMODULES
 from .cli import cli_main
 from ..shipped_configs import find_config, packaged_configs
 from .configs import config_section
-from .protocols import DEFAULT_METHOD, method_protocol, model_method
+from .protocols import DEFAULT_METHOD, RECORD
 from .weights import weights_identity
 
 BENCHMARKS = tuple(DATAMODULES)   # the papers' table order
@@ -152,52 +152,42 @@ def versions() -> dict[str, str]:
     return found
 
 
-def benchmark_configs(name: str, method: str) -> list[str] | None:
-    """`--config` files of benchmark `name` for `method`: the benchmark's (ProxyCLIP's protocol), then, for another
-    method, that method's own values (configs/<method>/<name>.yaml); None when the method defines no protocol for it."""
-    configs = ["--config", str(packaged_configs() / f"{name}.yaml")]
-    if method == DEFAULT_METHOD:
-        return configs
-    own = method_protocol(method, name)
-    return None if own is None else configs + ["--config", str(own)]
-
-
 def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrough: list[str],
              data_config: Path | None = None) -> str:
     """Evaluate one benchmark (or the dataset of `data_config`, its root from that config when `root` is None)
     unless its results for this exact config exist; returns ok/skipped/missing/failed, or unsupported when the
-    model's method defines no protocol for the benchmark."""
+    method the command settles defines no protocol for the benchmark."""
     run_file = out_dir / "run.json"
     record: dict[str, Any] = {"benchmark": name, "setting": out_dir.parent.name, "host": platform.node(),
                               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    method = model_method(model)
-    configs = benchmark_configs(name, method) if data_config is None else ["--data", str(data_config)]
-    if configs is None:
+    data = ["--config", str(packaged_configs() / f"{name}.yaml")] if data_config is None else ["--data", str(data_config)]
+    # the model replaces the benchmark config's model, and the CLI adds the method's own values (protocols.py), as it
+    # does for `proxyclip test`. The folder is this benchmark's own: a run that is not skipped replaces what an earlier
+    # (failed, other-config) run left.
+    cmd = [sys.executable, "-m", "proxyclip.commands.cli", "test", *data, "--model", str(model),
+           *(["--data.init_args.root", str(root)] if root is not None else []), "--model.output_dir", str(out_dir),
+           "--trainer.default_root_dir", str(out_dir), "--trainer.logger", "false", "--overwrite", *passthrough]
+    code, printed, errors = resolved_config(cmd[3:])
+    config = yaml.safe_load(printed) if code == 0 else {}
+    method = (config.get("model") or {}).get("segmentor", {}).get("init_args", {}).get("method") or DEFAULT_METHOD
+    if code != 0:
+        status = f"failed: {one_line(errors)}"
+    elif data_config is None and method != DEFAULT_METHOD and config.get(RECORD) is None:
         status = f"unsupported: {method} defines no {name} protocol"
     elif root is not None and not root.is_dir():
         status = f"missing: {root}"
     else:
-        # the model replaces the benchmark config's model; the method's own values come after it, on top. The folder
-        # is this benchmark's own: a run that is not skipped replaces what an earlier (failed, other-config) run left.
-        cmd = [sys.executable, "-m", "proxyclip.commands.cli", "test", *configs[:2], "--model", str(model), *configs[2:],
-               *(["--data.init_args.root", str(root)] if root is not None else []), "--model.output_dir", str(out_dir),
-               "--trainer.default_root_dir", str(out_dir), "--trainer.logger", "false", "--overwrite", *passthrough]
-        code, printed, errors = resolved_config(cmd[3:])
-        if code != 0:
-            status = f"failed: {one_line(errors)}"
-        else:
-            config = yaml.safe_load(printed)
-            weights = weights_identity(config["model"]["segmentor"]["init_args"])
-            digest = config_hash(config, weights)
-            old = json.loads(run_file.read_text()) if run_file.is_file() else {}
-            if (out_dir / "metrics.json").is_file() and old.get("status") == "ok" and old.get("config_hash") == digest:
-                return "skipped"
-            print(f"[eval_all] {name}: {shlex.join(cmd)}", flush=True)
-            start = time.perf_counter()
-            code, log = run_streaming(cmd)
-            status = "ok" if code == 0 and (out_dir / "metrics.json").is_file() else f"failed: {one_line(log)}"
-            record.update(config_hash=digest, config=config, versions=versions(), weights=weights,
-                          elapsed_s=time.perf_counter() - start, command=shlex.join(cmd))
+        weights = weights_identity(config["model"]["segmentor"]["init_args"])
+        digest = config_hash(config, weights)
+        old = json.loads(run_file.read_text()) if run_file.is_file() else {}
+        if (out_dir / "metrics.json").is_file() and old.get("status") == "ok" and old.get("config_hash") == digest:
+            return "skipped"
+        print(f"[eval_all] {name}: {shlex.join(cmd)}", flush=True)
+        start = time.perf_counter()
+        code, log = run_streaming(cmd)
+        status = "ok" if code == 0 and (out_dir / "metrics.json").is_file() else f"failed: {one_line(log)}"
+        record.update(config_hash=digest, config=config, versions=versions(), weights=weights,
+                      elapsed_s=time.perf_counter() - start, command=shlex.join(cmd))
     out_dir.mkdir(parents=True, exist_ok=True)
     run_file.write_text(json.dumps({"status": status, **record}, indent=2, default=str))
     return status

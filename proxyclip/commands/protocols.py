@@ -9,22 +9,20 @@ the same benchmark with its own vocabulary, resize, crops and thresholds, which 
 The method and the benchmark are read from the parsed configuration, so every spelling counts the same
 (`--model.segmentor.method sclip`, `--model.segmentor.init_args.method`, inline YAML, a model file, a whole config).
 The method's file goes right after the last argument that changed either, so that later command-line values still
-win; the run's config records it as `method_protocol`, and a config that records it (a saved config.yaml) or a
-command line that gives it (eval_all) already holds its values: it is not added twice. `--method_protocol` given by
-hand with another value is refused: the CLI would replace it.
+win; the run's config records it as `method_protocol`, and a config that records it (a saved config.yaml) already
+holds its values: it is not added twice. `--method_protocol` given by hand with another value is refused: the CLI
+would replace it.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from datamodules import DATAMODULES
 
 from ..errors import ProxyCLIPError
-from .command_line import CONFIG_OPTIONS, Argument, CommandLine, get, spellings
+from .command_line import Argument, CommandLine, get, spellings
 from ..shipped_configs import find_config, packaged_configs
-from .weights import load_model_spec
 
 DEFAULT_METHOD = "proxyclip"
 RECORD = "method_protocol"   # the run's config key that records the file added
@@ -47,11 +45,6 @@ def method_protocol(method: str, benchmark: str | None) -> Path | None:
 def protocol_name(path: Path) -> str:
     """The README name of a shipped protocol file (configs/sclip/voc21.yaml), found from any folder."""
     return Path("configs", path.parent.name, path.name).as_posix()
-
-
-def model_method(model: str | os.PathLike) -> str:
-    """The `method` a model config (or a benchmark config that references one) runs."""
-    return str(load_model_spec(model).get("method") or DEFAULT_METHOD)
 
 
 def method_and_benchmark(config: Any) -> tuple[str, str | None]:
@@ -90,11 +83,10 @@ def add_method_protocol(line: CommandLine, config: Any) -> tuple[CommandLine, st
     note = f"{method}'s own {benchmark} values: --config {own}"
     chooser = _last_chooser(line, (method, benchmark))
     at = chooser.end if chooser is not None else line.subcommand_at + 1
-    given = any(a.key in CONFIG_OPTIONS and a.start >= at and _same(a.value, own) for a in line.arguments)
     # a whole config that records the file (a run's saved config.yaml) and chose the method itself holds its values
     recorded = chooser is not None and chooser.is_file and _same(get(line.before(chooser.end), RECORD), own) \
         and not _same(get(line.before(chooser.start), RECORD), own)
-    if given or recorded:
+    if recorded:
         return line, protocol_name(own), note
     return line.inserted(at, ["--config", str(own)]), protocol_name(own), note
 
