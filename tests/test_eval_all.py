@@ -67,10 +67,10 @@ def test_evaluate_all_resume_and_summary(tmp_path):
     assert {name: (setting / name / "metrics.json").stat().st_mtime_ns for name in mtimes} == mtimes
     assert (out / "summary.md").read_text() == markdown
 
-    # A changed model option (passed through, after --model) reruns that benchmark; a broken one fails alone.
+    # A changed model option (passed through, after --model) with --overwrite reruns that benchmark; a broken one fails alone.
     (tmp_path / "empty").mkdir()
     third = run_eval_all(tmp_path, "--datasets", "voc21", "voc20", "--root", f"voc20={tmp_path / 'empty'}",
-                         "--model.segmentor.beta", "1.0")
+                         "--model.segmentor.beta", "1.0", "--overwrite")
     assert third.returncode == 1
     assert "tiny_random / voc21: ok" in third.stdout
     rerun = read_json(setting / "voc21" / "run.json")
@@ -146,3 +146,51 @@ def test_the_method_is_the_one_the_command_settles(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "plain / pc459: unsupported: sclip defines no pc459 protocol" in out
     assert f"plain / voc21: missing: {tmp_path / 'data' / 'VOCdevkit' / 'VOC2012'}" in out and code == 1
+
+
+def finished_elsewhere(folder, status="ok", config_hash="0" * 64):
+    """What an earlier run of another config left in a benchmark's folder."""
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"mIoU": 12.5}))
+    (folder / "per_class.csv").write_text("earlier\n")
+    (folder / "run.json").write_text(json.dumps({"status": status, "config_hash": config_hash}))
+    return {name: (folder / name).read_text() for name in ("metrics.json", "per_class.csv", "run.json")}
+
+
+def test_finished_results_of_another_config_are_kept_unless_overwrite(tmp_path, capsys, monkeypatch):
+    """eval_all never replaces another config's finished results silently: that benchmark is not run and its status
+    says why; `--overwrite` (eval_all's own) replaces them (review 4)."""
+    from proxyclip.commands.eval_all import main
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    WRITERS["voc21"](tmp_path / "data", n=1)
+    folder = tmp_path / "out" / "tiny_random" / "voc21"
+    earlier = finished_elsewhere(folder)
+    args = ["--model", str(TINY_CONFIG), "--datasets", "voc21", "--data-root", str(tmp_path / "data"),
+            "--output", str(tmp_path / "out"), "--model.num_panels", "0"]
+    assert main(args) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert (f"[eval_all] tiny_random / voc21: kept: {folder} holds the finished results of another config; add "
+            "--overwrite (eval_all's) to replace them, or choose another --output") in lines
+    assert lines[-1] == ("[eval_all] 0 of 1 benchmarks have numbers; kept (another config's results, not replaced): "
+                         "voc21; exit code 1")
+    assert {name: (folder / name).read_text() for name in earlier} == earlier
+    assert main([*args, "--overwrite"]) == 0
+    run = read_json(folder / "run.json")
+    assert run["status"] == "ok" and read_json(folder / "metrics.json")["num_images"] == 1
+    assert run["command"].endswith(" --overwrite --model.num_panels 0")   # what it replaced was named by --overwrite
+    assert not (folder / "per_class.csv").read_text().startswith("earlier")
+
+
+def test_an_earlier_failed_run_is_run_again(tmp_path, capsys, monkeypatch):
+    """A failed earlier run (its files are no result) is run again without eval_all's --overwrite."""
+    from proxyclip.commands.eval_all import main
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    WRITERS["voc21"](tmp_path / "data", n=1)
+    folder = tmp_path / "out" / "tiny_random" / "voc21"
+    finished_elsewhere(folder, status="failed: out of memory")
+    assert main(["--model", str(TINY_CONFIG), "--datasets", "voc21", "--data-root", str(tmp_path / "data"),
+                 "--output", str(tmp_path / "out"), "--model.num_panels", "0"]) == 0
+    assert "tiny_random / voc21: ok" in capsys.readouterr().out
+    assert read_json(folder / "run.json")["status"] == "ok" and read_json(folder / "metrics.json")["num_images"] == 1

@@ -6,7 +6,8 @@
 Each benchmark runs `proxyclip test` (= main.py test) in its own process (so Lightning can launch DDP per benchmark), into
 `<output>/<setting>/<benchmark>/` (`<setting>` = the model config's stem), with a `run.json` beside the
 results: the hash of the resolved config, which decides whether a later call skips the benchmark, and what
-is needed to trust the number (config, package versions, weights identity, time, command, host, date).
+is needed to trust the number (config, package versions, weights identity, time, command, host, date). The finished
+results of another config are kept (not run, status `kept`) unless `--overwrite` is given.
 Unknown arguments are passed through to `main.py test`, after `--model`, so `--model.segmentor.beta 1.0` works.
 """
 from __future__ import annotations
@@ -40,6 +41,7 @@ from datamodules import DATAMODULES
 from .cli import cli_main
 from ..shipped_configs import find_config, packaged_configs
 from .configs import config_section
+from .earlier_outputs import OVERWRITE_FLAG
 from .protocols import DEFAULT_METHOD, RECORD
 from .weights import weights_identity
 
@@ -153,21 +155,21 @@ def versions() -> dict[str, str]:
 
 
 def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrough: list[str],
-             data_config: Path | None = None) -> str:
+             data_config: Path | None = None, overwrite: bool = False) -> str:
     """Evaluate one benchmark (or the dataset of `data_config`, its root from that config when `root` is None)
-    unless its results for this exact config exist; returns ok/skipped/missing/failed, or unsupported when the
-    method the command settles defines no protocol for the benchmark."""
+    unless its results for this exact config exist; returns ok/skipped/missing/failed, unsupported when the method
+    the command settles defines no protocol for the benchmark, or kept when the folder holds another config's
+    finished results and `overwrite` is False (they are left as they are)."""
     run_file = out_dir / "run.json"
     record: dict[str, Any] = {"benchmark": name, "setting": out_dir.parent.name, "host": platform.node(),
                               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     data = ["--config", str(packaged_configs() / f"{name}.yaml")] if data_config is None else ["--data", str(data_config)]
     # the model replaces the benchmark config's model, and the CLI adds the method's own values (protocols.py), as it
-    # does for `proxyclip test`. The folder is this benchmark's own: a run that is not skipped replaces what an earlier
-    # (failed, other-config) run left.
+    # does for `proxyclip test`
     cmd = [sys.executable, "-m", "proxyclip.commands.cli", "test", *data, "--model", str(model),
            *(["--data.init_args.root", str(root)] if root is not None else []), "--model.output_dir", str(out_dir),
-           "--trainer.default_root_dir", str(out_dir), "--trainer.logger", "false", "--overwrite", *passthrough]
-    code, printed, errors = resolved_config(cmd[3:])
+           "--trainer.default_root_dir", str(out_dir), "--trainer.logger", "false"]
+    code, printed, errors = resolved_config([*cmd[3:], *passthrough])
     config = yaml.safe_load(printed) if code == 0 else {}
     method = (config.get("model") or {}).get("segmentor", {}).get("init_args", {}).get("method") or DEFAULT_METHOD
     if code != 0:
@@ -180,8 +182,16 @@ def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrou
         weights = weights_identity(config["model"]["segmentor"]["init_args"])
         digest = config_hash(config, weights)
         old = json.loads(run_file.read_text()) if run_file.is_file() else {}
-        if (out_dir / "metrics.json").is_file() and old.get("status") == "ok" and old.get("config_hash") == digest:
+        # finished: metrics.json of a run that did not fail (without run.json, of a run eval_all did not start)
+        finished = (out_dir / "metrics.json").is_file() and old.get("status", "ok") == "ok"
+        if finished and old.get("config_hash") == digest:
             return "skipped"
+        if finished and not overwrite:
+            return (f"kept: {out_dir} holds the finished results of another config; add {OVERWRITE_FLAG} (eval_all's) to "
+                    "replace them, or choose another --output")
+        # what an earlier run left here is replaced: another config's results (eval_all's --overwrite), or no result
+        cmd += [OVERWRITE_FLAG] if out_dir.is_dir() else []
+        cmd += passthrough
         print(f"[eval_all] {name}: {shlex.join(cmd)}", flush=True)
         start = time.perf_counter()
         code, log = run_streaming(cmd)
@@ -277,6 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="outputs/eval_all", help="results folder: <output>/<setting>/<benchmark>/")
     parser.add_argument("--allow-missing", action="store_true",
                         help="exit 0 although some requested benchmarks have no dataset folder (they show as missing)")
+    parser.add_argument(OVERWRITE_FLAG, action="store_true",
+                        help="run a benchmark whose folder holds the finished results of another config (another model "
+                             "file or other options), replacing them; without it such a benchmark is not run and shows "
+                             "as kept (results of this same config are skipped either way, and an earlier failed run is "
+                             "always run again)")
     args, passthrough = parser.parse_known_args(argv)
     args.root = [pair for pairs in args.root for pair in pairs]   # --root a=X b=Y, --root a=X --root b=Y: the same
     names = list(BENCHMARKS) if args.datasets == ["all"] else args.datasets
@@ -304,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 root = Path(overrides.get(name) or Path(args.data_root) / default_root(name)).expanduser().resolve()
             try:
-                status = evaluate(name, root, model, output / model.stem / name, passthrough, custom.get(name))
+                status = evaluate(name, root, model, output / model.stem / name, passthrough, custom.get(name),
+                                  args.overwrite)
             except KeyboardInterrupt:
                 where = name if len(models) == 1 else f"{model.stem} / {name}"
                 print(f"[eval_all] interrupted at {where}; run the same command again to resume "
@@ -321,14 +337,16 @@ def main(argv: list[str] | None = None) -> int:
     failed = [n for n, s in statuses.items() if s.startswith("failed")]
     missing = [n for n, s in statuses.items() if s.startswith("missing")]
     unsupported = [n for n, s in statuses.items() if s.startswith("unsupported")]
+    kept = [n for n, s in statuses.items() if s.startswith("kept")]
     if len(models) == 1:                       # one setting: name the benchmarks alone
-        failed, missing, unsupported = ([n.split(" / ")[1] for n in group] for group in (failed, missing, unsupported))
+        failed, missing, unsupported, kept = ([n.split(" / ")[1] for n in group] for group in (failed, missing, unsupported, kept))
     statuses = {n: s for n, s in statuses.items() if not s.startswith("unsupported")}
-    done = len(statuses) - len(failed) - len(missing)
-    code = 1 if failed or (missing and not args.allow_missing) else 0
+    done = len(statuses) - len(failed) - len(missing) - len(kept)
+    code = 1 if failed or kept or (missing and not args.allow_missing) else 0
     print(f"[eval_all] {done} of {len(statuses)} benchmarks have numbers"
           + (f"; failed: {', '.join(failed)}" if failed else "") + (f"; missing: {', '.join(missing)}" if missing else "")
-          + (" (allowed by --allow-missing)" if missing and args.allow_missing and not failed else "")
+          + (" (allowed by --allow-missing)" if missing and args.allow_missing and not failed and not kept else "")
+          + (f"; kept (another config's results, not replaced): {', '.join(kept)}" if kept else "")
           + (f"; not defined by their method: {', '.join(unsupported)}" if unsupported else "")
           + f"; exit code {code}", flush=True)
     return code
