@@ -335,6 +335,19 @@ def test_a_relative_data_path_is_relative_to_where_it_was_given(args, vocabulary
     assert (data["vocabulary"], data["inputs"]) == (str(a.parent / vocabulary), str(a.parent / inputs))
 
 
+def test_the_refusal_of_earlier_results_under_several_nodes_says_the_folder_must_be_shared(tmp_path, capsys):
+    """Every node checks the output folder itself (review 9): the refusal says it must be on a shared file system."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "metrics.json").write_text("{}")
+    args = ["test", "--config", "configs/voc21.yaml", "--model", TINY, "--model.output_dir", str(tmp_path / "out"),
+            "--trainer.accelerator", "cpu"]
+    assert "shared" not in refused(args, capsys)
+    line = refused([*args, "--trainer.num_nodes", "2"], capsys)
+    assert "already holds the results of an earlier run" in line
+    assert line.endswith("With --trainer.num_nodes 2 every node checks this folder itself: it must be on a file system "
+                         "all nodes share.")
+
+
 def test_ddp_workers_settle_the_command_the_same_way(models, tmp_path):
     """DDP's workers start again from the command as given: on 2 processes, every process runs SCLIP's own VOC21 values
     (vocabulary, crop, thresholds) from `--model.segmentor.method sclip`, and the counts equal one process's."""

@@ -17,7 +17,7 @@ from ..method.loading import WeightsUnavailable
 from ..shell.module import ProxyCLIPModule
 from ..shell.prediction_writer import PredictionWriter
 from ..shell.result_writer import ResultWriter
-from .command_line import SUBCOMMANDS
+from .command_line import SUBCOMMANDS, get
 from .earlier_outputs import (OVERWRITE_FLAG, OVERWRITE_HELP, earlier_outputs, prediction_names, refuse_earlier_outputs,
                               remove_outputs)
 from .entry_points import BEFORE_THE_RUN, launch_rank, say_interrupted
@@ -116,7 +116,7 @@ class ProxyCLIPCLI(LightningCLI):
         self._names = prediction_names(config.data) if self.subcommand == "predict" else []
         folder, self._earlier = earlier_outputs(config, self.subcommand, self._names)
         if self._earlier and not config.get("overwrite"):
-            refuse_earlier_outputs(folder, self._earlier, self.subcommand)
+            refuse_earlier_outputs(folder, self._earlier, self.subcommand, get(config, "trainer.num_nodes") or 1)
 
     def instantiate_classes(self) -> None:
         try:

@@ -53,14 +53,16 @@ def earlier_outputs(config: Any, subcommand: str, names: list[str]) -> tuple[Pat
     return folder, [folder / file for file in files if (folder / file).exists()]
 
 
-def refuse_earlier_outputs(folder: Path, found: list[Path], subcommand: str) -> None:
-    """One paragraph: what is there, and the two ways on."""
+def refuse_earlier_outputs(folder: Path, found: list[Path], subcommand: str, nodes: int = 1) -> None:
+    """One paragraph: what is there, and the two ways on (with several nodes, that the folder must be shared)."""
     option = "--model.output_dir" if subcommand == "test" else "--prediction_writer.output_dir"
     shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
     what = "the results of an earlier run" if subcommand == "test" else "outputs of an earlier run for these inputs"
+    shared = (f" With --trainer.num_nodes {nodes} every node checks this folder itself: it must be on a file system all "
+              "nodes share." if nodes > 1 else "")
     raise ProxyCLIPError(f"The output folder {folder} already holds {what} ({shown}); a run never replaces them "
                          f"silently. Add {OVERWRITE_FLAG} to replace them (they are removed before this run starts), or "
-                         f"write elsewhere, e.g. {option} {folder.parent / (folder.name + '_2')}.")
+                         f"write elsewhere, e.g. {option} {folder.parent / (folder.name + '_2')}.{shared}")
 
 
 def remove_outputs(found: list[Path]) -> None:
