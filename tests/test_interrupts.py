@@ -88,6 +88,36 @@ def test_ctrl_c_during_the_predict_loop_keeps_whole_images(tmp_path):
     assert sorted(p.name[:-len("_overlay.png")] for p in out.glob("*_overlay.png")) == kept
 
 
+def test_ctrl_c_during_predict_into_a_new_version_folder_says_a_rerun_needs_no_overwrite(tmp_path):
+    """Into Lightning's default version_N folder a rerun goes to a new folder: the line does not ask for --overwrite
+    (review 22)."""
+    photos = write_photos(tmp_path / "photos", 20)
+    folder = tmp_path / "outputs" / "demo" / "version_0" / "predictions"
+    started = Started(main_py("predict", "--config", str(REPO_ROOT / "configs/demo.yaml"), "--model", TINY,
+                              "--data.init_args.inputs", str(photos)), tmp_path)
+    started.wait_for(lambda: list(folder.glob("*_legend.json")))
+    code, lines = started.ctrl_c()
+    kept = len(list(folder.glob("*_legend.json")))
+    assert code == 130 and lines == [f"interrupted (Ctrl-C) during predict: the outputs of {kept} of 20 images are kept "
+                                     "in outputs/demo/version_0/predictions/ (each image's files complete); the same "
+                                     "command again segments every image into a new version folder"]
+
+
+def test_ctrl_c_during_a_test_that_replaces_earlier_results_says_they_were_removed(tmp_path):
+    """With --overwrite the earlier results go when the run starts: an interrupted rerun says so (review 23)."""
+    root = WRITERS["voc21"](tmp_path / "data", n=20)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    (out / "per_class.csv").write_text("earlier\n")
+    started = Started(main_py(*voc_args(root, "--model.output_dir", str(out), "--model.num_panels", "20",
+                                        "--overwrite")), tmp_path)
+    started.wait_for(lambda: list(out.glob("panels/000_*.png")))
+    assert started.ctrl_c() == (130, [f"{DURING_TEST}; the earlier run's results in {out}/ (metrics.json, per_class.csv) "
+                                      "were removed when this run started (--overwrite)"])
+    assert not (out / "metrics.json").exists() and not (out / "per_class.csv").exists()
+
+
 def test_ctrl_c_under_ddp_says_it_once(tmp_path):
     root = WRITERS["voc21"](tmp_path / "data", n=20)
     out = tmp_path / "out"

@@ -114,9 +114,9 @@ class ProxyCLIPCLI(LightningCLI):
         check_output_locations(config)
         check_hardware(config)
         self._names = prediction_names(config.data) if self.subcommand == "predict" else []
-        folder, self._earlier = earlier_outputs(config, self.subcommand, self._names)
+        self._folder, self._earlier = earlier_outputs(config, self.subcommand, self._names)
         if self._earlier and not config.get("overwrite"):
-            refuse_earlier_outputs(folder, self._earlier, self.subcommand, get(config, "trainer.num_nodes") or 1)
+            refuse_earlier_outputs(self._folder, self._earlier, self.subcommand, get(config, "trainer.num_nodes") or 1)
 
     def instantiate_classes(self) -> None:
         try:
@@ -140,7 +140,8 @@ class ProxyCLIPCLI(LightningCLI):
     def _run(self, subcommand: str, kwargs: dict[str, Any]) -> None:
         if launch_rank() == 0:
             remove_outputs(self._earlier)             # --overwrite: the earlier run's files go just before this run
-        run_interruptibly(getattr(self.trainer, subcommand), self.trainer, subcommand, self._names, kwargs)
+        run_interruptibly(getattr(self.trainer, subcommand), self.trainer, subcommand, self._names, kwargs,
+                          removed=self._earlier, new_folder=self._folder is None)
 
 
 def say(line: str) -> None:
