@@ -27,6 +27,10 @@ from .text_cache import cached_encode_queries
 from .vfm import build_vfm
 
 
+#: the pixel statistics' buffers: float32 whatever the encoders' dtype (`_apply`)
+STATISTICS_BUFFERS = ("clip_mean", "clip_std", "clip_mean_255", "clip_std_255", "vfm_mean", "vfm_std")
+
+
 class ProxyCLIPSegmentor(nn.Module):
     """CLIP for the semantics, a VFM for the spatial coherence, no trained weights (docs/method.md §1–§6); with
     `method`, CLIP's last block as SCLIP, ClearCLIP or NACLIP make it, each without a VFM (docs/baselines/).
@@ -201,6 +205,16 @@ class ProxyCLIPSegmentor(nn.Module):
                 swap_linears(encoder, onednn=enabled)
         return self
 
+    def _apply(self, fn: Any, recurse: bool = True) -> "ProxyCLIPSegmentor":
+        """Moves and casts as nn.Module does, but the pixel statistics stay float32: a `.half()` model normalises in
+        float32 and casts the result, as the originals' fp16 runs do (ProxyCLIP proxyclip_segmentor.py:116, :177)."""
+        kept = {name: self._buffers[name] for name in STATISTICS_BUFFERS if name in self._buffers}
+        super()._apply(fn, recurse)
+        for name, before in kept.items():
+            after = self._buffers[name]
+            self._buffers[name] = after if after.dtype == before.dtype else before.to(after.device)
+        return self
+
     # --- vocabulary -----------------------------------------------------------------------------
     def set_vocabulary(self, class_names: Sequence[str]) -> None:
         """Set the classes (one entry per class, synonyms separated by "; "); text is encoded on first use."""
@@ -228,14 +242,17 @@ class ProxyCLIPSegmentor(nn.Module):
 
     # --- dense features and per-crop logits -------------------------------------------------------
     def _dense(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, 3, H, W] CLIP-normalised (already padded) -> [B, D, h, w] unit embeddings."""
+        """x: [B, 3, H, W] CLIP-normalised (already padded) -> [B, D, h, w] unit embeddings. Each encoder gets its
+        input in its weights' dtype (fp16 for a `.half()` model, cast after the float32 normalisation)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _exact_fp32_convolutions(x):
             feats = None
             if self.vfm is not None:                                            # padding -> CLIP's mean colour
-                feats = self.vfm(vfm_input(x, self.clip_mean, self.clip_std, self.vfm_mean, self.vfm_std), self.crop_size)
-            return dense_clip_features(self.clip.visual, x, self.last_block, feats, onednn=self.onednn_linear)
+                pixels = vfm_input(x, self.clip_mean, self.clip_std, self.vfm_mean, self.vfm_std)
+                feats = self.vfm(_in_dtype_of(self.vfm, pixels), self.crop_size)
+            return dense_clip_features(self.clip.visual, _in_dtype_of(self.clip.visual, x), self.last_block, feats,
+                                       onednn=self.onednn_linear)
 
     def dense_features(self, crops: torch.Tensor) -> torch.Tensor:
         """crops: [B, 3, H, W] RGB in [0, 1] -> L2-normalised dense CLIP embeddings [B, D, h, w] (the method's grid)."""
@@ -357,6 +374,11 @@ class ProxyCLIPSegmentor(nn.Module):
     def _as_float(self, image: torch.Tensor) -> torch.Tensor:
         image = self._checked(image)
         return image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+
+
+def _in_dtype_of(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """x in the dtype of `encoder`'s weights (under autocast they stay float32: x is left to autocast)."""
+    return x.to(next(encoder.parameters()).dtype)
 
 
 @contextlib.contextmanager
