@@ -131,8 +131,7 @@ class ProxyCLIPSegmentor(nn.Module):
         prob_thd, crop_size, stride = protocol_values(prob_thd, crop_size, stride)
         statistics = resolve_statistics(clip_model, clip_pretrained, clip_mean, clip_std, vfm, vfm_pretrained,
                                         vfm_mean, vfm_std)   # docs/method.md §1; before any model is built
-        if class_names is not None:
-            parse_vocabulary(class_names)      # a bad vocabulary is refused before any model is built
+        parsed = None if class_names is None else parse_vocabulary(class_names)   # refused before any model is built
         self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained, clip_quick_gelu)
         self.method, self.last_block = method, build_last_block(method, **method_kwargs)
         self.vfm = build_vfm(vfm, vfm_pretrained, vfm_kwargs) if self.last_block.needs_vfm else None
@@ -166,8 +165,8 @@ class ProxyCLIPSegmentor(nn.Module):
         self.register_buffer("query_to_class", torch.empty(0, dtype=torch.long), persistent=False)  # [Q]
         self.class_names: list[str] = []
         self.queries: list[str] = []
-        if class_names is not None:
-            self.set_vocabulary(class_names)
+        if parsed is not None:
+            self._use_vocabulary(class_names, *parsed)
 
     # ProxyCLIP's adaptive normalisation, kept by its last block (other methods have none)
     beta = property(lambda self: self.last_block.beta, lambda self, value: setattr(self.last_block, "beta", value))
@@ -218,8 +217,11 @@ class ProxyCLIPSegmentor(nn.Module):
     # --- vocabulary -----------------------------------------------------------------------------
     def set_vocabulary(self, class_names: Sequence[str]) -> None:
         """Set the classes (one entry per class, synonyms separated by "; "); text is encoded on first use."""
-        self.queries, query_to_class = parse_vocabulary(class_names)
-        self.class_names = [str(name).strip() for name in class_names]
+        self._use_vocabulary(class_names, *parse_vocabulary(class_names))
+
+    def _use_vocabulary(self, class_names: Sequence[str], queries: list[str], query_to_class: list[int]) -> None:
+        """`class_names` as `parse_vocabulary` parsed them: its queries and the class of each."""
+        self.queries, self.class_names = queries, [str(name).strip() for name in class_names]
         self.query_to_class = torch.tensor(query_to_class, device=self.clip_mean.device)
         self.query_embeddings = torch.empty(0, device=self.clip_mean.device)
 
@@ -359,7 +361,7 @@ class ProxyCLIPSegmentor(nn.Module):
 
     def _clip_normalised(self, image: torch.Tensor) -> torch.Tensor:
         """[3, h, w] RGB, uint8 or float in [0, 1] -> CLIP's float input [3, h, w], as the model sees it (§1)."""
-        return self._normalise(self._checked(image) if self.numerics == "original" else self._as_float(image))
+        return self._normalise(self._checked(image))
 
     def _normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """[..., 3, H, W] RGB, uint8 or float in [0, 1] -> CLIP's input under `numerics` (docs/method.md §1)."""
@@ -370,10 +372,6 @@ class ProxyCLIPSegmentor(nn.Module):
         if image.ndim != 3 or image.shape[0] != 3:
             raise ProxyCLIPError(f"Images must be [3, H, W] RGB tensors, got shape {tuple(image.shape)}.")
         return image
-
-    def _as_float(self, image: torch.Tensor) -> torch.Tensor:
-        image = self._checked(image)
-        return image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
 
 
 def _in_dtype_of(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
