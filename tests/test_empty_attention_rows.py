@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY_CONFIG, VOCAB
+from conftest import TINY_CONFIG, VOCAB, random_image
 from fake_datasets import WRITERS
 from proxyclip import SegmentationMetric, build_segmentor
 from proxyclip.method.proxy_attention import proxy_attention_weights
@@ -54,6 +54,30 @@ def test_uniform_image_through_the_segmentor():
     assert torch.isfinite(probs).all() and ((probs > 0) & (probs < 1)).all()
     labels = seg.segment(image)
     assert torch.equal(labels, seg.decide(probs))
+
+
+def test_one_batch_method_gives_labels_and_nan_masks():
+    """`labels_and_nan_masks`, the one batch path of `test`'s step, of `segment_batch` and of the device check's
+    no-host-sync check: per image the labels and the pixels decided on NaN logits (a NaN logit makes every class
+    NaN, so one class's probabilities say it)."""
+    from proxyclip.shell.module import ProxyCLIPModule
+
+    torch.manual_seed(0)
+    seg = build_segmentor(TINY_CONFIG, class_names=VOCAB, crop_size=112, stride=56, numerics="original").eval()
+    part = random_image(100, 300, 7)
+    part[:, :, :170] = 140                           # the crops over the uniform left part have only empty rows
+    images, sizes = [part, random_image(90, 120, 8)], [(100, 300), (45, 60)]
+    results = seg.labels_and_nan_masks(images, sizes)
+    for (labels, nan), image, size in zip(results, images, sizes):
+        probs = seg.probabilities(seg([image], [size])[0], image)
+        assert torch.equal(nan, probs.isnan().any(dim=0)) and torch.equal(labels, seg.decide(probs))
+        assert labels.shape == nan.shape == size and nan.dtype == torch.bool
+    assert 0 < int(results[0][1].sum()) < 100 * 300 and not results[1][1].any()
+    assert all(torch.equal(a, labels) for a, (labels, _) in zip(seg.segment_batch(images, sizes), results))
+    module = ProxyCLIPModule(seg)                    # test_step outside a trainer: the same labels, the same count
+    preds = module.test_step({"images": images, "labels": [torch.zeros(size, dtype=torch.long) for size in sizes]}, 0)
+    assert all(torch.equal(pred, labels) for pred, (labels, _) in zip(preds, results))
+    assert int(module.metric.compute()["nan_pixels"]) == int(results[0][1].sum())
 
 
 def test_the_metric_counts_nan_pixels_across_updates():

@@ -328,9 +328,21 @@ class ProxyCLIPSegmentor(nn.Module):
         return self.class_probabilities(self.refine(logits, image))
 
     @torch.no_grad()
+    def labels_and_nan_masks(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None
+                             ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per image of a batch (see `forward`): the label map [H, W] int64 and the bool mask [H, W] of the pixels
+        whose logits were NaN (decided class 0, docs/method.md §3.4). The path `test` runs; no host-device sync
+        (benchmarks/device_check.py checks it on a GPU)."""
+        out = []
+        for logits, image in zip(self(images, out_sizes), images):
+            probs = self.probabilities(logits, image)
+            nan = probs[0].isnan()             # a NaN logit makes every class NaN: one class's [H, W] says it
+            out.append((self.decide(probs), nan))
+        return out
+
     def segment_batch(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
         """Label maps [H, W] for a batch (see `forward`)."""
-        return [self.decide(self.probabilities(logits, image)) for logits, image in zip(self(images, out_sizes), images)]
+        return [labels for labels, _ in self.labels_and_nan_masks(images, out_sizes)]
 
     # --- library use on single images -------------------------------------------------------------
     @torch.no_grad()
