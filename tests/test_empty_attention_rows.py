@@ -109,5 +109,22 @@ def test_the_cli_counts_and_reports_nan_pixels(numerics, tmp_path, capsys):
     assert report["pixel_statistics"]["clip_mean"] == [0.48145466, 0.4578275, 0.40821073]
     lines = capsys.readouterr().out.splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith("Results written to"))
-    assert lines[at + 1] == (f"{expected} pixels had NaN logits and were labelled class 0 (numerics: {numerics}; an "
-                             "emptied proxy-attention row, docs/method.md §3.4)")   # the results' last line
+    if numerics == "original":   # where NaN can happen, the results' last line says how often it did
+        assert lines[at + 1] == (f"{expected} pixels had NaN logits and were labelled class 0 (numerics: original; an "
+                                 "emptied proxy-attention row, docs/method.md §3.4)")
+    else:
+        assert not any("NaN" in line for line in lines)
+
+
+def test_the_nan_line_is_printed_where_nan_can_happen_or_did():
+    """Only ProxyCLIP under numerics "original" can empty a row; any other run says nothing unless a pixel was NaN."""
+    from proxyclip.shell.results import nan_line
+
+    seg = build_segmentor(TINY_CONFIG, class_names=VOCAB, numerics="original")
+    assert seg.nan_possible and nan_line({"nan_pixels": 0, "numerics": "original"}, seg.nan_possible).startswith("0 pixels")
+    seg.numerics = "defined"
+    assert not seg.nan_possible and nan_line({"nan_pixels": 0, "numerics": "defined"}, seg.nan_possible) is None
+    assert nan_line({"nan_pixels": 1, "numerics": "defined"}, False).startswith("1 pixel had NaN logits and was")
+    sclip = build_segmentor(TINY_CONFIG, class_names=VOCAB, method="sclip", beta=None, gamma=None, vfm=None,
+                            vfm_pretrained=None, vfm_kwargs=None, vfm_mean=None, vfm_std=None, numerics="original")
+    assert not sclip.nan_possible

@@ -185,6 +185,11 @@ class ProxyCLIPSegmentor(nn.Module):
         if isinstance(self.last_block, ProxyAttention):   # an emptied row: NaN as in the original, or left unmasked
             self.last_block.empty_rows = "nan" if value == "original" else "unmasked"
 
+    @property
+    def nan_possible(self) -> bool:
+        """Whether a pixel's logits can be NaN: ProxyCLIP's proxy attention under numerics "original" (§3.4)."""
+        return isinstance(self.last_block, ProxyAttention) and self.numerics == "original"
+
     def check_geometry(self) -> None:
         patch = max(*clip_patch_size(self.clip.visual), self.vfm.min_crop_side() if self.vfm is not None else 1)
         if self.mode not in ("slide", "whole"):

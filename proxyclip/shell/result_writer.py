@@ -90,10 +90,11 @@ class ResultWriter(Callback):
         images = f"{t['images']} image{'' if t['images'] == 1 else 's'}"
         where = f" on {t['processes']} processes" if t["processes"] > 1 else ""
         own = f"process 0: {t['rank0_images']} of them, " if t["processes"] > 1 else ""
+        nan = nan_line(report, pl_module.segmentor.nan_possible)
         print(markdown_summary(report) + f"\n{images}{where} in {t['test_loop_s']:.1f} s ({t['images_per_s']:.1f} images/s; "
               f"{own}{100 * t['data_wait_share']:.0f} % waiting for data, text encoding {t['text_encoding_s']:.1f} s)\n"
-              f"Results written to {out_dir}/ (metrics.json, per_class.csv, summary.md, per_class_iou.png, panels/)\n"
-              f"{nan_line(report)}", flush=True)
+              f"Results written to {out_dir}/ (metrics.json, per_class.csv, summary.md, per_class_iou.png, panels/)"
+              + (f"\n{nan}" if nan else ""), flush=True)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         # The folder held no panels before this run (the CLI refuses or, with --overwrite, empties a folder with
