@@ -37,10 +37,16 @@ def parse_inline_vocabulary(text: str) -> list[str]:
 
 
 def looks_like_a_file(vocabulary: str) -> bool:
-    """Whether a vocabulary value names a file rather than classes: a text file's name, or a path with no comma
-    (read as one inline class, a missing `classes.txt` would silently become a class named "classes.txt")."""
+    """Whether a vocabulary value that is no file names one anyway (then refused as missing: read as one inline class,
+    a missing `classes.txt` would silently become a class named "classes.txt"): a text file's name; or, with no "," or
+    ";" (which separate classes and synonyms), a path that starts as one (/, ~, ./, ../) or whose folder exists. So
+    "AC/DC" and "sky; cloud/haze" are classes."""
     text = vocabulary.strip()
-    return text.lower().endswith(".txt") or ("/" in text and "," not in text)
+    if text.lower().endswith(".txt"):
+        return True
+    if "/" not in text or "," in text or ";" in text:
+        return False
+    return text.startswith(("/", "~", "./", "../")) or Path(text).expanduser().parent.is_dir()
 
 
 def resolve_vocabulary(vocabulary: str, background: str | None = None) -> list[str]:
