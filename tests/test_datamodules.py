@@ -633,3 +633,17 @@ def test_a_missing_vocabulary_file_is_refused_not_read_as_a_class(tmp_path, monk
     assert resolve_vocabulary("person") == ["person"] and resolve_vocabulary("cat, dog/puppy") == ["cat", "dog/puppy"]
     assert resolve_vocabulary("AC/DC") == ["AC/DC"] and resolve_vocabulary("sky; cloud/haze") == ["sky; cloud/haze"]
     assert resolve_vocabulary("sky; cloud/haze, AC/DC", background="wall/floor") == ["wall/floor", "sky; cloud/haze", "AC/DC"]
+
+
+def test_both_kinds_of_datamodule_refuse_a_bad_numerics_alike(tmp_path, roots):
+    """One check of `numerics` (datamodules/checks.py) for the benchmarks and for predict's images: one message."""
+    from datamodules.image_folder import ImageFolderDataModule
+
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(image)
+    benchmark = assert_data_error(lambda: make("voc21", roots["voc21"], numerics="exact"), "'exact'")
+    folder = assert_data_error(lambda: ImageFolderDataModule(str(image), "cat, dog", numerics="exact"), "'exact'")
+    assert benchmark == folder == (
+        "numerics must be 'original' (every input as the method's original harness computes it, the benchmarks' "
+        "protocol) or 'defined' (the weights' own statistics on x / 255, no NaN from an emptied proxy-attention row; "
+        "predict's default); got 'exact'.")
