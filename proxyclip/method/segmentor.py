@@ -19,16 +19,13 @@ from .last_block.proxy import ProxyAttention
 from .method_options import method_settings, protocol_values
 from .onednn_linear import swap_linears
 from .pamr import pamr
-from .pixel_statistics import NUMERICS, Numerics, clip_input, mmseg_constants, resolve_statistics, vfm_input
+from .pixel_statistics import (NUMERICS, STATISTICS_BUFFERS, Numerics, clip_input, resolve_statistics, statistics_buffers,
+                               vfm_input)
 from .small_classes import suppress_small_classes
 from .sliding_window import Window, pad_to_multiple, sliding_windows
 from .text import encode_queries
 from .text_cache import cached_encode_queries
 from .vfm import build_vfm
-
-
-#: the pixel statistics' buffers: float32 whatever the encoders' dtype (`_apply`)
-STATISTICS_BUFFERS = ("clip_mean", "clip_std", "clip_mean_255", "clip_std_255", "vfm_mean", "vfm_std")
 
 
 class ProxyCLIPSegmentor(nn.Module):
@@ -152,13 +149,8 @@ class ProxyCLIPSegmentor(nn.Module):
         self.crop_size, self.stride, self.mode, self.pad_multiple = crop_size, stride, mode, pad_multiple
         self.crop_batch_size = crop_batch_size
         self.check_geometry()
-        # docs/method.md §1: each encoder's pixel statistics ([3, 1, 1] float32, [0, 1] units), and CLIP's as the
-        # originals' SegDataPreProcessor states them (0-255 units, rounded to 3 decimals) for numerics "original"
-        for name, value in statistics.items():
-            self.register_buffer(name, torch.tensor(value, dtype=torch.float32).view(3, 1, 1), persistent=False)
-        for name in ("clip_mean", "clip_std"):
-            value = torch.tensor(mmseg_constants(statistics[name]), dtype=torch.float32)
-            self.register_buffer(f"{name}_255", value.view(3, 1, 1), persistent=False)
+        for name, value in statistics_buffers(statistics).items():   # docs/method.md §1; float32 always (_apply)
+            self.register_buffer(name, value, persistent=False)
         self.pixel_statistics: dict[str, tuple[float, float, float]] = statistics   # what runs, for the records
         self.numerics = numerics or "defined"
         self.register_buffer("query_embeddings", torch.empty(0), persistent=False)   # [Q, D], computed lazily
