@@ -11,7 +11,8 @@ of importance (a check that would overrun `--budget-s` is skipped, and says so):
   cuda_equals_cpu    tiny models, then CLIP ViT-B/16 + DINO ViT-B/8 at full size (random weights, 336 crops): fp32 features
                      on the device equal the CPU's to 1e-4, labels identical (pixels whose top two classes tie within
                      1e-4 are reported, not failed: random weights make near-ties)
-  no_host_sync       the per-image path (crops, encoders, decision, metric) runs under torch.cuda.set_sync_debug_mode("error")
+  no_host_sync       test's own step (crops, encoders, decision, NaN masks, metric) runs under
+                     torch.cuda.set_sync_debug_mode("error")
   cli_counts         `main.py test` on a fake VOC layout: CPU, GPU, GPU through DDP/NCCL (1 process) give the same counts;
                      bf16-mixed and 16-mixed run
   precision          bf16 and fp16 autocast labels agree with fp32 on >= 97 % of pixels (full size)
@@ -50,7 +51,7 @@ from benchmarks import throughput  # noqa: E402
 from benchmarks.measure import PeakMemory, cpu_capability, device_name, fake_image, machine_slug  # noqa: E402
 from benchmarks.report import summarise, write as write_throughput  # noqa: E402
 from proxyclip import ProxyCLIPSegmentor  # noqa: E402
-from proxyclip.shell.metric import SegmentationMetric  # noqa: E402
+from proxyclip.shell.module import ProxyCLIPModule  # noqa: E402
 
 VOC = throughput.SETTINGS["voc"]
 CITY = throughput.SETTINGS["cityscapes"]
@@ -185,27 +186,28 @@ def _copy_to(seg: ProxyCLIPSegmentor, device) -> ProxyCLIPSegmentor:
 
 
 def no_host_sync(check: Check):
-    if check.device.type != "cuda":
-        return "INFO", "not applicable on a CPU", {}
-    seg = build(check.args, check.device)
+    """`test`'s own step (ProxyCLIPModule.test_step: the segmentor's labels_and_nan_masks, then the metric's update)
+    under torch.cuda.set_sync_debug_mode("error"), fp32 and bf16. On a CPU (the smoke run) it runs once, unwatched."""
+    module = ProxyCLIPModule(build(check.args, check.device)).to(check.device)
     images = voc_images(2, check.device)
-    labels = [torch.randint(0, 20, im.shape[-2:], device=check.device) for im in images]
-    metric = SegmentationMetric(seg.num_classes).to(check.device)
+    batch = {"images": images, "labels": [torch.randint(0, 20, im.shape[-2:], device=check.device) for im in images]}
+    if check.device.type != "cuda":
+        with torch.no_grad():
+            module.test_step(batch, 0)
+        return "INFO", "test's step ran; host-device synchronisation is checked on CUDA only", {}
     modes = {"fp32": lambda: torch.autocast("cuda", enabled=False), "bf16": lambda: torch.autocast("cuda", dtype=torch.bfloat16)}
     for mode, ctx in modes.items():
         with torch.no_grad(), ctx():
-            seg.segment_batch(images)                              # warm-up: text embeddings, kernel choices
+            module.test_step(batch, 0)                             # warm-up: text embeddings, kernel choices
             torch.cuda.synchronize()
             torch.cuda.set_sync_debug_mode("error")
             try:
-                preds = seg.segment_batch(images)
-                for pred, label in zip(preds, labels):
-                    metric.update(pred, label)
+                module.test_step(batch, 0)
             except RuntimeError as exc:
                 return "FAIL", f"{mode}: {str(exc).splitlines()[0]}", {"traceback": traceback.format_exc()}
             finally:
                 torch.cuda.set_sync_debug_mode("default")
-    return "PASS", "segment_batch and the metric update (fp32 and bf16) ran with no host-device synchronisation", {}
+    return "PASS", "test's step (labels, NaN masks, metric update; fp32 and bf16) ran with no host-device synchronisation", {}
 
 
 def _fake_voc(root: Path, count: int, size: tuple[int, int], workers: int = 1) -> Path:

@@ -2,10 +2,10 @@
 
 The original runs one crop at a time (batch 1), computes the VFM's attention explicitly as
 softmax(Q Kᵀ) V, runs CLIP's blocks sequence-first through `nn.MultiheadAttention` (so PyTorch's
-batch-first fast path never fires), and uses PyTorch's own linear layers (MKL on CPU); on GPU everything
-is pure fp16 (docs/method.md §9). `make_original_like` builds that execution on a deep copy of a
-`ProxyCLIPSegmentor`: same architecture, same weights, so it must compute the same numbers in fp32
-(tests/test_speed.py proves it), only more slowly.
+batch-first fast path never fires), and uses PyTorch's own linear layers (MKL on CPU); on GPU the model is
+fp16, fed the float32-normalised input cast to fp16 (docs/method.md §9). `make_original_like` builds that
+execution on a deep copy of a `ProxyCLIPSegmentor`: same architecture, same weights, so it must compute the
+same numbers in fp32 (tests/test_speed.py proves it), only more slowly.
 """
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ from proxyclip.method.segmentor import ProxyCLIPSegmentor  # noqa: E402
 def make_original_like(seg: ProxyCLIPSegmentor, half: bool = False) -> ProxyCLIPSegmentor:
     """A copy of `seg` that runs like the original: batch 1, explicit attention, sequence-first MHA.
 
-    half: pure fp16 (weights, images, logits) and `torch.cuda.empty_cache()` after each crop, as the original's
-        GPU runs; only meant for CUDA.
+    half: fp16 weights, the input normalised in float32 (mmseg's float32 constants) and cast to fp16 for the
+        encoders, fp16 logits, and `torch.cuda.empty_cache()` after each crop, as the original's GPU runs
+        (proxyclip_segmentor.py:38, :74, :116, :177, :221); meant for CUDA, runs on a CPU too.
     The text embeddings are computed (once) before copying, so the copy never encodes text.
     """
     if getattr(seg, "compiled", False):
@@ -43,9 +44,7 @@ def make_original_like(seg: ProxyCLIPSegmentor, half: bool = False) -> ProxyCLIP
         if isinstance(module, nn.MultiheadAttention):
             module.batch_first = False                          # fast path needs batch_first=True: off
     if half:
-        base.half()
-        # The original casts images to half before the model: every later tensor is fp16 too.
-        base._as_float = lambda image: _as_half(base, image)   # instance attribute shadows the method
+        base.half()                                             # the pixel statistics stay float32 (segmentor._apply)
         base.crop_logits = lambda x: _then_empty_cache(ProxyCLIPSegmentor.crop_logits(base, x))
     return base.eval()
 
@@ -55,12 +54,6 @@ def _then_empty_cache(logits: torch.Tensor) -> torch.Tensor:
     if logits.is_cuda:
         torch.cuda.empty_cache()
     return logits
-
-
-def _as_half(seg: ProxyCLIPSegmentor, image: torch.Tensor) -> torch.Tensor:
-    """[3, h, w] uint8 or float in [0, 1] -> fp16 in [0, 1] on the model's device."""
-    image = image.to(seg.clip_mean.device)
-    return (image.float() / 255.0 if image.dtype == torch.uint8 else image.float()).half()
 
 
 def fused_attention_report(seg: nn.Module) -> dict[str, bool]:

@@ -4,7 +4,8 @@
 
 Variants, all CLIP ViT-B-16 + DINO ViT-B/8 with the same random weights (no checkpoints needed):
   baseline  one crop at a time, explicit softmax(QKᵀ)V in the VFM, sequence-first MHA in CLIP (benchmarks/original_like.py);
-            fp32 on CPU; on GPU pure fp16 with torch.cuda.empty_cache() after each crop, as the original.
+            fp32 on CPU; on GPU fp16 (the input normalised in fp32, then cast) with torch.cuda.empty_cache() after
+            each crop, as the original.
   ours_fp32 crops batched (`crop_batch_size`: 4 on CPU, 16 on GPU), fused attention, fp32 (CPU linears on oneDNN).
   ours_bf16 the same under bf16 autocast.
   ours_fp32_torch_linear (CPU only) ours_fp32 with PyTorch's own fp32 linears (MKL), to show what oneDNN adds.

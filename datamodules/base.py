@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from lightning.pytorch import LightningDataModule
@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from .dataset import SegmentationDataset, collate
 from .errors import DataError, examples
-from .checks import check_samples, listing
+from .checks import Numerics, check_samples, checked_numerics, listing
 from .labels import LabelMap, reduce_zero_label
 from .loader import each_once_sampler, loader_settings
 from .transforms import KeepRatioResize, A
@@ -81,7 +81,7 @@ class SegmentationDataModule(LightningDataModule):
         crop_size: int = 336,
         stride: int = 112,
         check: bool = False,
-        numerics: Literal["original", "defined"] = "original",
+        numerics: Numerics = "original",
     ):
         """
         Args:
@@ -121,9 +121,7 @@ class SegmentationDataModule(LightningDataModule):
         self.prob_thd = float(prob_thd)
         self.crop_size = int(crop_size)
         self.stride = int(stride)
-        if numerics not in ("original", "defined"):
-            raise DataError(f"numerics must be 'original' (the benchmark protocol) or 'defined'; got {numerics!r}.")
-        self.numerics = numerics
+        self.numerics = checked_numerics(numerics)
         self.batch_size = None if batch_size is None else int(batch_size)
         self.num_workers, self.pin_memory = num_workers, pin_memory  # None: chosen for the trainer's device
         self.dataset_name = type(self).dataset_name

@@ -5,15 +5,14 @@ import glob
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from .checks import listing
+from .checks import Numerics, check_images, checked_numerics
 from .errors import DataError, examples
 from .io import read_image
 from .loader import each_once_sampler, loader_settings
@@ -37,10 +36,16 @@ def parse_inline_vocabulary(text: str) -> list[str]:
 
 
 def looks_like_a_file(vocabulary: str) -> bool:
-    """Whether a vocabulary value names a file rather than classes: a text file's name, or a path with no comma
-    (read as one inline class, a missing `classes.txt` would silently become a class named "classes.txt")."""
+    """Whether a vocabulary value that is no file names one anyway (then refused as missing: read as one inline class,
+    a missing `classes.txt` would silently become a class named "classes.txt"): a text file's name; or, with no "," or
+    ";" (which separate classes and synonyms), a path that starts as one (/, ~, ./, ../) or whose folder exists. So
+    "AC/DC" and "sky; cloud/haze" are classes."""
     text = vocabulary.strip()
-    return text.lower().endswith(".txt") or ("/" in text and "," not in text)
+    if text.lower().endswith(".txt"):
+        return True
+    if "/" not in text or "," in text or ";" in text:
+        return False
+    return text.startswith(("/", "~", "./", "../")) or Path(text).expanduser().parent.is_dir()
 
 
 def resolve_vocabulary(vocabulary: str, background: str | None = None) -> list[str]:
@@ -146,20 +151,6 @@ def collate_images(items: Sequence[dict[str, Any]]) -> dict[str, list]:
             "skipped": [{"path": i["path"], "reason": i["error"]} for i in items if "error" in i]}
 
 
-def check_images(paths: Sequence[str]) -> None:
-    """Decode every image; one DataError lists every one that cannot be read (the first 10 and how many more)."""
-    bad = []
-    for path in tqdm(paths, desc="check inputs", unit="image"):
-        try:
-            read_image(path)
-        except DataError as exc:
-            bad.append(str(exc))
-    if bad:
-        raise DataError(f"{len(bad)} of the {len(paths)} input images cannot be read:" + listing(bad) + "\nReplace or "
-                        "remove them, or run without --data.init_args.check: the others are then segmented and the bad "
-                        "ones listed at the end (and in skipped.json).")
-
-
 class ImageFolderDataModule(LightningDataModule):
     """Images to segment with a vocabulary of your own; predictions come back at each image's size."""
 
@@ -179,7 +170,7 @@ class ImageFolderDataModule(LightningDataModule):
         num_workers: int | None = None,
         pin_memory: bool | None = None,
         check: bool = False,
-        numerics: Literal["original", "defined"] = "defined",
+        numerics: Numerics = "defined",
     ):
         """
         Args:
@@ -206,10 +197,7 @@ class ImageFolderDataModule(LightningDataModule):
         self.prob_thd, self.crop_size, self.stride = float(prob_thd), int(crop_size), int(stride)
         self.scale = None if scale is None else (int(scale[0]), int(scale[1]))
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
-        if numerics not in ("original", "defined"):
-            raise DataError(f"numerics must be 'defined' (your own images) or 'original' (as the originals compute); "
-                            f"got {numerics!r}.")
-        self.numerics = numerics
+        self.numerics = checked_numerics(numerics)
         if check:
             check_images(self.paths)
 

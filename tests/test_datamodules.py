@@ -620,10 +620,30 @@ def test_loader_settings_follow_the_device(monkeypatch):
     assert loader.loader_settings(gpu, 2, 0, False, 46) == {"batch_size": 2, "num_workers": 0, "pin_memory": False}
 
 
-def test_a_missing_vocabulary_file_is_refused_not_read_as_a_class(tmp_path):
-    """A vocabulary value that names a file which is not there is refused; it never becomes one inline class."""
+def test_a_missing_vocabulary_file_is_refused_not_read_as_a_class(tmp_path, monkeypatch):
+    """A vocabulary value that names a file which is not there is refused; it never becomes one inline class. A class
+    name with a slash is a class: "AC/DC", "sky; cloud/haze" (";" separates synonyms, "," classes: no file)."""
     from datamodules.image_folder import resolve_vocabulary
 
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vocab").mkdir()
     assert_data_error(lambda: resolve_vocabulary(str(tmp_path / "classes.txt")), "classes.txt does not exist")
-    assert_data_error(lambda: resolve_vocabulary("vocab/animals"), "vocab/animals does not exist")
+    for missing in ("vocab/animals", "./animals", str(tmp_path / "elsewhere" / "animals"), "~/no such folder/animals"):
+        assert_data_error(lambda: resolve_vocabulary(missing), f"{missing} does not exist")   # a path: its folder is there, or it says so
     assert resolve_vocabulary("person") == ["person"] and resolve_vocabulary("cat, dog/puppy") == ["cat", "dog/puppy"]
+    assert resolve_vocabulary("AC/DC") == ["AC/DC"] and resolve_vocabulary("sky; cloud/haze") == ["sky; cloud/haze"]
+    assert resolve_vocabulary("sky; cloud/haze, AC/DC", background="wall/floor") == ["wall/floor", "sky; cloud/haze", "AC/DC"]
+
+
+def test_both_kinds_of_datamodule_refuse_a_bad_numerics_alike(tmp_path, roots):
+    """One check of `numerics` (datamodules/checks.py) for the benchmarks and for predict's images: one message."""
+    from datamodules.image_folder import ImageFolderDataModule
+
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(image)
+    benchmark = assert_data_error(lambda: make("voc21", roots["voc21"], numerics="exact"), "'exact'")
+    folder = assert_data_error(lambda: ImageFolderDataModule(str(image), "cat, dog", numerics="exact"), "'exact'")
+    assert benchmark == folder == (
+        "numerics must be 'original' (every input as the method's original harness computes it, the benchmarks' "
+        "protocol) or 'defined' (the weights' own statistics on x / 255, no NaN from an emptied proxy-attention row; "
+        "predict's default); got 'exact'.")

@@ -35,6 +35,7 @@ def test_device_check_smoke_on_cpu(tmp_path):
     assert f"results in {out}/" in result.stdout.splitlines()[-1]
     report = json.loads(next(out.glob("*-smoke.json")).read_text())
     assert report["checks"]["cli_counts"]["status"] == "PASS" and report["checks"]["end_to_end"]["images"] == 12
+    assert report["checks"]["no_host_sync"]["summary"].startswith("test's step ran")    # the path `test` runs
     assert (out / next(out.glob("*-smoke.json")).name.replace(".json", ".md")).is_file()
     assert snapshot(REPO_ROOT / "benchmarks") == before
     assert {p.name for p in REPO_ROOT.iterdir()} - top <= {".pytest_cache", "__pycache__"}

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY_CONFIG, VOCAB
+from conftest import TINY_CONFIG, VOCAB, random_image
 from fake_datasets import WRITERS
 from proxyclip import SegmentationMetric, build_segmentor
 from proxyclip.method.proxy_attention import proxy_attention_weights
@@ -56,6 +56,30 @@ def test_uniform_image_through_the_segmentor():
     assert torch.equal(labels, seg.decide(probs))
 
 
+def test_one_batch_method_gives_labels_and_nan_masks():
+    """`labels_and_nan_masks`, the one batch path of `test`'s step, of `segment_batch` and of the device check's
+    no-host-sync check: per image the labels and the pixels decided on NaN logits (a NaN logit makes every class
+    NaN, so one class's probabilities say it)."""
+    from proxyclip.shell.module import ProxyCLIPModule
+
+    torch.manual_seed(0)
+    seg = build_segmentor(TINY_CONFIG, class_names=VOCAB, crop_size=112, stride=56, numerics="original").eval()
+    part = random_image(100, 300, 7)
+    part[:, :, :170] = 140                           # the crops over the uniform left part have only empty rows
+    images, sizes = [part, random_image(90, 120, 8)], [(100, 300), (45, 60)]
+    results = seg.labels_and_nan_masks(images, sizes)
+    for (labels, nan), image, size in zip(results, images, sizes):
+        probs = seg.probabilities(seg([image], [size])[0], image)
+        assert torch.equal(nan, probs.isnan().any(dim=0)) and torch.equal(labels, seg.decide(probs))
+        assert labels.shape == nan.shape == size and nan.dtype == torch.bool
+    assert 0 < int(results[0][1].sum()) < 100 * 300 and not results[1][1].any()
+    assert all(torch.equal(a, labels) for a, (labels, _) in zip(seg.segment_batch(images, sizes), results))
+    module = ProxyCLIPModule(seg)                    # test_step outside a trainer: the same labels, the same count
+    preds = module.test_step({"images": images, "labels": [torch.zeros(size, dtype=torch.long) for size in sizes]}, 0)
+    assert all(torch.equal(pred, labels) for pred, (labels, _) in zip(preds, results))
+    assert int(module.metric.compute()["nan_pixels"]) == int(results[0][1].sum())
+
+
 def test_the_metric_counts_nan_pixels_across_updates():
     metric = SegmentationMetric(3)
     pred, label = torch.zeros(4, 5, dtype=torch.long), torch.ones(4, 5, dtype=torch.long)
@@ -85,5 +109,22 @@ def test_the_cli_counts_and_reports_nan_pixels(numerics, tmp_path, capsys):
     assert report["pixel_statistics"]["clip_mean"] == [0.48145466, 0.4578275, 0.40821073]
     lines = capsys.readouterr().out.splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith("Results written to"))
-    assert lines[at + 1] == (f"{expected} pixels had NaN logits and were labelled class 0 (numerics: {numerics}; an "
-                             "emptied proxy-attention row, docs/method.md §3.4)")   # the results' last line
+    if numerics == "original":   # where NaN can happen, the results' last line says how often it did
+        assert lines[at + 1] == (f"{expected} pixels had NaN logits and were labelled class 0 (numerics: original; an "
+                                 "emptied proxy-attention row, docs/method.md §3.4)")
+    else:
+        assert not any("NaN" in line for line in lines)
+
+
+def test_the_nan_line_is_printed_where_nan_can_happen_or_did():
+    """Only ProxyCLIP under numerics "original" can empty a row; any other run says nothing unless a pixel was NaN."""
+    from proxyclip.shell.results import nan_line
+
+    seg = build_segmentor(TINY_CONFIG, class_names=VOCAB, numerics="original")
+    assert seg.nan_possible and nan_line({"nan_pixels": 0, "numerics": "original"}, seg.nan_possible).startswith("0 pixels")
+    seg.numerics = "defined"
+    assert not seg.nan_possible and nan_line({"nan_pixels": 0, "numerics": "defined"}, seg.nan_possible) is None
+    assert nan_line({"nan_pixels": 1, "numerics": "defined"}, False).startswith("1 pixel had NaN logits and was")
+    sclip = build_segmentor(TINY_CONFIG, class_names=VOCAB, method="sclip", beta=None, gamma=None, vfm=None,
+                            vfm_pretrained=None, vfm_kwargs=None, vfm_mean=None, vfm_std=None, numerics="original")
+    assert not sclip.nan_possible

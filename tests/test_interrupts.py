@@ -5,6 +5,7 @@ import os
 import sys
 
 import numpy as np
+import torch
 from PIL import Image
 
 from conftest import REPO_ROOT, TINY_CONFIG
@@ -127,4 +128,39 @@ def test_ctrl_c_under_ddp_says_it_once(tmp_path):
     started.wait_for(lambda: list(out.glob("panels/00[01]_*.png")))
     # what each process printed as it started ("Initializing distributed: ...") is not about Ctrl-C
     assert started.ctrl_c(start=started.err.stat().st_size) == (130, [DURING_TEST])
-    assert not (out / "metrics.json").exists()
+    assert not (out / "metrics.json").exists() and not (out / "panels").exists()    # no rank's panels are left
+
+
+def test_every_ddp_rank_removes_the_panels_it_wrote(tmp_path, tiny_segmentor):
+    """Under DDP each process writes the panels of the images it holds; an interrupted test removes them on every
+    rank, each its own (rank 0 alone removed the folder, so a panel another rank wrote after that stayed). This
+    process plays rank 1 of 2 with Lightning's own trainer, set up as its launcher sets up a worker; the loop's
+    hooks are called as the loop calls them."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    from proxyclip.shell.module import ProxyCLIPModule
+    from proxyclip.shell.result_writer import ResultWriter
+
+    trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_progress_bar=False)
+    trainer.strategy.cluster_environment.set_global_rank(1)
+    trainer.state.fn = TrainerFn.TESTING
+    assert not trainer.is_global_zero
+    module = ProxyCLIPModule(tiny_segmentor, output_dir=str(tmp_path / "out"), num_panels=8)
+    module.trainer = trainer
+    module.setup("test")
+    writer = ResultWriter()
+    writer.on_test_start(trainer, module)
+    images = [torch.randint(0, 256, (3, 60, 80), dtype=torch.uint8) for _ in range(2)]
+    batch = {"images": images, "labels": [torch.zeros(60, 80, dtype=torch.long)] * 2, "paths": ["a.jpg", "b.jpg"],
+             "indices": [1, 3]}                                    # rank 1 of 2 holds the odd positions
+    with torch.no_grad():
+        writer.on_test_batch_end(trainer, module, module.test_step(batch, 0), batch, 0)
+    panels = tmp_path / "out" / "panels"
+    assert sorted(p.name for p in panels.iterdir()) == ["001_a.png", "003_b.png"]
+    Image.new("RGB", (4, 4)).save(panels / "000_c.png")             # rank 0's, which rank 0 removes
+    writer.on_exception(trainer, module, KeyboardInterrupt())
+    assert sorted(p.name for p in panels.iterdir()) == ["000_c.png"]
+    trainer.strategy.cluster_environment.set_global_rank(0)        # rank 0 then: nothing of this run is left
+    writer.on_exception(trainer, module, KeyboardInterrupt())
+    assert not panels.exists()

@@ -127,3 +127,14 @@ def test_a_bad_vocabulary_is_refused_before_any_model_is_built(tmp_path):
     with pytest.raises(ProxyCLIPError, match="names the same class more than once"):
         build_segmentor(TINY_CONFIG, class_names=["cat", "dog", "Cat"], clip_pretrained=str(tmp_path / "absent.bin"),
                         clip_quick_gelu=True, clip_mean=[0.5] * 3, clip_std=[0.5] * 3)
+
+
+def test_the_readme_names_every_option_another_method_refuses():
+    """README's Baselines section lists the options refused for a method that does not read them (method_options.py)."""
+    from proxyclip.method.method_options import VFM_OPTIONS
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    baselines = readme[readme.index("## Baselines"):]
+    baselines = " ".join(baselines[:baselines.index("\n## ", 1)].split())
+    refused = baselines[baselines.index("ProxyCLIP's own options"):baselines.index("are refused for a method")]
+    assert [option for option in ("beta", "gamma", *VFM_OPTIONS) if f"`{option}`" not in refused] == []

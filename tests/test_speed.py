@@ -42,6 +42,37 @@ def test_original_like_baseline_computes_the_same(tiny_segmentor):
             torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
+MMSEG_CONSTANTS = {"clip_mean_255": [122.771, 116.746, 104.094], "clip_std_255": [68.501, 66.632, 70.323]}
+
+
+def test_half_original_like_baseline_normalises_in_float32_and_runs_in_fp16(tiny_segmentor):
+    """The original's fp16 runs (throughput.py's baseline on a GPU, here on the CPU): its preprocessor runs in float32,
+    with mmseg's float32 constants, and only the normalised input is cast to half (ProxyCLIP proxyclip_segmentor.py:116,
+    :177). The model's `.half()` leaves the pixel statistics float32, and both encoders get fp16 input."""
+    base = make_original_like(tiny_segmentor, half=True)
+    assert base.clip.visual.conv1.weight.dtype == torch.float16 and base.query_embeddings.dtype == torch.float16
+    for name in ("clip_mean", "clip_std", "clip_mean_255", "clip_std_255", "vfm_mean", "vfm_std"):
+        buffer = getattr(base, name)
+        assert buffer.dtype == torch.float32 and torch.equal(buffer, getattr(tiny_segmentor, name)), name
+    for name, constants in MMSEG_CONSTANTS.items():
+        assert torch.equal(getattr(base, name), torch.tensor(constants, dtype=torch.float32).view(3, 1, 1)), name
+    seen = {"clip": set(), "vfm": set()}
+    hooks = [base.clip.visual.conv1.register_forward_pre_hook(lambda m, args: seen["clip"].add(args[0].dtype)),
+             base.vfm.register_forward_pre_hook(lambda m, args: seen["vfm"].add(args[0].dtype))]
+    try:
+        with torch.no_grad():
+            half = base(IMAGES)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert seen == {"clip": {torch.float16}, "vfm": {torch.float16}}
+    with torch.no_grad():
+        for ours, theirs in zip(tiny_segmentor(IMAGES), half):
+            assert theirs.dtype == torch.float32 and torch.isfinite(theirs).all()     # summed into float32 canvases
+            torch.testing.assert_close(theirs, ours, atol=2e-2, rtol=0)              # fp16 rounding only
+    assert [labels.shape for labels in base.segment_batch(IMAGES)] == [image.shape[-2:] for image in IMAGES]
+
+
 @pytest.mark.parametrize("name", ["dino_vitb8", "dinov2_vitb14_reg", "dinov3_vitb16", "mae_vit_base"])
 def test_every_timm_vfm_block_uses_fused_attention(name):
     vfm = build_vfm(name, pretrained=False, model_kwargs=TINY_VIT)

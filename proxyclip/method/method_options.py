@@ -1,9 +1,8 @@
 """Which segmentor options belong to which method, and what an option left unset (None) means.
 
 ProxyCLIP's adaptive normalisation (`beta`, `gamma`) and the VFM (`vfm`, `vfm_pretrained`, `vfm_kwargs`, `vfm_mean`,
-`vfm_std`) are read
-only by the methods that have them. Given to another method they would be accepted and never read, so they are
-refused, naming the method that owns them. Left unset, they take the method's own defaults.
+`vfm_std`) are read only by the methods that have them. Given to another method they would be accepted and never
+read, so they are refused, naming the method that owns them. Left unset, they take the method's own defaults.
 """
 from __future__ import annotations
 

@@ -115,6 +115,20 @@ def mmseg_constants(values: Sequence[float]) -> Triple:
     return tuple(round(float(v) * 255, 3) for v in values)
 
 
+#: the buffers `statistics_buffers` makes; a segmentor keeps them float32 whatever its encoders' dtype, as the originals'
+#: fp16 runs normalise in float32 and cast the result (ProxyCLIP proxyclip_segmentor.py:116, :177)
+STATISTICS_BUFFERS = ("clip_mean", "clip_std", "clip_mean_255", "clip_std_255", "vfm_mean", "vfm_std")
+
+
+def statistics_buffers(statistics: dict[str, Triple]) -> dict[str, torch.Tensor]:
+    """`resolve_statistics`'s values as [3, 1, 1] float32 tensors ([0, 1] units), and CLIP's as the originals'
+    SegDataPreProcessor states them (clip_mean_255, clip_std_255: 0-255 units, rounded to 3 decimals)."""
+    buffers = {name: torch.tensor(value, dtype=torch.float32).view(3, 1, 1) for name, value in statistics.items()}
+    for name in ("clip_mean", "clip_std"):
+        buffers[f"{name}_255"] = torch.tensor(mmseg_constants(statistics[name]), dtype=torch.float32).view(3, 1, 1)
+    return buffers
+
+
 def clip_input(image: torch.Tensor, numerics: Numerics, mean: torch.Tensor, std: torch.Tensor,
                mean_255: torch.Tensor, std_255: torch.Tensor) -> torch.Tensor:
     """[..., 3, H, W] RGB, uint8 (0-255) or float in [0, 1] -> CLIP's float32 input.

@@ -19,7 +19,8 @@ from .last_block.proxy import ProxyAttention
 from .method_options import method_settings, protocol_values
 from .onednn_linear import swap_linears
 from .pamr import pamr
-from .pixel_statistics import NUMERICS, Numerics, clip_input, mmseg_constants, resolve_statistics, vfm_input
+from .pixel_statistics import (NUMERICS, STATISTICS_BUFFERS, Numerics, clip_input, resolve_statistics, statistics_buffers,
+                               vfm_input)
 from .small_classes import suppress_small_classes
 from .sliding_window import Window, pad_to_multiple, sliding_windows
 from .text import encode_queries
@@ -127,8 +128,7 @@ class ProxyCLIPSegmentor(nn.Module):
         prob_thd, crop_size, stride = protocol_values(prob_thd, crop_size, stride)
         statistics = resolve_statistics(clip_model, clip_pretrained, clip_mean, clip_std, vfm, vfm_pretrained,
                                         vfm_mean, vfm_std)   # docs/method.md §1; before any model is built
-        if class_names is not None:
-            parse_vocabulary(class_names)      # a bad vocabulary is refused before any model is built
+        parsed = None if class_names is None else parse_vocabulary(class_names)   # refused before any model is built
         self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained, clip_quick_gelu)
         self.method, self.last_block = method, build_last_block(method, **method_kwargs)
         self.vfm = build_vfm(vfm, vfm_pretrained, vfm_kwargs) if self.last_block.needs_vfm else None
@@ -149,21 +149,16 @@ class ProxyCLIPSegmentor(nn.Module):
         self.crop_size, self.stride, self.mode, self.pad_multiple = crop_size, stride, mode, pad_multiple
         self.crop_batch_size = crop_batch_size
         self.check_geometry()
-        # docs/method.md §1: each encoder's pixel statistics ([3, 1, 1] float32, [0, 1] units), and CLIP's as the
-        # originals' SegDataPreProcessor states them (0-255 units, rounded to 3 decimals) for numerics "original"
-        for name, value in statistics.items():
-            self.register_buffer(name, torch.tensor(value, dtype=torch.float32).view(3, 1, 1), persistent=False)
-        for name in ("clip_mean", "clip_std"):
-            value = torch.tensor(mmseg_constants(statistics[name]), dtype=torch.float32)
-            self.register_buffer(f"{name}_255", value.view(3, 1, 1), persistent=False)
+        for name, value in statistics_buffers(statistics).items():   # docs/method.md §1; float32 always (_apply)
+            self.register_buffer(name, value, persistent=False)
         self.pixel_statistics: dict[str, tuple[float, float, float]] = statistics   # what runs, for the records
         self.numerics = numerics or "defined"
         self.register_buffer("query_embeddings", torch.empty(0), persistent=False)   # [Q, D], computed lazily
         self.register_buffer("query_to_class", torch.empty(0, dtype=torch.long), persistent=False)  # [Q]
         self.class_names: list[str] = []
         self.queries: list[str] = []
-        if class_names is not None:
-            self.set_vocabulary(class_names)
+        if parsed is not None:
+            self._use_vocabulary(class_names, *parsed)
 
     # ProxyCLIP's adaptive normalisation, kept by its last block (other methods have none)
     beta = property(lambda self: self.last_block.beta, lambda self, value: setattr(self.last_block, "beta", value))
@@ -181,6 +176,11 @@ class ProxyCLIPSegmentor(nn.Module):
         self._numerics = value
         if isinstance(self.last_block, ProxyAttention):   # an emptied row: NaN as in the original, or left unmasked
             self.last_block.empty_rows = "nan" if value == "original" else "unmasked"
+
+    @property
+    def nan_possible(self) -> bool:
+        """Whether a pixel's logits can be NaN: ProxyCLIP's proxy attention under numerics "original" (§3.4)."""
+        return isinstance(self.last_block, ProxyAttention) and self.numerics == "original"
 
     def check_geometry(self) -> None:
         patch = max(*clip_patch_size(self.clip.visual), self.vfm.min_crop_side() if self.vfm is not None else 1)
@@ -201,11 +201,24 @@ class ProxyCLIPSegmentor(nn.Module):
                 swap_linears(encoder, onednn=enabled)
         return self
 
+    def _apply(self, fn: Any, recurse: bool = True) -> "ProxyCLIPSegmentor":
+        """Moves and casts as nn.Module does, but the pixel statistics stay float32: a `.half()` model normalises in
+        float32 and casts the result, as the originals' fp16 runs do (ProxyCLIP proxyclip_segmentor.py:116, :177)."""
+        kept = {name: self._buffers[name] for name in STATISTICS_BUFFERS if name in self._buffers}
+        super()._apply(fn, recurse)
+        for name, before in kept.items():
+            after = self._buffers[name]
+            self._buffers[name] = after if after.dtype == before.dtype else before.to(after.device)
+        return self
+
     # --- vocabulary -----------------------------------------------------------------------------
     def set_vocabulary(self, class_names: Sequence[str]) -> None:
         """Set the classes (one entry per class, synonyms separated by "; "); text is encoded on first use."""
-        self.queries, query_to_class = parse_vocabulary(class_names)
-        self.class_names = [str(name).strip() for name in class_names]
+        self._use_vocabulary(class_names, *parse_vocabulary(class_names))
+
+    def _use_vocabulary(self, class_names: Sequence[str], queries: list[str], query_to_class: list[int]) -> None:
+        """`class_names` as `parse_vocabulary` parsed them: its queries and the class of each."""
+        self.queries, self.class_names = queries, [str(name).strip() for name in class_names]
         self.query_to_class = torch.tensor(query_to_class, device=self.clip_mean.device)
         self.query_embeddings = torch.empty(0, device=self.clip_mean.device)
 
@@ -228,14 +241,17 @@ class ProxyCLIPSegmentor(nn.Module):
 
     # --- dense features and per-crop logits -------------------------------------------------------
     def _dense(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, 3, H, W] CLIP-normalised (already padded) -> [B, D, h, w] unit embeddings."""
+        """x: [B, 3, H, W] CLIP-normalised (already padded) -> [B, D, h, w] unit embeddings. Each encoder gets its
+        input in its weights' dtype (fp16 for a `.half()` model, cast after the float32 normalisation)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _exact_fp32_convolutions(x):
             feats = None
             if self.vfm is not None:                                            # padding -> CLIP's mean colour
-                feats = self.vfm(vfm_input(x, self.clip_mean, self.clip_std, self.vfm_mean, self.vfm_std), self.crop_size)
-            return dense_clip_features(self.clip.visual, x, self.last_block, feats, onednn=self.onednn_linear)
+                pixels = vfm_input(x, self.clip_mean, self.clip_std, self.vfm_mean, self.vfm_std)
+                feats = self.vfm(_in_dtype_of(self.vfm, pixels), self.crop_size)
+            return dense_clip_features(self.clip.visual, _in_dtype_of(self.clip.visual, x), self.last_block, feats,
+                                       onednn=self.onednn_linear)
 
     def dense_features(self, crops: torch.Tensor) -> torch.Tensor:
         """crops: [B, 3, H, W] RGB in [0, 1] -> L2-normalised dense CLIP embeddings [B, D, h, w] (the method's grid)."""
@@ -309,9 +325,21 @@ class ProxyCLIPSegmentor(nn.Module):
         return self.class_probabilities(self.refine(logits, image))
 
     @torch.no_grad()
+    def labels_and_nan_masks(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None
+                             ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per image of a batch (see `forward`): the label map [H, W] int64 and the bool mask [H, W] of the pixels
+        whose logits were NaN (decided class 0, docs/method.md §3.4). The path `test` runs; no host-device sync
+        (benchmarks/device_check.py checks it on a GPU)."""
+        out = []
+        for logits, image in zip(self(images, out_sizes), images):
+            probs = self.probabilities(logits, image)
+            nan = probs[0].isnan()             # a NaN logit makes every class NaN: one class's [H, W] says it
+            out.append((self.decide(probs), nan))
+        return out
+
     def segment_batch(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
         """Label maps [H, W] for a batch (see `forward`)."""
-        return [self.decide(self.probabilities(logits, image)) for logits, image in zip(self(images, out_sizes), images)]
+        return [labels for labels, _ in self.labels_and_nan_masks(images, out_sizes)]
 
     # --- library use on single images -------------------------------------------------------------
     @torch.no_grad()
@@ -342,7 +370,7 @@ class ProxyCLIPSegmentor(nn.Module):
 
     def _clip_normalised(self, image: torch.Tensor) -> torch.Tensor:
         """[3, h, w] RGB, uint8 or float in [0, 1] -> CLIP's float input [3, h, w], as the model sees it (§1)."""
-        return self._normalise(self._checked(image) if self.numerics == "original" else self._as_float(image))
+        return self._normalise(self._checked(image))
 
     def _normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """[..., 3, H, W] RGB, uint8 or float in [0, 1] -> CLIP's input under `numerics` (docs/method.md §1)."""
@@ -354,9 +382,10 @@ class ProxyCLIPSegmentor(nn.Module):
             raise ProxyCLIPError(f"Images must be [3, H, W] RGB tensors, got shape {tuple(image.shape)}.")
         return image
 
-    def _as_float(self, image: torch.Tensor) -> torch.Tensor:
-        image = self._checked(image)
-        return image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+
+def _in_dtype_of(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """x in the dtype of `encoder`'s weights (under autocast they stay float32: x is left to autocast)."""
+    return x.to(next(encoder.parameters()).dtype)
 
 
 @contextlib.contextmanager

@@ -97,14 +97,11 @@ class ProxyCLIPModule(L.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> list[torch.Tensor]:
         """Per image the label map [H, W] at its ground truth's size, counted by the metric (and returned for panels),
         with the pixels whose logits are NaN (class 0, as the original decides them: docs/method.md §3.4)."""
-        labels, images = batch["labels"], batch["images"]
-        preds = []
-        for logits, image, label in zip(self.segmentor(images, [tuple(label.shape[-2:]) for label in labels]), images, labels):
-            probs = self.segmentor.probabilities(logits, image)
-            nan = probs.isnan().any(dim=0)                  # NaN logits give NaN probabilities for every class
-            preds.append(self.segmentor.decide(probs))
-            self.metric.update(preds[-1], label, nan)
-        return preds
+        labels = batch["labels"]
+        decided = self.segmentor.labels_and_nan_masks(batch["images"], [tuple(label.shape[-2:]) for label in labels])
+        for (pred, nan), label in zip(decided, labels):
+            self.metric.update(pred, label, nan)
+        return [pred for pred, _ in decided]
 
     def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._timer.batch_end()

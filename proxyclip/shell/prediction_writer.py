@@ -43,28 +43,24 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self, output_dir: str | None = None, save_probabilities: bool = False) -> None:
         super().__init__(write_interval="batch")
         self.output_dir, self.save_probabilities = output_dir, save_probabilities
-        self._folder: Path | None = None
+        self.location: Path | None = None          # the folder the files go to, once the trainer has called `setup`
         self.skipped: list[dict[str, str]] = []    # every process's, once the loop has ended
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # `trainer.log_dir` is a collective under DDP: resolved once here, on every rank together, and not per
         # batch (ranks may hold different numbers of batches, so a per-batch broadcast would deadlock).
-        self._folder = Path(self.output_dir or Path(trainer.log_dir or ".") / "predictions")
+        self.location = Path(self.output_dir or Path(trainer.log_dir or ".") / "predictions")
 
-    @property
-    def location(self) -> Path | None:
-        """The folder the files go to, once the trainer has called `setup`."""
-        return self._folder
-
-    def folder(self, trainer: Trainer) -> Path:
-        self._folder.mkdir(parents=True, exist_ok=True)
-        return self._folder
+    def _made_location(self) -> Path:
+        """`location`, created if need be (the first file of the run creates it)."""
+        self.location.mkdir(parents=True, exist_ok=True)
+        return self.location
 
     def complete_outputs(self, names: Sequence[str]) -> int:
         """How many of the inputs named `names` have all their files in the folder (their legend is written last)."""
-        if self._folder is None:
+        if self.location is None:
             return 0
-        return sum((self._folder / f"{name}_legend.json").is_file() for name in names)
+        return sum((self.location / f"{name}_legend.json").is_file() for name in names)
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._written, self._skipped, self.skipped = 0, [], []
@@ -87,7 +83,7 @@ class PredictionWriter(BasePredictionWriter):
         self._skipped += batch.get("skipped", []) if isinstance(batch, dict) else []
         if not prediction:
             return
-        folder = self.folder(trainer)
+        folder = self._made_location()
         names = pl_module.segmentor.class_names
         colours = palette(len(names))
         words = self.legend_words(names)
@@ -132,7 +128,7 @@ class PredictionWriter(BasePredictionWriter):
         total = sum(written)                       # what was written, counted where it was written
         if not trainer.is_global_zero:
             return
-        folder = self.folder(trainer)
+        folder = self._made_location()
         print(f"Segmented {total} image{'' if total == 1 else 's'}: files in {folder}/ (<name>_labels.png, <name>_overlay.png, "
               f"<name>_legend.json{', <name>_probs.npz' if self.save_probabilities else ''})", flush=True)
         if self.skipped:

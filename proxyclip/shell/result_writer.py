@@ -43,10 +43,10 @@ class ResultWriter(Callback):
     prediction) for the images whose dataset index is below the module's `num_panels` (each process saves those it
     holds, so the panels are the same whatever the number of processes), then, on rank 0 only, metrics.json (with
     the resolved config and the precision that ran), per_class.csv, summary.md and per_class_iou.png. A test that
-    ends early (Ctrl-C, an error) leaves no results: its panels are removed."""
+    ends early (Ctrl-C, an error) leaves no results: each process removes the panels it wrote, rank 0 the folder."""
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._seen = 0
+        self._seen, self._panels = 0, []         # this process's count of images and the panels it wrote
         note = font_note(pl_module.class_labels())
         if note and trainer.is_global_zero:
             print(note, file=sys.stderr, flush=True)
@@ -60,9 +60,8 @@ class ResultWriter(Callback):
             if index < pl_module.num_panels:
                 self.save_panel(pl_module, index, image, label, pred, path)
 
-    @staticmethod
-    def save_panel(pl_module: LightningModule, index: int, image: torch.Tensor, label: torch.Tensor, pred: torch.Tensor,
-                   path: str) -> None:
+    def save_panel(self, pl_module: LightningModule, index: int, image: torch.Tensor, label: torch.Tensor,
+                   pred: torch.Tensor, path: str) -> None:
         """image (resized back to its ground truth's size for display) | ground truth | prediction."""
         size = tuple(label.shape[-2:])
         image = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0]
@@ -72,7 +71,8 @@ class ResultWriter(Callback):
                                  palette(len(names), pl_module.dataset_name))
         folder = pl_module.results_dir() / "panels"
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(panel).save(folder / f"{index:03d}_{Path(path).stem}.png")
+        self._panels.append(folder / f"{index:03d}_{Path(path).stem}.png")   # before writing: a half-written one too
+        Image.fromarray(panel).save(self._panels[-1])
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero or pl_module.report is None:
@@ -90,13 +90,25 @@ class ResultWriter(Callback):
         images = f"{t['images']} image{'' if t['images'] == 1 else 's'}"
         where = f" on {t['processes']} processes" if t["processes"] > 1 else ""
         own = f"process 0: {t['rank0_images']} of them, " if t["processes"] > 1 else ""
+        nan = nan_line(report, pl_module.segmentor.nan_possible)
         print(markdown_summary(report) + f"\n{images}{where} in {t['test_loop_s']:.1f} s ({t['images_per_s']:.1f} images/s; "
               f"{own}{100 * t['data_wait_share']:.0f} % waiting for data, text encoding {t['text_encoding_s']:.1f} s)\n"
-              f"Results written to {out_dir}/ (metrics.json, per_class.csv, summary.md, per_class_iou.png, panels/)\n"
-              f"{nan_line(report)}", flush=True)
+              f"Results written to {out_dir}/ (metrics.json, per_class.csv, summary.md, per_class_iou.png, panels/)"
+              + (f"\n{nan}" if nan else ""), flush=True)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        # The folder held no panels before this run (the CLI refuses or, with --overwrite, empties a folder with
-        # earlier results), so every panel in it is this unfinished run's.
-        if trainer.state.fn == "test" and trainer.is_global_zero and getattr(pl_module, "_results_dir", None) is not None:
-            shutil.rmtree(pl_module.results_dir() / "panels", ignore_errors=True)
+        # Every process removes the panels it wrote (under DDP each writes its own, and may still write after rank 0
+        # is here); rank 0 also the folder, which held no panels before this run (the CLI refuses or, with
+        # --overwrite, empties a folder with earlier results): every panel in it is this unfinished run's.
+        if trainer.state.fn != "test" or getattr(pl_module, "_results_dir", None) is None:
+            return
+        for panel in getattr(self, "_panels", []):
+            panel.unlink(missing_ok=True)
+        folder = pl_module.results_dir() / "panels"
+        if trainer.is_global_zero:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        try:
+            folder.rmdir()                        # emptied: the last process out removes it
+        except OSError:                           # gone already, or another process's panels are still there
+            pass

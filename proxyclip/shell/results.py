@@ -44,9 +44,12 @@ def build_report(metrics: dict[str, torch.Tensor], class_names: list[str], datas
     }
 
 
-def nan_line(report: dict[str, Any]) -> str:
-    """The run's one line about pixels decided on NaN logits (docs/method.md §3.4)."""
+def nan_line(report: dict[str, Any], possible: bool) -> str | None:
+    """The run's one line about pixels decided on NaN logits (docs/method.md §3.4): where they can happen
+    (`possible`: ProxyCLIP under numerics "original") or did; else None."""
     count = report.get("nan_pixels", 0)
+    if not (possible or count):
+        return None
     return (f"{count} pixel{'' if count == 1 else 's'} had NaN logits and {'was' if count == 1 else 'were'} labelled class 0 "
             f"(numerics: {report.get('numerics', 'defined')}; an emptied proxy-attention row, docs/method.md §3.4)")
 
