@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from datamodules.io import read_image
+from datamodules.loader import check_worker_sockets
 from datamodules.transforms import KeepRatioResize
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -153,6 +154,7 @@ def keep_ratio_resize(image: np.ndarray, long: int, short: int) -> np.ndarray:
 
 def data_wait_share(run, paths: list[Path], long: int, short: int, device: torch.device, workers: int = 2) -> dict:
     """Feed `run([image])` through a DataLoader with `workers` processes; the share of time spent waiting for data."""
+    check_worker_sockets(workers)
     loader = torch.utils.data.DataLoader(ImageFolderDataset(paths, long, short), batch_size=1, num_workers=workers,
                                          collate_fn=list, persistent_workers=False)
     waits, computes = [], []

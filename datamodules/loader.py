@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 from typing import Any
+
+import torch
 
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
@@ -10,6 +14,8 @@ from .errors import DataError
 
 MAX_IMAGES_PER_STEP = 8
 MAX_WORKERS = 8  # decoding and resizing a 500 x 375 JPEG takes ~3 ms: 8 workers outrun one GPU on every benchmark
+UNIX_SOCKET_PATH_MAX = 107  # Linux's sun_path holds 108 bytes, the last one the terminating zero
+WORKER_SOCKET = "/pymp-12345678/listener-12345678"  # what multiprocessing adds to the temporary folder, in length
 
 
 def usable_cpus() -> int:
@@ -42,7 +48,25 @@ def loader_settings(trainer: Any, batch_size: int | None, num_workers: int | Non
         num_workers = min(MAX_WORKERS, max(0, usable_cpus() // local_processes - 1)) if on_gpu else 0
     if pin_memory is None:
         pin_memory = on_gpu
+    check_worker_sockets(int(num_workers))
     return {"batch_size": int(batch_size), "num_workers": int(num_workers), "pin_memory": bool(pin_memory)}
+
+
+def check_worker_sockets(num_workers: int) -> None:
+    """Refuse a temporary folder too long for the sockets DataLoader workers hand their batches through.
+
+    With PyTorch's default sharing on Linux (file descriptors), a worker passes each tensor through a Unix socket
+    made under the temporary folder; when that path is longer than a socket address can be, the worker's send
+    fails in a background thread and the main process waits for the batch forever, without a word.
+    """
+    if num_workers <= 0 or sys.platform != "linux" or torch.multiprocessing.get_sharing_strategy() != "file_descriptor":
+        return
+    temp = tempfile.gettempdir()
+    if len(temp) + len(WORKER_SOCKET) > UNIX_SOCKET_PATH_MAX:
+        raise DataError(f"The temporary folder {temp} ({len(temp)} characters) is too long for the sockets that "
+                        f"DataLoader workers pass batches through (at most {UNIX_SOCKET_PATH_MAX - len(WORKER_SOCKET)} "
+                        f"characters with num_workers > 0; the run would hang). Set TMPDIR to a shorter folder (e.g. "
+                        f"TMPDIR=/tmp), or read in the main process with --data.init_args.num_workers 0.")
 
 
 def each_once_sampler(dataset: Any, trainer: Any, what: str) -> UnrepeatedDistributedSampler | None:

@@ -5,8 +5,10 @@ import hashlib
 import importlib
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -618,6 +620,46 @@ def test_loader_settings_follow_the_device(monkeypatch):
     four = SimpleNamespace(strategy=gpu.strategy, num_devices=4)                         # 4 processes share 16 CPUs
     assert loader.loader_settings(four, None, None, None, 46)["num_workers"] == 3
     assert loader.loader_settings(gpu, 2, 0, False, 46) == {"batch_size": 2, "num_workers": 0, "pin_memory": False}
+
+
+class _Zeros(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        return torch.zeros(64, 64)
+
+
+def _workers_deliver(temp: Path) -> bool:
+    """Whether a 1-worker DataLoader delivers its batches with `temp` as the temporary folder (5 s to do so)."""
+    script = ("import sys, torch; sys.path[:0] = [sys.argv[1]]; from test_datamodules import _Zeros; "
+              "print(sum(1 for _ in torch.utils.data.DataLoader(_Zeros(), num_workers=1, timeout=5)))")
+    result = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], env={**os.environ, "TMPDIR": str(temp)},
+                            capture_output=True, text=True, timeout=120)
+    return result.returncode == 0 and result.stdout.strip() == "2"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Unix-socket hand-over of worker batches is Linux's default")
+def test_a_temporary_folder_too_long_for_worker_sockets_is_refused(tmp_path, monkeypatch):
+    """DataLoader workers hang on a temporary folder too long for their sockets: the loader refuses it with the fix,
+    and the limit is the real one (a folder at the limit delivers, one character more does not)."""
+    from datamodules import loader
+
+    limit = loader.UNIX_SOCKET_PATH_MAX - len(loader.WORKER_SOCKET)
+    base = Path(tempfile.mkdtemp(prefix="pc-"))
+    try:
+        at_limit = base / ("d" * (limit - len(str(base)) - 1))
+        over = base / ("e" * (limit - len(str(base))))
+        at_limit.mkdir(), over.mkdir()
+        assert len(str(at_limit)) == limit and len(str(over)) == limit + 1
+        assert _workers_deliver(at_limit) and not _workers_deliver(over)
+        monkeypatch.setattr(tempfile, "tempdir", str(over))
+        assert loader.loader_settings(None, 1, 0, False)["num_workers"] == 0          # no workers: nothing to refuse
+        assert_data_error(lambda: loader.loader_settings(None, 1, 2, False), f"{over}", "TMPDIR", "num_workers 0")
+        monkeypatch.setattr(tempfile, "tempdir", str(at_limit))
+        assert loader.loader_settings(None, 1, 2, False)["num_workers"] == 2
+    finally:
+        shutil.rmtree(base)
 
 
 def test_a_missing_vocabulary_file_is_refused_not_read_as_a_class(tmp_path, monkeypatch):

@@ -2,8 +2,10 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from conftest import REPO_ROOT
@@ -19,8 +21,8 @@ def test_device_check_smoke_on_cpu(tmp_path):
     """Without --out a smoke run writes into a new temporary folder, says which, and leaves the checkout as it was."""
     before = snapshot(REPO_ROOT / "benchmarks")
     top = {p.name for p in REPO_ROOT.iterdir()}
-    temp = tmp_path / "tmp"
-    temp.mkdir()
+    # A short TMPDIR: pytest's folders can be too long for the DataLoader workers' sockets (datamodules/loader.py).
+    temp = Path(tempfile.mkdtemp(prefix="pc-dc-"))
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TMPDIR": str(temp)}
     result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks/device_check.py"), "--device", "cpu", "--smoke"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -39,6 +41,7 @@ def test_device_check_smoke_on_cpu(tmp_path):
     assert (out / next(out.glob("*-smoke.json")).name.replace(".json", ".md")).is_file()
     assert snapshot(REPO_ROOT / "benchmarks") == before
     assert {p.name for p in REPO_ROOT.iterdir()} - top <= {".pytest_cache", "__pycache__"}
+    shutil.rmtree(temp)
 
 
 def test_device_check_out_is_where_results_go(tmp_path):

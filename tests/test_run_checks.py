@@ -109,3 +109,14 @@ def test_the_write_probe_leaves_nothing_behind(tmp_path):
     assert unusable_folder(tmp_path / "new" / "deeper") is None
     assert unusable_folder(tmp_path) is None
     assert [p.name for p in tmp_path.iterdir()] == ["kept"]                     # not even the folder asked for
+
+
+def test_a_temporary_folder_too_long_for_worker_sockets_is_refused_before_any_weights_are_loaded(tmp_path, capsys,
+                                                                                                 monkeypatch):
+    """--data.init_args.num_workers 2 with a TMPDIR the workers' sockets cannot live in would hang: refused first."""
+    import tempfile
+
+    root = WRITERS["voc21"](tmp_path / "data", n=1)
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp/" + "t" * 90)
+    error = refused(voc_args(root, "--data.init_args.num_workers", "2", *NO_MODEL), capsys)
+    assert "/tmp/" + "t" * 90 in error and "TMPDIR" in error and "missing.bin" not in error
