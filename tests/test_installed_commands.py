@@ -58,8 +58,11 @@ def test_installed_commands_keep_what_they_should(installed, tmp_path):
     started.wait_for(lambda: not (out / "skipped.json").exists() and list(out.glob("*_legend.json")))
     code, lines = started.ctrl_c()
     kept = len(list(out.glob("*_legend.json")))
-    assert code == 130 and lines == [f"interrupted (Ctrl-C) during predict: the outputs of {kept} of 13 images are kept "
-                                     f"in {out}/ (each image's files complete); add --overwrite to the same command to "
-                                     "redo them"]
+    assert code == 130 and len(lines) == 1, lines
+    assert lines[0].startswith(f"interrupted (Ctrl-C) during predict: the outputs of {kept} of 13 images are kept in "
+                               f"{out}/ (each image's files complete); the earlier run's outputs for these inputs in "
+                               f"{out}/ (p00_labels.png, ")
+    assert lines[0].endswith(" were removed when this run started (--overwrite); add --overwrite to the same command to "
+                             "redo them")
     assert 1 <= kept < 12 and not (out / "skipped.json").exists()
     assert not (cwd / "outputs").exists()                                     # nothing went elsewhere
