@@ -34,13 +34,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
 from datamodules import DATAMODULES
 
 from .cli import cli_main
+from ..config_files import config_from_text, config_section
 from ..shipped_configs import find_config, packaged_configs
-from .configs import config_section
 from .earlier_outputs import OVERWRITE_FLAG
 from .protocols import DEFAULT_METHOD, RECORD
 from .weights import weights_identity
@@ -170,7 +168,7 @@ def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrou
            *(["--data.init_args.root", str(root)] if root is not None else []), "--model.output_dir", str(out_dir),
            "--trainer.default_root_dir", str(out_dir), "--trainer.logger", "false"]
     code, printed, errors = resolved_config([*cmd[3:], *passthrough])
-    config = yaml.safe_load(printed) if code == 0 else {}
+    config = config_from_text(printed, "printed by --print_config") if code == 0 else {}
     method = (config.get("model") or {}).get("segmentor", {}).get("init_args", {}).get("method") or DEFAULT_METHOD
     if code != 0:
         status = f"failed: {one_line(errors)}"

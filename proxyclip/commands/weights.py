@@ -22,6 +22,7 @@ import yaml
 from huggingface_hub import constants as hub_constants, try_to_load_from_cache
 from timm.models import get_pretrained_cfg
 
+from ..config_files import model_config
 from ..errors import ProxyCLIPError
 from ..method.builder import segmentor_spec
 from ..method.clip_encoder import build_clip
@@ -31,7 +32,6 @@ from ..method.method_options import method_vfm
 from ..method.segmentor import ProxyCLIPSegmentor
 from ..method.vfm import build_vfm
 from ..method.vfm.registry import get_vfm_entry
-from ..shipped_configs import find_config
 
 _CLIP_KEY, _VFM_KEY = "model.segmentor.clip_pretrained", "model.segmentor.vfm_pretrained"
 
@@ -60,13 +60,8 @@ class WeightSource:
 
 def load_model_spec(config: str | os.PathLike) -> dict[str, Any]:
     """The segmentor's arguments (defaults filled in) from a model YAML, a benchmark YAML that references
-    one (`model: model/default.yaml`, relative to that file as jsonargparse resolves it) or a resolved config."""
-    path = find_config(config)
-    if not path.is_file():
-        raise ProxyCLIPError(f"Config '{config}' does not exist. Give a model config (configs/model/*.yaml) or a benchmark config (configs/*.yaml).")
-    data = yaml.safe_load(path.read_text()) or {}
-    if isinstance(data, dict) and isinstance(data.get("model"), str):
-        return load_model_spec(path.parent / data["model"])
+    one (`model: model/default.yaml`) or a resolved config; the file is read by `proxyclip.config_files`."""
+    _, data = model_config(config)
     defaults = {name: p.default for name, p in inspect.signature(ProxyCLIPSegmentor.__init__).parameters.items()
                 if p.default is not inspect.Parameter.empty}
     return with_method_vfm({**defaults, **{k: v for k, v in segmentor_spec(data).items() if k != "class_path"}})
