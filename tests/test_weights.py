@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, TINY_CONFIG, write_tiny_clip_json
-from proxyclip.commands.weights import load_model_spec, main, weights_identity
+from proxyclip.commands.weights import load_model_spec, main, weights_provenance
 
 
 def run_weights(tmp_path, *args, **env):
@@ -74,7 +74,7 @@ def test_local_checkpoints_show_their_sha256(tmp_path, capsys):
     assert main(["list", str(config)]) == 0
     out = capsys.readouterr().out
     assert f"local file: {checkpoint}" in out and f"sha256:{digest}" in out
-    assert weights_identity(load_model_spec(config)) == {"clip": f"sha256:{digest}", "vfm": "random"}
+    assert weights_provenance(load_model_spec(config)) == {"clip": f"sha256:{digest}", "vfm": "random"}
 
     gone = write_model_config(tmp_path / "gone.yaml", clip_model="ViT-B-16", clip_pretrained=tmp_path / "nope.pt",
                               vfm="dino_vitb8", vfm_pretrained="false")
@@ -102,7 +102,7 @@ def test_sam_url_in_the_torch_hub_cache(tmp_path, monkeypatch, capsys):
 def test_benchmark_configs_resolve_their_model(config):
     spec = load_model_spec(config)
     assert (spec["clip_model"], spec["clip_pretrained"], spec["vfm"], spec["vfm_pretrained"]) == ("ViT-B-16", "openai", "dino_vitb8", True)
-    assert weights_identity(spec) == {"clip": "open_clip ViT-B-16/openai", "vfm": "timm vit_base_patch8_224.dino"}
+    assert weights_provenance(spec) == {"clip": "open_clip ViT-B-16/openai", "vfm": "timm vit_base_patch8_224.dino"}
 
 
 def test_tiny_download_is_a_no_op(capsys):

@@ -6,7 +6,7 @@
 Each benchmark runs `proxyclip test` (= main.py test) in its own process (so Lightning can launch DDP per benchmark), into
 `<output>/<setting>/<benchmark>/` (`<setting>` = the model config's stem), with a `run.json` beside the
 results: the hash of the resolved config, which decides whether a later call skips the benchmark, and what
-is needed to trust the number (config, package versions, weights identity, time, command, host, date). The finished
+is needed to trust the number (config, package versions, where the weights came from, time, command, host, date). The finished
 results of another config are kept (not run, status `kept`) unless `--overwrite` is given.
 Unknown arguments are passed through to `main.py test`, after `--model`, so `--model.segmentor.beta 1.0` works.
 """
@@ -41,7 +41,7 @@ from ..config_files import config_from_text, config_section
 from ..shipped_configs import find_config, packaged_configs
 from .earlier_outputs import OVERWRITE_FLAG
 from .protocols import DEFAULT_METHOD, RECORD
-from .weights import weights_identity
+from .weights import weights_provenance
 
 BENCHMARKS = tuple(DATAMODULES)   # the papers' table order
 TITLES = {name: cls.title or name for name, cls in DATAMODULES.items()}
@@ -77,7 +77,7 @@ def stable_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_hash(config: dict[str, Any], weights: dict[str, str]) -> str:
-    """sha256 of the stable config and the weights identity (a replaced local checkpoint changes its sha256)."""
+    """sha256 of the stable config and the weights' provenance (a replaced local checkpoint changes its sha256)."""
     text = json.dumps({"config": stable_config(config), "weights": weights}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -177,7 +177,7 @@ def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrou
     elif root is not None and not root.is_dir():
         status = f"missing: {root}"
     else:
-        weights = weights_identity(config["model"]["segmentor"]["init_args"])
+        weights = weights_provenance(config["model"]["segmentor"]["init_args"])
         digest = config_hash(config, weights)
         old = json.loads(run_file.read_text()) if run_file.is_file() else {}
         # finished: metrics.json of a run that did not fail (without run.json, of a run eval_all did not start)
