@@ -45,7 +45,11 @@ from .weights import weights_provenance
 
 BENCHMARKS = tuple(DATAMODULES)   # the papers' table order
 TITLES = {name: cls.title or name for name, cls in DATAMODULES.items()}
-AVERAGES = {"avg8": BENCHMARKS[:8], "avg_bg": BENCHMARKS[:3], "avg_nobg": BENCHMARKS[3:8]}
+# The papers' averages, by benchmark name (a registry's order may change; these groups do not): the benchmarks
+# whose vocabulary has a background class, those without one, and the eight together.
+WITH_BACKGROUND = ("voc21", "context60", "coco_object")
+WITHOUT_BACKGROUND = ("voc20", "context59", "coco_stuff", "cityscapes", "ade20k")
+AVERAGES = {"avg8": WITH_BACKGROUND + WITHOUT_BACKGROUND, "avg_bg": WITH_BACKGROUND, "avg_nobg": WITHOUT_BACKGROUND}
 # Resolved-config keys that say where results go or how the work is spread, never what is computed: the hash
 # ignores them, so a resumed run on another output folder or GPU count still skips finished benchmarks
 # (DDP counts are identical to one process: tests/test_cli.py).
@@ -261,7 +265,7 @@ def write_summary(output: Path, first: Sequence[str] = ()) -> str:
              "|---|" + "---:|" * (len(columns) + len(AVERAGES))]
     lines += ["| " + " | ".join([row["setting"]] + [fmt(row["mIoU"].get(b)) for b in columns] + [fmt(row[a]) for a in AVERAGES]) + " |"
               for row in rows]
-    markdown = "mIoU (%), single scale; avg8 over VOC21, Context60, COCO-Object, VOC20, Context59, COCO-Stuff, Cityscapes, ADE20K.\n\n"
+    markdown = f"mIoU (%), single scale; avg8 over {', '.join(TITLES[b] for b in AVERAGES['avg8'])}.\n\n"
     markdown += "\n".join(lines) + "\n"
     (output / "summary.md").write_text(markdown)
     return markdown
