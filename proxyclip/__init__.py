@@ -2,7 +2,8 @@
 
 Wings: `proxyclip.method` (plain nn.Modules: encoders, VFM registry, proxy attention, segmentor, builder),
 `proxyclip.shell` (LightningModule, metric, result writers), `proxyclip.commands` (CLI, evaluate-all, weights);
-`proxyclip.errors` and `proxyclip.vocabulary` are shared by all. Nothing is imported until used.
+`proxyclip.errors`, `proxyclip.vocabulary` and `proxyclip.config_files` (the one reader of config files) are shared
+by all. Nothing is imported until used.
 """
 from __future__ import annotations
 

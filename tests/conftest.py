@@ -47,6 +47,27 @@ def write_tiny_clip_json(folder: Path) -> str:
     return str(path)
 
 
+def put_in_hub_cache(cache: Path, repo: str, filename: str, content: dict | bytes) -> Path:
+    """`content` (a state dict, saved in the format the name says, or raw bytes) where huggingface_hub's cache `cache`
+    keeps `filename` of `repo` (models--org--name/refs/main + snapshots/<commit>/file), so that a library asked for
+    that repo's weights, offline, loads this file through its own code."""
+    commit = "0" * 40
+    folder = Path(cache) / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text(commit)
+    path = folder / "snapshots" / commit / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif filename.endswith(".safetensors"):
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in content.items()}, str(path))
+    else:
+        torch.save(content, path)
+    return path
+
+
 def twin(seg, **options):
     """A tiny segmentor with `seg`'s weights and geometry, built with extra init options."""
     from proxyclip import build_segmentor

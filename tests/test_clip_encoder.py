@@ -32,8 +32,46 @@ def test_mismatched_checkpoint_is_refused(tmp_path):
     deeper, _ = build_clip(str(deeper_json), None)
     path = tmp_path / "deeper.pt"
     torch.save(deeper.state_dict(), path)
-    with pytest.raises(ProxyCLIPError, match=r"does not fit.*unexpected keys.*resblocks\.2"):
+    with pytest.raises(ProxyCLIPError, match=r"refused by the library.*Unexpected key\(s\).*resblocks\.2.*Use the model name"):
         build_clip(TINY_JSON, str(path), quick_gelu=False)
+
+
+@pytest.mark.parametrize("spoil, library_says", [
+    (lambda state: state.pop("ln_final.weight"), r'Missing key\(s\) in state_dict: "ln_final.weight"'),
+    (lambda state: state.update(text_projection=torch.zeros(3, 3)), "size mismatch for text_projection"),
+])
+def test_a_checkpoint_file_that_does_not_fit_is_refused_by_open_clip(spoil, library_says, tmp_path):
+    """open_clip loads a file given as `pretrained` strictly (require_pretrained): torch's error, in our words."""
+    model, _ = build_clip(TINY_JSON, None)
+    state = model.state_dict()
+    spoil(state)
+    path = tmp_path / "spoilt.pt"
+    torch.save(state, path)
+    with pytest.raises(ProxyCLIPError, match=f"CLIP .* from the checkpoint '{path}' were refused .*{library_says}") as info:
+        build_clip(TINY_JSON, str(path), quick_gelu=False)
+    assert isinstance(info.value.__cause__, RuntimeError)        # raised by the library, not found in its log
+    assert "(clip_model)" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["position tables only", "the tiny model's"])
+def test_a_tag_whose_weights_do_not_fit_is_refused_by_open_clip(kind, monkeypatch, tmp_path):
+    """A pretrained tag is loaded strictly too: a file in the Hugging Face cache under the tag's name that is not
+    ViT-B-16's is refused, not loaded partly. Position tables only: everything else is missing (torch's strict
+    load); the tiny model's: its text width is not ViT-B-16's (open_clip's own check)."""
+    from huggingface_hub import constants
+
+    from conftest import put_in_hub_cache
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    if kind == "position tables only":
+        state = {"positional_embedding": torch.zeros(77, 512), "visual.positional_embedding": torch.zeros(197, 768)}
+        library_says = r'Missing key\(s\) in state_dict: "text_projection"'
+    else:
+        state, library_says = build_clip(TINY_JSON, None)[0].state_dict(), "text pos_embed width changed"
+    put_in_hub_cache(tmp_path / "hub", "timm/vit_base_patch16_clip_224.openai", "open_clip_pytorch_model.bin", state)
+    with pytest.raises(ProxyCLIPError, match=rf"CLIP ViT-B-16 \(openai\) were refused .*{library_says}.*clip_quick_gelu"):
+        build_clip("ViT-B-16", "openai")
 
 
 def test_unknown_tag_and_missing_files():
@@ -76,19 +114,25 @@ def test_the_activation_follows_the_weights(tmp_path):
     assert resolve_quick_gelu(_resolve_model_name(TINY_CLIP), None, None) is False   # random: the model config's own
 
 
-def test_a_dependency_saying_weights_and_architecture_disagree_is_our_error():
+def test_a_dependency_saying_weights_and_architecture_disagree_is_a_warning():
+    """The libraries' words are a second look only (their flags raise): one warning that names the fix, no error."""
     import warnings
 
-    from proxyclip.method.loading import weights_must_match
+    from proxyclip.method.loading import WeightsDisagreementWarning, weights_must_match
 
-    with pytest.raises(ProxyCLIPError, match=r"disagree: QuickGELU mismatch .* Set clip_quick_gelu"):
+    with pytest.warns(WeightsDisagreementWarning, match=r"may disagree.*QuickGELU mismatch .* Set clip_quick_gelu"):
         with weights_must_match("CLIP ViT-B-16 (openai)", "Set clip_quick_gelu."):
             warnings.warn("QuickGELU mismatch between final model config (quick_gelu=False) and pretrained tag 'openai' (quick_gelu=True).")
-    with pytest.raises(ProxyCLIPError, match="No pretrained weights exist"):
+    with pytest.warns(WeightsDisagreementWarning, match="No pretrained weights exist"):
         with weights_must_match("DINO", "Fix it."):
             logging.getLogger("timm.models._builder").warning("No pretrained weights exist for this model. Using random initialization.")
-    with weights_must_match("CLIP", "Fix it.", random_init=True):   # random weights asked for: expected
-        logging.getLogger().warning("No pretrained weights loaded for model 'ViT-B-16'. Model initialized randomly.")
+    with pytest.raises(ProxyCLIPError, match=r"weights of DINO were refused .*Missing key\(s\) in state_dict.* Fix it\.$"):
+        with weights_must_match("DINO", "Fix it."):                  # what a strict load raises
+            torch.nn.Linear(2, 2).load_state_dict({"weight": torch.zeros(2, 2)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                  # random weights asked for: expected, not said
+        with weights_must_match("CLIP", "Fix it.", random_init=True):
+            logging.getLogger().warning("No pretrained weights loaded for model 'ViT-B-16'. Model initialized randomly.")
     with pytest.warns(UserWarning, match="unrelated"):                # anything else passes through unchanged
         with weights_must_match("CLIP", "Fix it."):
             warnings.warn("an unrelated message")

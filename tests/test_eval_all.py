@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO_ROOT, TINY_CONFIG
 from fake_datasets import WRITERS
-from proxyclip.commands.eval_all import AVERAGES, BENCHMARKS, config_hash, default_root, summary_rows
+from proxyclip.commands.eval_all import AVERAGES, BENCHMARKS, config_hash, default_root, summary_rows, write_summary
 
 
 def run_eval_all(tmp_path, *args):
@@ -111,6 +111,42 @@ def test_averages_need_their_whole_group():
     assert b["avg8"] is None and b["avg_nobg"] is None and b["avg_bg"] == pytest.approx(1.0)
     assert c["avg8"] is c["avg_bg"] is c["avg_nobg"] is None
     assert set(AVERAGES["avg8"]) == set(AVERAGES["avg_bg"]) | set(AVERAGES["avg_nobg"])
+
+
+def test_averages_name_registered_benchmarks():
+    """Each average lists benchmarks by name: every member is registered, none twice, and avg8 is the two groups."""
+    from datamodules import DATAMODULES
+
+    for name, members in AVERAGES.items():
+        assert isinstance(members, tuple) and all(isinstance(m, str) for m in members), name
+        assert set(members) <= set(DATAMODULES) and len(set(members)) == len(members), name
+    assert AVERAGES["avg8"] == AVERAGES["avg_bg"] + AVERAGES["avg_nobg"]
+    assert AVERAGES["avg_bg"] == ("voc21", "context60", "coco_object")
+    assert AVERAGES["avg_nobg"] == ("voc20", "context59", "coco_stuff", "cityscapes", "ade20k")
+
+
+def test_the_summary_averages_are_over_the_named_benchmarks(tmp_path):
+    """summary.json / .csv / .md: the average columns are the named groups' means; the benchmarks outside every
+    group (pc459, ade847: 1000 here) count in none."""
+    values = {name: float(i + 1) for i, name in enumerate(AVERAGES["avg8"])} | {"pc459": 1000.0, "ade847": 1000.0}
+    for name, miou in values.items():
+        (tmp_path / "setting" / name).mkdir(parents=True)
+        (tmp_path / "setting" / name / "metrics.json").write_text(json.dumps({"mIoU": miou}))
+    markdown = write_summary(tmp_path)
+    expected = {avg: sum(values[b] for b in members) / len(members) for avg, members in AVERAGES.items()}
+    assert expected == {"avg8": 4.5, "avg_bg": 2.0, "avg_nobg": 6.0}
+    summary = read_json(tmp_path / "summary.json")
+    assert summary["averages"] == {avg: list(members) for avg, members in AVERAGES.items()}
+    (row,) = summary["rows"]
+    assert {avg: row[avg] for avg in AVERAGES} == pytest.approx(expected)
+    with open(tmp_path / "summary.csv") as f:
+        reader = csv.DictReader(f)
+        (csv_row,) = list(reader)
+    assert reader.fieldnames[-3:] == ["avg8", "avg_bg", "avg_nobg"]
+    assert {avg: float(csv_row[avg]) for avg in AVERAGES} == pytest.approx(expected)
+    assert markdown.startswith("mIoU (%), single scale; avg8 over VOC21, Context60, COCO-Object, VOC20, Context59, "
+                               "COCO-Stuff, Cityscapes, ADE20K.")
+    assert markdown.rstrip().endswith("| 4.50 | 2.00 | 6.00 |")
 
 
 def test_default_roots_match_the_dataset_layouts(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from proxyclip import build_segmentor
-from proxyclip.method.text_cache import default_cache_dir, weights_identity
+from proxyclip.method.text_cache import default_cache_dir, weights_fingerprint
 from proxyclip.method.loading import file_sha256
 from conftest import TINY_CONFIG, VOCAB
 
@@ -71,7 +71,7 @@ def test_weight_change_invalidates(seg, tmp_path):
     assert not torch.allclose(first, second)
     torch.manual_seed(1)
     other = build_segmentor(TINY_CONFIG, class_names=VOCAB, text_cache_dir=str(tmp_path / "text"))
-    assert weights_identity(other.clip, None) != weights_identity(seg.clip, None)
+    assert weights_fingerprint(other.clip, None) != weights_fingerprint(seg.clip, None)
 
 
 def test_unreadable_entry_is_recomputed(seg, tmp_path):
@@ -97,11 +97,11 @@ def test_cache_off_and_folder_from_environment(tmp_path, monkeypatch):
     assert len(list((tmp_path / "root" / "text").glob("*.pt"))) == 1
 
 
-def test_weight_identity_of_tags_and_files(tmp_path, seg):
-    assert weights_identity(seg.clip, "openai") == "tag:openai"
+def test_weights_fingerprint_of_tags_and_files(tmp_path, seg):
+    assert weights_fingerprint(seg.clip, "openai") == "tag:openai"
     path = tmp_path / "clip.pt"
     path.write_bytes(b"weights v1")
-    assert weights_identity(seg.clip, str(path)) == "file:" + hashlib.sha256(b"weights v1").hexdigest()
+    assert weights_fingerprint(seg.clip, str(path)) == "file:" + hashlib.sha256(b"weights v1").hexdigest()
     path.write_bytes(b"weights v2, longer")   # size (and mtime) change: the memo is not reused
     assert file_sha256(path) == hashlib.sha256(b"weights v2, longer").hexdigest()
 

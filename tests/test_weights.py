@@ -1,4 +1,5 @@
-"""`python -m proxyclip.weights list|download CONFIG`: sources, cache state, local files, the offline failure."""
+"""`python -m proxyclip.weights list|download CONFIG`: sources, cache state, local files, the offline failure; VFM
+weights that do not fit their architecture refused."""
 import hashlib
 import os
 import subprocess
@@ -7,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO_ROOT, TINY_CONFIG, write_tiny_clip_json
-from proxyclip.commands.weights import load_model_spec, main, weights_identity
+from conftest import REPO_ROOT, TINY_CONFIG, put_in_hub_cache, tiny_vfm_kwargs, write_tiny_clip_json
+from proxyclip.commands.weights import load_model_spec, main, weights_provenance
 
 
 def run_weights(tmp_path, *args, **env):
@@ -18,18 +19,6 @@ def run_weights(tmp_path, *args, **env):
     env.pop("HF_HUB_CACHE", None)
     return subprocess.run([sys.executable, "-m", "proxyclip.weights", *args], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
-
-
-def fake_hub_file(hub_cache, repo, filename):
-    """A file in huggingface_hub's cache layout (models--org--name/refs/main + snapshots/<commit>/file)."""
-    folder = hub_cache / f"models--{repo.replace('/', '--')}"
-    commit = "0" * 40
-    (folder / "refs").mkdir(parents=True)
-    (folder / "refs" / "main").write_text(commit)
-    target = folder / "snapshots" / commit / filename
-    target.parent.mkdir(parents=True)
-    target.write_bytes(b"weights")
-    return target
 
 
 def write_model_config(path, **segmentor):
@@ -45,7 +34,7 @@ def test_list_random_weights_needs_nothing(tmp_path):
 
 
 def test_list_default_names_the_sources_and_the_cache_state(tmp_path):
-    cached = fake_hub_file(tmp_path / "hf" / "hub", "timm/vit_base_patch8_224.dino", "model.safetensors")
+    cached = put_in_hub_cache(tmp_path / "hf" / "hub", "timm/vit_base_patch8_224.dino", "model.safetensors", b"weights")
     result = run_weights(tmp_path, "list", "configs/model/default.yaml")
     assert result.returncode == 1, result.stderr[-2000:]      # CLIP is missing
     out = result.stdout
@@ -74,7 +63,7 @@ def test_local_checkpoints_show_their_sha256(tmp_path, capsys):
     assert main(["list", str(config)]) == 0
     out = capsys.readouterr().out
     assert f"local file: {checkpoint}" in out and f"sha256:{digest}" in out
-    assert weights_identity(load_model_spec(config)) == {"clip": f"sha256:{digest}", "vfm": "random"}
+    assert weights_provenance(load_model_spec(config)) == {"clip": f"sha256:{digest}", "vfm": "random"}
 
     gone = write_model_config(tmp_path / "gone.yaml", clip_model="ViT-B-16", clip_pretrained=tmp_path / "nope.pt",
                               vfm="dino_vitb8", vfm_pretrained="false")
@@ -102,9 +91,60 @@ def test_sam_url_in_the_torch_hub_cache(tmp_path, monkeypatch, capsys):
 def test_benchmark_configs_resolve_their_model(config):
     spec = load_model_spec(config)
     assert (spec["clip_model"], spec["clip_pretrained"], spec["vfm"], spec["vfm_pretrained"]) == ("ViT-B-16", "openai", "dino_vitb8", True)
-    assert weights_identity(spec) == {"clip": "open_clip ViT-B-16/openai", "vfm": "timm vit_base_patch8_224.dino"}
+    assert weights_provenance(spec) == {"clip": "open_clip ViT-B-16/openai", "vfm": "timm vit_base_patch8_224.dino"}
 
 
 def test_tiny_download_is_a_no_op(capsys):
     assert main(["download", str(TINY_CONFIG)]) == 0
     assert capsys.readouterr().out.count("nothing to fetch") == 2
+
+
+def spoilt(state, how):
+    """`state` with one key missing or one tensor of another shape."""
+    state = dict(state)
+    if how == "missing key":
+        state.pop("blocks.0.attn.qkv.weight")
+    else:
+        state["blocks.0.mlp.fc1.bias"] = torch.zeros(3)
+    return state
+
+
+REFUSAL = {"missing key": r'Missing key\(s\) in state_dict: "blocks\.0\.attn\.qkv\.weight"',
+           "wrong shape": r"size mismatch for blocks\.0\.mlp\.fc1\.bias"}
+
+
+@pytest.mark.parametrize("how", list(REFUSAL))
+def test_timm_refuses_pretrained_weights_that_do_not_fit(how, monkeypatch, tmp_path):
+    """pretrained=True: timm loads its weights (here a tiny file in the Hugging Face cache under the tag's name)
+    with pretrained_strict=True, so a missing key or a wrong shape raises in timm, and that is our error."""
+    from huggingface_hub import constants
+
+    from proxyclip import ProxyCLIPError
+    from proxyclip.method.vfm import build_vfm
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    kwargs = tiny_vfm_kwargs("dino_vitb8")
+    own = build_vfm("dino_vitb8", False, kwargs).model.state_dict()
+    put_in_hub_cache(tmp_path / "hub", "timm/vit_base_patch8_224.dino", "model.safetensors", own)
+    loaded = build_vfm("dino_vitb8", True, kwargs)                      # what fits loads, through the same path
+    assert all(torch.equal(loaded.model.state_dict()[k], v) for k, v in own.items())
+    put_in_hub_cache(tmp_path / "hub", "timm/vit_base_patch8_224.dino", "model.safetensors", spoilt(own, how))
+    with pytest.raises(ProxyCLIPError, match=rf"weights of DINO \(vit_base_patch8_224\.dino\) were refused .*{REFUSAL[how]}.*list_vfms") as info:
+        build_vfm("dino_vitb8", True, kwargs)
+    assert isinstance(info.value.__cause__, RuntimeError)              # raised by timm, not read from its log
+
+
+@pytest.mark.parametrize("how", ["missing key", "wrong shape"])
+def test_a_vfm_checkpoint_file_that_does_not_fit_is_refused(how, tmp_path):
+    """A local file is loaded strictly too (load_state_dict_checked: the summary, then torch's strict load)."""
+    from proxyclip import ProxyCLIPError
+    from proxyclip.method.vfm import build_vfm
+
+    kwargs = tiny_vfm_kwargs("dino_vitb8")
+    path = tmp_path / "dino.pth"
+    torch.save(spoilt(build_vfm("dino_vitb8", False, kwargs).model.state_dict(), how), path)
+    says = {"missing key": r"missing keys: 1 \(blocks\.0\.attn\.qkv\.weight\)",
+            "wrong shape": r"shape mismatches \(checkpoint vs model\): 1 \(blocks\.0\.mlp\.fc1\.bias \(3,\) vs \(128,\)\)"}[how]
+    with pytest.raises(ProxyCLIPError, match=rf"Checkpoint '{path}' does not fit the DINO .*{says}"):
+        build_vfm("dino_vitb8", str(path), kwargs)

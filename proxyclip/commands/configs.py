@@ -1,40 +1,20 @@
-"""Config files on the command line: the one reader of their sections, the shipped configs' README names resolved
-from any folder (`proxyclip.shipped_configs`), and a model config given where a benchmark's belongs refused."""
+"""Config files on the command line: the shipped configs' README names resolved from any folder
+(`proxyclip.shipped_configs`), and a model config given where a benchmark's belongs refused. The files are read by
+`proxyclip.config_files`."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import yaml
-
+from ..config_files import config_section
 from ..errors import ProxyCLIPError
 from ..shipped_configs import find_config
 from .command_line import CONFIG_OPTIONS, CONFIG_SUFFIXES, split_arguments
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}                                        # not ours to judge: the CLI reports an unreadable config
-    return data if isinstance(data, dict) else {}
-
-
-def config_section(config: str | os.PathLike, key: str | None) -> dict:
-    """A config file's `key` section (the whole file for None), following a `key: other.yaml` reference (relative
-    to the file); {} where the file or the section is missing or unreadable."""
-    path = Path(config)
-    data = _read_yaml(path)
-    section = data if key is None else data.get(key)
-    if isinstance(section, str):
-        return _read_yaml(path.parent / section)
-    return section if isinstance(section, dict) else {}
-
-
 def _kind(path: Path) -> str | None:
     """"model" for a model config (its top level is the model's: `segmentor:`), "run" for a benchmark or whole config
     (`model:`, `data:`, `trainer:`), None for anything else."""
-    data = _read_yaml(path)
+    data = config_section(path, None)               # {} when unreadable: not ours to judge, the CLI reports it
     if "segmentor" in data and not {"model", "data", "trainer"} & set(data):
         return "model"
     return "run" if {"model", "data"} & set(data) else None

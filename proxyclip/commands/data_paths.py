@@ -21,8 +21,8 @@ import datamodules
 from datamodules.vocabulary_files import packaged_names
 
 from .command_line import CONFIG_OPTIONS, Argument, CommandLine, absolute, get, option, spellings
+from ..config_files import config_section
 from ..shipped_configs import packaged_configs
-from .configs import config_section
 
 PATH_OPTIONS = ("root", "names_file", "inputs", "vocabulary")
 INSTALLED = Path(datamodules.__file__).resolve().parent.parent    # the folder holding `datamodules` and `proxyclip`

@@ -6,7 +6,7 @@
 Each benchmark runs `proxyclip test` (= main.py test) in its own process (so Lightning can launch DDP per benchmark), into
 `<output>/<setting>/<benchmark>/` (`<setting>` = the model config's stem), with a `run.json` beside the
 results: the hash of the resolved config, which decides whether a later call skips the benchmark, and what
-is needed to trust the number (config, package versions, weights identity, time, command, host, date). The finished
+is needed to trust the number (config, package versions, where the weights came from, time, command, host, date). The finished
 results of another config are kept (not run, status `kept`) unless `--overwrite` is given.
 Unknown arguments are passed through to `main.py test`, after `--model`, so `--model.segmentor.beta 1.0` works.
 """
@@ -34,20 +34,22 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
 from datamodules import DATAMODULES
 
 from .cli import cli_main
+from ..config_files import config_from_text, config_section
 from ..shipped_configs import find_config, packaged_configs
-from .configs import config_section
 from .earlier_outputs import OVERWRITE_FLAG
 from .protocols import DEFAULT_METHOD, RECORD
-from .weights import weights_identity
+from .weights import weights_provenance
 
 BENCHMARKS = tuple(DATAMODULES)   # the papers' table order
 TITLES = {name: cls.title or name for name, cls in DATAMODULES.items()}
-AVERAGES = {"avg8": BENCHMARKS[:8], "avg_bg": BENCHMARKS[:3], "avg_nobg": BENCHMARKS[3:8]}
+# The papers' averages, by benchmark name (a registry's order may change; these groups do not): the benchmarks
+# whose vocabulary has a background class, those without one, and the eight together.
+WITH_BACKGROUND = ("voc21", "context60", "coco_object")
+WITHOUT_BACKGROUND = ("voc20", "context59", "coco_stuff", "cityscapes", "ade20k")
+AVERAGES = {"avg8": WITH_BACKGROUND + WITHOUT_BACKGROUND, "avg_bg": WITH_BACKGROUND, "avg_nobg": WITHOUT_BACKGROUND}
 # Resolved-config keys that say where results go or how the work is spread, never what is computed: the hash
 # ignores them, so a resumed run on another output folder or GPU count still skips finished benchmarks
 # (DDP counts are identical to one process: tests/test_cli.py).
@@ -79,7 +81,7 @@ def stable_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_hash(config: dict[str, Any], weights: dict[str, str]) -> str:
-    """sha256 of the stable config and the weights identity (a replaced local checkpoint changes its sha256)."""
+    """sha256 of the stable config and the weights' provenance (a replaced local checkpoint changes its sha256)."""
     text = json.dumps({"config": stable_config(config), "weights": weights}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -170,7 +172,7 @@ def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrou
            *(["--data.init_args.root", str(root)] if root is not None else []), "--model.output_dir", str(out_dir),
            "--trainer.default_root_dir", str(out_dir), "--trainer.logger", "false"]
     code, printed, errors = resolved_config([*cmd[3:], *passthrough])
-    config = yaml.safe_load(printed) if code == 0 else {}
+    config = config_from_text(printed, "printed by --print_config") if code == 0 else {}
     method = (config.get("model") or {}).get("segmentor", {}).get("init_args", {}).get("method") or DEFAULT_METHOD
     if code != 0:
         status = f"failed: {one_line(errors)}"
@@ -179,7 +181,7 @@ def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrou
     elif root is not None and not root.is_dir():
         status = f"missing: {root}"
     else:
-        weights = weights_identity(config["model"]["segmentor"]["init_args"])
+        weights = weights_provenance(config["model"]["segmentor"]["init_args"])
         digest = config_hash(config, weights)
         old = json.loads(run_file.read_text()) if run_file.is_file() else {}
         # finished: metrics.json of a run that did not fail (without run.json, of a run eval_all did not start)
@@ -263,7 +265,7 @@ def write_summary(output: Path, first: Sequence[str] = ()) -> str:
              "|---|" + "---:|" * (len(columns) + len(AVERAGES))]
     lines += ["| " + " | ".join([row["setting"]] + [fmt(row["mIoU"].get(b)) for b in columns] + [fmt(row[a]) for a in AVERAGES]) + " |"
               for row in rows]
-    markdown = "mIoU (%), single scale; avg8 over VOC21, Context60, COCO-Object, VOC20, Context59, COCO-Stuff, Cityscapes, ADE20K.\n\n"
+    markdown = f"mIoU (%), single scale; avg8 over {', '.join(TITLES[b] for b in AVERAGES['avg8'])}.\n\n"
     markdown += "\n".join(lines) + "\n"
     (output / "summary.md").write_text(markdown)
     return markdown

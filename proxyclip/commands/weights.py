@@ -4,7 +4,7 @@ cached, and fetching them ahead of time (to prepare a cluster that has no intern
 `list` names each source (open_clip's Hugging Face repo and file or URL, timm's `hf_hub_id` / URL, SAM's
 URL, a local file with its sha256) and says whether it is in the local cache; `download` fetches them by
 building the models through `build_clip` / `build_vfm`, so the same code path (and `download_guard`'s
-offline message) as an evaluation is used. `weights_identity` is what `eval_all` records in `run.json`.
+offline message) as an evaluation is used. `weights_provenance` is what `eval_all` records in `run.json`.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import yaml
 from huggingface_hub import constants as hub_constants, try_to_load_from_cache
 from timm.models import get_pretrained_cfg
 
+from ..config_files import model_config
 from ..errors import ProxyCLIPError
 from ..method.builder import segmentor_spec
 from ..method.clip_encoder import build_clip
@@ -31,7 +32,6 @@ from ..method.method_options import method_vfm
 from ..method.segmentor import ProxyCLIPSegmentor
 from ..method.vfm import build_vfm
 from ..method.vfm.registry import get_vfm_entry
-from ..shipped_configs import find_config
 
 _CLIP_KEY, _VFM_KEY = "model.segmentor.clip_pretrained", "model.segmentor.vfm_pretrained"
 
@@ -50,7 +50,7 @@ class WeightSource:
     fallback: str = ""             # where the original file is also published (a URL)
     cached: str = ""               # the local copy, when there is one
     cache_dir: str = ""            # where the library keeps its downloads
-    identity: str = ""             # what run.json records: tag, URL, "sha256:..." or "random"
+    provenance: str = ""           # what run.json records: tag, URL, "sha256:..." or "random"
 
     @property
     def present(self) -> bool:
@@ -60,13 +60,8 @@ class WeightSource:
 
 def load_model_spec(config: str | os.PathLike) -> dict[str, Any]:
     """The segmentor's arguments (defaults filled in) from a model YAML, a benchmark YAML that references
-    one (`model: model/default.yaml`, relative to that file as jsonargparse resolves it) or a resolved config."""
-    path = find_config(config)
-    if not path.is_file():
-        raise ProxyCLIPError(f"Config '{config}' does not exist. Give a model config (configs/model/*.yaml) or a benchmark config (configs/*.yaml).")
-    data = yaml.safe_load(path.read_text()) or {}
-    if isinstance(data, dict) and isinstance(data.get("model"), str):
-        return load_model_spec(path.parent / data["model"])
+    one (`model: model/default.yaml`) or a resolved config; the file is read by `proxyclip.config_files`."""
+    _, data = model_config(config)
     defaults = {name: p.default for name, p in inspect.signature(ProxyCLIPSegmentor.__init__).parameters.items()
                 if p.default is not inspect.Parameter.empty}
     return with_method_vfm({**defaults, **{k: v for k, v in segmentor_spec(data).items() if k != "class_path"}})
@@ -110,7 +105,7 @@ def _local(component: str, key: str, value: Any, model: str) -> WeightSource:
     path = Path(str(value)).expanduser()
     exists = path.is_file()
     return WeightSource(component, key, value, model, "file", str(path), cached=str(path) if exists else "",
-                        identity=f"sha256:{file_sha256(path)}" if exists else f"missing file {path}")
+                        provenance=f"sha256:{file_sha256(path)}" if exists else f"missing file {path}")
 
 
 def clip_source(spec: dict[str, Any]) -> WeightSource:
@@ -118,11 +113,11 @@ def clip_source(spec: dict[str, Any]) -> WeightSource:
     name, tag = spec["clip_model"], spec["clip_pretrained"]
     model = "an inline model config" if isinstance(name, dict) else Path(name).stem if name.endswith(".json") else name
     if tag is None:
-        return WeightSource("CLIP", _CLIP_KEY, tag, model, "random", identity="random")
+        return WeightSource("CLIP", _CLIP_KEY, tag, model, "random", provenance="random")
     if is_local_path(tag):
         return _local("CLIP", _CLIP_KEY, tag, model)
     cfg = open_clip.get_pretrained_cfg(model, tag) or {}
-    source = WeightSource("CLIP", _CLIP_KEY, tag, model, "unknown", identity=f"open_clip {model}/{tag}")
+    source = WeightSource("CLIP", _CLIP_KEY, tag, model, "unknown", provenance=f"open_clip {model}/{tag}")
     if cfg.get("file"):
         source.kind, source.location = "file", cfg["file"]
         source.cached = cfg["file"] if Path(cfg["file"]).is_file() else ""
@@ -145,18 +140,18 @@ def vfm_source(spec: dict[str, Any]) -> WeightSource:
     timm_name = entry.timm_name
     model = f"{name} (timm {timm_name})" if timm_name else name
     if not pretrained:
-        return WeightSource("VFM", _VFM_KEY, pretrained, model, "random", identity="random")
+        return WeightSource("VFM", _VFM_KEY, pretrained, model, "random", provenance="random")
     if isinstance(pretrained, str):
         return _local("VFM", _VFM_KEY, pretrained, model)
-    source = WeightSource("VFM", _VFM_KEY, pretrained, model, "unknown", identity=name)
+    source = WeightSource("VFM", _VFM_KEY, pretrained, model, "unknown", provenance=name)
     if entry.weights_url:
         url = entry.weights_url
         target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)  # torch.hub's cache
-        source.kind, source.location, source.identity = "url", url, url
+        source.kind, source.location, source.provenance = "url", url, url
         source.cached, source.cache_dir = str(target) if target.is_file() else "", str(target.parent)
     elif timm_name:
         cfg = get_pretrained_cfg(timm_name)
-        source.identity = f"timm {timm_name}"
+        source.provenance = f"timm {timm_name}"
         if cfg is not None and cfg.hf_hub_id:  # timm, like open_clip, prefers the hub to the URL
             source.kind, source.location, source.fallback = "hf-hub", cfg.hf_hub_id, cfg.url or ""
             source.files = _safe_first(cfg.hf_hub_filename or "", "pytorch_model.bin", "model.safetensors")
@@ -176,9 +171,10 @@ def weight_sources(spec: dict[str, Any]) -> list[WeightSource]:
     return [clip_source(spec), *([vfm_source(spec)] if uses_vfm else [])]
 
 
-def weights_identity(spec: dict[str, Any]) -> dict[str, str]:
-    """{"clip": ..., "vfm": ...} (no "vfm" for a method without one): the tag / URL, the local file's sha256, or "random"."""
-    return {s.component.lower(): s.identity for s in weight_sources(spec)}
+def weights_provenance(spec: dict[str, Any]) -> dict[str, str]:
+    """Where each component's weights come from, as run.json records it: {"clip": ..., "vfm": ...} (no "vfm" for a
+    method without one), each the tag / URL, the local file's sha256, or "random"."""
+    return {s.component.lower(): s.provenance for s in weight_sources(spec)}
 
 
 def describe(source: WeightSource) -> list[str]:
@@ -187,7 +183,7 @@ def describe(source: WeightSource) -> list[str]:
     if source.kind == "random":
         return [head, "  nothing to fetch (random initialisation)"]
     if source.kind == "file":
-        status = f"exists, {source.identity}" if source.cached else "MISSING: fix the path in the config"
+        status = f"exists, {source.provenance}" if source.cached else "MISSING: fix the path in the config"
         return [head, f"  local file: {source.location}", f"  status: {status}"]
     if source.kind == "hf-hub":
         where = f"Hugging Face hub {source.location}, file {' or '.join(source.files)}"
@@ -207,7 +203,7 @@ def fetch(source: WeightSource, spec: dict[str, Any]) -> str:
     if source.kind == "file":
         if not source.cached:
             raise ProxyCLIPError(f"{source.component} checkpoint file not found: '{source.location}'. Fix `{source.key}` in the config.")
-        return f"local file {source.location} ({source.identity})"
+        return f"local file {source.location} ({source.provenance})"
     if source.component == "CLIP":  # building loads the weights exactly as an evaluation will, and checks them
         build_clip(spec["clip_model"], spec["clip_pretrained"], spec.get("clip_quick_gelu"))
     else:

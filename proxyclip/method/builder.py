@@ -5,10 +5,8 @@ import inspect
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
+from ..config_files import model_config
 from ..errors import ProxyCLIPError, close_matches
-from ..shipped_configs import find_config
 from .loading import WeightsUnavailable
 from .segmentor import ProxyCLIPSegmentor
 
@@ -23,17 +21,14 @@ def segmentor_spec(config: dict[str, Any]) -> dict[str, Any]:
 
 def build_segmentor(config: str | Path | dict[str, Any], class_names: Sequence[str] | None = None, **overrides: Any) -> ProxyCLIPSegmentor:
     """Build a `ProxyCLIPSegmentor` from a model YAML (e.g. `configs/model/default.yaml`: a shipped config's README name
-    works from any folder, a local file of that path wins) or a dict.
+    works from any folder, a local file of that path wins), a benchmark YAML that names one, or a dict.
 
     class_names: the vocabulary (one entry per class, synonyms separated by "; ").
     overrides: init arguments that replace the config's (e.g. prob_thd=0.2, crop_size=224).
     """
     config_path = None
     if isinstance(config, (str, Path)):
-        path = config_path = find_config(config)
-        if not path.is_file():
-            raise ProxyCLIPError(f"Model config '{path}' does not exist. Use one of configs/model/*.yaml or your own YAML file.")
-        config = yaml.safe_load(path.read_text())
+        config_path, config = model_config(config)
     spec = {k: v for k, v in segmentor_spec(config).items() if k != "class_path"}
     spec.update(overrides)
     if class_names is not None:

@@ -95,13 +95,20 @@ def build_clip(model_name: str | dict = "ViT-B-16", pretrained: str | None = "op
     # force_quick_gelu sets open_clip's own config (so its tag check agrees); quick_gelu=False overrides a
     # config that declares QuickGELU.
     activation = {"force_quick_gelu": True} if quick_gelu else {"quick_gelu": False}
-    fix = ("Set clip_quick_gelu to match the weights (true for OpenAI's, false for GELU weights), or the model name "
-           "the checkpoint was trained with.")
-    if pretrained is None or is_local_path(pretrained):
+    fix = ("Set clip_quick_gelu to match the weights (true for OpenAI's, false for GELU weights), and use the model "
+           "name the weights were made for.")
+    if pretrained is None:
         with weights_must_match(f"CLIP {name}", fix, random_init=True):
             model = open_clip.create_model(name, pretrained=None, **activation)
-        if pretrained is not None:
-            _load_local_checkpoint(model, str(pretrained), name)
+    elif is_local_path(pretrained):
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise ProxyCLIPError(f"CLIP checkpoint file not found: '{pretrained}'. Fix `clip_pretrained` in the config.")
+        # open_clip loads a file given as `pretrained` strictly; require_pretrained: loading nothing is an error
+        with weights_must_match(f"CLIP {name} from the checkpoint '{pretrained}'",
+                                "Use the model name the checkpoint was trained with (clip_model), or a checkpoint of "
+                                "this model (clip_pretrained)."):
+            model = open_clip.create_model(name, pretrained=str(path), require_pretrained=True, **activation)
     else:
         tags = open_clip.list_pretrained_tags_by_model(name)
         if pretrained not in tags:
@@ -110,7 +117,7 @@ def build_clip(model_name: str | dict = "ViT-B-16", pretrained: str | None = "op
                 "Use one of open_clip.list_pretrained_tags_by_model(name), a local checkpoint path, or null for random weights."
             )
         with download_guard(f"CLIP {name} ({pretrained})"), weights_must_match(f"CLIP {name} ({pretrained})", fix):
-            model = open_clip.create_model(name, pretrained=pretrained, **activation)
+            model = open_clip.create_model(name, pretrained=pretrained, require_pretrained=True, **activation)
     model.eval().requires_grad_(False)
     return model, open_clip.get_tokenizer(name)
 
@@ -119,21 +126,6 @@ def clip_activation(model: nn.Module) -> str:
     """The class name of the MLP activation CLIP's transformer blocks use ("QuickGELU", "GELU", ...)."""
     names = sorted({type(module).__name__ for path, module in model.named_modules() if path.endswith("mlp.gelu")})
     return "+".join(names) or "unknown"
-
-
-def _load_local_checkpoint(model: nn.Module, path: str, name: str) -> None:
-    if not Path(path).expanduser().is_file():
-        raise ProxyCLIPError(f"CLIP checkpoint file not found: '{path}'. Fix `clip_pretrained` in the config.")
-    try:
-        result = open_clip.load_checkpoint(model, str(Path(path).expanduser()), strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise ProxyCLIPError(f"Checkpoint '{path}' does not fit CLIP '{name}': {str(exc).splitlines()[0]} ... Use the model name the checkpoint was trained with.") from exc
-    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-    if missing or unexpected:
-        raise ProxyCLIPError(
-            f"Checkpoint '{path}' does not fit CLIP '{name}': {len(missing)} missing keys ({', '.join(missing[:5])}), "
-            f"{len(unexpected)} unexpected keys ({', '.join(unexpected[:5])}). Use the model name the checkpoint was trained with."
-        )
 
 
 def clip_patch_size(visual: nn.Module) -> tuple[int, int]:

@@ -169,12 +169,24 @@ def download_guard(what: str) -> Iterator[None]:
         raise
 
 
-# What open_clip and timm say (as warnings or log records) when weights and architecture disagree, or when no
-# weights were loaded although some were asked for: each would silently change every number.
+def _library_message(exc: BaseException, limit: int = 400) -> str:
+    """The library's error on one line (torch lists every missing key on lines of its own), cut at `limit`."""
+    text = " ".join(str(exc).split()).rstrip(" .")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# What open_clip and timm say (as warnings or log records) when weights and architecture may disagree, or when no
+# weights were loaded although some were asked for. The libraries' own flags (open_clip's require_pretrained, timm's
+# pretrained_strict, a strict load_state_dict) make the real disagreements raise; these words are only a second look,
+# for a path a library loads non-strictly (e.g. timm adapting a classifier), and their wording may change.
 _DISAGREEMENT = re.compile(r"mismatch|no pretrained|initiali[sz]ed (randomly|partially)|random init|missing keys|"
                            r"unexpected keys|cannot load weights|could not find/download|no clip weights|"
                            r"using a default|invalid file path", re.IGNORECASE)
 _RANDOM_INIT = re.compile(r"no pretrained weights loaded|initiali[sz]ed randomly", re.IGNORECASE)
+
+
+class WeightsDisagreementWarning(UserWarning):
+    """A dependency said, in its own words, that weights and architecture may disagree, and loaded them anyway."""
 
 
 class _Collect(logging.Handler):
@@ -188,13 +200,16 @@ class _Collect(logging.Handler):
 
 @contextlib.contextmanager
 def weights_must_match(what: str, fix: str, random_init: bool = False) -> Iterator[None]:
-    """Run a dependency's model building; its messages that weights and architecture disagree become our error.
+    """Run a dependency's model building, which is asked to load the weights strictly (open_clip's
+    `require_pretrained=True` and strict checkpoint load, timm's `pretrained_strict=True`): the error it raises
+    when weights and architecture disagree becomes a ProxyCLIPError naming `what` and the `fix`.
 
-    open_clip and timm report such things (a QuickGELU tag built with GELU, no weights loaded, missing keys
-    loaded non-strictly, ...) as a warning or a log line that nobody reads. Here they raise a ProxyCLIPError
-    naming `what` and the `fix`. `random_init`: random weights were asked for, so "initialised randomly" is
-    expected. Other messages are passed on unchanged; when the block fails, its messages are dropped (the
-    error explains the failure; open_clip's own "ERROR: failed to download" line before it is noise).
+    A network failure is passed on unchanged (`download_guard` explains it). What the libraries only say, as a
+    warning or a log line, about weights that may not fit is passed on as one WeightsDisagreementWarning: their
+    wording is no contract, so it never fails a run. `random_init`: random weights were asked for, so
+    "initialised randomly" is expected and dropped. Other messages are passed on unchanged; when the block fails,
+    its messages are dropped (the error explains the failure; open_clip's own "ERROR: failed to download" line
+    before it is noise).
     """
     collect = _Collect()
     root = logging.getLogger()
@@ -203,15 +218,26 @@ def weights_must_match(what: str, fix: str, random_init: bool = False) -> Iterat
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             yield
+    except ProxyCLIPError:
+        raise
+    except (RuntimeError, AssertionError) as exc:
+        # RuntimeError: torch's strict load_state_dict, open_clip's require_pretrained, timm's missing weights;
+        # AssertionError: open_clip's position-table resizing of a checkpoint of another width
+        if _is_network_error(exc):
+            raise
+        raise ProxyCLIPError(f"The weights of {what} were refused by the library that loads them: "
+                             f"{_library_message(exc)}. Loaded anyway, every number would be off. {fix}") from exc
     finally:
         root.handlers = saved
     messages = [(str(w.message), w) for w in caught] + [(r.getMessage(), r) for r in collect.records]
-    disagreements = [text for text, _ in messages if _DISAGREEMENT.search(text) and not (random_init and _RANDOM_INIT.search(text))]
+    messages = [(text, item) for text, item in messages if not (random_init and _RANDOM_INIT.search(text))]
+    disagreements = [text for text, _ in messages if _DISAGREEMENT.search(text)]
     if disagreements:
-        raise ProxyCLIPError(f"The weights and the architecture of {what} disagree: " + " / ".join(disagreements)
-                             + f" Every number would be off. {fix}")
+        warnings.warn(f"The weights and the architecture of {what} may disagree, in the words of the library that "
+                      "loaded them: " + " / ".join(disagreements) + f" If they do, every number is off. {fix}",
+                      WeightsDisagreementWarning, stacklevel=3)
     for text, item in messages:
-        if random_init and _RANDOM_INIT.search(text):
+        if text in disagreements:
             continue
         if isinstance(item, logging.LogRecord):
             logging.getLogger(item.name).handle(item)

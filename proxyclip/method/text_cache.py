@@ -4,7 +4,7 @@ Encoding a vocabulary is 80 prompts per query through CLIP's text tower (about 8
 ViT-B-16 on two CPU cores), and it gives the same numbers every time. Each result is kept as a small
 `.pt` file (the [Q, D] fp32 embeddings and the key that made them) named by the key's sha256.
 
-Weight identity: the pretrained tag for library weights, the checkpoint file's sha256 for local files
+The weights' fingerprint (part of the key): the pretrained tag for library weights, the checkpoint file's sha256 for local files
 (memoised by path, size and mtime), and for random weights a hash of the text tower's actual parameters,
 so two different random models never share an entry. Writes are atomic (temp file + os.replace); an
 entry that cannot be read or does not match is recomputed and rewritten, never fatal.
@@ -48,8 +48,9 @@ def text_tower_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def weights_identity(model: nn.Module, pretrained: str | os.PathLike | None) -> str:
-    """What identifies the text tower's weights: tag, checkpoint sha256, or parameter hash (random init)."""
+def weights_fingerprint(model: nn.Module, pretrained: str | os.PathLike | None) -> str:
+    """A fingerprint of the text tower's loaded weights, for the cache key: tag, checkpoint sha256, or parameter hash
+    (random init)."""
     if pretrained is None:
         return "random:" + text_tower_digest(model)
     if is_local_path(pretrained):
@@ -64,7 +65,7 @@ def cache_key(model: nn.Module, model_name: str | dict, pretrained: str | os.Pat
     text_params = (p for name, p in model.named_parameters() if not name.startswith("visual."))
     dtype = str(next(text_params, next(model.parameters())).dtype)   # a half-precision text tower gives other numbers
     # the activation is not in the weights: the same tag built with GELU instead of QuickGELU gives other numbers
-    return {"version": FORMAT_VERSION, "model": arch, "weights": weights_identity(model, pretrained), "dtype": dtype,
+    return {"version": FORMAT_VERSION, "model": arch, "weights": weights_fingerprint(model, pretrained), "dtype": dtype,
             "activation": clip_activation(model), "queries": list(queries),
             "templates": [template("{}") for template in templates]}
 

@@ -30,7 +30,7 @@ def create_timm_model(model_name: str, pretrained: bool | str, model_kwargs: dic
     if pretrained is True:
         with download_guard(what), weights_must_match(what, "Use the registered VFM names (`proxyclip.method.vfm.list_vfms()`) "
                                                             "with their own weights, or a local checkpoint of the same model."):
-            return timm.create_model(model_name, pretrained=True, **kwargs)
+            return timm.create_model(model_name, pretrained=True, **{**kwargs, "pretrained_strict": True})
     model = timm.create_model(model_name, pretrained=False, **kwargs)
     if isinstance(pretrained, (str, os.PathLike)) and str(pretrained):
         load_timm_checkpoint(model, pretrained, what)
