@@ -51,6 +51,13 @@ def register_vfm(name: str, builder: Callable[..., VFMAdapter], description: str
     return VFMS.register(name, VFMEntry(name, builder, dict(kwargs), description, weights_url, statistics))
 
 
+def register_family(family: Any) -> None:
+    """Register every variant of a family: `family.entries()` maps each name to its `register_vfm` fields (description,
+    weights_url, statistics, and the builder's own arguments), and `family.build` builds them all."""
+    for name, fields in family.entries().items():
+        register_vfm(name, family.build, **fields)
+
+
 def list_vfms() -> list[str]:
     return sorted(VFMS)
 
