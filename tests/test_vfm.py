@@ -78,6 +78,16 @@ def test_every_registered_vfm_exposes_its_weights_statistics_and_architecture(na
     assert vfm.min_crop_side() == (patch if isinstance(sees, str) else 1)
 
 
+def test_family_tables_are_what_they_register():
+    """Each family's variants are data; the table's tags, URLs, patches and widths are the pinned ones above."""
+    from proxyclip.method.vfm import DINO, DINOV2, DINOV3, MAE, SAM
+
+    timm_tables = {name: (v.timm_name, v.patch, v.width) for f in (DINO, DINOV2, DINOV3, MAE) for name, v in f.variants.items()}
+    sam_table = {f"sam_{variant}": (v.url, 16, 256) for variant, v in SAM.variants.items()}
+    assert {**timm_tables, **sam_table} == {name: row[:3] for name, row in REGISTERED.items()}
+    assert all(get_vfm_entry(name).builder == f.build for f in (DINO, DINOV2, DINOV3, MAE, SAM) for name in f.entries())
+
+
 @pytest.mark.parametrize("name", list_vfms())
 @pytest.mark.parametrize("size", [(112, 112), (112, 168)])
 def test_every_registered_vfm_shapes(name, size):
