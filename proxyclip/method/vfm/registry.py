@@ -41,7 +41,7 @@ class VFMEntry:
         return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-#: name -> entry; families join it with `register_vfm`, once per variant, when `proxyclip.method.vfm` is imported.
+#: name -> entry; each family's module joins it with one `register_family` call when `proxyclip.method.vfm` is imported.
 VFMS: Registry[VFMEntry] = Registry("VFM", "vfm")
 
 

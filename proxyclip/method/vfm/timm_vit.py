@@ -164,6 +164,7 @@ class TimmFamily:
         return self.adapter(model).frozen()
 
     def describe(self, v: TimmVariant) -> str:
+        """E.g. "DINO ViT-B/8 (timm vit_base_patch8_224.dino), 768 channels; the paper's default"."""
         parts = [f"{self.label} ViT-{v.size}/{v.patch} " + self.about.format(**v._asdict()), v.note]
         if self.adapter.follows_crop:
             parts.append("input resized to the crop size")
