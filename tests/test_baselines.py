@@ -99,7 +99,7 @@ def test_neighbourhood_bias_on_a_rectangular_grid():
 def test_every_method_has_its_last_block_and_unknown_ones_are_named():
     from proxyclip.errors import ProxyCLIPError
 
-    assert set(LAST_BLOCKS) == {"proxyclip", *BASELINES}
+    assert list(LAST_BLOCKS) == ["proxyclip", *BASELINES]       # registration order: the order methods are listed in
     assert [LAST_BLOCKS[m].needs_vfm for m in ("proxyclip", *BASELINES)] == [True, False, False, False]
     with pytest.raises(ProxyCLIPError, match="Unknown method 'sclp'.*sclip"):
         build_last_block("sclp")

@@ -11,6 +11,7 @@ from torch import nn
 from conftest import TINY_VIT, tiny_vfm_kwargs as tiny
 from proxyclip.errors import ProxyCLIPError
 from proxyclip.method.vfm import VFMAdapter, build_vfm, list_vfms
+from proxyclip.method.vfm.registry import get_vfm_entry
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +24,68 @@ def timm_twin(adapter_model: nn.Module, model_name: str, **kwargs) -> nn.Module:
     ref = timm.create_model(model_name, pretrained=False, **kwargs).eval()
     ref.load_state_dict(adapter_model.state_dict())
     return ref
+
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+SAM_STATISTICS = (tuple(v / 255 for v in (123.675, 116.28, 103.53)), tuple(v / 255 for v in (58.395, 57.12, 57.375)))
+SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_{}.pth"
+
+# Every registered name as users depend on it: name -> (weights: timm tag, or SAM's checkpoint URL; patch; width at
+# full size; prefix tokens before the patches (None: not a timm ViT); what the model sees: "crop" at its own size,
+# "crop_size" resized to the segmentor's crop, or a fixed side).
+REGISTERED = {
+    "dino_vits16": ("vit_small_patch16_224.dino", 16, 384, 1, "crop"),
+    "dino_vits8": ("vit_small_patch8_224.dino", 8, 384, 1, "crop"),
+    "dino_vitb16": ("vit_base_patch16_224.dino", 16, 768, 1, "crop"),
+    "dino_vitb8": ("vit_base_patch8_224.dino", 8, 768, 1, "crop"),
+    "dinov2_vits14_reg": ("vit_small_patch14_reg4_dinov2.lvd142m", 14, 384, 5, "crop"),
+    "dinov2_vitb14_reg": ("vit_base_patch14_reg4_dinov2.lvd142m", 14, 768, 5, "crop"),
+    "dinov2_vitl14_reg": ("vit_large_patch14_reg4_dinov2.lvd142m", 14, 1024, 5, "crop"),
+    "dinov2_vitg14_reg": ("vit_giant_patch14_reg4_dinov2.lvd142m", 14, 1536, 5, "crop"),
+    "dinov3_vits16": ("vit_small_patch16_dinov3.lvd1689m", 16, 384, 5, "crop"),
+    "dinov3_vitb16": ("vit_base_patch16_dinov3.lvd1689m", 16, 768, 5, "crop"),
+    "dinov3_vitl16": ("vit_large_patch16_dinov3.lvd1689m", 16, 1024, 5, "crop"),
+    "mae_vit_base": ("vit_base_patch16_224.mae", 16, 768, 1, "crop_size"),
+    "mae_vit_large": ("vit_large_patch16_224.mae", 16, 1024, 1, "crop_size"),
+    "mae_vit_huge": ("vit_huge_patch14_224.mae", 14, 1280, 1, "crop_size"),
+    "sam_vit_b": (SAM_URL.format("b_01ec64"), 16, 256, None, 1024),
+    "sam_vit_l": (SAM_URL.format("l_0b3195"), 16, 256, None, 1024),
+    "sam_vit_h": (SAM_URL.format("h_4b8939"), 16, 256, None, 1024),
+}
+
+
+def test_the_registered_names_are_the_documented_ones():
+    assert list_vfms() == sorted(REGISTERED)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTERED))
+def test_every_registered_vfm_exposes_its_weights_statistics_and_architecture(name):
+    weights, patch, width, prefix, sees = REGISTERED[name]
+    entry = get_vfm_entry(name)
+    assert entry.name == name and entry.description
+    if name.startswith("sam_"):
+        assert (entry.weights_url, entry.timm_name, entry.pixel_statistics()) == (weights, None, SAM_STATISTICS)
+    else:   # timm's pretrained weights and statistics of the tag; `kwargs["model_name"]` is read by the presets' test
+        assert (entry.timm_name, entry.kwargs["model_name"], entry.weights_url) == (weights, weights, None)
+        cfg = timm.models.get_pretrained_cfg(weights)
+        assert entry.pixel_statistics() == IMAGENET == (tuple(cfg.mean), tuple(cfg.std))
+    with torch.device("meta"):                 # the full-size architecture, through our own factory, without memory
+        vfm = build_vfm(name, pretrained=False)
+    assert (vfm.patch_size, vfm.embed_dim) == (patch, width)
+    assert getattr(getattr(vfm, "model", None), "num_prefix_tokens", None) == prefix
+    assert vfm.follows_crop == (sees == "crop_size")
+    assert vfm.input_size == (None if isinstance(sees, str) else (sees, sees))
+    assert vfm.min_crop_side() == (patch if isinstance(sees, str) else 1)
+
+
+def test_family_tables_are_what_they_register():
+    """Each family's variants are data; the table's tags, URLs, patches and widths are the pinned ones above."""
+    from proxyclip.method.vfm import DINO, DINOV2, DINOV3, MAE, SAM
+
+    timm_tables = {name: (v.timm_name, v.patch, v.width) for f in (DINO, DINOV2, DINOV3, MAE) for name, v in f.variants.items()}
+    sam_table = {f"sam_{variant}": (v.url, 16, 256) for variant, v in SAM.variants.items()}
+    assert {**timm_tables, **sam_table} == {name: row[:3] for name, row in REGISTERED.items()}
+    assert all(get_vfm_entry(name).builder == f.build for f in (DINO, DINOV2, DINOV3, MAE, SAM) for name in f.entries())
 
 
 @pytest.mark.parametrize("name", list_vfms())

@@ -1,32 +1,28 @@
-"""The method's last CLIP block, one strategy per training-free method: `build_last_block("naclip")`."""
+"""The method's last CLIP block, one strategy per training-free method: `build_last_block("naclip")`.
+
+Each strategy's module registers its class in `LAST_BLOCKS` (`@LAST_BLOCKS.register(name)`); importing it here
+is all a new method's last block needs. The import order is the order methods are listed in, ProxyCLIP first.
+"""
 from __future__ import annotations
 
 from typing import Any
 
-from ...errors import ProxyCLIPError, close_matches
-from .base import LastBlock
-from .clearclip import QueryQueryAttention
-from .naclip import NeighbourhoodAttention
+from ...errors import ProxyCLIPError
+from .base import LAST_BLOCKS, LastBlock
+# Registration at import, in this order (LAST_BLOCKS' order).
 from .proxy import ProxyAttention
 from .sclip import CorrelativeAttention
-
-#: method name -> its last block
-LAST_BLOCKS: dict[str, type[LastBlock]] = {
-    "proxyclip": ProxyAttention,
-    "sclip": CorrelativeAttention,
-    "clearclip": QueryQueryAttention,
-    "naclip": NeighbourhoodAttention,
-}
+from .clearclip import QueryQueryAttention
+from .naclip import NeighbourhoodAttention
 
 
 def build_last_block(method: str, **kwargs: Any) -> LastBlock:
-    if method not in LAST_BLOCKS:
-        raise ProxyCLIPError(f"Unknown method '{method}'. {close_matches(method, LAST_BLOCKS)} Set `method:` to one of "
-                             f"{', '.join(LAST_BLOCKS)}.")
+    block = LAST_BLOCKS.lookup(method)                # an unknown method: the close matches and every known one
     try:
-        return LAST_BLOCKS[method](**kwargs)
+        return block(**kwargs)
     except TypeError as exc:
         raise ProxyCLIPError(f"method_kwargs {kwargs} do not fit the {method} method ({exc}).") from None
 
 
-__all__ = ["LAST_BLOCKS", "LastBlock", "build_last_block"]
+__all__ = ["LAST_BLOCKS", "LastBlock", "build_last_block",
+           "ProxyAttention", "CorrelativeAttention", "QueryQueryAttention", "NeighbourhoodAttention"]

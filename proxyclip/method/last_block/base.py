@@ -3,7 +3,8 @@
 Training-free methods differ in how CLIP's last block turns the tokens into patch features: ProxyCLIP borrows
 its attention from a VFM, SCLIP correlates queries with queries and keys with keys, ClearCLIP attends queries to
 queries without the residual and the MLP, NACLIP adds a Gaussian neighbourhood to key-key similarity. Each is a
-`LastBlock`; the rest of the dense forward (docs/method.md §3.1-3.2, §3.6) is shared.
+`LastBlock`, registered under its method's name in `LAST_BLOCKS` by the module that defines it
+(`@LAST_BLOCKS.register("naclip")`); the rest of the dense forward (docs/method.md §3.1-3.2, §3.6) is shared.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Callable, ClassVar
 
 import torch
 from torch import nn
+
+from ..registry import Registry
 
 Linear = Callable[..., torch.Tensor]     # F.linear, or onednn_linear.linear for fp32 CPU projections
 
@@ -29,6 +32,10 @@ class LastBlock(nn.Module):
     def forward(self, block: nn.Module, tokens: torch.Tensor, grid: tuple[int, int], linear: Linear,
                 feats: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
         raise NotImplementedError
+
+
+#: method name -> its last block, in registration order (the package imports ProxyCLIP's first).
+LAST_BLOCKS: Registry[type[LastBlock]] = Registry("method", "method")
 
 
 def split_heads(block: nn.Module, tokens: torch.Tensor, linear: Linear) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

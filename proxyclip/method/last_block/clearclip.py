@@ -9,9 +9,10 @@ from typing import Literal
 
 import torch
 
-from .base import LastBlock, Linear, merge_heads, scale_of, split_heads
+from .base import LAST_BLOCKS, LastBlock, Linear, merge_heads, scale_of, split_heads
 
 
+@LAST_BLOCKS.register("clearclip")
 class QueryQueryAttention(LastBlock):
     """out_proj(softmax(q qᵀ s) v) per head, s = 1 / sqrt(d).
 

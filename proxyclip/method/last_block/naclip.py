@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from .base import LastBlock, Linear, merge_heads, scale_of, split_heads
+from .base import LAST_BLOCKS, LastBlock, Linear, merge_heads, scale_of, split_heads
 
 
 def gaussian_neighbourhood(grid: tuple[int, int], std: float, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -25,6 +25,7 @@ def gaussian_neighbourhood(grid: tuple[int, int], std: float, device=None, dtype
     return torch.nn.functional.pad(bias, (1, 0, 1, 0)).to(dtype)                                # CLS first: zeros
 
 
+@LAST_BLOCKS.register("naclip")
 class NeighbourhoodAttention(LastBlock):
     """out_proj(softmax(k kᵀ s + G) v) per head, s = 1 / sqrt(d); G = `gaussian_neighbourhood(grid, std)`.
 

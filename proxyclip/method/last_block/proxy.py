@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 
 from ..proxy_attention import EmptyRows, proxy_attention
-from .base import LastBlock, Linear
+from .base import LAST_BLOCKS, LastBlock, Linear
 
 
+@LAST_BLOCKS.register("proxyclip")
 class ProxyAttention(LastBlock):
     """Values of the patch tokens only (CLS dropped), resized to the VFM grid, attended with the VFM's adaptive-
     normalised, masked similarity; the attention's out-projection; no residual, no MLP.

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import torch
 
-from .base import LastBlock, Linear, merge_heads, scale_of, split_heads
+from .base import LAST_BLOCKS, LastBlock, Linear, merge_heads, scale_of, split_heads
 
 
+@LAST_BLOCKS.register("sclip")
 class CorrelativeAttention(LastBlock):
     """x + out_proj((softmax(q qᵀ s) + softmax(k kᵀ s)) v), then x + mlp(ln_2(x)); per head, s = 1 / sqrt(d)."""
 

@@ -1,9 +1,12 @@
 """Vision foundation models (docs/method.md §2): `build_vfm(name)` -> a `VFMAdapter` giving features [B, C, h, w].
 
-Importing this package registers every family: DINO v1, DINOv2 with registers, DINOv3, SAM and MAE.
+Each family's module registers its variants when imported (`register_family`): the timm-backed DINO v1, DINOv2
+with registers, DINOv3 and MAE (`timm_families.py`, one table each), and SAM (`sam.py`, segment-anything).
 """
-from . import dino, dinov2, dinov3, mae, sam  # noqa: F401  (registration at import)
 from .base import VFMAdapter
-from .registry import build_vfm, list_vfms, register_vfm
+from .registry import VFMS, build_vfm, get_vfm_entry, list_vfms, register_family, register_vfm
+from .timm_families import DINO, DINOV2, DINOV3, MAE
+from .sam import SAM
 
-__all__ = ["VFMAdapter", "build_vfm", "list_vfms", "register_vfm"]
+__all__ = ["VFMAdapter", "VFMS", "build_vfm", "get_vfm_entry", "list_vfms", "register_family", "register_vfm",
+           "DINO", "DINOV2", "DINOV3", "MAE", "SAM"]

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import timm
 
-from ...errors import ProxyCLIPError, close_matches
+from ..registry import Registry
 from .base import VFMAdapter
 
 
@@ -41,27 +41,29 @@ class VFMEntry:
         return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-_REGISTRY: dict[str, VFMEntry] = {}
+#: name -> entry; each family's module joins it with one `register_family` call when `proxyclip.method.vfm` is imported.
+VFMS: Registry[VFMEntry] = Registry("VFM", "vfm")
 
 
 def register_vfm(name: str, builder: Callable[..., VFMAdapter], description: str = "", weights_url: str | None = None,
-                 statistics: tuple[tuple[float, ...], tuple[float, ...]] | None = None, **kwargs: Any) -> None:
-    if name in _REGISTRY:
-        raise ValueError(f"VFM '{name}' is registered twice")
-    _REGISTRY[name] = VFMEntry(name, builder, dict(kwargs), description, weights_url, statistics)
+                 statistics: tuple[tuple[float, ...], tuple[float, ...]] | None = None, **kwargs: Any) -> VFMEntry:
+    """Register `name`: `builder(pretrained=, model_kwargs=, **kwargs)` builds it (see `VFMEntry` for the rest)."""
+    return VFMS.register(name, VFMEntry(name, builder, dict(kwargs), description, weights_url, statistics))
+
+
+def register_family(family: Any) -> None:
+    """Register every variant of a family: `family.entries()` maps each name to its `register_vfm` fields (description,
+    weights_url, statistics, and the builder's own arguments), and `family.build` builds them all."""
+    for name, fields in family.entries().items():
+        register_vfm(name, family.build, **fields)
 
 
 def list_vfms() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(VFMS)
 
 
 def get_vfm_entry(name: str) -> VFMEntry:
-    if name not in _REGISTRY:
-        raise ProxyCLIPError(
-            f"Unknown VFM '{name}'. {close_matches(name, _REGISTRY)} "
-            f"Set `vfm:` to one of: {', '.join(list_vfms())}."
-        )
-    return _REGISTRY[name]
+    return VFMS.lookup(name)
 
 
 def build_vfm(name: str, pretrained: bool | str = True, model_kwargs: dict[str, Any] | None = None) -> VFMAdapter:

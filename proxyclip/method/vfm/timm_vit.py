@@ -1,14 +1,17 @@
-"""What the timm-based adapters (DINO, DINOv2, DINOv3, MAE) share: building, weights, token bookkeeping.
+"""What the timm-based families (DINO, DINOv2, DINOv3, MAE) share: one builder, weights, token bookkeeping.
 
-The models come from `timm.create_model`, so tiny test models (`model_kwargs`) run the same code as the
-real ones; checkpoints go through the model module's own `checkpoint_filter_fn`, which converts the
-original DINO / DINOv2 / DINOv3 / MAE layouts to timm's.
+A family is data (`TimmFamily`: its adapter and a table of variants, name -> timm tag and architecture), built by
+one builder and registered by one call (`register_family`). The models come from `timm.create_model`, so tiny
+test models (`model_kwargs`) run the same code as the real ones; the tag carries the weights and statistics
+(timm's pretrained configuration); checkpoints go through the model module's own `checkpoint_filter_fn`, which
+converts the original DINO / DINOv2 / DINOv3 / MAE layouts to timm's.
 """
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
 
 import timm
 import torch
@@ -120,3 +123,53 @@ class TimmViTAdapter(VFMAdapter):
         tokens = m.norm_pre(m.patch_drop(m.pos_drop(tokens)))
         tokens = m.norm(m.blocks(tokens))
         return tokens_to_map(tokens[:, m.num_prefix_tokens:], (gh, gw))
+
+
+class TimmVariant(NamedTuple):
+    """One registered model of a timm family: `timm_name` picks the architecture, the weights and the statistics
+    (timm's pretrained configuration of that tag); the rest describes it (ViT-`size`/`patch`, `width` channels)."""
+
+    timm_name: str
+    size: str
+    patch: int
+    width: int
+    note: str = ""               # appended to the description ("the paper's default")
+
+
+@dataclass(frozen=True, eq=False)   # eq=False: hashed by identity, as `family.build` in a registry entry is
+class TimmFamily:
+    """A timm-backed VFM family: its adapter over the timm model, and its variants as data.
+
+    label: the family's name in descriptions and messages ("DINOv2"); adapter: `adapter(model)` -> the VFM, for a
+    model built with dynamic_img_size=True; about: the description after "label ViT-S/14", a format string over
+    the variant's fields; variants: registered name -> `TimmVariant`.
+    """
+
+    label: str
+    adapter: type[VFMAdapter]
+    about: str
+    variants: dict[str, TimmVariant]
+
+    def build(self, pretrained: bool | str, model_kwargs: dict[str, Any], model_name: str) -> VFMAdapter:
+        """Build timm's `model_name`; see `build_vfm` for `pretrained` and `model_kwargs`."""
+        if self.adapter.follows_crop and "img_size" in model_kwargs:
+            raise ProxyCLIPError(
+                f"vfm_kwargs img_size={model_kwargs['img_size']!r}: {self.label}'s input size follows the segmentor's "
+                "crop_size (336, Cityscapes 224), as in the original. Remove img_size from vfm_kwargs and set crop_size instead."
+            )
+        # dynamic_img_size=True: timm's supported switch for inputs other than the native size (PatchEmbed takes any
+        # divisible size, NHWC output); it changes no weights. Forced, so model_kwargs cannot undo it.
+        model = create_timm_model(model_name, pretrained, model_kwargs, f"{self.label} ({model_name})",
+                                  dynamic_img_size=True)
+        return self.adapter(model).frozen()
+
+    def describe(self, v: TimmVariant) -> str:
+        """E.g. "DINO ViT-B/8 (timm vit_base_patch8_224.dino), 768 channels; the paper's default"."""
+        parts = [f"{self.label} ViT-{v.size}/{v.patch} " + self.about.format(**v._asdict()), v.note]
+        if self.adapter.follows_crop:
+            parts.append("input resized to the crop size")
+        return "; ".join(part for part in parts if part)
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """name -> `register_vfm`'s fields: the description, and the builder's `model_name`."""
+        return {name: dict(description=self.describe(v), model_name=v.timm_name) for name, v in self.variants.items()}
