@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 from benchmarks import throughput  # noqa: E402
 from benchmarks.measure import PeakMemory, cpu_capability, device_name, fake_image, machine_slug  # noqa: E402
 from benchmarks.report import summarise, write as write_throughput  # noqa: E402
-from proxyclip import ProxyCLIPSegmentor  # noqa: E402
+from proxyclip import TrainingFreeSegmentor  # noqa: E402
 from proxyclip.shell.module import ProxyCLIPModule  # noqa: E402
 
 VOC = throughput.SETTINGS["voc"]
@@ -103,10 +103,10 @@ def real_size(args) -> dict:
     return throughput.TINY_MODEL if args.smoke else throughput.REAL_SIZE_MODEL
 
 
-def build(args, device, crop_batch_size: int = 16, **kwargs) -> ProxyCLIPSegmentor:
+def build(args, device, crop_batch_size: int = 16, **kwargs) -> TrainingFreeSegmentor:
     torch.manual_seed(0)
     spec = {**real_size(args), **kwargs}
-    return ProxyCLIPSegmentor(**spec, crop_batch_size=crop_batch_size, class_names=throughput.vocabulary()).eval().to(device)
+    return TrainingFreeSegmentor(**spec, crop_batch_size=crop_batch_size, class_names=throughput.vocabulary()).eval().to(device)
 
 
 def voc_images(count: int, device) -> list[torch.Tensor]:
@@ -165,7 +165,7 @@ def cuda_equals_cpu(check: Check):
     for name, (spec, crop, count) in cases.items():
         torch.manual_seed(0)
         start = time.perf_counter()
-        cpu_seg = ProxyCLIPSegmentor(**spec, crop_size=crop, class_names=throughput.vocabulary()).eval()
+        cpu_seg = TrainingFreeSegmentor(**spec, crop_size=crop, class_names=throughput.vocabulary()).eval()
         out[f"{name}_build_s"] = time.perf_counter() - start
         cpu_seg.text_embeddings()
         dev_seg = _copy_to(cpu_seg, device)
@@ -179,7 +179,7 @@ def cuda_equals_cpu(check: Check):
     return ("PASS" if ok else "FAIL"), summary, out
 
 
-def _copy_to(seg: ProxyCLIPSegmentor, device) -> ProxyCLIPSegmentor:
+def _copy_to(seg: TrainingFreeSegmentor, device) -> TrainingFreeSegmentor:
     import copy
 
     return copy.deepcopy(seg).to(device)

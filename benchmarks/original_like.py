@@ -4,7 +4,7 @@ The original runs one crop at a time (batch 1), computes the VFM's attention exp
 softmax(Q Kᵀ) V, runs CLIP's blocks sequence-first through `nn.MultiheadAttention` (so PyTorch's
 batch-first fast path never fires), and uses PyTorch's own linear layers (MKL on CPU); on GPU the model is
 fp16, fed the float32-normalised input cast to fp16 (docs/method.md §9). `make_original_like` builds that
-execution on a deep copy of a `ProxyCLIPSegmentor`: same architecture, same weights, so it must compute the
+execution on a deep copy of a `TrainingFreeSegmentor`: same architecture, same weights, so it must compute the
 same numbers in fp32 (tests/test_speed.py proves it), only more slowly.
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
-from proxyclip.method.segmentor import ProxyCLIPSegmentor  # noqa: E402
+from proxyclip.method.segmentor import TrainingFreeSegmentor  # noqa: E402
 
 
-def make_original_like(seg: ProxyCLIPSegmentor, half: bool = False) -> ProxyCLIPSegmentor:
+def make_original_like(seg: TrainingFreeSegmentor, half: bool = False) -> TrainingFreeSegmentor:
     """A copy of `seg` that runs like the original: batch 1, explicit attention, sequence-first MHA.
 
     half: fp16 weights, the input normalised in float32 (mmseg's float32 constants) and cast to fp16 for the
@@ -45,7 +45,7 @@ def make_original_like(seg: ProxyCLIPSegmentor, half: bool = False) -> ProxyCLIP
             module.batch_first = False                          # fast path needs batch_first=True: off
     if half:
         base.half()                                             # the pixel statistics stay float32 (segmentor._apply)
-        base.crop_logits = lambda x: _then_empty_cache(ProxyCLIPSegmentor.crop_logits(base, x))
+        base.crop_logits = lambda x: _then_empty_cache(TrainingFreeSegmentor.crop_logits(base, x))
     return base.eval()
 
 

@@ -39,7 +39,7 @@ from benchmarks.measure import (OtherLoad, PeakMemory, cpu_capability, data_wait
                                 fake_image, keep_ratio_resize, machine_slug, synchronize)
 from benchmarks.original_like import fused_attention_report, make_original_like  # noqa: E402
 from benchmarks.report import setting_stats, summarise, write  # noqa: E402
-from proxyclip import ProxyCLIPSegmentor  # noqa: E402
+from proxyclip import TrainingFreeSegmentor  # noqa: E402
 from proxyclip.method.sliding_window import sliding_windows  # noqa: E402
 
 # CLIP ViT-B-16 (QuickGELU, as OpenAI's weights) + DINO ViT-B/8 at full size with random weights: no checkpoint needed.
@@ -90,7 +90,7 @@ def vocabulary(n: int = 20, seed: int = 0) -> list[str]:
 def build(args: argparse.Namespace, device: torch.device, quiet: bool = False) -> dict:
     """{variant: (segmentor, autocast context factory)} with identical weights."""
     torch.manual_seed(0)  # the same random weights every run: the text-embedding cache hits from the second run on
-    ours = ProxyCLIPSegmentor(**(TINY_MODEL if getattr(args, "tiny", False) else REAL_SIZE_MODEL),
+    ours = TrainingFreeSegmentor(**(TINY_MODEL if getattr(args, "tiny", False) else REAL_SIZE_MODEL),
                               crop_batch_size=args.crop_batch_size, class_names=vocabulary()).eval().to(device)
     start = time.perf_counter()
     ours.text_embeddings()
@@ -108,7 +108,7 @@ def build(args: argparse.Namespace, device: torch.device, quiet: bool = False) -
     return variants
 
 
-def run_once(seg: ProxyCLIPSegmentor, autocast, image: torch.Tensor, out_size: tuple[int, int], device) -> tuple:
+def run_once(seg: TrainingFreeSegmentor, autocast, image: torch.Tensor, out_size: tuple[int, int], device) -> tuple:
     """(seconds, labels [H, W]) for one image at its original size."""
     with torch.no_grad(), autocast():
         synchronize(device)
@@ -124,7 +124,7 @@ def setting_images(cfg: dict, count: int, device: torch.device) -> list[torch.Te
             for seed in range(count)]
 
 
-def run_group(seg: ProxyCLIPSegmentor, autocast, images: list[torch.Tensor], out_size: tuple[int, int], device,
+def run_group(seg: TrainingFreeSegmentor, autocast, images: list[torch.Tensor], out_size: tuple[int, int], device,
               step: int) -> tuple[float, list[torch.Tensor]]:
     """(seconds, labels) for `images`, `step` of them per call (the DataModule's images per step)."""
     seconds, labels = 0.0, []

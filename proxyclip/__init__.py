@@ -15,7 +15,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "build_segmentor": "method.builder",
     "ProxyCLIPError": "errors",
-    "ProxyCLIPSegmentor": "method.segmentor",
+    "TrainingFreeSegmentor": "method.segmentor",
+    "ProxyCLIPSegmentor": "method.segmentor",   # TrainingFreeSegmentor's former name
     "SegmentationMetric": "shell.metric",
     "intersect_and_union": "shell.metric",
 }

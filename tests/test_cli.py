@@ -310,15 +310,15 @@ def test_print_config_output_runs_as_given(tmp_path):
 def test_every_model_option_has_a_help_line():
     from proxyclip.commands.cli import ProxyCLIPCLI  # noqa: F401  (the CLI reads these docstrings)
     import inspect
-    from proxyclip import ProxyCLIPSegmentor
+    from proxyclip import TrainingFreeSegmentor
     from proxyclip.shell.module import ProxyCLIPModule
 
-    for cls in (ProxyCLIPSegmentor, ProxyCLIPModule):
+    for cls in (TrainingFreeSegmentor, ProxyCLIPModule):
         doc = inspect.getdoc(cls)
         for name in inspect.signature(cls.__init__).parameters:
             if name != "self":
                 assert f"\n    {name}: " in doc or f"\n{name}: " in doc, f"{cls.__name__}.{name} has no help line"
-    help_text = run_main("test", "--model.segmentor.help", "proxyclip.ProxyCLIPSegmentor").stdout
+    help_text = run_main("test", "--model.segmentor.help", "proxyclip.TrainingFreeSegmentor").stdout
     assert "adaptive-normalisation shift" in help_text and "sliding-window crop side" in help_text
 
 

@@ -125,7 +125,7 @@ def test_ctrl_c_during_evaluate_all_stops_cleanly_and_resumes(tmp_path):
     (["test", "--config", str(REPO_ROOT / "configs/voc21.yaml"), "--model", "/nonexistent/model.yaml"],
      "error: --model /nonexistent/model.yaml does not exist. The shipped ones are in configs/model/"),
     (["test", "--config", str(REPO_ROOT / "configs/voc21.yaml"), "--model.segmentor.bata", "1.0"],
-     "error: --model.segmentor.bata is not an option of ProxyCLIPSegmentor. Did you mean `beta`?"),
+     "error: --model.segmentor.bata is not an option of TrainingFreeSegmentor. Did you mean `beta`?"),
     (["test", "--config", str(REPO_ROOT / "configs/voc21.yaml"), "--trainer.devcies", "2"],
      "error: --trainer.devcies is not an option. Did you mean `--trainer.devices`"),
 ])

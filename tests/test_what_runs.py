@@ -117,9 +117,9 @@ def test_every_link_target_defaults_to_none():
     import inspect
 
     from proxyclip.commands.cli import LINKS
-    from proxyclip.method.segmentor import ProxyCLIPSegmentor
+    from proxyclip.method.segmentor import TrainingFreeSegmentor
 
-    parameters = inspect.signature(ProxyCLIPSegmentor.__init__).parameters
+    parameters = inspect.signature(TrainingFreeSegmentor.__init__).parameters
     for target in LINKS.values():
         if target.startswith("model.segmentor.init_args."):
             assert parameters[target.rsplit(".", 1)[1]].default is None, target
@@ -262,11 +262,11 @@ def test_the_method_only_options_are_listed_once():
     import inspect
 
     from proxyclip.method.method_options import METHOD_OPTIONS, method_settings
-    from proxyclip.method.segmentor import ProxyCLIPSegmentor
+    from proxyclip.method.segmentor import TrainingFreeSegmentor
 
     keyword_only = [name for name, p in inspect.signature(method_settings).parameters.items() if p.kind is p.KEYWORD_ONLY]
     assert keyword_only == list(METHOD_OPTIONS)
-    assert set(METHOD_OPTIONS) <= set(inspect.signature(ProxyCLIPSegmentor.__init__).parameters)
+    assert set(METHOD_OPTIONS) <= set(inspect.signature(TrainingFreeSegmentor.__init__).parameters)
 
 
 def test_unset_vfm_options_are_the_methods_defaults():

@@ -53,12 +53,12 @@ def _parameters(class_path: str) -> list[str]:
 def _known_options() -> list[str]:
     from lightning.pytorch import Trainer
 
-    from ..method.segmentor import ProxyCLIPSegmentor
+    from ..method.segmentor import TrainingFreeSegmentor
     from ..shell.module import ProxyCLIPModule
 
     names = [f"--trainer.{p}" for p in inspect.signature(Trainer.__init__).parameters if p != "self"]
     names += [f"--model.{p}" for p in inspect.signature(ProxyCLIPModule.__init__).parameters if p != "self"]
-    names += [f"--model.segmentor.{p}" for p in inspect.signature(ProxyCLIPSegmentor.__init__).parameters if p != "self"]
+    names += [f"--model.segmentor.{p}" for p in inspect.signature(TrainingFreeSegmentor.__init__).parameters if p != "self"]
     return names + ["--config", "--model", "--data", "--print_config", "--ckpt_path", "--seed_everything"]
 
 

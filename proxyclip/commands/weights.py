@@ -29,7 +29,7 @@ from ..method.clip_encoder import build_clip
 from ..method.last_block import LAST_BLOCKS
 from ..method.loading import WeightsUnavailable, file_sha256, is_local_path
 from ..method.method_options import method_vfm
-from ..method.segmentor import ProxyCLIPSegmentor
+from ..method.segmentor import TrainingFreeSegmentor
 from ..method.vfm import build_vfm
 from ..method.vfm.registry import get_vfm_entry
 
@@ -62,7 +62,7 @@ def load_model_spec(config: str | os.PathLike) -> dict[str, Any]:
     """The segmentor's arguments (defaults filled in) from a model YAML, a benchmark YAML that references
     one (`model: model/default.yaml`) or a resolved config; the file is read by `proxyclip.config_files`."""
     _, data = model_config(config)
-    defaults = {name: p.default for name, p in inspect.signature(ProxyCLIPSegmentor.__init__).parameters.items()
+    defaults = {name: p.default for name, p in inspect.signature(TrainingFreeSegmentor.__init__).parameters.items()
                 if p.default is not inspect.Parameter.empty}
     return with_method_vfm({**defaults, **{k: v for k, v in segmentor_spec(data).items() if k != "class_path"}})
 

@@ -4,6 +4,6 @@ Nothing here imports Lightning, the CLI or the data: the wings above (`proxyclip
 and `datamodules` build on it. docs/method.md is the specification its `§` references point to.
 """
 from .builder import build_segmentor
-from .segmentor import ProxyCLIPSegmentor
+from .segmentor import ProxyCLIPSegmentor, TrainingFreeSegmentor
 
-__all__ = ["ProxyCLIPSegmentor", "build_segmentor"]
+__all__ = ["TrainingFreeSegmentor", "ProxyCLIPSegmentor", "build_segmentor"]

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from ..config_files import model_config
 from ..errors import ProxyCLIPError, close_matches
 from .loading import WeightsUnavailable
-from .segmentor import ProxyCLIPSegmentor
+from .segmentor import TrainingFreeSegmentor
 
 
 def segmentor_spec(config: dict[str, Any]) -> dict[str, Any]:
@@ -19,8 +19,8 @@ def segmentor_spec(config: dict[str, Any]) -> dict[str, Any]:
     return dict(config or {})
 
 
-def build_segmentor(config: str | Path | dict[str, Any], class_names: Sequence[str] | None = None, **overrides: Any) -> ProxyCLIPSegmentor:
-    """Build a `ProxyCLIPSegmentor` from a model YAML (e.g. `configs/model/default.yaml`: a shipped config's README name
+def build_segmentor(config: str | Path | dict[str, Any], class_names: Sequence[str] | None = None, **overrides: Any) -> TrainingFreeSegmentor:
+    """Build a `TrainingFreeSegmentor` from a model YAML (e.g. `configs/model/default.yaml`: a shipped config's README name
     works from any folder, a local file of that path wins), a benchmark YAML that names one, or a dict.
 
     class_names: the vocabulary (one entry per class, synonyms separated by "; ").
@@ -33,12 +33,12 @@ def build_segmentor(config: str | Path | dict[str, Any], class_names: Sequence[s
     spec.update(overrides)
     if class_names is not None:
         spec["class_names"] = list(class_names)
-    known = inspect.signature(ProxyCLIPSegmentor.__init__).parameters
+    known = inspect.signature(TrainingFreeSegmentor.__init__).parameters
     for key in spec:
         if key not in known:
             raise ProxyCLIPError(f"Unknown segmentor option '{key}'. {close_matches(key, [k for k in known if k != 'self'])}")
     try:
-        return ProxyCLIPSegmentor(**spec)
+        return TrainingFreeSegmentor(**spec)
     except WeightsUnavailable as exc:     # say how to prepare this very config on a machine with network
         if config_path is None:
             raise

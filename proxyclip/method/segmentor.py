@@ -1,4 +1,5 @@
-"""The training-free ProxyCLIP segmentor: an `nn.Module` that needs neither Lightning nor the CLI."""
+"""The training-free segmentor of every method (ProxyCLIP and the baselines): an `nn.Module` that needs neither
+Lightning nor the CLI. `ProxyCLIPSegmentor` is its former name, kept as an alias."""
 from __future__ import annotations
 
 import contextlib
@@ -28,9 +29,10 @@ from .text_cache import cached_encode_queries
 from .vfm import build_vfm
 
 
-class ProxyCLIPSegmentor(nn.Module):
-    """CLIP for the semantics, a VFM for the spatial coherence, no trained weights (docs/method.md §1–§6); with
-    `method`, CLIP's last block as SCLIP, ClearCLIP or NACLIP make it, each without a VFM (docs/baselines/).
+class TrainingFreeSegmentor(nn.Module):
+    """Training-free open-vocabulary segmentation by CLIP whose last block is the `method`'s, no trained weights:
+    ProxyCLIP's (CLIP's values attended with a VFM's patch similarities, docs/method.md §1–§6), or SCLIP's, ClearCLIP's
+    or NACLIP's, each without a VFM (docs/baselines/).
 
     Args:
         clip_model: open_clip model name (ViT-B-16, ViT-L-14, ViT-H-14, ...), a model-config JSON file, or the model
@@ -193,7 +195,7 @@ class ProxyCLIPSegmentor(nn.Module):
                 "uncovered). The paper uses crop_size 336, stride 112 (Cityscapes 224/112)."
             )
 
-    def use_onednn_linear(self, enabled: bool = True) -> "ProxyCLIPSegmentor":
+    def use_onednn_linear(self, enabled: bool = True) -> "TrainingFreeSegmentor":
         """Switch the encoders' fp32 CPU linears to oneDNN or back to PyTorch's own (same parameters and keys)."""
         self.onednn_linear = enabled
         for encoder in (self.vfm, self.clip):
@@ -201,7 +203,7 @@ class ProxyCLIPSegmentor(nn.Module):
                 swap_linears(encoder, onednn=enabled)
         return self
 
-    def _apply(self, fn: Any, recurse: bool = True) -> "ProxyCLIPSegmentor":
+    def _apply(self, fn: Any, recurse: bool = True) -> "TrainingFreeSegmentor":
         """Moves and casts as nn.Module does, but the pixel statistics stay float32: a `.half()` model normalises in
         float32 and casts the result, as the originals' fp16 runs do (ProxyCLIP proxyclip_segmentor.py:116, :177)."""
         kept = {name: self._buffers[name] for name in STATISTICS_BUFFERS if name in self._buffers}
@@ -381,6 +383,10 @@ class ProxyCLIPSegmentor(nn.Module):
         if image.ndim != 3 or image.shape[0] != 3:
             raise ProxyCLIPError(f"Images must be [3, H, W] RGB tensors, got shape {tuple(image.shape)}.")
         return image
+
+
+#: the former name, which configs and code written before the rename still use
+ProxyCLIPSegmentor = TrainingFreeSegmentor
 
 
 def _in_dtype_of(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:

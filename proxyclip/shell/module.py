@@ -12,7 +12,7 @@ import lightning as L
 import torch
 
 from ..errors import ProxyCLIPError
-from ..method.segmentor import ProxyCLIPSegmentor
+from ..method.segmentor import TrainingFreeSegmentor
 from ..vocabulary import display_names
 from .loop_timer import LoopTimer, run_timing
 from .metric import SegmentationMetric
@@ -22,7 +22,7 @@ _TRAINING_FREE = "ProxyCLIP is training-free: there is nothing to fit. Use `test
 
 
 class ProxyCLIPModule(L.LightningModule):
-    """Wraps a built `ProxyCLIPSegmentor` for Lightning. The benchmark's vocabulary, `prob_thd`, crop and stride
+    """Wraps a built `TrainingFreeSegmentor` for Lightning. The benchmark's vocabulary, `prob_thd`, crop and stride
     reach the segmentor itself (linked from the DataModule when the CLI builds it); what only results need is here.
 
     Args:
@@ -36,7 +36,7 @@ class ProxyCLIPModule(L.LightningModule):
 
     def __init__(
         self,
-        segmentor: ProxyCLIPSegmentor,
+        segmentor: TrainingFreeSegmentor,
         background_name: str | None = None,
         ignore_index: int = 255,
         dataset_name: str = "",
