@@ -82,6 +82,11 @@ def argument_error_paragraph(exc: BaseException) -> str | None:
     if linked:                                           # a value for an option the CLI sets from the data
         source, target = linked.group(2) or linked.group(3), linked.group(1) or linked.group(4)
         return link_target_paragraph(target, source)
+    from ..method.method_options import moved_option_paragraph
+
+    moved = re.search(r"Option '(\w+)' is not accepted", flat)
+    if moved and "model.segmentor" in flat and moved_option_paragraph(moved.group(1)):   # beta: before method_kwargs
+        return moved_option_paragraph(moved.group(1))
     missing = re.search(r"File does not exist: '([^']+)'", flat)
     if missing:
         path = missing.group(1)
@@ -108,7 +113,9 @@ def argument_error_paragraph(exc: BaseException) -> str | None:
         inner = re.findall(r'Parser key "([^"]+)"', flat)[-1]
         where = _option_path(key, inner, "class_path" in flat) if inner != key else key
         nullable = " (or null)" if "NoneType" in flat else ""
-        return f"--{where} {given.group(1)}: expected {' or '.join(expected)}{nullable}.{hint}"
+        yaml_hint = (" Write it as quoted YAML with a space after each colon, e.g. --model.segmentor.method_kwargs "
+                     "'{beta: 1.0, gamma: 3.0}'." if where.endswith("method_kwargs") else "")
+        return f"--{where} {given.group(1)}: expected {' or '.join(expected)}{nullable}.{yaml_hint}{hint}"
     unknown = re.search(r"unrecognized arguments: (\S+)", flat)
     if unknown:
         option = unknown.group(1)

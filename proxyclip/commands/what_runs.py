@@ -2,9 +2,9 @@
 
 From the command as given, in order: the shipped configs' README names resolved from any folder (configs.py), the
 method's own protocol file added where it belongs (protocols.py), linked segmentor values set on the model side
-applied as the data options or refused (links.py), another method's options refused (method_options.py), the
-relative paths of data config files resolved against their folders (data_paths.py), and the protocol file recorded
-in the run's config. Each step reads the parsed configuration; the additions are ordinary command-line arguments, so
+applied as the data options or refused (links.py), the method's options checked against it and another method's
+refused (method_options.py), the relative paths of data config files resolved against their folders (data_paths.py),
+and the protocol file recorded in the run's config. Each step reads the parsed configuration; the additions are ordinary command-line arguments, so
 `--print_config`, the saved config.yaml and metrics.json show exactly what runs, and DDP's worker processes, which
 start again from the same command, settle it the same way.
 """
@@ -41,7 +41,8 @@ def parse_what_runs(parser: Any, argv: Sequence[str], links: Mapping[str, str], 
         settled = config[line.subcommand]
     added = apply_model_side_links(line, settled, links)
     segmentor = get(settled, "model.segmentor.init_args")
-    check_method_options(str(get(segmentor, "method")), **{k: get(segmentor, k) for k in METHOD_OPTIONS})
+    check_method_options(str(get(segmentor, "method")), get(segmentor, "method_kwargs"),
+                         **{k: get(segmentor, k) for k in METHOD_OPTIONS})
     added += resolve_data_paths(line, settled)
     if get(settled, RECORD) != record:
         added.append(option(RECORD, record))

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 from ..config_files import model_config
 from ..errors import ProxyCLIPError, close_matches
 from .loading import WeightsUnavailable
+from .method_options import moved_option_paragraph
 from .segmentor import TrainingFreeSegmentor
 
 
@@ -36,6 +37,9 @@ def build_segmentor(config: str | Path | dict[str, Any], class_names: Sequence[s
     known = inspect.signature(TrainingFreeSegmentor.__init__).parameters
     for key in spec:
         if key not in known:
+            moved = moved_option_paragraph(key)        # a method's own option, e.g. beta: before method_kwargs
+            if moved:
+                raise ProxyCLIPError(moved)
             raise ProxyCLIPError(f"Unknown segmentor option '{key}'. {close_matches(key, [k for k in known if k != 'self'])}")
     try:
         return TrainingFreeSegmentor(**spec)

@@ -1,13 +1,24 @@
-"""Which segmentor options belong to which method, and what an option left unset (None) means.
+"""Which options belong to which method, and what an option left unset (None) means.
 
-ProxyCLIP's adaptive normalisation (`beta`, `gamma`) and the VFM (`vfm`, `vfm_pretrained`, `vfm_kwargs`, `vfm_mean`,
-`vfm_std`) are read only by the methods that have them. Given to another method they would be accepted and never
-read, so they are refused, naming the method that owns them. Left unset, they take the method's own defaults.
+A method's own options are `method_kwargs`, its last block's options (the typed `__init__` of its class in
+LAST_BLOCKS: proxyclip's beta and gamma, clearclip's similarity, naclip's std; sclip has none). They are checked
+against that signature, with jsonargparse's typed validation (the CLI's own), before any model is built: an option
+the method does not have (another method's, named with its owner) or a value of the wrong type is refused in one
+paragraph that lists the method's options; unset ones are the method's defaults. They are not arguments of the
+shared segmentor, which the other methods would ignore.
+
+The VFM options (`vfm`, `vfm_pretrained`, `vfm_kwargs`, `vfm_mean`, `vfm_std`) stay segmentor arguments: the VFM
+machinery (building, weights, pixel statistics) is shared by every method that has a VFM (ProxyCLIP today, CASS
+next). They are read only by those methods, so they are refused, naming the methods that own them, for the others;
+left unset, they take the method's own defaults.
 """
 from __future__ import annotations
 
+import difflib
 import inspect
-from typing import Any
+import json
+import re
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from ..errors import ProxyCLIPError
 from .last_block import LAST_BLOCKS, build_last_block
@@ -19,52 +30,141 @@ DEFAULT_VFM = {"proxyclip": "dino_vitb8"}
 PROTOCOL_DEFAULTS = {"prob_thd": 0.0, "crop_size": 336, "stride": 112}
 VFM_OPTIONS = ("vfm", "vfm_pretrained", "vfm_kwargs", "vfm_mean", "vfm_std")
 #: the segmentor options only some methods read (check_method_options refuses them for the others)
-METHOD_OPTIONS = ("beta", "gamma", *VFM_OPTIONS)
+METHOD_OPTIONS = VFM_OPTIONS
 
 
-def _block_options(method: str) -> set[str]:
-    """The options of the method's last block (its `__init__` parameters), e.g. proxyclip: beta, gamma."""
-    return set(inspect.signature(LAST_BLOCKS[method].__init__).parameters) - {"self", "args", "kwargs"}
+def method_option_types(method: str) -> dict[str, tuple[Any, Any]]:
+    """The method's own options: name -> (type, default), from its last block's typed `__init__`, e.g. proxyclip:
+    {"beta": (float, 1.2), "gamma": (float, 3.0)}."""
+    init = LAST_BLOCKS[method].__init__
+    hints = get_type_hints(init)
+    return {name: (hints.get(name, Any), p.default) for name, p in inspect.signature(init).parameters.items()
+            if name not in ("self", "args", "kwargs")}
+
+
+def _type_text(annotation: Any, article: bool = False) -> str:
+    """float -> "float" ("a float"); a Literal -> its values, "'query-query' or 'query-key'"."""
+    if get_origin(annotation) is Literal:
+        return " or ".join(repr(value) for value in get_args(annotation))
+    name = getattr(annotation, "__name__", str(annotation))
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}" if article else name
+
+
+def describe_method_options(method: str) -> str:
+    """"beta (float, default 1.2), gamma (float, default 3.0)"; "none" for a method without options."""
+    options = method_option_types(method)
+    return ", ".join(f"{name} ({_type_text(kind)}, default {default!r})" for name, (kind, default) in options.items()) \
+        or "none"
 
 
 def _owners(option: str) -> list[str]:
     if option in VFM_OPTIONS:
         return [m for m, block in LAST_BLOCKS.items() if block.needs_vfm]
-    return [m for m in LAST_BLOCKS if option in _block_options(m)]
+    return [m for m in LAST_BLOCKS if option in method_option_types(m)]
 
 
-def check_method_options(method: str, **options: Any) -> None:
-    """Refuse, in one paragraph, the options given (not None) that `method` does not read.
+def _show(options: dict[str, Any]) -> str:
+    """{beta: 1.2, similarity: "query-query"}: YAML that a single-quoted shell argument carries as it is."""
+    return "{" + ", ".join(f"{name}: {json.dumps(value) if isinstance(value, str) else repr(value)}"
+                           for name, value in options.items()) + "}"
 
-    options: segmentor options owned by some methods only: beta, gamma (ProxyCLIP's proxy attention) and vfm,
-    vfm_pretrained, vfm_kwargs, vfm_mean, vfm_std (the methods with a VFM).
+
+def method_kwargs_paragraph(method: str, problem: str) -> str:
+    """The one paragraph that refuses method_kwargs: the problem, then the method's options and how to give them."""
+    options = method_option_types(method)
+    if not options:
+        return f"{problem} The {method} method has no options: leave method_kwargs out (or null)."
+    example = _show({name: default for name, (_, default) in options.items()})
+    return (f"{problem} The {method} method's options are {describe_method_options(method)}, given as "
+            f"method_kwargs, e.g. --model.segmentor.method_kwargs '{example}'; unset ones keep their defaults.")
+
+
+def moved_option_paragraph(option: str) -> str | None:
+    """For a method's own option given as a segmentor argument (the spelling before method_kwargs, e.g.
+    `--model.segmentor.beta 1.0` or `beta:` in a model YAML): the one paragraph that says how to give it; None for
+    any other name."""
+    owners = [m for m in LAST_BLOCKS if option in method_option_types(m)]
+    if not owners:
+        return None
+    example = _show({name: default for name, (_, default) in method_option_types(owners[0]).items()})
+    return (f"{option} is an option of the {' and '.join(owners)} method, not of the segmentor: a method's own "
+            f"options are given as method_kwargs, on the command line --model.segmentor.method_kwargs '{example}' "
+            f"(quoted YAML, a space after each colon), in a model YAML `method_kwargs: {example}` under `segmentor:`. "
+            f"The {owners[0]} method's options are {describe_method_options(owners[0])}; unset ones keep their "
+            f"defaults.")
+
+
+def check_method_kwargs(method: str, method_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """The method's options with its defaults filled in, once `method_kwargs` is checked against the method's own
+    typed options (jsonargparse's validation, as the CLI's); a ProxyCLIPError refuses an option the method does not
+    have (naming the method it belongs to) or a value of the wrong type, in one paragraph."""
+    if method not in LAST_BLOCKS:
+        build_last_block(method)                      # raises the unknown-method paragraph
+    given = dict(method_kwargs or {})
+    if not isinstance(method_kwargs, (dict, type(None))):
+        raise ProxyCLIPError(method_kwargs_paragraph(method, f"method_kwargs must be a mapping of option to value, "
+                                                             f"got {method_kwargs!r}."))
+    options = method_option_types(method)
+    foreign = [name for name in given if name not in options]
+    if foreign:
+        parts, by_owner = [], {}
+        for name in foreign:
+            owners = " and ".join(_owners(name))
+            close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+            if owners:
+                by_owner.setdefault(owners, []).append(name)
+            else:
+                parts.append(f"{name} is no method's option" + (f" (did you mean {close[0]}?)" if close else ""))
+        parts[:0] = [f"{' and '.join(names)} {'are' if len(names) > 1 else 'is'} {owners}'s option{'s' * (len(names) > 1)}"
+                     for owners, names in by_owner.items()]
+        others = any(_owners(name) for name in foreign)
+        preset = "configs/model/default.yaml" if method == "proxyclip" else f"configs/model/{method}_*.yaml"
+        raise ProxyCLIPError(method_kwargs_paragraph(
+            method, f"method_kwargs {_show({name: given[name] for name in foreign})} cannot be given to the {method} method: "
+                    f"{'; '.join(parts)}.") + (f" A {method} model config ({preset}) sets only its own." if others else ""))
+    from jsonargparse import ArgumentParser          # the CLI's own typed validation of a class signature
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(LAST_BLOCKS[method])
+    try:
+        return dict(parser.parse_object(given))
+    except Exception as exc:  # noqa: BLE001 - jsonargparse's ArgumentError, worded as one paragraph below
+        key = re.search(r'Parser key "(\w+)"', str(exc))
+        name = key.group(1) if key and key.group(1) in given else next(iter(given))
+        kind, _ = options[name]
+        raise ProxyCLIPError(method_kwargs_paragraph(
+            method, f"method_kwargs {_show({name: given[name]})}: the {method} method's {name} takes "
+                    f"{_type_text(kind, article=True)}, not {given[name]!r}.")) from None
+
+
+def check_method_options(method: str, method_kwargs: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+    """Refuse, in one paragraph, the options given (not None) that `method` does not read; returns the method's own
+    options with its defaults filled in (check_method_kwargs).
+
+    options: the VFM's segmentor options (VFM_OPTIONS), owned by the methods with a VFM only.
     """
     if method not in LAST_BLOCKS:
         build_last_block(method)                      # raises the unknown-method paragraph
-    foreign = {name: value for name, value in options.items() if value is not None and (
-        (name in VFM_OPTIONS and not LAST_BLOCKS[method].needs_vfm)
-        or (name not in VFM_OPTIONS and name not in _block_options(method)))}
-    if not foreign:
-        return
-    owners = sorted({owner for name in foreign for owner in _owners(name)})
-    given = ", ".join(f"{name}={value!r}" for name, value in foreign.items())
-    raise ProxyCLIPError(
-        f"{given}: {'these are options' if len(foreign) > 1 else 'an option'} of {' and '.join(owners)} only; the "
-        f"{method} method does not read {'them' if len(foreign) > 1 else 'it'}. Leave {', '.join(foreign)} out (or "
-        f"null, e.g. --model.segmentor.{next(iter(foreign))} null), or start from a {method} model config "
-        f"(configs/model/{method}_*.yaml), which sets none of them.")
+    foreign = {name: value for name, value in options.items()
+               if value is not None and name in VFM_OPTIONS and not LAST_BLOCKS[method].needs_vfm}
+    if foreign:
+        owners = sorted({owner for name in foreign for owner in _owners(name)})
+        given = ", ".join(f"{name}={value!r}" for name, value in foreign.items())
+        raise ProxyCLIPError(
+            f"{given}: {'these are options' if len(foreign) > 1 else 'an option'} of {' and '.join(owners)} only; the "
+            f"{method} method does not read {'them' if len(foreign) > 1 else 'it'}. Leave {', '.join(foreign)} out (or "
+            f"null, e.g. --model.segmentor.{next(iter(foreign))} null), or start from a {method} model config "
+            f"(configs/model/{method}_*.yaml), which sets none of them.")
+    return check_method_kwargs(method, method_kwargs)
 
 
-def method_settings(method: str, method_kwargs: dict[str, Any] | None, *, beta: float | None, gamma: float | None,
-                    vfm: str | None, vfm_pretrained: bool | str | None,
-                    vfm_kwargs: dict[str, Any] | None, vfm_mean: Any = None,
+def method_settings(method: str, method_kwargs: dict[str, Any] | None, *, vfm: str | None,
+                    vfm_pretrained: bool | str | None, vfm_kwargs: dict[str, Any] | None, vfm_mean: Any = None,
                     vfm_std: Any = None) -> tuple[dict[str, Any], str | None, bool | str | None]:
-    """(the last block's options, the VFM to build, its weights) once another method's options are refused: beta
-    and gamma go to ProxyCLIP's block (its own defaults where unset), an unset VFM is the method's default one with
-    the library's pretrained weights; a method without a VFM gets (None, None)."""
-    check_method_options(method, beta=beta, gamma=gamma, vfm=vfm, vfm_pretrained=vfm_pretrained, vfm_kwargs=vfm_kwargs,
-                         vfm_mean=vfm_mean, vfm_std=vfm_std)
-    block_kwargs = {**{k: v for k, v in (("beta", beta), ("gamma", gamma)) if v is not None}, **(method_kwargs or {})}
+    """(the method's options, its defaults filled in; the VFM to build; its weights) once another method's options
+    are refused: an unset VFM is the method's default one with the library's pretrained weights; a method without a
+    VFM gets (None, None)."""
+    block_kwargs = check_method_options(method, method_kwargs, vfm=vfm, vfm_pretrained=vfm_pretrained,
+                                        vfm_kwargs=vfm_kwargs, vfm_mean=vfm_mean, vfm_std=vfm_std)
     return (block_kwargs, *method_vfm(method, vfm, vfm_pretrained))
 
 

@@ -17,7 +17,7 @@ from ..vocabulary import parse_vocabulary
 from .clip_encoder import build_clip, clip_patch_size, dense_clip_features
 from .last_block import build_last_block
 from .last_block.proxy import ProxyAttention
-from .method_options import method_settings, protocol_values
+from .method_options import method_option_types, method_settings, protocol_values
 from .onednn_linear import swap_linears
 from .pamr import pamr
 from .pixel_statistics import (NUMERICS, STATISTICS_BUFFERS, Numerics, clip_input, resolve_statistics, statistics_buffers,
@@ -45,16 +45,17 @@ class TrainingFreeSegmentor(nn.Module):
         method: the training-free method, i.e. CLIP's last block: proxyclip (proxy attention from the VFM), sclip
             (correlative self-attention), clearclip (query-query attention, no residual or MLP), naclip
             (neighbourhood attention, reduced block).
-        method_kwargs: the method's own options (clearclip: similarity; naclip: std).
+        method_kwargs: the method's own options, checked against the method before any model is built; unset ones
+            are its defaults. proxyclip: beta (float, 1.2), the adaptive-normalisation shift, and gamma (float, 3.0),
+            its scale: S' = gamma * (S - beta * mean(S)); sclip: none; clearclip: similarity ("query-query" or
+            "query-key", "query-query"); naclip: std (float, 5.0), the neighbourhood's Gaussian in patches. On the
+            command line: --model.segmentor.method_kwargs '{beta: 1.0, gamma: 3.0}'.
         vfm: registered VFM name (`proxyclip.method.vfm.list_vfms()`), e.g. dino_vitb8, dinov2_vitb14_reg, sam_vit_b,
             mae_vit_base; null: the method's default (dino_vitb8 for proxyclip). Refused for methods without a VFM.
         vfm_pretrained: true for the library's pretrained weights, false for random, or a local checkpoint file
             (null: true). Refused for methods without a VFM.
         vfm_kwargs: extra arguments for the VFM factory (e.g. depth, embed_dim, img_size). Refused for methods without
             a VFM.
-        beta: ProxyCLIP's adaptive-normalisation shift: S' = gamma * (S - beta * mean(S)) (null: 1.2). ProxyCLIP's only:
-            refused for other methods.
-        gamma: ProxyCLIP's adaptive-normalisation scale (null: 3.0). ProxyCLIP's only: refused for other methods.
         logit_scale: temperature of the softmax over queries.
         prob_thd: pixels whose best class probability is below this become class 0 (background). null: set from the
             data config in the CLI; outside it 0.0.
@@ -98,8 +99,6 @@ class TrainingFreeSegmentor(nn.Module):
         vfm: str | None = None,
         vfm_pretrained: bool | str | None = None,
         vfm_kwargs: dict[str, Any] | None = None,
-        beta: float | None = None,
-        gamma: float | None = None,
         logit_scale: float = 40.0,
         prob_thd: float | None = None,
         area_thd: float | None = None,
@@ -124,15 +123,14 @@ class TrainingFreeSegmentor(nn.Module):
     ) -> None:
         super().__init__()
         # another method's options refused, unset ones the method's or the library's defaults (method_options.py)
-        method_kwargs, vfm, vfm_pretrained = method_settings(method, method_kwargs, beta=beta, gamma=gamma, vfm=vfm,
-                                                             vfm_pretrained=vfm_pretrained, vfm_kwargs=vfm_kwargs,
-                                                             vfm_mean=vfm_mean, vfm_std=vfm_std)
+        method_options, vfm, vfm_pretrained = method_settings(method, method_kwargs, vfm=vfm, vfm_pretrained=vfm_pretrained,
+                                                              vfm_kwargs=vfm_kwargs, vfm_mean=vfm_mean, vfm_std=vfm_std)
         prob_thd, crop_size, stride = protocol_values(prob_thd, crop_size, stride)
         statistics = resolve_statistics(clip_model, clip_pretrained, clip_mean, clip_std, vfm, vfm_pretrained,
                                         vfm_mean, vfm_std)   # docs/method.md §1; before any model is built
         parsed = None if class_names is None else parse_vocabulary(class_names)   # refused before any model is built
         self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained, clip_quick_gelu)
-        self.method, self.last_block = method, build_last_block(method, **method_kwargs)
+        self.method, self.last_block = method, build_last_block(method, **method_options)
         self.vfm = build_vfm(vfm, vfm_pretrained, vfm_kwargs) if self.last_block.needs_vfm else None
         self.clip_model_name, self.clip_pretrained = clip_model, clip_pretrained   # the text cache's key
         self.text_cache, self.text_cache_dir = text_cache, text_cache_dir
@@ -162,9 +160,11 @@ class TrainingFreeSegmentor(nn.Module):
         if parsed is not None:
             self._use_vocabulary(class_names, *parsed)
 
-    # ProxyCLIP's adaptive normalisation, kept by its last block (other methods have none)
-    beta = property(lambda self: self.last_block.beta, lambda self, value: setattr(self.last_block, "beta", value))
-    gamma = property(lambda self: self.last_block.gamma, lambda self, value: setattr(self.last_block, "gamma", value))
+    @property
+    def method_options(self) -> dict[str, Any]:
+        """The method's own options as they run, defaults filled in (e.g. proxyclip: {"beta": 1.2, "gamma": 3.0}),
+        read from its last block, which keeps them (method_options.py)."""
+        return {name: getattr(self.last_block, name) for name in method_option_types(self.method)}
 
     @property
     def numerics(self) -> str:
