@@ -8,7 +8,8 @@ Each benchmark runs `proxyclip test` (= main.py test) in its own process (so Lig
 results: the hash of the resolved config, which decides whether a later call skips the benchmark, and what
 is needed to trust the number (config, package versions, where the weights came from, time, command, host, date). The finished
 results of another config are kept (not run, status `kept`) unless `--overwrite` is given.
-Unknown arguments are passed through to `main.py test`, after `--model`, so `--model.segmentor.beta 1.0` works.
+Unknown arguments are passed through to `main.py test`, after `--model`, so
+`--model.segmentor.method_kwargs '{beta: 1.0, gamma: 3.0}'` works.
 """
 from __future__ import annotations
 

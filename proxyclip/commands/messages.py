@@ -82,7 +82,7 @@ def argument_error_paragraph(exc: BaseException) -> str | None:
     if linked:                                           # a value for an option the CLI sets from the data
         source, target = linked.group(2) or linked.group(3), linked.group(1) or linked.group(4)
         return link_target_paragraph(target, source)
-    from ..method.method_options import moved_option_paragraph
+    from ..method.method_options import method_option_owners, moved_option_paragraph
 
     moved = re.search(r"Option '(\w+)' is not accepted", flat)
     if moved and "model.segmentor" in flat and moved_option_paragraph(moved.group(1)):   # beta: before method_kwargs
@@ -106,7 +106,12 @@ def argument_error_paragraph(exc: BaseException) -> str | None:
         choices = _parameters(class_path.group(1)) if class_path else []
         where = f"--{_option_path(key, option, class_path is not None)}"
         owner = class_path.group(1).rsplit(".", 1)[-1] if class_path else (key or "the config")
-        return f"{where} is not an option of {owner}.{_close(option, choices)}{hint}"
+        close = _close(option, choices)
+        if not close and key.endswith("segmentor"):             # a method's own option, e.g. bata: beta
+            close = _close(option, list(method_option_owners()))
+            close = close and (f"{close[:-1]} (a method's own option, given as --model.segmentor.method_kwargs "
+                               f"'{{NAME: VALUE}}')?")
+        return f"{where} is not an option of {owner}.{close}{hint}"
     expected = sorted(set(re.findall(r"Expected a <class '(\w+)'>", flat)) - {"NoneType"})
     given = re.search(r"(?:Given|Got) value: (\S+)", flat)
     if expected and given:

@@ -1,6 +1,7 @@
 """`build_segmentor`: the segmentor from the same YAML the CLI uses, for library users."""
 from __future__ import annotations
 
+import difflib
 import inspect
 from pathlib import Path
 from typing import Any, Sequence
@@ -8,7 +9,7 @@ from typing import Any, Sequence
 from ..config_files import model_config
 from ..errors import ProxyCLIPError, close_matches
 from .loading import WeightsUnavailable
-from .method_options import moved_option_paragraph
+from .method_options import method_option_owners, moved_option_paragraph
 from .segmentor import TrainingFreeSegmentor
 
 
@@ -40,6 +41,11 @@ def build_segmentor(config: str | Path | dict[str, Any], class_names: Sequence[s
             moved = moved_option_paragraph(key)        # a method's own option, e.g. beta: before method_kwargs
             if moved:
                 raise ProxyCLIPError(moved)
+            own = difflib.get_close_matches(key, list(method_option_owners()), n=1, cutoff=0.75)
+            if own and not difflib.get_close_matches(key, list(known), n=1, cutoff=0.75):
+                raise ProxyCLIPError(f"Unknown segmentor option '{key}'. Did you mean {own[0]}, the "
+                                     f"{' and '.join(method_option_owners()[own[0]])} method's own option, given in "
+                                     f"method_kwargs (method_kwargs={{'{own[0]}': ...}})?")
             raise ProxyCLIPError(f"Unknown segmentor option '{key}'. {close_matches(key, [k for k in known if k != 'self'])}")
     try:
         return TrainingFreeSegmentor(**spec)

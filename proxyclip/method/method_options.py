@@ -79,6 +79,15 @@ def method_kwargs_paragraph(method: str, problem: str) -> str:
             f"method_kwargs, e.g. --model.segmentor.method_kwargs '{example}'; unset ones keep their defaults.")
 
 
+def method_option_owners() -> dict[str, list[str]]:
+    """Every method's own option -> the methods that have it, e.g. {"beta": ["proxyclip"], "std": ["naclip"], ...}."""
+    owners: dict[str, list[str]] = {}
+    for method in LAST_BLOCKS:
+        for name in method_option_types(method):
+            owners.setdefault(name, []).append(method)
+    return owners
+
+
 def moved_option_paragraph(option: str) -> str | None:
     """For a method's own option given as a segmentor argument (the spelling before method_kwargs, e.g.
     `--model.segmentor.beta 1.0` or `beta:` in a model YAML): the one paragraph that says how to give it; None for

@@ -117,6 +117,9 @@ class ProxyCLIPModule(L.LightningModule):
             self.log(key, float(metrics[key]) * 100.0, rank_zero_only=True, sync_dist=True)
         self.report = build_report(metrics, self.segmentor.class_names, self.dataset_name, None, self.class_labels())
         self.report["numerics"] = self.segmentor.numerics
+        # the method and its own options as they ran, defaults filled in (the config shows only those given)
+        self.report["method"] = self.segmentor.method
+        self.report["method_options"] = dict(self.segmentor.method_options)
         self.report["pixel_statistics"] = {name: list(value) for name, value in self.segmentor.pixel_statistics.items()}
         self.report["timing"] = run_timing(own, own_images, int(metrics["num_images"]), float(longest),
                                            self.trainer.world_size, self.timing["text_encoding_s"])
