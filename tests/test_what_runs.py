@@ -240,14 +240,16 @@ def test_a_method_protocol_given_by_hand_as_the_cli_computes_it_is_accepted(mode
 def test_another_methods_options_are_refused_in_the_library():
     from proxyclip import ProxyCLIPError, build_segmentor
 
-    with pytest.raises(ProxyCLIPError, match=r"beta=1.2, gamma=3.0.*options of proxyclip only; the sclip method"):
-        build_segmentor(TINY_CONFIG, class_names=VOCAB, method="sclip", vfm=None, vfm_pretrained=None, vfm_kwargs=None)
+    no_vfm = dict(vfm=None, vfm_pretrained=None, vfm_kwargs=None, vfm_mean=None, vfm_std=None)
+    with pytest.raises(ProxyCLIPError, match=r"method_kwargs \{beta: 1.2, gamma: 3.0\} cannot be given to the sclip "
+                                             r"method: beta and gamma are proxyclip's options\. The sclip method has no options"):
+        build_segmentor(TINY_CONFIG, class_names=VOCAB, method="sclip", **no_vfm)   # the tiny model's method_kwargs
     with pytest.raises(ProxyCLIPError, match=r"vfm='dino_vitb8': an option of proxyclip only; the naclip method"):
-        build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", beta=None, gamma=None, vfm_pretrained=None,
-                        vfm_kwargs=None, vfm_mean=None, vfm_std=None, vfm="dino_vitb8")
+        build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", method_kwargs=None,
+                        **{**no_vfm, "vfm": "dino_vitb8"})
     with pytest.raises(ProxyCLIPError, match=r"vfm_mean=\[0.485, 0.456, 0.406\], vfm_std=\[0.229, 0.224, 0.225\]: "
                                              r"these are options of proxyclip only; the naclip method"):
-        build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", beta=None, gamma=None, vfm_pretrained=None,
+        build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", method_kwargs=None, vfm_pretrained=None,
                         vfm_kwargs=None)   # the tiny model states its VFM's statistics
 
 
@@ -255,6 +257,50 @@ def test_another_methods_options_are_refused_before_the_data_is_read(capsys):
     line = refused(["test", "--config", "configs/voc21.yaml", "--model", TINY, "--model.segmentor.method", "clearclip",
                     "--data.init_args.root", "/nonexistent/VOC2012"], capsys)
     assert "options of proxyclip only; the clearclip method" in line and "/nonexistent" not in line
+
+
+@pytest.mark.parametrize("method, kwargs, needles", [
+    ("sclip", "{beta: 1.0}", ["method_kwargs {beta: 1.0} cannot be given to the sclip method: beta is proxyclip's "
+                              "option.", "The sclip method has no options"]),
+    ("naclip", "{std: big}", ["method_kwargs {std: \"big\"}: the naclip method's std takes a float, not 'big'.",
+                              "options are std (float, default 5.0)"]),
+    ("clearclip", "{similarity: query-value}", ["similarity takes 'query-query' or 'query-key', not 'query-value'"]),
+    ("proxyclip", "{gama: 3.0}", ["gama is no method's option (did you mean gamma?)",
+                                  "The proxyclip method's options are beta (float, default 1.2), gamma (float, default 3.0)"]),
+])
+def test_a_methods_own_options_are_checked_before_the_data_is_read(method, kwargs, needles, capsys):
+    """method_kwargs against the method's own typed options (its last block's signature), one paragraph naming the
+    method, the option and value, and the method's options with their types and defaults (issue 20)."""
+    vfm_unset = [] if method == "proxyclip" else [token for option in ("vfm", "vfm_pretrained", "vfm_kwargs", "vfm_mean",
+                                                                       "vfm_std")
+                                                  for token in (f"--model.segmentor.{option}", "null")]
+    line = refused(["test", "--config", "configs/voc21.yaml", "--model", TINY, "--model.segmentor.method", method,
+                    *vfm_unset, "--model.segmentor.method_kwargs", kwargs, "--data.init_args.root", "/nonexistent/VOC2012"],
+                   capsys)
+    assert all(needle in line for needle in needles), line
+    assert "/nonexistent" not in line
+
+
+@pytest.mark.parametrize("args", [["--model.segmentor.beta", "1.0"], ["--model.segmentor.init_args.gamma", "2"],
+                                  ["--model", "MOVED"]])
+def test_the_spelling_before_method_kwargs_says_how_to_give_them(args, tmp_path, capsys):
+    """beta/gamma as segmentor options (the command line, or `beta:` in a model YAML): one paragraph that gives the
+    method_kwargs spelling, which works as printed."""
+    import shlex
+
+    if "MOVED" in args:
+        (tmp_path / "old.yaml").write_text("segmentor:\n  beta: 1.0\n")
+        args = ["--model", str(tmp_path / "old.yaml")]
+    line = refused(["test", "--config", "configs/voc21.yaml", "--model", TINY, *args], capsys)
+    name = "gamma" if "gamma" in args[0] else "beta"
+    assert line.startswith(f"error: {name} is an option of the proxyclip method, not of the segmentor"), line
+    suggested = line[line.index("--model.segmentor.method_kwargs"):].split(" (quoted")[0]
+    assert suggested == "--model.segmentor.method_kwargs '{beta: 1.2, gamma: 3.0}'"
+    config, _ = resolved(["test", "--config", "configs/voc21.yaml", "--model", TINY, *shlex.split(suggested)])
+    assert config["model"]["segmentor"]["init_args"]["method_kwargs"] == {"beta": 1.2, "gamma": 3.0}
+    config, _ = resolved(["test", "--config", "configs/voc21.yaml", "--model", TINY,
+                          *shlex.split("--model.segmentor.method_kwargs '{beta: 1.0, gamma: 3.0}'")])
+    assert config["model"]["segmentor"]["init_args"]["method_kwargs"] == {"beta": 1.0, "gamma": 3.0}
 
 
 def test_the_method_only_options_are_listed_once():
@@ -266,7 +312,8 @@ def test_the_method_only_options_are_listed_once():
 
     keyword_only = [name for name, p in inspect.signature(method_settings).parameters.items() if p.kind is p.KEYWORD_ONLY]
     assert keyword_only == list(METHOD_OPTIONS)
-    assert set(METHOD_OPTIONS) <= set(inspect.signature(TrainingFreeSegmentor.__init__).parameters)
+    parameters = set(inspect.signature(TrainingFreeSegmentor.__init__).parameters)
+    assert set(METHOD_OPTIONS) <= parameters and not {"beta", "gamma"} & parameters   # a method's own: method_kwargs
 
 
 def test_unset_vfm_options_are_the_methods_defaults():
@@ -292,7 +339,7 @@ def test_shipped_config_names_resolve_from_another_folder(form, tmp_path, monkey
     pairs = [("--config", "configs/voc21.yaml"), ("--model", "configs/model/tiny_random.yaml")]
     args = [token for key, value in pairs for token in ((key, value) if form == "two tokens" else (f"{key}={value}",))]
     config, _ = resolved(["test", *args])
-    assert config["data"]["init_args"]["names_file"] == "voc21" and config["model"]["segmentor"]["init_args"]["beta"] == 1.2
+    assert config["data"]["init_args"]["names_file"] == "voc21" and config["model"]["segmentor"]["init_args"]["method_kwargs"]["beta"] == 1.2
 
 
 # --- review 2: a relative data path is relative to where it was given ---------------------------------------------
