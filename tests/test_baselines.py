@@ -310,7 +310,7 @@ def test_segmentor_without_vfm_segments_an_image():
     """The library path (`segment`) with a baseline: no VFM is built, PAMR and the area threshold run."""
     from proxyclip import build_segmentor
 
-    proxyclip_only = dict(vfm=None, vfm_pretrained=None, vfm_kwargs=None, beta=None, gamma=None,
+    proxyclip_only = dict(vfm=None, vfm_pretrained=None, vfm_kwargs=None, method_kwargs=None,
                           vfm_mean=None, vfm_std=None)   # the tiny model's
     seg = build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", pamr_steps=2, area_thd=0.1,
                           crop_size=112, stride=56, pad_multiple=1, **proxyclip_only).eval()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from lightning.pytorch import seed_everything
 
 from conftest import REPO_ROOT, TINY_CONFIG
@@ -305,6 +306,27 @@ def test_print_config_output_runs_as_given(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert report["num_images"] == 2
+
+
+def test_a_config_naming_the_former_class_name_still_runs(tmp_path):
+    """A saved config from before the rename (class_path ...ProxyCLIPSegmentor) runs; metrics.json records the method
+    and its options as they ran, defaults filled in (issue 20)."""
+    from proxyclip.commands.cli import cli_main
+    from proxyclip.commands.eval_all import resolved_config
+
+    root = WRITERS["voc21"](tmp_path / "data", n=1)
+    code, printed, errors = resolved_config(cli_test_args("voc21", root, tmp_path / "out"))
+    assert code == 0, errors
+    config = yaml.safe_load(printed)
+    assert config["model"]["segmentor"]["class_path"].endswith(".TrainingFreeSegmentor")
+    config["model"]["segmentor"]["class_path"] = "proxyclip.method.segmentor.ProxyCLIPSegmentor"
+    config["model"]["segmentor"]["init_args"]["method_kwargs"] = {"gamma": 2.5}
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(config))
+    cli = cli_main(["test", "--config", str(tmp_path / "old.yaml")])
+    assert type(cli.model.segmentor).__name__ == "TrainingFreeSegmentor"
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert report["num_images"] == 1
+    assert (report["method"], report["method_options"]) == ("proxyclip", {"beta": 1.2, "gamma": 2.5})
 
 
 def test_every_model_option_has_a_help_line():

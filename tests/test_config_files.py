@@ -54,9 +54,9 @@ def test_a_benchmark_config_names_its_model_for_every_reader(tmp_path):
     bench = tmp_path / "bench.yaml"
     bench.write_text("model: model/tiny.yaml\ndata: data/voc21.yaml\n")
     path, data = model_config(bench)
-    assert path == tmp_path / "model" / "tiny.yaml" and data["segmentor"]["beta"] == 0.7
+    assert path == tmp_path / "model" / "tiny.yaml" and data["segmentor"]["method_kwargs"]["beta"] == 0.7
     assert config_section(bench, "model") == data
-    assert load_model_spec(bench)["beta"] == 0.7
-    assert build_segmentor(bench, class_names=VOCAB).beta == 0.7
+    assert load_model_spec(bench)["method_kwargs"]["beta"] == 0.7
+    assert build_segmentor(bench, class_names=VOCAB).method_options["beta"] == 0.7
     shipped = (REPO_ROOT / "proxyclip" / "configs" / "model" / "default.yaml").resolve()
     assert model_config("configs/voc21.yaml")[0].resolve() == shipped

@@ -125,6 +125,6 @@ def test_the_nan_line_is_printed_where_nan_can_happen_or_did():
     seg.numerics = "defined"
     assert not seg.nan_possible and nan_line({"nan_pixels": 0, "numerics": "defined"}, seg.nan_possible) is None
     assert nan_line({"nan_pixels": 1, "numerics": "defined"}, False).startswith("1 pixel had NaN logits and was")
-    sclip = build_segmentor(TINY_CONFIG, class_names=VOCAB, method="sclip", beta=None, gamma=None, vfm=None,
+    sclip = build_segmentor(TINY_CONFIG, class_names=VOCAB, method="sclip", method_kwargs=None, vfm=None,
                             vfm_pretrained=None, vfm_kwargs=None, vfm_mean=None, vfm_std=None, numerics="original")
     assert not sclip.nan_possible

@@ -70,13 +70,15 @@ def test_evaluate_all_resume_and_summary(tmp_path):
     # A changed model option (passed through, after --model) with --overwrite reruns that benchmark; a broken one fails alone.
     (tmp_path / "empty").mkdir()
     third = run_eval_all(tmp_path, "--datasets", "voc21", "voc20", "--root", f"voc20={tmp_path / 'empty'}",
-                         "--model.segmentor.beta", "1.0", "--overwrite")
+                         "--model.segmentor.method_kwargs", "{beta: 1.0, gamma: 3.0}", "--overwrite")
     assert third.returncode == 1
     assert "tiny_random / voc21: ok" in third.stdout
     rerun = read_json(setting / "voc21" / "run.json")
     assert rerun["config_hash"] != run["config_hash"]
-    assert rerun["config"]["model"]["segmentor"]["init_args"]["beta"] == 1.0
-    assert read_json(setting / "voc21" / "metrics.json")["config"]["model"]["segmentor"]["init_args"]["beta"] == 1.0
+    assert rerun["config"]["model"]["segmentor"]["init_args"]["method_kwargs"] == {"beta": 1.0, "gamma": 3.0}
+    rerun_metrics = read_json(setting / "voc21" / "metrics.json")
+    assert rerun_metrics["config"]["model"]["segmentor"]["init_args"]["method_kwargs"] == {"beta": 1.0, "gamma": 3.0}
+    assert (rerun_metrics["method"], rerun_metrics["method_options"]) == ("proxyclip", {"beta": 1.0, "gamma": 3.0})
     assert (setting / "cityscapes" / "metrics.json").stat().st_mtime_ns == mtimes["cityscapes"]
     failed = read_json(setting / "voc20" / "run.json")["status"]
     assert failed.startswith("failed: ") and "val.txt" in failed and "Traceback" not in failed
@@ -85,14 +87,14 @@ def test_evaluate_all_resume_and_summary(tmp_path):
 
 
 def test_config_hash_ignores_only_where_results_go():
-    config = {"model": {"output_dir": "/a", "segmentor": {"init_args": {"beta": 1.2, "text_cache_dir": "/x"}}},
+    config = {"model": {"output_dir": "/a", "segmentor": {"init_args": {"method_kwargs": {"beta": 1.2}, "text_cache_dir": "/x"}}},
               "trainer": {"devices": 1, "precision": None, "default_root_dir": "/a"}, "data": {"init_args": {"root": "/d"}}}
     weights = {"clip": "random", "vfm": "random"}
-    moved = {"model": {"output_dir": "/b", "segmentor": {"init_args": {"beta": 1.2, "text_cache_dir": "/y"}}},
+    moved = {"model": {"output_dir": "/b", "segmentor": {"init_args": {"method_kwargs": {"beta": 1.2}, "text_cache_dir": "/y"}}},
              "trainer": {"devices": 8, "precision": None, "default_root_dir": "/b"}, "data": {"init_args": {"root": "/d"}}}
     assert config_hash(config, weights) == config_hash(moved, weights)
     changed = json.loads(json.dumps(config))
-    changed["model"]["segmentor"]["init_args"]["beta"] = 1.0
+    changed["model"]["segmentor"]["init_args"]["method_kwargs"]["beta"] = 1.0
     assert config_hash(changed, weights) != config_hash(config, weights)
     changed = json.loads(json.dumps(config))
     changed["trainer"]["precision"] = "bf16-mixed"

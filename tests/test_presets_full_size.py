@@ -150,7 +150,7 @@ def test_clip_presets_at_full_size(clip_key, downloads):
     with torch.no_grad():
         for method, options in sorted({(s["method"], tuple(sorted((s["method_kwargs"] or {}).items()))) for s in users.values()}):
             if method == "proxyclip":
-                dense = dense_clip_features(visual, torch.randn(1, 3, 336, 336), ProxyAttention(1.2, 3.0),
+                dense = dense_clip_features(visual, torch.randn(1, 3, 336, 336), ProxyAttention(**dict(options)),
                                             torch.randn(1, 768, 42, 42))
                 assert dense.shape == (1, expected["out"], 42, 42) and torch.isfinite(dense).all()
             else:
@@ -239,7 +239,7 @@ def test_every_preset_is_a_checked_combination():
         assert (spec["vfm_mean"] is not None) == (spec["vfm_std"] is not None) == (spec["method"] == "proxyclip"), stem
         if spec["method"] == "proxyclip":
             assert spec["vfm"] in VFMS, stem
-            assert (spec["beta"], spec["gamma"]) == (1.2, 3.0), stem
+            assert spec["method_kwargs"] == {"beta": 1.2, "gamma": 3.0}, stem   # ProxyCLIP's own, as its defaults
         else:   # docs/baselines/: no VFM; SCLIP and NACLIP never pad a crop, ClearCLIP pads to CLIP's patch
             assert stem.startswith(spec["method"] + "_") and spec["vfm"] is None, stem
             patch = CLIPS[spec["clip_model"], spec["clip_pretrained"]]["patch"]

@@ -6,7 +6,7 @@ from PIL import Image
 
 from proxyclip import ProxyCLIPError, build_segmentor
 from proxyclip.method.sliding_window import pad_to_multiple, sliding_windows
-from conftest import REPO_ROOT, TINY_CONFIG, VOCAB, random_image
+from conftest import REPO_ROOT, TINY_CONFIG, VOCAB, random_image, twin
 
 
 def test_batch_invariance_with_mixed_sizes(tiny_segmentor):
@@ -76,8 +76,9 @@ def test_library_api(tiny_segmentor):
     assert seg.predict_probabilities(Image.fromarray(array)).shape == (len(VOCAB), 70, 90)
     assert torch.equal(seg.segment(Image.fromarray(array).convert("L")), seg.segment(np.asarray(Image.fromarray(array).convert("L"))))
     assert seg.dense_features(torch.rand(2, 3, 112, 168)).shape == (2, 32, 14, 21)
-    for name in ("beta", "gamma", "logit_scale", "prob_thd", "crop_size", "stride"):
+    for name in ("method", "method_options", "logit_scale", "prob_thd", "crop_size", "stride"):
         assert hasattr(seg, name)
+    assert seg.method_options == {"beta": 1.2, "gamma": 3.0}
     assert seg.clip.__class__.__module__.startswith("open_clip")
 
 
@@ -119,7 +120,7 @@ def test_build_segmentor_finds_a_shipped_config_from_any_folder(tmp_path, monkey
     (tmp_path / "configs" / "model").mkdir(parents=True)
     (tmp_path / "configs" / "model" / "tiny_random.yaml").write_text(
         (REPO_ROOT / "configs/model/tiny_random.yaml").read_text().replace("beta: 1.2", "beta: 0.7"))
-    assert build_segmentor("configs/model/tiny_random.yaml", class_names=VOCAB).beta == 0.7
+    assert build_segmentor("configs/model/tiny_random.yaml", class_names=VOCAB).method_options["beta"] == 0.7
 
 
 def test_a_bad_vocabulary_is_refused_before_any_model_is_built(tmp_path):
@@ -136,5 +137,48 @@ def test_the_readme_names_every_option_another_method_refuses():
     readme = (REPO_ROOT / "README.md").read_text()
     baselines = readme[readme.index("## Baselines"):]
     baselines = " ".join(baselines[:baselines.index("\n## ", 1)].split())
-    refused = baselines[baselines.index("ProxyCLIP's own options"):baselines.index("are refused for a method")]
-    assert [option for option in ("beta", "gamma", *VFM_OPTIONS) if f"`{option}`" not in refused] == []
+    refused = baselines[baselines.index("The shared VFM options"):baselines.index("are refused for a method")]
+    assert [option for option in VFM_OPTIONS if f"`{option}`" not in refused] == []
+
+
+def test_a_methods_own_options_are_method_kwargs_with_its_defaults():
+    """method_kwargs are checked against the method's typed options before any model is built (the checkpoint below
+    does not exist); unset ones are its defaults, and the values run (issue 20)."""
+    from proxyclip.method.method_options import check_method_kwargs
+
+    assert check_method_kwargs("proxyclip", None) == {"beta": 1.2, "gamma": 3.0}
+    assert check_method_kwargs("proxyclip", {"beta": 1}) == {"beta": 1.0, "gamma": 3.0}
+    assert check_method_kwargs("naclip", {}) == {"std": 5.0} and check_method_kwargs("sclip", None) == {}
+    assert check_method_kwargs("clearclip", {"similarity": "query-key"}) == {"similarity": "query-key"}
+    absent = dict(clip_pretrained="/nonexistent/absent.bin", clip_quick_gelu=True, clip_mean=[0.5] * 3, clip_std=[0.5] * 3)
+    with pytest.raises(ProxyCLIPError, match=r"the proxyclip method's beta takes a float, not 'high'\. The proxyclip "
+                                             r"method's options are beta \(float, default 1\.2\), gamma \(float, default 3\.0\)"):
+        build_segmentor(TINY_CONFIG, method_kwargs={"beta": "high"}, **absent)
+    with pytest.raises(ProxyCLIPError, match=r"std is naclip's option"):
+        build_segmentor(TINY_CONFIG, method_kwargs={"std": 5.0}, **absent)
+    seg = build_segmentor(TINY_CONFIG, class_names=VOCAB, method_kwargs={"gamma": 2.0})
+    assert seg.method_options == {"beta": 1.2, "gamma": 2.0} and (seg.last_block.beta, seg.last_block.gamma) == (1.2, 2.0)
+
+
+def test_proxyclip_with_its_default_method_kwargs_computes_as_without_them(tiny_segmentor):
+    """The presets' method_kwargs {beta: 1.2, gamma: 3.0} are ProxyCLIP's defaults: the same numbers as none given."""
+    image = random_image(80, 100, 3)
+    unset = twin(tiny_segmentor, method_kwargs=None)
+    assert tiny_segmentor.method_options == unset.method_options == {"beta": 1.2, "gamma": 3.0}
+    assert torch.equal(tiny_segmentor.predict_probabilities(image), unset.predict_probabilities(image))
+    assert not torch.equal(tiny_segmentor.predict_probabilities(image),
+                           twin(tiny_segmentor, method_kwargs={"gamma": 1.0}).predict_probabilities(image))
+
+
+def test_the_old_spelling_of_a_methods_options_says_how_to_give_them():
+    with pytest.raises(ProxyCLIPError, match=r"beta is an option of the proxyclip method, not of the segmentor: .*"
+                                             r"method_kwargs: \{beta: 1\.2, gamma: 3\.0\}"):
+        build_segmentor(TINY_CONFIG, beta=1.0)
+
+
+def test_the_former_name_is_the_same_class():
+    import proxyclip
+    from proxyclip.method import ProxyCLIPSegmentor, TrainingFreeSegmentor
+
+    assert proxyclip.ProxyCLIPSegmentor is proxyclip.TrainingFreeSegmentor is ProxyCLIPSegmentor is TrainingFreeSegmentor
+    assert TrainingFreeSegmentor.__name__ == "TrainingFreeSegmentor"
