@@ -341,7 +341,17 @@ def test_every_model_option_has_a_help_line():
             if name != "self":
                 assert f"\n    {name}: " in doc or f"\n{name}: " in doc, f"{cls.__name__}.{name} has no help line"
     help_text = run_main("test", "--model.segmentor.help", "proxyclip.TrainingFreeSegmentor").stdout
-    assert "adaptive-normalisation shift" in help_text and "sliding-window crop side" in help_text
+    flat = " ".join(help_text.split())
+    assert "beta (float, 1.2)" in flat and "sliding-window crop side" in flat
+    from proxyclip.method.last_block import LAST_BLOCKS
+    from proxyclip.method.method_options import method_option_types
+
+    documented = " ".join(inspect.getdoc(TrainingFreeSegmentor).split("method_kwargs: ", 1)[1].split("\n    vfm: ")[0].split())
+    for method in LAST_BLOCKS:           # every method's own options, with their defaults, on method_kwargs' help line
+        assert f"{method}: " in documented, method
+        for name, (_, default) in method_option_types(method).items():
+            shown = f'"{default}"' if isinstance(default, str) else repr(default)
+            assert f"{name} (" in documented and f", {shown})" in documented, (method, name)
 
 
 def test_predict_folder_mixed_sizes_inline_vocabulary(tmp_path):
