@@ -109,10 +109,10 @@ def check_method_kwargs(method: str, method_kwargs: dict[str, Any] | None) -> di
     have (naming the method it belongs to) or a value of the wrong type, in one paragraph."""
     if method not in LAST_BLOCKS:
         build_last_block(method)                      # raises the unknown-method paragraph
-    given = dict(method_kwargs or {})
     if not isinstance(method_kwargs, (dict, type(None))):
         raise ProxyCLIPError(method_kwargs_paragraph(method, f"method_kwargs must be a mapping of option to value, "
                                                              f"got {method_kwargs!r}."))
+    given = dict(method_kwargs or {})
     options = method_option_types(method)
     foreign = [name for name in given if name not in options]
     if foreign:
