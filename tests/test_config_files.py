@@ -48,7 +48,8 @@ def test_a_broken_config_is_named_with_its_fix(tmp_path):
 
 
 def test_a_benchmark_config_names_its_model_for_every_reader(tmp_path):
-    """`model: other.yaml` is followed relative to the benchmark config, the same for the library and the weights command."""
+    """`model: other.yaml` is followed relative to the benchmark config by the weights command; build_segmentor
+    refuses a benchmark config, whose data values and protocol file only the CLI adds."""
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "tiny.yaml").write_text(TINY_CONFIG.read_text().replace("beta: 1.2", "beta: 0.7"))
     bench = tmp_path / "bench.yaml"
@@ -57,6 +58,7 @@ def test_a_benchmark_config_names_its_model_for_every_reader(tmp_path):
     assert path == tmp_path / "model" / "tiny.yaml" and data["segmentor"]["beta"] == 0.7
     assert config_section(bench, "model") == data
     assert load_model_spec(bench)["beta"] == 0.7
-    assert build_segmentor(bench, class_names=VOCAB).beta == 0.7
+    with pytest.raises(ProxyCLIPError, match=r"bench.yaml is a benchmark config: .* model/tiny.yaml, .*crop_size=224"):
+        build_segmentor(bench, class_names=VOCAB)
     shipped = (REPO_ROOT / "proxyclip" / "configs" / "model" / "default.yaml").resolve()
     assert model_config("configs/voc21.yaml")[0].resolve() == shipped
