@@ -1,6 +1,7 @@
 """Config files (YAML) are read here and nowhere else: the library's `build_segmentor`, the commands' config checks,
-`proxyclip-weights` and `eval_all` (the CLI's printed config) all read through this module, so a missing or broken
-file is reported one way. Shared by the method and the commands, so it imports neither."""
+`proxyclip-weights`, `eval_all` (the CLI's printed config) and the result writer (the run's dumped config) all read
+through this module, so a missing or broken file is reported one way. Shared by the method, the shell and the
+commands, so it imports none of them."""
 from __future__ import annotations
 
 import os
