@@ -1,6 +1,7 @@
 """DataLoader settings that feed the device the run is on: workers and pinned memory chosen from the machine."""
 from __future__ import annotations
 
+import multiprocessing.connection
 import os
 import sys
 import tempfile
@@ -15,7 +16,6 @@ from .errors import DataError
 MAX_IMAGES_PER_STEP = 8
 MAX_WORKERS = 8  # decoding and resizing a 500 x 375 JPEG takes ~3 ms: 8 workers outrun one GPU on every benchmark
 UNIX_SOCKET_PATH_MAX = 107  # Linux's sun_path holds 108 bytes, the last one the terminating zero
-WORKER_SOCKET = "/pymp-12345678/listener-12345678"  # what multiprocessing adds to the temporary folder, in length
 
 
 def usable_cpus() -> int:
@@ -56,17 +56,22 @@ def check_worker_sockets(num_workers: int) -> None:
     """Refuse a temporary folder too long for the sockets DataLoader workers hand their batches through.
 
     With PyTorch's default sharing on Linux (file descriptors), a worker passes each tensor through a Unix socket
-    made under the temporary folder; when that path is longer than a socket address can be, the worker's send
-    fails in a background thread and the main process waits for the batch forever, without a word.
+    made in multiprocessing's folder under the temporary folder; when that path is longer than a socket address can
+    be, the worker's send fails in a background thread and the main process waits for the batch forever, without a
+    word. The address asked for here is the one a (forked) worker would use: the same per-process folder, the same
+    naming, whatever the Python version does about long folders.
     """
     if num_workers <= 0 or sys.platform != "linux" or torch.multiprocessing.get_sharing_strategy() != "file_descriptor":
         return
+    address = multiprocessing.connection.arbitrary_address("AF_UNIX")
+    if len(os.fsencode(address)) <= UNIX_SOCKET_PATH_MAX:
+        return
     temp = tempfile.gettempdir()
-    if len(temp) + len(WORKER_SOCKET) > UNIX_SOCKET_PATH_MAX:
-        raise DataError(f"The temporary folder {temp} ({len(temp)} characters) is too long for the sockets that "
-                        f"DataLoader workers pass batches through (at most {UNIX_SOCKET_PATH_MAX - len(WORKER_SOCKET)} "
-                        f"characters with num_workers > 0; the run would hang). Set TMPDIR to a shorter folder (e.g. "
-                        f"TMPDIR=/tmp), or read in the main process with --data.init_args.num_workers 0.")
+    allowed = UNIX_SOCKET_PATH_MAX - (len(os.fsencode(address)) - len(os.fsencode(temp)))
+    raise DataError(f"The temporary folder {temp} ({len(os.fsencode(temp))} bytes) is too long for the sockets that "
+                    f"DataLoader workers pass batches through (at most {allowed} bytes with num_workers > 0; the run "
+                    f"would hang). Set TMPDIR to a shorter folder (e.g. TMPDIR=/tmp), or read in the main process "
+                    f"with --data.init_args.num_workers 0.")
 
 
 def each_once_sampler(dataset: Any, trainer: Any, what: str) -> UnrepeatedDistributedSampler | None:

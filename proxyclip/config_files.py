@@ -1,6 +1,7 @@
 """Config files (YAML) are read here and nowhere else: the library's `build_segmentor`, the commands' config checks,
-`proxyclip-weights` and `eval_all` (the CLI's printed config) all read through this module, so a missing or broken
-file is reported one way. Shared by the method and the commands, so it imports neither."""
+`proxyclip-weights`, `eval_all` (the CLI's printed config) and the result writer (the run's dumped config) all read
+through this module, so a missing or broken file is reported one way. Shared by the method, the shell and the
+commands, so it imports none of them."""
 from __future__ import annotations
 
 import os
@@ -58,14 +59,22 @@ def config_section(config: str | os.PathLike, key: str | None) -> dict[str, Any]
     return section if isinstance(section, dict) else {}
 
 
-def model_config(config: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+def model_config(config: str | os.PathLike, follow: bool = True) -> tuple[Path, dict[str, Any]]:
     """(the file, its options) of a model config, or of the model a benchmark config names (`model: model/x.yaml`,
-    relative to that file, as jsonargparse resolves it); a shipped config's README name works from any folder."""
+    relative to that file, as jsonargparse resolves it); a shipped config's README name works from any folder.
+    follow=False refuses a benchmark config (its data values would be left out)."""
     path = find_config(config)
     if not path.is_file():
         raise ProxyCLIPError(f"Config '{config}' does not exist (looked for {path}). Give a model config "
                              "(configs/model/*.yaml), a benchmark config (configs/*.yaml) or your own YAML file.")
     data = read_config(path)
     if isinstance(data.get("model"), str):
+        if not follow:
+            raise ProxyCLIPError(
+                f"{path} is a benchmark config: the CLI adds its data values (vocabulary, crop_size, stride, prob_thd, "
+                f"numerics) and its method's protocol file to the model config it names, {data['model']}, which "
+                "build_segmentor would not do. Give the model config and the values you want as keywords (e.g. "
+                "build_segmentor('configs/model/default.yaml', class_names, crop_size=224)), or run the benchmark "
+                f"with `python main.py test --config {path}`.")
         return model_config(path.parent / data["model"])
     return path, data

@@ -70,8 +70,18 @@ def test_a_tag_whose_weights_do_not_fit_is_refused_by_open_clip(kind, monkeypatc
     else:
         state, library_says = build_clip(TINY_JSON, None)[0].state_dict(), "text pos_embed width changed"
     put_in_hub_cache(tmp_path / "hub", "timm/vit_base_patch16_clip_224.openai", "open_clip_pytorch_model.bin", state)
-    with pytest.raises(ProxyCLIPError, match=rf"CLIP ViT-B-16 \(openai\) were refused .*{library_says}.*clip_quick_gelu"):
+    with pytest.raises(ProxyCLIPError, match=rf"CLIP ViT-B-16 \(openai\) were refused .*{library_says}.*The file "
+                                             rf".*open_clip_pytorch_model.bin is not the tag's weights .*delete it"):
         build_clip("ViT-B-16", "openai")
+
+
+def test_an_architecture_that_cannot_be_built_is_its_own_error_not_the_weights():
+    """What goes wrong while building the architecture (random weights asked for) is open_clip's error as it is."""
+    bad = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 100, "head_width": 30, "patch_size": 16},
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    with pytest.raises(Exception) as info:
+        build_clip(bad, None, quick_gelu=False)
+    assert not isinstance(info.value, ProxyCLIPError) and "refused" not in str(info.value)
 
 
 def test_unknown_tag_and_missing_files():

@@ -8,11 +8,6 @@ from proxyclip import ProxyCLIPError, build_segmentor
 from proxyclip.commands.weights import load_model_spec
 from proxyclip.config_files import config_from_text, config_section, model_config, read_config
 
-# yaml parsed outside config_files, and why: the result writer reads back the config jsonargparse just dumped (text in
-# memory, never a file)
-NOT_FILES = {"proxyclip/shell/result_writer.py"}
-
-
 def yaml_readers() -> set[str]:
     """The library's files that call yaml.safe_load / yaml.load."""
     found = set()
@@ -26,7 +21,7 @@ def yaml_readers() -> set[str]:
 
 
 def test_config_files_is_the_one_reader():
-    assert yaml_readers() - NOT_FILES == {"proxyclip/config_files.py"}
+    assert yaml_readers() == {"proxyclip/config_files.py"}
 
 
 def test_a_broken_config_is_named_with_its_fix(tmp_path):
@@ -48,7 +43,8 @@ def test_a_broken_config_is_named_with_its_fix(tmp_path):
 
 
 def test_a_benchmark_config_names_its_model_for_every_reader(tmp_path):
-    """`model: other.yaml` is followed relative to the benchmark config, the same for the library and the weights command."""
+    """`model: other.yaml` is followed relative to the benchmark config by the weights command; build_segmentor
+    refuses a benchmark config, whose data values and protocol file only the CLI adds."""
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "tiny.yaml").write_text(TINY_CONFIG.read_text().replace("beta: 1.2", "beta: 0.7"))
     bench = tmp_path / "bench.yaml"
@@ -57,6 +53,7 @@ def test_a_benchmark_config_names_its_model_for_every_reader(tmp_path):
     assert path == tmp_path / "model" / "tiny.yaml" and data["segmentor"]["method_kwargs"]["beta"] == 0.7
     assert config_section(bench, "model") == data
     assert load_model_spec(bench)["method_kwargs"]["beta"] == 0.7
-    assert build_segmentor(bench, class_names=VOCAB).method_options["beta"] == 0.7
+    with pytest.raises(ProxyCLIPError, match=r"bench.yaml is a benchmark config: .* model/tiny.yaml, .*crop_size=224"):
+        build_segmentor(bench, class_names=VOCAB)
     shipped = (REPO_ROOT / "proxyclip" / "configs" / "model" / "default.yaml").resolve()
     assert model_config("configs/voc21.yaml")[0].resolve() == shipped

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import importlib
 import os
 import re
@@ -630,34 +631,54 @@ class _Zeros(torch.utils.data.Dataset):
         return torch.zeros(64, 64)
 
 
-def _workers_deliver(temp: Path) -> bool:
-    """Whether a 1-worker DataLoader delivers its batches with `temp` as the temporary folder (5 s to do so)."""
-    script = ("import sys, torch; sys.path[:0] = [sys.argv[1]]; from test_datamodules import _Zeros; "
-              "print(sum(1 for _ in torch.utils.data.DataLoader(_Zeros(), num_workers=1, timeout=5)))")
-    result = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], env={**os.environ, "TMPDIR": str(temp)},
-                            capture_output=True, text=True, timeout=120)
-    return result.returncode == 0 and result.stdout.strip() == "2"
+_WORKERS = """
+import json, sys, torch
+sys.path[:0] = sys.argv[1:3]
+from datamodules import DataError
+from datamodules.loader import check_worker_sockets
+from test_datamodules import _Zeros
+try:
+    check_worker_sockets(1)
+    refusal = ""
+except DataError as error:
+    refusal = str(error)
+try:
+    delivered = sum(1 for _ in torch.utils.data.DataLoader(_Zeros(), num_workers=1, timeout=5)) == 2
+except RuntimeError:   # the DataLoader's timeout: the worker's batches never came
+    delivered = False
+print(json.dumps({"refusal": refusal, "delivered": delivered}))
+"""
+
+
+def _workers_with(temp: Path) -> dict:
+    """What check_worker_sockets says, and whether a 1-worker DataLoader delivers (5 s to do so), with TMPDIR `temp`."""
+    result = subprocess.run([sys.executable, "-c", _WORKERS, str(Path(__file__).parent), str(Path(__file__).parents[1])],
+                            env={**os.environ, "TMPDIR": str(temp)}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Unix-socket hand-over of worker batches is Linux's default")
-def test_a_temporary_folder_too_long_for_worker_sockets_is_refused(tmp_path, monkeypatch):
-    """DataLoader workers hang on a temporary folder too long for their sockets: the loader refuses it with the fix,
-    and the limit is the real one (a folder at the limit delivers, one character more does not)."""
+def test_a_temporary_folder_too_long_for_worker_sockets_is_refused():
+    """DataLoader workers hang on a temporary folder too long for their sockets: the check refuses exactly those (a
+    folder at the limit delivers and passes, one byte more hangs and is refused, with the fix)."""
     from datamodules import loader
 
-    limit = loader.UNIX_SOCKET_PATH_MAX - len(loader.WORKER_SOCKET)
     base = Path(tempfile.mkdtemp(prefix="pc-"))
     try:
+        suffix = subprocess.run([sys.executable, "-c", "import multiprocessing.connection as c, tempfile; "
+                                 "print(len(c.arbitrary_address('AF_UNIX')) - len(tempfile.gettempdir()))"],
+                                env={**os.environ, "TMPDIR": str(base)}, capture_output=True, text=True, check=True)
+        limit = loader.UNIX_SOCKET_PATH_MAX - int(suffix.stdout)       # the longest temporary folder that works
         at_limit = base / ("d" * (limit - len(str(base)) - 1))
         over = base / ("e" * (limit - len(str(base))))
         at_limit.mkdir(), over.mkdir()
         assert len(str(at_limit)) == limit and len(str(over)) == limit + 1
-        assert _workers_deliver(at_limit) and not _workers_deliver(over)
-        monkeypatch.setattr(tempfile, "tempdir", str(over))
-        assert loader.loader_settings(None, 1, 0, False)["num_workers"] == 0          # no workers: nothing to refuse
-        assert_data_error(lambda: loader.loader_settings(None, 1, 2, False), f"{over}", "TMPDIR", "num_workers 0")
-        monkeypatch.setattr(tempfile, "tempdir", str(at_limit))
-        assert loader.loader_settings(None, 1, 2, False)["num_workers"] == 2
+        assert _workers_with(at_limit) == {"refusal": "", "delivered": True}
+        beyond = _workers_with(over)
+        assert not beyond["delivered"]
+        for fragment in (str(over), f"at most {limit} bytes", "TMPDIR", "--data.init_args.num_workers 0"):
+            assert fragment in beyond["refusal"], (fragment, beyond["refusal"])
     finally:
         shutil.rmtree(base)
 

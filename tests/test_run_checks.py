@@ -3,6 +3,10 @@ recorded: precision (float16 AMP on a CPU), a missing accelerator, an output fol
 `--trainer.default_root_dir` moving the logs and results."""
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -111,12 +115,22 @@ def test_the_write_probe_leaves_nothing_behind(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["kept"]                     # not even the folder asked for
 
 
-def test_a_temporary_folder_too_long_for_worker_sockets_is_refused_before_any_weights_are_loaded(tmp_path, capsys,
-                                                                                                 monkeypatch):
-    """--data.init_args.num_workers 2 with a TMPDIR the workers' sockets cannot live in would hang: refused first."""
-    import tempfile
-
+@pytest.mark.parametrize("workers", [["--data.init_args.num_workers", "2"], ["--trainer.accelerator", "gpu"]])
+def test_a_temporary_folder_too_long_for_worker_sockets_is_refused_before_any_weights_are_loaded(tmp_path, workers):
+    """Workers (asked for, or the loader's choice on a GPU) with a TMPDIR their sockets cannot live in would hang:
+    refused first, in one paragraph."""
+    if workers[-1] == "gpu" and not ANY_GPU:
+        pytest.skip("the loader chooses workers on a GPU")
     root = WRITERS["voc21"](tmp_path / "data", n=1)
-    monkeypatch.setattr(tempfile, "tempdir", "/tmp/" + "t" * 90)
-    error = refused(voc_args(root, "--data.init_args.num_workers", "2", *NO_MODEL), capsys)
-    assert "/tmp/" + "t" * 90 in error and "TMPDIR" in error and "missing.bin" not in error
+    temp = Path(tempfile.mkdtemp(prefix="pc-")) / ("t" * 90)
+    temp.mkdir()
+    try:
+        result = subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), *voc_args(root, *workers, *NO_MODEL)],
+                                cwd=tmp_path, env={**os.environ, "TMPDIR": str(temp)}, capture_output=True, text=True,
+                                timeout=600)
+    finally:
+        shutil.rmtree(temp.parent)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith(f"error: The temporary folder {temp} ") and "TMPDIR" in lines[0]
+    assert "missing.bin" not in lines[0]

@@ -115,8 +115,8 @@ REFUSAL = {"missing key": r'Missing key\(s\) in state_dict: "blocks\.0\.attn\.qk
 
 @pytest.mark.parametrize("how", list(REFUSAL))
 def test_timm_refuses_pretrained_weights_that_do_not_fit(how, monkeypatch, tmp_path):
-    """pretrained=True: timm loads its weights (here a tiny file in the Hugging Face cache under the tag's name)
-    with pretrained_strict=True, so a missing key or a wrong shape raises in timm, and that is our error."""
+    """pretrained=True: timm's load_pretrained loads its weights (here a tiny file in the Hugging Face cache under the
+    tag's name) with strict=True, so a missing key or a wrong shape raises in timm, and that is our error."""
     from huggingface_hub import constants
 
     from proxyclip import ProxyCLIPError
@@ -130,9 +130,23 @@ def test_timm_refuses_pretrained_weights_that_do_not_fit(how, monkeypatch, tmp_p
     loaded = build_vfm("dino_vitb8", True, kwargs)                      # what fits loads, through the same path
     assert all(torch.equal(loaded.model.state_dict()[k], v) for k, v in own.items())
     put_in_hub_cache(tmp_path / "hub", "timm/vit_base_patch8_224.dino", "model.safetensors", spoilt(own, how))
-    with pytest.raises(ProxyCLIPError, match=rf"weights of DINO \(vit_base_patch8_224\.dino\) were refused .*{REFUSAL[how]}.*list_vfms") as info:
+    with pytest.raises(ProxyCLIPError, match=rf"weights of DINO \(vit_base_patch8_224\.dino\) were refused .*{REFUSAL[how]}.*drop those vfm_kwargs") as info:
         build_vfm("dino_vitb8", True, kwargs)
     assert isinstance(info.value.__cause__, RuntimeError)              # raised by timm, not read from its log
+
+
+def test_vfm_kwargs_cannot_choose_the_weights_and_architecture_errors_are_their_own():
+    """timm's pretrained_cfg (overlay) in vfm_kwargs could load other weights or none: refused. A vfm_kwargs value
+    timm cannot build is timm's own error, not a refusal of the weights."""
+    from proxyclip import ProxyCLIPError
+    from proxyclip.method.vfm import build_vfm
+
+    kwargs = tiny_vfm_kwargs("dino_vitb8")
+    with pytest.raises(ProxyCLIPError, match=r"vfm_kwargs pretrained_cfg_overlay: the weights of .* are chosen by `vfm`"):
+        build_vfm("dino_vitb8", True, {**kwargs, "pretrained_cfg_overlay": {"hf_hub_id": None}})
+    with pytest.raises(Exception) as info:
+        build_vfm("dino_vitb8", True, {**kwargs, "global_pool": "bogus"})
+    assert not isinstance(info.value, ProxyCLIPError) and "refused" not in str(info.value)
 
 
 @pytest.mark.parametrize("how", ["missing key", "wrong shape"])

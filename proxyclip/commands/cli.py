@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
-from datamodules.loader import check_worker_sockets
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -114,7 +113,6 @@ class ProxyCLIPCLI(LightningCLI):
         route_outputs(config)
         check_output_locations(config)
         check_hardware(config)
-        check_worker_sockets(int(get(config, "data.init_args.num_workers") or 0))  # the loader checks its own choice too
         self._names = prediction_names(config.data) if self.subcommand == "predict" else []
         self._folder, self._earlier = earlier_outputs(config, self.subcommand, self._names)
         if self._earlier and not config.get("overwrite"):

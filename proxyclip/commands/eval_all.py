@@ -38,6 +38,7 @@ from typing import Any, Sequence
 from datamodules import DATAMODULES
 
 from .cli import cli_main
+from .command_line import get
 from ..config_files import config_from_text, config_section
 from ..shipped_configs import find_config, packaged_configs
 from .earlier_outputs import OVERWRITE_FLAG
@@ -174,7 +175,7 @@ def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrou
            "--trainer.default_root_dir", str(out_dir), "--trainer.logger", "false"]
     code, printed, errors = resolved_config([*cmd[3:], *passthrough])
     config = config_from_text(printed, "printed by --print_config") if code == 0 else {}
-    method = (config.get("model") or {}).get("segmentor", {}).get("init_args", {}).get("method") or DEFAULT_METHOD
+    method = get(config, "model.segmentor.init_args.method") or DEFAULT_METHOD
     if code != 0:
         status = f"failed: {one_line(errors)}"
     elif data_config is None and method != DEFAULT_METHOD and config.get(RECORD) is None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from datamodules.loader import check_worker_sockets
 from lightning.pytorch.accelerators import AcceleratorRegistry
 
 from ..errors import ProxyCLIPError
+from .command_line import get
 
 _GPU_BACKENDS = ("cuda", "mps")      # what Lightning's "gpu" means, in its order of preference (mps first)
 _FLOAT16_AMP = ("16", "16-mixed")    # Lightning's alias "16" is 16-mixed
@@ -61,8 +63,14 @@ def check_precision(precision: Any, accelerator: Any) -> None:
 
 
 def check_hardware(config: Any) -> None:
-    """The trainer's accelerator and precision, from the parsed configuration, before anything is built."""
+    """The trainer's accelerator and precision, and the DataLoader workers' temporary folder, from the parsed
+    configuration, before anything is built."""
     trainer = getattr(config, "trainer", None)
     accelerator = getattr(trainer, "accelerator", "auto")
     check_accelerator(accelerator)
     check_precision(getattr(trainer, "precision", None), accelerator)
+    workers = get(config, "data.init_args.num_workers")
+    if workers is None:   # the loader's choice (datamodules/loader.py): workers on a GPU, none on a CPU
+        gpu = isinstance(accelerator, str) and resolved_accelerator(accelerator) != "cpu"
+        workers = 1 if gpu else 0
+    check_worker_sockets(int(workers))   # the loader checks its own choice again

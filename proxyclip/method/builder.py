@@ -22,15 +22,16 @@ def segmentor_spec(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_segmentor(config: str | Path | dict[str, Any], class_names: Sequence[str] | None = None, **overrides: Any) -> TrainingFreeSegmentor:
-    """Build a `TrainingFreeSegmentor` from a model YAML (e.g. `configs/model/default.yaml`: a shipped config's README name
-    works from any folder, a local file of that path wins), a benchmark YAML that names one, or a dict.
+    """Build a `TrainingFreeSegmentor` from a model YAML (e.g. `configs/model/default.yaml`: a shipped config's README
+    name works from any folder, a local file of that path wins) or a dict. A benchmark YAML is refused: its data values
+    and protocol file are the CLI's to add.
 
     class_names: the vocabulary (one entry per class, synonyms separated by "; ").
     overrides: init arguments that replace the config's (e.g. prob_thd=0.2, crop_size=224).
     """
     config_path = None
     if isinstance(config, (str, Path)):
-        config_path, config = model_config(config)
+        config_path, config = model_config(config, follow=False)
     spec = {k: v for k, v in segmentor_spec(config).items() if k != "class_path"}
     spec.update(overrides)
     if class_names is not None:

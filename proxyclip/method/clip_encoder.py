@@ -95,29 +95,32 @@ def build_clip(model_name: str | dict = "ViT-B-16", pretrained: str | None = "op
     # force_quick_gelu sets open_clip's own config (so its tag check agrees); quick_gelu=False overrides a
     # config that declares QuickGELU.
     activation = {"force_quick_gelu": True} if quick_gelu else {"quick_gelu": False}
-    fix = ("Set clip_quick_gelu to match the weights (true for OpenAI's, false for GELU weights), and use the model "
-           "name the weights were made for.")
-    if pretrained is None:
-        with weights_must_match(f"CLIP {name}", fix, random_init=True):
-            model = open_clip.create_model(name, pretrained=None, **activation)
-    elif is_local_path(pretrained):
+    # The architecture first, on its own: what goes wrong there is the architecture's error, not the weights'.
+    with weights_must_match(f"CLIP {name}", "", random_init=True, loads=False):
+        model = open_clip.create_model(name, pretrained=None, **activation)
+    if pretrained is not None and is_local_path(pretrained):
         path = Path(pretrained).expanduser()
         if not path.is_file():
             raise ProxyCLIPError(f"CLIP checkpoint file not found: '{pretrained}'. Fix `clip_pretrained` in the config.")
-        # open_clip loads a file given as `pretrained` strictly; require_pretrained: loading nothing is an error
         with weights_must_match(f"CLIP {name} from the checkpoint '{pretrained}'",
                                 "Use the model name the checkpoint was trained with (clip_model), or a checkpoint of "
                                 "this model (clip_pretrained)."):
-            model = open_clip.create_model(name, pretrained=str(path), require_pretrained=True, **activation)
-    else:
+            open_clip.load_checkpoint(model, str(path), strict=True)
+    elif pretrained is not None:
         tags = open_clip.list_pretrained_tags_by_model(name)
         if pretrained not in tags:
             raise ProxyCLIPError(
                 f"Unknown pretrained tag '{pretrained}' for CLIP '{name}'. {close_matches(pretrained, tags)} "
                 "Use one of open_clip.list_pretrained_tags_by_model(name), a local checkpoint path, or null for random weights."
             )
-        with download_guard(f"CLIP {name} ({pretrained})"), weights_must_match(f"CLIP {name} ({pretrained})", fix):
-            model = open_clip.create_model(name, pretrained=pretrained, require_pretrained=True, **activation)
+        # what open_clip.create_model(name, pretrained=tag) does, in two steps: the download, then a strict load
+        with download_guard(f"CLIP {name} ({pretrained})"):
+            checkpoint = open_clip.download_pretrained(open_clip.get_pretrained_cfg(name, pretrained))
+        with weights_must_match(f"CLIP {name} ({pretrained})",
+                                f"The file {checkpoint} is not the tag's weights for this model (a broken or foreign "
+                                "download): delete it and download it again (`proxyclip-weights download` with your "
+                                "model config)."):
+            open_clip.load_checkpoint(model, checkpoint, strict=True)
     model.eval().requires_grad_(False)
     return model, open_clip.get_tokenizer(name)
 

@@ -176,8 +176,8 @@ def _library_message(exc: BaseException, limit: int = 400) -> str:
 
 
 # What open_clip and timm say (as warnings or log records) when weights and architecture may disagree, or when no
-# weights were loaded although some were asked for. The libraries' own flags (open_clip's require_pretrained, timm's
-# pretrained_strict, a strict load_state_dict) make the real disagreements raise; these words are only a second look,
+# weights were loaded although some were asked for. The libraries' own strict loads (open_clip's load_checkpoint,
+# timm's load_pretrained, torch's load_state_dict) make the real disagreements raise; these words are only a second look,
 # for a path a library loads non-strictly (e.g. timm adapting a classifier), and their wording may change.
 _DISAGREEMENT = re.compile(r"mismatch|no pretrained|initiali[sz]ed (randomly|partially)|random init|missing keys|"
                            r"unexpected keys|cannot load weights|could not find/download|no clip weights|"
@@ -199,10 +199,11 @@ class _Collect(logging.Handler):
 
 
 @contextlib.contextmanager
-def weights_must_match(what: str, fix: str, random_init: bool = False) -> Iterator[None]:
-    """Run a dependency's model building, which is asked to load the weights strictly (open_clip's
-    `require_pretrained=True` and strict checkpoint load, timm's `pretrained_strict=True`): the error it raises
-    when weights and architecture disagree becomes a ProxyCLIPError naming `what` and the `fix`.
+def weights_must_match(what: str, fix: str, random_init: bool = False, loads: bool = True) -> Iterator[None]:
+    """Run a dependency's strict loading of weights (open_clip's `load_checkpoint(strict=True)`, timm's
+    `load_pretrained(strict=True)`): the error it raises when weights and architecture disagree becomes a
+    ProxyCLIPError naming `what` and the `fix`. `loads=False` for a block that only builds an architecture: what it
+    raises is the architecture's own error, passed on unchanged (only its messages are judged).
 
     A network failure is passed on unchanged (`download_guard` explains it). What the libraries only say, as a
     warning or a log line, about weights that may not fit is passed on as one WeightsDisagreementWarning: their
@@ -221,9 +222,9 @@ def weights_must_match(what: str, fix: str, random_init: bool = False) -> Iterat
     except ProxyCLIPError:
         raise
     except (RuntimeError, AssertionError) as exc:
-        # RuntimeError: torch's strict load_state_dict, open_clip's require_pretrained, timm's missing weights;
-        # AssertionError: open_clip's position-table resizing of a checkpoint of another width
-        if _is_network_error(exc):
+        # RuntimeError: torch's strict load_state_dict; AssertionError: open_clip's position-table resizing of a
+        # checkpoint of another width
+        if not loads or _is_network_error(exc):
             raise
         raise ProxyCLIPError(f"The weights of {what} were refused by the library that loads them: "
                              f"{_library_message(exc)}. Loaded anyway, every number would be off. {fix}") from exc

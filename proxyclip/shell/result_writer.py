@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from PIL import Image
 
+from ..config_files import config_from_text
 from .fonts import font_note
 from .results import markdown_summary, nan_line, write_report
 from .visualize import comparison_panel, iou_bar_chart, palette
@@ -25,7 +25,8 @@ def run_config(trainer: Trainer) -> dict[str, Any] | None:
     """The resolved configuration of a CLI run, as the CLI's SaveConfigCallback holds it (None outside the CLI)."""
     for callback in trainer.callbacks:
         if isinstance(callback, SaveConfigCallback):
-            return yaml.safe_load(callback.parser.dump(callback.config, skip_none=False, skip_validation=True))
+            return config_from_text(callback.parser.dump(callback.config, skip_none=False, skip_validation=True),
+                                    "of this run")
     return None
 
 

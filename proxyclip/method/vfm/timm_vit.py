@@ -29,23 +29,40 @@ def create_timm_model(model_name: str, pretrained: bool | str, model_kwargs: dic
     pretrained: True -> timm's pretrained weights (download or cache); a path -> that checkpoint file;
         False -> random. `forced` are the arguments the adapter relies on; they win over `model_kwargs`.
     """
+    chosen = sorted(k for k in model_kwargs if k.startswith("pretrained"))
+    if chosen:   # e.g. pretrained_cfg_overlay could point timm at other weights, or at none (random, with a warning)
+        raise ProxyCLIPError(f"vfm_kwargs {', '.join(chosen)}: the weights of {what} are chosen by `vfm` and "
+                             "`vfm_pretrained` (true, false or a checkpoint file), not by timm's arguments. Leave "
+                             f"{', '.join(chosen)} out of vfm_kwargs.")
     kwargs = {**model_kwargs, **forced}
-    if pretrained is True:
-        with download_guard(what), weights_must_match(what, "Use the registered VFM names (`proxyclip.method.vfm.list_vfms()`) "
-                                                            "with their own weights, or a local checkpoint of the same model."):
-            return timm.create_model(model_name, pretrained=True, **{**kwargs, "pretrained_strict": True})
+    # The architecture first, on its own: what goes wrong there is the architecture's error, not the weights'.
     model = timm.create_model(model_name, pretrained=False, **kwargs)
-    if isinstance(pretrained, (str, os.PathLike)) and str(pretrained):
+    if pretrained is True:
+        # what timm.create_model(pretrained=True) does after building (timm/models/_builder.py, build_model_with_cfg),
+        # strictly: the download and the module's own converter of the original layout
+        fix = (f"Where vfm_kwargs change the architecture ({model_kwargs or 'none given'}), timm's weights for "
+               f"{model_name} cannot fit: drop those vfm_kwargs, or set vfm_pretrained to false (random) or to a "
+               "checkpoint of this architecture. A broken download: delete it from the Hugging Face cache and download "
+               "it again.")
+        with download_guard(what), weights_must_match(what, fix):
+            timm.models.load_pretrained(model, num_classes=getattr(model, "num_classes", 1000),
+                                        in_chans=kwargs.get("in_chans", 3), filter_fn=checkpoint_filter(model),
+                                        strict=True)
+    elif isinstance(pretrained, (str, os.PathLike)) and str(pretrained):
         load_timm_checkpoint(model, pretrained, what)
     return model
+
+
+def checkpoint_filter(model: nn.Module) -> Callable | None:
+    """The converter of original checkpoint layouts (DINOv2's register_tokens, DINOv3's storage_tokens, ...) that
+    the module defining `model` exposes, as every timm ViT family module does."""
+    return getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
 
 
 def load_timm_checkpoint(model: nn.Module, path: str | os.PathLike, what: str) -> None:
     """Load a local checkpoint (timm layout or the original authors') into `model`, strictly."""
     state = load_state_dict_file(path)
-    # The module that defines the model knows how to convert foreign layouts (DINOv2's register_tokens,
-    # DINOv3's storage_tokens, ...); every timm ViT family module exposes `checkpoint_filter_fn`.
-    filter_fn: Callable | None = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    filter_fn = checkpoint_filter(model)
     if filter_fn is not None:
         try:
             state = filter_fn(dict(state), model)
