@@ -21,7 +21,7 @@ import re
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from ..errors import ProxyCLIPError
-from .last_block import LAST_BLOCKS, build_last_block
+from .last_block import LAST_BLOCKS
 
 #: method -> the VFM it builds when `vfm` is not given; a method absent here builds none (needs_vfm is False)
 DEFAULT_VFM = {"proxyclip": "dino_vitb8"}
@@ -108,7 +108,7 @@ def check_method_kwargs(method: str, method_kwargs: dict[str, Any] | None) -> di
     typed options (jsonargparse's validation, as the CLI's); a ProxyCLIPError refuses an option the method does not
     have (naming the method it belongs to) or a value of the wrong type, in one paragraph."""
     if method not in LAST_BLOCKS:
-        build_last_block(method)                      # raises the unknown-method paragraph
+        LAST_BLOCKS.lookup(method)                    # raises the unknown-method paragraph
     if not isinstance(method_kwargs, (dict, type(None))):
         raise ProxyCLIPError(method_kwargs_paragraph(method, f"method_kwargs must be a mapping of option to value, "
                                                              f"got {method_kwargs!r}."))
@@ -152,7 +152,7 @@ def check_method_options(method: str, method_kwargs: dict[str, Any] | None = Non
     options: the VFM's segmentor options (VFM_OPTIONS), owned by the methods with a VFM only.
     """
     if method not in LAST_BLOCKS:
-        build_last_block(method)                      # raises the unknown-method paragraph
+        LAST_BLOCKS.lookup(method)                    # raises the unknown-method paragraph
     foreign = {name: value for name, value in options.items()
                if value is not None and name in VFM_OPTIONS and not LAST_BLOCKS[method].needs_vfm}
     if foreign:
