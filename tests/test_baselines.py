@@ -14,7 +14,8 @@ import yaml
 
 from conftest import REPO_ROOT, TINY_CLIP, TINY_CONFIG, VOCAB
 from fake_datasets import write_voc
-from proxyclip.method.clip_encoder import build_clip, dense_clip_features
+from proxyclip.method.clip_encoder import build_clip
+from proxyclip.method.clip_tower import dense_clip_features
 from proxyclip.method.last_block import LAST_BLOCKS, build_last_block
 from proxyclip.method.pamr import pamr
 from proxyclip.method.small_classes import suppress_small_classes

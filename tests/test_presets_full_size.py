@@ -25,7 +25,8 @@ from segment_anything import sam_model_registry
 from torch import nn
 
 from conftest import REPO_ROOT
-from proxyclip.method.clip_encoder import build_clip, clip_activation, dense_clip_features
+from proxyclip.method.clip_encoder import build_clip, clip_activation
+from proxyclip.method.clip_tower import dense_clip_features
 from proxyclip.method.last_block import build_last_block
 from proxyclip.method.last_block.proxy import ProxyAttention
 from proxyclip.method.pixel_statistics import clip_statistics, vfm_statistics

@@ -1,4 +1,5 @@
-"""CLIP through open_clip: building it, and its dense forward with proxy attention in the last block (docs/method.md §2–§3)."""
+"""CLIP through open_clip: building it with the weights' own activation, strictly (docs/method.md §2). Its dense
+forward is clip_tower.py's."""
 from __future__ import annotations
 
 import hashlib
@@ -7,15 +8,9 @@ import tempfile
 from pathlib import Path
 
 import open_clip
-import torch
-import torch.nn.functional as F
-from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 
 from ..errors import ProxyCLIPError, close_matches
-from .onednn_linear import linear as onednn_linear, onednn_applies
-from .last_block.base import LastBlock, merge_heads, split_heads
-from .pos_embed import resize_pos_embed_offset
 from .loading import download_guard, file_sha256, is_local_path, weights_must_match
 
 
@@ -133,66 +128,3 @@ def clip_activation(model: nn.Module) -> str:
 
 def clip_patch_size(visual: nn.Module) -> tuple[int, int]:
     return tuple(visual.conv1.kernel_size)
-
-
-def dense_clip_features(visual: nn.Module, x: torch.Tensor, last_block: LastBlock, feats: torch.Tensor | None = None,
-                        onednn: bool = False) -> torch.Tensor:
-    """CLIP's image tower with the method's last block, for dense prediction (docs/method.md §3).
-
-    visual: open_clip `VisionTransformer`; x: [B, 3, H, W] CLIP-normalised; last_block: the method's replacement of
-    the last residual block (`proxyclip.method.last_block`); feats: [B, C, h, w] VFM features when it needs them.
-    onednn: fp32 CPU projections through oneDNN (`onednn_linear`), including the attention's packed ones.
-    Returns L2-normalised embeddings [B, D_out, gh', gw'], one per position of the block's output grid (the VFM's
-    grid for ProxyCLIP, CLIP's token grid otherwise).
-    """
-    lin = onednn_linear if onednn else F.linear
-    tokens = visual.conv1(x)                                       # [B, W, gh, gw]; floor(H / p) tokens
-    b, width, gh, gw = tokens.shape
-    tokens = tokens.flatten(2).transpose(1, 2)                     # [B, gh*gw, W]
-    pos = visual.positional_embedding                              # [1 + side*side, W]
-    pos = torch.cat([pos[:1], resize_pos_embed_offset(pos[1:], (gh, gw))])
-    cls = visual.class_embedding.to(tokens.dtype).expand(b, 1, width)
-    h = torch.cat([cls, tokens], dim=1) + pos.to(tokens.dtype)     # [B, 1 + gh*gw, W]
-    h = visual.ln_pre(visual.patch_dropout(h))
-
-    transformer = visual.transformer
-    if not getattr(transformer, "batch_first", True):
-        h = h.transpose(0, 1)
-    # Under autocast nn.MultiheadAttention leaves its fast path; its slow path then projects a transposed,
-    # non-contiguous [L, B, W] view, which bf16 matmul on CPU serves by expanding the weight into an
-    # [L, W, 3W] copy per block (~60 % of a bf16 crop). `_residual_block` computes the same block with
-    # contiguous batch-first projections. The fast path also hides its projections from oneDNN. Otherwise
-    # open_clip's own blocks (fast path) run.
-    sdpa_blocks = getattr(transformer, "batch_first", True) and (
-        torch.is_autocast_enabled(h.device.type) or (onednn and onednn_applies(h, transformer.resblocks[0].attn.in_proj_weight)))
-    for block in transformer.resblocks[:-1]:                       # open_clip's own blocks, unchanged
-        h = _residual_block(block, h, lin) if sdpa_blocks and _is_plain_block(block) else block(h)
-    if not getattr(transformer, "batch_first", True):
-        h = h.transpose(0, 1)
-
-    out, grid = last_block(transformer.resblocks[-1], h, (gh, gw), lin, feats)   # [B, n, W] patch tokens
-    out = visual.ln_post(out)
-    if visual.proj is not None:
-        out = lin(out, visual.proj.t())                             # out @ proj: [B, n, D_out]
-    out = F.normalize(out, dim=-1)
-    return out.transpose(1, 2).reshape(b, out.shape[-1], *grid)
-
-
-def _is_plain_block(block: nn.Module) -> bool:
-    """An open_clip `ResidualAttentionBlock` whose attention `_residual_block` reproduces exactly."""
-    attn = getattr(block, "attn", None)
-    return (isinstance(block, ResidualAttentionBlock) and not hasattr(block, "ln_1_kv")
-            and isinstance(attn, nn.MultiheadAttention) and attn.batch_first and attn._qkv_same_embed_dim
-            and attn.bias_k is None and not attn.add_zero_attn and not block.training)
-
-
-def _residual_block(block: nn.Module, x: torch.Tensor, lin=F.linear) -> torch.Tensor:
-    """open_clip's `ResidualAttentionBlock.forward` (eval, no mask) on batch-first x: [B, L, W] -> [B, L, W].
-
-    The attention is nn.MultiheadAttention's own computation (packed in-projection, softmax(q kᵀ / sqrt(d)) v
-    per head, out-projection), with the in-projection on the contiguous [B, L, W] input; `lin` computes
-    the two projections (F.linear or `onednn_linear.linear`).
-    """
-    q, k, v = split_heads(block, x, lin)                                                 # 3 x [B, heads, L, hd]
-    x = x + block.ls_1(merge_heads(block, F.scaled_dot_product_attention(q, k, v), lin))
-    return x + block.ls_2(block.mlp(block.ln_2(x)))

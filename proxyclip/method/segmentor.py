@@ -14,8 +14,8 @@ from torch import nn
 
 from ..errors import ProxyCLIPError
 from ..vocabulary import parse_vocabulary
-from .clip_encoder import build_clip, clip_patch_size, dense_clip_features
-from .last_block import build_last_block
+from .clip_encoder import build_clip, clip_patch_size
+from .last_block import Crops, build_last_block
 from .last_block.proxy import ProxyAttention
 from .method_options import method_option_types, method_settings, protocol_values
 from .onednn_linear import swap_linears
@@ -242,28 +242,29 @@ class TrainingFreeSegmentor(nn.Module):
         return self.query_embeddings
 
     # --- dense features and per-crop logits -------------------------------------------------------
-    def _dense(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, 3, H, W] CLIP-normalised (already padded) -> [B, D, h, w] unit embeddings. Each encoder gets its
+    def _crops(self, x: torch.Tensor, text: torch.Tensor | None) -> Crops:
+        """x: [B, 3, H, W] CLIP-normalised (already padded) -> the crops as the method sees them. Each encoder gets its
         input in its weights' dtype (fp16 for a `.half()` model, cast after the float32 normalisation)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _exact_fp32_convolutions(x):
-            feats = None
-            if self.vfm is not None:                                            # padding -> CLIP's mean colour
-                pixels = vfm_input(x, self.clip_mean, self.clip_std, self.vfm_mean, self.vfm_std)
-                feats = self.vfm(_in_dtype_of(self.vfm, pixels), self.crop_size)
-            return dense_clip_features(self.clip.visual, _in_dtype_of(self.clip.visual, x), self.last_block, feats,
-                                       onednn=self.onednn_linear)
+        feats = None
+        if self.vfm is not None:                                                # padding -> CLIP's mean colour
+            pixels = vfm_input(x, self.clip_mean, self.clip_std, self.vfm_mean, self.vfm_std)
+            feats = self.vfm(_in_dtype_of(self.vfm, pixels), self.crop_size)
+        return Crops(self.clip.visual, _in_dtype_of(self.clip.visual, x), text, self.logit_scale, feats, self.onednn_linear)
 
     def dense_features(self, crops: torch.Tensor) -> torch.Tensor:
-        """crops: [B, 3, H, W] RGB in [0, 1] -> L2-normalised dense CLIP embeddings [B, D, h, w] (the method's grid)."""
-        return self._dense(self._normalise(crops))
+        """crops: [B, 3, H, W] RGB in [0, 1] -> L2-normalised dense CLIP embeddings [B, D, h, w] (the method's grid).
+        Methods whose features depend on the text (ResCLIP) need the vocabulary set."""
+        x = self._normalise(crops)
+        with _exact_fp32_convolutions(x):
+            return self.last_block.dense(self._crops(x, self.text_embeddings() if self.queries else None))
 
     def crop_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, 3, H, W] CLIP-normalised -> cosine logits [B, Q, H, W] (bilinear from the feature grid)."""
-        emb = self._dense(x)
-        logits = torch.einsum("bdhw,qd->bqhw", emb, self.text_embeddings().to(emb.dtype))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        """x: [B, 3, H, W] CLIP-normalised -> the method's logits [B, Q, H, W] (cosine with the text, bilinear from
+        the feature grid, for every method so far)."""
+        with _exact_fp32_convolutions(x):
+            return self.last_block.crop_logits(self._crops(x, self.text_embeddings()))
 
     # --- whole images -----------------------------------------------------------------------------
     def forward(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:

@@ -1,21 +1,36 @@
-"""The interface of a dense-prediction replacement for CLIP's last residual block, and the head bookkeeping.
+"""The interface of a training-free method: a dense-prediction replacement for CLIP's last residual block, and
+what a method may change beyond it.
 
 Training-free methods differ in how CLIP's last block turns the tokens into patch features: ProxyCLIP borrows
 its attention from a VFM, SCLIP correlates queries with queries and keys with keys, ClearCLIP attends queries to
 queries without the residual and the MLP, NACLIP adds a Gaussian neighbourhood to key-key similarity. Each is a
 `LastBlock`, registered under its method's name in `LAST_BLOCKS` by the module that defines it
 (`@LAST_BLOCKS.register("naclip")`); the rest of the dense forward (docs/method.md §3.1-3.2, §3.6) is shared.
+A method that reads more of the tower (earlier blocks' outputs or attention, the text, the crop) overrides
+`dense` or `crop_logits`, which receive the batch of crops as `Crops`.
 """
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..clip_tower import Linear, dense_clip_features
 from ..registry import Registry
 
-Linear = Callable[..., torch.Tensor]     # F.linear, or onednn_linear.linear for fp32 CPU projections
+
+@dataclass
+class Crops:
+    """A batch of crops as a method sees them."""
+    visual: nn.Module                    # CLIP's image tower (open_clip VisionTransformer), weights never changed
+    pixels: torch.Tensor                 # [B, 3, H, W] CLIP-normalised (padded), in the tower's dtype
+    text: torch.Tensor                   # [Q, D] unit query embeddings
+    logit_scale: float                   # the segmentor's softmax temperature
+    feats: torch.Tensor | None = None    # [B, C, h, w] the VFM's features, for methods that need a VFM
+    onednn: bool = False                 # fp32 CPU projections through oneDNN (onednn_linear.py)
 
 
 class LastBlock(nn.Module):
@@ -33,27 +48,16 @@ class LastBlock(nn.Module):
                 feats: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
         raise NotImplementedError
 
+    def dense(self, crops: Crops) -> torch.Tensor:
+        """L2-normalised dense embeddings [B, D, h, w]: CLIP's tower with this last block (clip_tower.py)."""
+        return dense_clip_features(crops.visual, crops.pixels, self, crops.feats, onednn=crops.onednn)
+
+    def crop_logits(self, crops: Crops) -> torch.Tensor:
+        """Cosine logits [B, Q, H, W]: `dense` against the text, bilinear (align_corners=False) to the crop's size."""
+        emb = self.dense(crops)
+        logits = torch.einsum("bdhw,qd->bqhw", emb, crops.text.to(emb.dtype))
+        return F.interpolate(logits, size=crops.pixels.shape[-2:], mode="bilinear", align_corners=False)
+
 
 #: method name -> its last block, in registration order (the package imports ProxyCLIP's first).
 LAST_BLOCKS: Registry[type[LastBlock]] = Registry("method", "method")
-
-
-def split_heads(block: nn.Module, tokens: torch.Tensor, linear: Linear) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """q, k, v of `ln_1(tokens)` through the block's packed in-projection, per head: 3 x [B, heads, L, d]."""
-    attn = block.attn
-    b, n, width = tokens.shape
-    qkv = linear(block.ln_1(tokens), attn.in_proj_weight, attn.in_proj_bias)              # [B, L, 3W]
-    q, k, v = qkv.view(b, n, 3, attn.num_heads, width // attn.num_heads).permute(2, 0, 3, 1, 4)
-    return q, k, v
-
-
-def merge_heads(block: nn.Module, out: torch.Tensor, linear: Linear) -> torch.Tensor:
-    """[B, heads, L, d] per-head outputs -> heads concatenated -> the attention's out-projection: [B, L, W]."""
-    b, heads, n, d = out.shape
-    proj = block.attn.out_proj
-    return linear(out.transpose(1, 2).reshape(b, n, heads * d), proj.weight, proj.bias)
-
-
-def scale_of(block: nn.Module) -> float:
-    """The attention's 1 / sqrt(head dim), applied after the similarity product as the originals do."""
-    return (block.attn.embed_dim // block.attn.num_heads) ** -0.5

@@ -10,7 +10,8 @@ import math
 
 import torch
 
-from .base import LAST_BLOCKS, LastBlock, Linear, merge_heads, scale_of, split_heads
+from ..clip_tower import Linear, merge_heads, scale_of, split_heads
+from .base import LAST_BLOCKS, LastBlock
 
 
 def gaussian_neighbourhood(grid: tuple[int, int], std: float, device=None, dtype=torch.float32) -> torch.Tensor:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from ..proxy_attention import EmptyRows, proxy_attention
-from .base import LAST_BLOCKS, LastBlock, Linear
+from ..clip_tower import Linear
+from .base import LAST_BLOCKS, LastBlock
 
 
 @LAST_BLOCKS.register("proxyclip")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import LAST_BLOCKS, LastBlock, Linear, merge_heads, scale_of, split_heads
+from ..clip_tower import Linear, merge_heads, scale_of, split_heads
+from .base import LAST_BLOCKS, LastBlock
 
 
 @LAST_BLOCKS.register("sclip")
