@@ -8,7 +8,7 @@ batch-first everywhere here: [B, 1 + gh*gw, W], CLS first, patches row-major.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -17,9 +17,6 @@ from torch import nn
 
 from .onednn_linear import linear as onednn_linear, onednn_applies
 from .pos_embed import resize_pos_embed_offset
-
-if TYPE_CHECKING:
-    from .last_block.base import LastBlock
 
 Linear = Callable[..., torch.Tensor]     # F.linear, or onednn_linear.linear for fp32 CPU projections
 
@@ -112,12 +109,12 @@ def project(visual: nn.Module, tokens: torch.Tensor, linear: Linear = F.linear) 
     return out if visual.proj is None else linear(out, visual.proj.t())
 
 
-def dense_clip_features(visual: nn.Module, x: torch.Tensor, last_block: "LastBlock", feats: torch.Tensor | None = None,
+def dense_clip_features(visual: nn.Module, x: torch.Tensor, last_block: nn.Module, feats: torch.Tensor | None = None,
                         onednn: bool = False) -> torch.Tensor:
     """CLIP's image tower with the method's last block, for dense prediction (docs/method.md §3).
 
     visual: open_clip `VisionTransformer`; x: [B, 3, H, W] CLIP-normalised; last_block: the method's replacement of
-    the last residual block (`proxyclip.method.last_block`); feats: [B, C, h, w] VFM features when it needs them.
+    the last residual block (a `proxyclip.method.last_block.LastBlock`); feats: [B, C, h, w] VFM features when it needs them.
     onednn: fp32 CPU projections through oneDNN (`onednn_linear`), including the attention's packed ones.
     Returns L2-normalised embeddings [B, D_out, gh', gw'], one per position of the block's output grid (the VFM's
     grid for ProxyCLIP, CLIP's token grid otherwise).
