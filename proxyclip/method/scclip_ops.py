@@ -35,7 +35,7 @@ def lof_anomalies(x: torch.Tensor, n_neighbors: int = 30, contamination: float =
     lrd = n_neighbors / torch.nan_to_num(reach.mean(dim=-1), nan=1e-6)                    # [B, N]
     neighbours_lrd = torch.gather(lrd, 1, knn_i.flatten(1)).view_as(knn_i)                 # [B, N, K] LRD(o)
     lof = (neighbours_lrd / lrd.unsqueeze(-1)).mean(dim=-1)                                # [B, N]
-    threshold = torch.quantile(lof.float(), 1 - contamination, dim=-1, keepdim=True)        # [B, 1] per crop
+    threshold = torch.quantile(lof, 1 - contamination, dim=-1, keepdim=True)                # [B, 1] per crop
     return lof > threshold
 
 
