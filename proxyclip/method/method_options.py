@@ -1,7 +1,7 @@
 """Which options belong to which method, and what an option left unset (None) means.
 
 A method's own options are `method_kwargs`, its last block's options (the typed `__init__` of its class in
-LAST_BLOCKS: proxyclip's beta and gamma, clearclip's similarity, naclip's std; sclip has none). They are checked
+LAST_BLOCKS: proxyclip's beta and gamma, clearclip's similarity, naclip's std, scclip's eight; sclip has none). They are checked
 against that signature, with jsonargparse's typed validation (the CLI's own), before any model is built: an option
 the method does not have (another method's, named with its owner) or a value of the wrong type is refused in one
 paragraph that lists the method's options; unset ones are the method's defaults. They are not arguments of the

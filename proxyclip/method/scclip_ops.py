@@ -22,7 +22,7 @@ def lof_anomalies(x: torch.Tensor, n_neighbors: int = 30, contamination: float =
     - LOF(p) = mean over p's neighbours o of LRD(o) / LRD(p);
     - threshold: `torch.quantile` (linear interpolation) of the crop's N scores, then a strict `>`.
 
-    No token strictly above the quantile (e.g. all scores equal, or NaN scores) -> no anomaly; the original crashes
+    No token strictly above the quantile (all scores equal, or NaN scores: 31 identical tokens) -> no anomaly; the original crashes
     there (`mean_interpolation` on an empty index list).
     """
     x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x   # fp32 at least: no overflow of the squares
