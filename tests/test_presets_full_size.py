@@ -248,7 +248,7 @@ def test_every_preset_is_a_checked_combination():
             assert (spec["pamr_steps"], tuple(spec["pamr_dilations"])) == ((10, (8, 16)) if spec["method"] == "naclip" else (0, (8, 16))), stem
             assert spec["logit_scale"] == {"sclip": 40.0, "clearclip": 50, "naclip": 40.0, "scclip": 40.0}[spec["method"]], stem
         if spec["method"] == "scclip":   # every option stated, at the original's values (configs/base_config.py:4-8)
-            assert spec["method_kwargs"] == dict(beta=0.4, pre_adjust_idx=8, post_adjust_idx=3, multi_start_idx=3,
+            assert spec["method_kwargs"] == dict(similarity_thd=0.4, pre_adjust_idx=8, post_adjust_idx=3, multi_start_idx=3,
                                                  multi_end_idx=10, res_cls=0.3, n_neighbors=30, contamination=0.05), stem
 
 

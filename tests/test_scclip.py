@@ -18,7 +18,7 @@ from proxyclip.method.scclip_ops import aggregate, lof_anomalies, repair, simila
 
 #: the tiny CLIP with ViT-B/16's 12 blocks, so that SC-CLIP's default block indices (up to 10) exist
 TINY_CLIP_12 = {**TINY_CLIP, "vision_cfg": {**TINY_CLIP["vision_cfg"], "layers": 12}}
-DEFAULTS = dict(beta=0.4, pre_adjust_idx=8, post_adjust_idx=3, multi_start_idx=3, multi_end_idx=10, res_cls=0.3,
+DEFAULTS = dict(similarity_thd=0.4, pre_adjust_idx=8, post_adjust_idx=3, multi_start_idx=3, multi_end_idx=10, res_cls=0.3,
                 n_neighbors=30, contamination=0.05)
 
 
@@ -156,9 +156,9 @@ def reference_scclip(visual, outputs, o, grid):
     assert anomalies, "the case must exercise the repair"
     x = reference_repair(x, anomalies, gh, gw)
     mid = reference_graph(reference_repair(outputs[o["pre_adjust_idx"]][1:], anomalies, gh, gw))
-    x = reference_aggregate(x, torch.where(mid < o["beta"], torch.zeros_like(mid), mid))
+    x = reference_aggregate(x, torch.where(mid < o["similarity_thd"], torch.zeros_like(mid), mid))
     x = reference_attention(block, x, mid) + o["res_cls"] * cls
-    after = reference_graph(outputs[o["post_adjust_idx"]][1:], o["beta"])
+    after = reference_graph(outputs[o["post_adjust_idx"]][1:], o["similarity_thd"])
     x = reference_aggregate(x, after)
     summed = sum(outputs[i] for i in range(o["multi_start_idx"], o["multi_end_idx"]))
     r = reference_attention(block, summed[1:], mid) + o["res_cls"] * summed[:1]
@@ -172,7 +172,7 @@ def tiny_visual_12():
     return model.visual.double().eval()
 
 
-@pytest.mark.parametrize("options", [{}, dict(beta=0.2, pre_adjust_idx=5, post_adjust_idx=1, multi_start_idx=2,
+@pytest.mark.parametrize("options", [{}, dict(similarity_thd=0.2, pre_adjust_idx=5, post_adjust_idx=1, multi_start_idx=2,
                                               multi_end_idx=7, res_cls=0.5, n_neighbors=12, contamination=0.1)],
                          ids=["defaults", "other-options"])
 def test_scclip_equals_the_loop_over_crops_tokens_and_heads(options):
@@ -205,7 +205,7 @@ def test_scclip_options_are_checked():
     assert check_method_kwargs("scclip", None) == DEFAULTS
     assert LAST_BLOCKS["scclip"].needs_vfm is False
     with pytest.raises(ProxyCLIPError, match=r"the scclip method's n_neighbors takes an int, not 'many'.*options are "
-                                             r"beta \(float, default 0.4\)"):
+                                             r"similarity_thd \(float, default 0.4\)"):
         check_method_kwargs("scclip", {"n_neighbors": "many"})
     with pytest.raises(ProxyCLIPError, match=r"multi_end_idx \(3\) must be above multi_start_idx \(3\)"):
         build_last_block("scclip", multi_end_idx=3)
@@ -221,6 +221,21 @@ def test_scclip_options_are_checked():
     block = build_last_block("scclip", pre_adjust_idx=0, post_adjust_idx=0, multi_start_idx=0, multi_end_idx=1)
     with pytest.raises(ProxyCLIPError, match=r"more patch tokens than n_neighbors \(30\) per crop; this crop has 25"):
         block.dense(Crops(two_blocks, torch.randn(1, 3, 80, 80), None, 40.0))
+
+
+def test_scclip_values_are_refused_before_any_model_or_data(capsys):
+    """On the command line a value out of range is refused by the options' check, before CLIP's weights are
+    fetched or the data read: one `error:` paragraph."""
+    from proxyclip.commands.cli import cli_main
+
+    with pytest.raises(SystemExit) as info:
+        cli_main(["test", "--config", "configs/voc21.yaml", "--model", "configs/model/scclip_vitb16.yaml",
+                  "--model.segmentor.method_kwargs", "{multi_end_idx: 2}", "--data.init_args.root", "/nonexistent/VOC"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if "own voc21 values" not in line]
+    assert info.value.code == 2 and "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith("error: method_kwargs for the scclip method: multi_end_idx (2) must be above "
+                               "multi_start_idx (3)") and "/nonexistent" not in lines[0], lines[0]
 
 
 # --- the CLI on every benchmark -----------------------------------------------------------------------------

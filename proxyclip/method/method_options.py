@@ -135,7 +135,7 @@ def check_method_kwargs(method: str, method_kwargs: dict[str, Any] | None) -> di
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(LAST_BLOCKS[method])
     try:
-        return dict(parser.parse_object(given))
+        checked = dict(parser.parse_object(given))
     except Exception as exc:  # noqa: BLE001 - jsonargparse's ArgumentError, worded as one paragraph below
         key = re.search(r'Parser key "(\w+)"', str(exc))
         name = key.group(1) if key and key.group(1) in given else next(iter(given))
@@ -143,6 +143,8 @@ def check_method_kwargs(method: str, method_kwargs: dict[str, Any] | None) -> di
         raise ProxyCLIPError(method_kwargs_paragraph(
             method, f"method_kwargs {_show({name: given[name]})}: the {method} method's {name} takes "
                     f"{_type_text(kind, article=True)}, not {given[name]!r}.")) from None
+    LAST_BLOCKS[method](**checked)   # the method's own checks of the values (e.g. scclip's ranges); it holds no weights
+    return checked
 
 
 def check_method_options(method: str, method_kwargs: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:

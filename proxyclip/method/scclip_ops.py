@@ -75,9 +75,9 @@ def cosine_graph(tokens: torch.Tensor) -> torch.Tensor:
     return unit @ unit.transpose(1, 2)
 
 
-def thresholded(similarity: torch.Tensor, beta: float) -> torch.Tensor:
-    """Entries below `beta` set to 0 (`clip/model.py:287,296`)."""
-    return similarity.masked_fill(similarity < beta, 0.0)
+def thresholded(similarity: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Entries below `threshold` set to 0 (`clip/model.py:287,296`)."""
+    return similarity.masked_fill(similarity < threshold, 0.0)
 
 
 def aggregate(tokens: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ last block replaced by a self-calibration that reads several earlier blocks' out
 With F[i] the output of block i (0-based, CLS first) and the default indices of ViT-B/16 (12 blocks):
 1. anomalies: the patch tokens of F[10] (the input of the last block) whose LOF score is in the top 5 %; each is
    replaced by the mean of its non-anomalous 8-neighbours, in F[10] and in F[8] (`scclip_ops.py`);
-2. pre-adjustment: F[10]'s repaired patches aggregated over the cosine graph of F[8] (entries < beta dropped);
+2. pre-adjustment: F[10]'s repaired patches aggregated over the cosine graph of F[8] (entries < similarity_thd dropped);
 3. the last block's attention only (no residual, no MLP, CLS not attended): the mean of softmax(shifted, masked
    F[8] graph) and softmax(k kᵀ / sqrt(d)) per head, plus res_cls x F[10]'s CLS token;
 4. post-adjustment: aggregated over the thresholded cosine graph of F[3];
@@ -28,7 +28,8 @@ class SelfCalibratedAttention(LastBlock):
     `clip/model.py:247`, `:274`).
 
     Args:
-        beta: similarity threshold of the aggregation graphs (entries below it are dropped).
+        similarity_thd: threshold of the aggregation graphs (entries below it are dropped); the original's `beta`
+            (`clip/model.py:247`), renamed: `beta` is ProxyCLIP's option, with another meaning.
         pre_adjust_idx: block whose output's cosine graph aggregates before the attention and drives it.
         post_adjust_idx: block whose output's cosine graph aggregates after the attention.
         multi_start_idx, multi_end_idx: the multi-level branch sums the outputs of blocks start .. end - 1.
@@ -38,10 +39,10 @@ class SelfCalibratedAttention(LastBlock):
     Block indices are 0-based and must name blocks before the last (checked against the tower when it runs).
     """
 
-    def __init__(self, beta: float = 0.4, pre_adjust_idx: int = 8, post_adjust_idx: int = 3, multi_start_idx: int = 3,
+    def __init__(self, similarity_thd: float = 0.4, pre_adjust_idx: int = 8, post_adjust_idx: int = 3, multi_start_idx: int = 3,
                  multi_end_idx: int = 10, res_cls: float = 0.3, n_neighbors: int = 30, contamination: float = 0.05):
         super().__init__()
-        given = dict(beta=beta, pre_adjust_idx=pre_adjust_idx, post_adjust_idx=post_adjust_idx,
+        given = dict(similarity_thd=similarity_thd, pre_adjust_idx=pre_adjust_idx, post_adjust_idx=post_adjust_idx,
                      multi_start_idx=multi_start_idx, multi_end_idx=multi_end_idx, res_cls=res_cls,
                      n_neighbors=n_neighbors, contamination=contamination)
         problems = [f"{name} must be >= 0, not {given[name]}" for name in ("pre_adjust_idx", "post_adjust_idx",
@@ -54,9 +55,9 @@ class SelfCalibratedAttention(LastBlock):
         if not 0.0 <= contamination <= 1.0:
             problems.append(f"contamination is a share of the tokens, in [0, 1], not {contamination}")
         if problems:
-            raise ProxyCLIPError(f"method_kwargs for the scclip method: {'; '.join(problems)}. Its options are beta "
-                                 f"0.4, pre_adjust_idx 8, post_adjust_idx 3, multi_start_idx 3, multi_end_idx 10, "
-                                 f"res_cls 0.3, n_neighbors 30, contamination 0.05 by default (ViT-B/16).")
+            raise ProxyCLIPError(f"method_kwargs for the scclip method: {'; '.join(problems)}. Its defaults (ViT-B/16): "
+                                 f"{{similarity_thd: 0.4, pre_adjust_idx: 8, post_adjust_idx: 3, multi_start_idx: 3, "
+                                 f"multi_end_idx: 10, res_cls: 0.3, n_neighbors: 30, contamination: 0.05}}.")
         for name, value in given.items():
             setattr(self, name, value)
 
@@ -101,9 +102,9 @@ class SelfCalibratedAttention(LastBlock):
         anomalies = lof_anomalies(patches, self.n_neighbors, self.contamination)      # [B, N], found on F[last] only
         x = repair(patches, anomalies, grid)
         pre = cosine_graph(repair(outputs[self.pre_adjust_idx][:, 1:], anomalies, grid))   # [B, N, N] unthresholded
-        x = aggregate(x, thresholded(pre, self.beta))
+        x = aggregate(x, thresholded(pre, self.similarity_thd))
         x = self.attend(block, x, pre, linear) + self.res_cls * cls                # CLS leaves the token set here
-        post = thresholded(cosine_graph(outputs[self.post_adjust_idx][:, 1:]), self.beta)
+        post = thresholded(cosine_graph(outputs[self.post_adjust_idx][:, 1:]), self.similarity_thd)
         x = aggregate(x, post)
 
         summed = sum(outputs[i] for i in multi)                                     # [B, 1 + N, W], CLS included
