@@ -39,8 +39,9 @@ class SelfCalibratedAttention(LastBlock):
     Block indices are 0-based and must name blocks before the last (checked against the tower when it runs).
     """
 
-    def __init__(self, similarity_thd: float = 0.4, pre_adjust_idx: int = 8, post_adjust_idx: int = 3, multi_start_idx: int = 3,
-                 multi_end_idx: int = 10, res_cls: float = 0.3, n_neighbors: int = 30, contamination: float = 0.05):
+    def __init__(self, similarity_thd: float = 0.4, pre_adjust_idx: int = 8, post_adjust_idx: int = 3,
+                 multi_start_idx: int = 3, multi_end_idx: int = 10, res_cls: float = 0.3, n_neighbors: int = 30,
+                 contamination: float = 0.05):
         super().__init__()
         given = dict(similarity_thd=similarity_thd, pre_adjust_idx=pre_adjust_idx, post_adjust_idx=post_adjust_idx,
                      multi_start_idx=multi_start_idx, multi_end_idx=multi_end_idx, res_cls=res_cls,
