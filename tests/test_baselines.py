@@ -21,6 +21,7 @@ from proxyclip.method.pamr import pamr
 from proxyclip.method.small_classes import suppress_small_classes
 
 BASELINES = ("sclip", "clearclip", "naclip")
+OWN_TESTS = ("scclip",)   # methods tested in tests/test_<method>.py (they need more than the 2-block tiny CLIP)
 CASES = [("sclip", {}), ("clearclip", {}), ("clearclip", {"similarity": "query-key"}), ("naclip", {}),
          ("naclip", {"std": 2.5})]
 
@@ -100,8 +101,8 @@ def test_neighbourhood_bias_on_a_rectangular_grid():
 def test_every_method_has_its_last_block_and_unknown_ones_are_named():
     from proxyclip.errors import ProxyCLIPError
 
-    assert list(LAST_BLOCKS) == ["proxyclip", *BASELINES]       # registration order: the order methods are listed in
-    assert [LAST_BLOCKS[m].needs_vfm for m in ("proxyclip", *BASELINES)] == [True, False, False, False]
+    assert list(LAST_BLOCKS) == ["proxyclip", *BASELINES, *OWN_TESTS]       # registration order: the order methods are listed in
+    assert [LAST_BLOCKS[m].needs_vfm for m in ("proxyclip", *BASELINES, *OWN_TESTS)] == [True, False, False, False, False]
     with pytest.raises(ProxyCLIPError, match="Unknown method 'sclp'.*sclip"):
         build_last_block("sclp")
     with pytest.raises(ProxyCLIPError, match="do not fit the naclip method"):
@@ -223,7 +224,7 @@ def protocol_configs():
 def test_protocol_configs_change_only_what_their_method_sets():
     """A method's per-benchmark file holds segmentor and data values only, never the model's identity."""
     files = protocol_configs()
-    assert {p.parent.name for p in files} == set(BASELINES) and len(files) == 24
+    assert {p.parent.name for p in files} == {*BASELINES, *OWN_TESTS} and len(files) == 32
     for path in files:
         data = yaml.safe_load(path.read_text())
         assert set(data) <= {"model", "data"}, path
@@ -333,7 +334,7 @@ def _flatten(tree, prefix=""):
             yield f"{prefix}{key}", value
 
 
-@pytest.mark.parametrize("method", BASELINES)
+@pytest.mark.parametrize("method", BASELINES + OWN_TESTS)
 def test_each_protocol_resolves_over_its_benchmark(method):
     """`--config configs/<benchmark>.yaml --model <method preset>` resolves, for every benchmark the method defines,
     to the method's own values (the file the CLI adds), and keeps the benchmark's dataset and the preset's model."""

@@ -27,7 +27,7 @@ from torch import nn
 from conftest import REPO_ROOT
 from proxyclip.method.clip_encoder import build_clip, clip_activation
 from proxyclip.method.clip_tower import dense_clip_features
-from proxyclip.method.last_block import build_last_block
+from proxyclip.method.last_block import Crops, build_last_block
 from proxyclip.method.last_block.proxy import ProxyAttention
 from proxyclip.method.pixel_statistics import clip_statistics, vfm_statistics
 from proxyclip.method.pos_embed import resize_pos_embed_offset
@@ -155,8 +155,8 @@ def test_clip_presets_at_full_size(clip_key, downloads):
                                             torch.randn(1, 768, 42, 42))
                 assert dense.shape == (1, expected["out"], 42, 42) and torch.isfinite(dense).all()
             else:
-                side = 224 // expected["patch"]
-                dense = dense_clip_features(visual, torch.randn(1, 3, 224, 224), build_last_block(method, **dict(options)))
+                side = 224 // expected["patch"]   # dense: a method reading earlier blocks (scclip) checks its indices here
+                dense = build_last_block(method, **dict(options)).dense(Crops(visual, torch.randn(1, 3, 224, 224), None, 40.0))
                 assert dense.shape == (1, expected["out"], side, side) and torch.isfinite(dense).all(), method
         text = model.encode_text(tokenizer(["a photo of a cat."]))
     assert text.shape == (1, expected["out"])
@@ -233,7 +233,7 @@ def test_vfm_presets_at_full_size(vfm_name, downloads):
 
 def test_every_preset_is_a_checked_combination():
     specs = preset_specs()
-    assert len(specs) == 19   # default.yaml is vitb16_dino_vitb8 under the paper's name; 5 presets of the baselines
+    assert len(specs) == 20   # default.yaml is vitb16_dino_vitb8 under the paper's name; 6 presets of the baselines
     for stem, spec in specs.items():
         assert (spec["clip_model"], spec["clip_pretrained"]) in CLIPS, stem
         assert spec["clip_mean"] is not None and spec["clip_std"] is not None, stem   # stated (checked per CLIP above)
@@ -246,7 +246,10 @@ def test_every_preset_is_a_checked_combination():
             patch = CLIPS[spec["clip_model"], spec["clip_pretrained"]]["patch"]
             assert spec["pad_multiple"] == (patch if spec["method"] == "clearclip" else 1), stem
             assert (spec["pamr_steps"], tuple(spec["pamr_dilations"])) == ((10, (8, 16)) if spec["method"] == "naclip" else (0, (8, 16))), stem
-            assert spec["logit_scale"] == {"sclip": 40.0, "clearclip": 50, "naclip": 40.0}[spec["method"]], stem
+            assert spec["logit_scale"] == {"sclip": 40.0, "clearclip": 50, "naclip": 40.0, "scclip": 40.0}[spec["method"]], stem
+        if spec["method"] == "scclip":   # every option stated, at the original's values (configs/base_config.py:4-8)
+            assert spec["method_kwargs"] == dict(similarity_thd=0.4, pre_adjust_idx=8, post_adjust_idx=3, multi_start_idx=3,
+                                                 multi_end_idx=10, res_cls=0.3, n_neighbors=30, contamination=0.05), stem
 
 
 def test_default_preset_segmentor_runs_quickgelu_everywhere(downloads):

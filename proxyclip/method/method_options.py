@@ -1,7 +1,7 @@
 """Which options belong to which method, and what an option left unset (None) means.
 
 A method's own options are `method_kwargs`, its last block's options (the typed `__init__` of its class in
-LAST_BLOCKS: proxyclip's beta and gamma, clearclip's similarity, naclip's std; sclip has none). They are checked
+LAST_BLOCKS: proxyclip's beta and gamma, clearclip's similarity, naclip's std, scclip's eight; sclip has none). They are checked
 against that signature, with jsonargparse's typed validation (the CLI's own), before any model is built: an option
 the method does not have (another method's, named with its owner) or a value of the wrong type is refused in one
 paragraph that lists the method's options; unset ones are the method's defaults. They are not arguments of the
@@ -136,7 +136,7 @@ def check_method_kwargs(method: str, method_kwargs: dict[str, Any] | None) -> di
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(LAST_BLOCKS[method])
     try:
-        return dict(parser.parse_object(given))
+        checked = dict(parser.parse_object(given))
     except Exception as exc:  # noqa: BLE001 - jsonargparse's ArgumentError, worded as one paragraph below
         key = re.search(r'Parser key "(\w+)"', str(exc))
         name = key.group(1) if key and key.group(1) in given else next(iter(given))
@@ -144,6 +144,8 @@ def check_method_kwargs(method: str, method_kwargs: dict[str, Any] | None) -> di
         raise ProxyCLIPError(method_kwargs_paragraph(
             method, f"method_kwargs {_show({name: given[name]})}: the {method} method's {name} takes "
                     f"{_type_text(kind, article=True)}, not {given[name]!r}.")) from None
+    LAST_BLOCKS[method](**checked)   # the method's own checks of the values (e.g. scclip's ranges); it holds no weights
+    return checked
 
 
 def check_method_options(method: str, method_kwargs: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:

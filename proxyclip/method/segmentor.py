@@ -44,11 +44,14 @@ class TrainingFreeSegmentor(nn.Module):
             (required for a local checkpoint file, whose weights do not say).
         method: the training-free method, i.e. CLIP's last block: proxyclip (proxy attention from the VFM), sclip
             (correlative self-attention), clearclip (query-query attention, no residual or MLP), naclip
-            (neighbourhood attention, reduced block).
+            (neighbourhood attention, reduced block), scclip (self-calibration from earlier blocks' outputs).
         method_kwargs: the method's own options, checked against the method before any model is built; unset ones
             are its defaults. proxyclip: beta (float, 1.2), the adaptive-normalisation shift, and gamma (float, 3.0),
             its scale: S' = gamma * (S - beta * mean(S)); sclip: none; clearclip: similarity ("query-query" or
-            "query-key", "query-query"); naclip: std (float, 5.0), the neighbourhood's Gaussian in patches. On the
+            "query-key", "query-query"); naclip: std (float, 5.0), the neighbourhood's Gaussian in patches; scclip: similarity_thd
+            (float, 0.4), pre_adjust_idx (int, 8), post_adjust_idx (int, 3), multi_start_idx (int, 3), multi_end_idx
+            (int, 10), res_cls (float, 0.3), n_neighbors (int, 30), contamination (float, 0.05)
+            (docs/baselines/scclip.md). On the
             command line: --model.segmentor.method_kwargs '{beta: 1.0, gamma: 3.0}'.
         vfm: registered VFM name (`proxyclip.method.vfm.list_vfms()`), e.g. dino_vitb8, dinov2_vitb14_reg, sam_vit_b,
             mae_vit_base; null: the method's default (dino_vitb8 for proxyclip). Refused for methods without a VFM.
