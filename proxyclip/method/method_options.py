@@ -24,7 +24,7 @@ from ..errors import ProxyCLIPError
 from .last_block import LAST_BLOCKS
 
 #: method -> the VFM it builds when `vfm` is not given; a method absent here builds none (needs_vfm is False)
-DEFAULT_VFM = {"proxyclip": "dino_vitb8"}
+DEFAULT_VFM = {"proxyclip": "dino_vitb8", "cass": "dino_vitb8"}
 #: the values used outside a benchmark protocol (the CLI sets them from the data config): the paper's crop and
 #: stride, and every pixel decided by its best class
 PROTOCOL_DEFAULTS = {"prob_thd": 0.0, "crop_size": 336, "stride": 112}

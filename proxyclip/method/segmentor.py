@@ -20,8 +20,7 @@ from .last_block.proxy import ProxyAttention
 from .method_options import method_option_types, method_settings, protocol_values
 from .onednn_linear import swap_linears
 from .pamr import pamr
-from .pixel_statistics import (NUMERICS, STATISTICS_BUFFERS, Numerics, clip_input, resolve_statistics, statistics_buffers,
-                               vfm_input)
+from .pixel_statistics import NUMERICS, STATISTICS_BUFFERS, Numerics, clip_input, resolve_statistics, statistics_buffers
 from .small_classes import suppress_small_classes
 from .sliding_window import Window, pad_to_multiple, sliding_windows
 from .text import encode_queries
@@ -132,6 +131,7 @@ class TrainingFreeSegmentor(nn.Module):
         self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained, clip_quick_gelu)
         self.method, self.last_block = method, build_last_block(method, **method_options)
         self.vfm = build_vfm(vfm, vfm_pretrained, vfm_kwargs) if self.last_block.needs_vfm else None
+        self.last_block.check_encoders(self.clip.visual, self.vfm)
         self.clip_model_name, self.clip_pretrained = clip_model, clip_pretrained   # the text cache's key
         self.text_cache, self.text_cache_dir = text_cache, text_cache_dir
         self.channels_last, self.compiled = channels_last, compile   # not `self.compile`: nn.Module has that method
@@ -242,16 +242,18 @@ class TrainingFreeSegmentor(nn.Module):
         return self.query_embeddings
 
     # --- dense features and per-crop logits -------------------------------------------------------
-    def _crops(self, x: torch.Tensor, text: torch.Tensor | None) -> Crops:
+    def _crops(self, x: torch.Tensor, text: torch.Tensor | None, images: list[torch.Tensor] | None = None) -> Crops:
         """x: [B, 3, H, W] CLIP-normalised (already padded) -> the crops as the method sees them. Each encoder gets its
-        input in its weights' dtype (fp16 for a `.half()` model, cast after the float32 normalisation)."""
+        input in its weights' dtype (fp16 for a `.half()` model, cast after the float32 normalisation). images: per
+        crop, the CLIP-normalised image it was cut from."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         feats = None
-        if self.vfm is not None:                                                # padding -> CLIP's mean colour
-            pixels = vfm_input(x, self.clip_mean, self.clip_std, self.vfm_mean, self.vfm_std)
-            feats = self.vfm(_in_dtype_of(self.vfm, pixels), self.crop_size)
-        return Crops(self.clip.visual, _in_dtype_of(self.clip.visual, x), text, self.logit_scale, feats, self.onednn_linear)
+        if self.vfm is not None:     # the method's VFM input and output (by default ProxyCLIP's; padding -> CLIP's mean colour)
+            statistics = (self.clip_mean, self.clip_std, self.vfm_mean, self.vfm_std)
+            feats = self.last_block.vfm_features(self.vfm, x, statistics, self.crop_size)
+        return Crops(self.clip.visual, _in_dtype_of(self.clip.visual, x), text, self.logit_scale, feats, self.onednn_linear,
+                     images)
 
     def dense_features(self, crops: torch.Tensor) -> torch.Tensor:
         """crops: [B, 3, H, W] RGB in [0, 1] -> L2-normalised dense CLIP embeddings [B, D, h, w] (the method's grid).
@@ -260,11 +262,12 @@ class TrainingFreeSegmentor(nn.Module):
         with _exact_fp32_convolutions(x):
             return self.last_block.dense(self._crops(x, self.text_embeddings() if self.queries else None))
 
-    def crop_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def crop_logits(self, x: torch.Tensor, images: list[torch.Tensor] | None = None) -> torch.Tensor:
         """x: [B, 3, H, W] CLIP-normalised -> the method's logits [B, Q, H, W] (cosine with the text, bilinear from
-        the feature grid, for every method so far)."""
+        the feature grid, for every method so far). images: per crop, the CLIP-normalised image [3, h, w] it was cut
+        from (CASS reads the whole image)."""
         with _exact_fp32_convolutions(x):
-            return self.last_block.crop_logits(self._crops(x, self.text_embeddings()))
+            return self.last_block.crop_logits(self._crops(x, self.text_embeddings(), images))
 
     # --- whole images -----------------------------------------------------------------------------
     def forward(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
@@ -276,9 +279,10 @@ class TrainingFreeSegmentor(nn.Module):
         Every crop is computed on its own, so an image's result does not depend on its batch.
         """
         num_queries = self.text_embeddings().shape[0]
-        canvases, counts, jobs = [], [], defaultdict(list)
+        canvases, counts, jobs, normalised = [], [], defaultdict(list), []
         for index, image in enumerate(images):
             x = self._clip_normalised(image)                                                # [3, h, w]
+            normalised.append(x)
             h, w = x.shape[-2:]
             canvases.append(x.new_zeros(num_queries, h, w))
             counts.append(x.new_zeros(1, h, w))
@@ -291,7 +295,8 @@ class TrainingFreeSegmentor(nn.Module):
         for group in jobs.values():
             for start in range(0, len(group), self.crop_batch_size):
                 chunk = group[start:start + self.crop_batch_size]
-                logits = self.crop_logits(torch.stack([job[3] for job in chunk]))         # [n, Q, Hp, Wp]
+                logits = self.crop_logits(torch.stack([job[3] for job in chunk]),
+                                          [normalised[job[0]] for job in chunk])           # [n, Q, Hp, Wp]
                 for (index, (y1, y2, x1, x2), (left, _, top, _), _), crop_logit in zip(chunk, logits):
                     canvases[index][:, y1:y2, x1:x2] += crop_logit[:, top:top + y2 - y1, left:left + x2 - x1]
                     counts[index][:, y1:y2, x1:x2] += 1
