@@ -100,8 +100,8 @@ def test_neighbourhood_bias_on_a_rectangular_grid():
 def test_every_method_has_its_last_block_and_unknown_ones_are_named():
     from proxyclip.errors import ProxyCLIPError
 
-    assert list(LAST_BLOCKS) == ["proxyclip", *BASELINES]       # registration order: the order methods are listed in
-    assert [LAST_BLOCKS[m].needs_vfm for m in ("proxyclip", *BASELINES)] == [True, False, False, False]
+    assert list(LAST_BLOCKS) == ["proxyclip", *BASELINES, "cass"]   # registration order: the order methods are listed in
+    assert [LAST_BLOCKS[m].needs_vfm for m in ("proxyclip", *BASELINES, "cass")] == [True, False, False, False, True]
     with pytest.raises(ProxyCLIPError, match="Unknown method 'sclp'.*sclip"):
         build_last_block("sclp")
     with pytest.raises(ProxyCLIPError, match="do not fit the naclip method"):

@@ -62,7 +62,7 @@ class SpectralObjectContext(LastBlock):
         self.global_semantics_weight, self.mean_vector_weight = global_semantics_weight, mean_vector_weight
         self.h_threshold, self.stretch_singular_values = h_threshold, stretch_singular_values
         self.global_vector, self.std, self.seed = global_vector, std, seed
-        self._clusters: tuple[torch.Tensor, torch.Tensor] | None = None    # (the text they are for, [Q] ids)
+        self._clusters: tuple[torch.Tensor, float, torch.Tensor] | None = None   # (text, threshold, [Q] ids)
 
     def check_encoders(self, visual: nn.Module, vfm: nn.Module | None) -> None:
         """Refuse a VFM whose keys cannot be paired with CLIP's heads: the original reshapes DINO's 12 x 64 keys to
@@ -106,9 +106,10 @@ class SpectralObjectContext(LastBlock):
 
     def clusters(self, text: torch.Tensor) -> torch.Tensor:
         """[Q] Ward cluster ids of the queries, computed once per vocabulary (kept with the text they are for)."""
-        if self._clusters is None or self._clusters[0].shape != text.shape or not torch.equal(self._clusters[0], text):
-            self._clusters = (text, cass_ops.text_clusters(text, self.h_threshold).to(text.device))
-        return self._clusters[1]
+        cached = self._clusters
+        if cached is None or cached[1] != self.h_threshold or cached[0].shape != text.shape or not torch.equal(cached[0], text):
+            self._clusters = cached = (text, self.h_threshold, cass_ops.text_clusters(text, self.h_threshold).to(text.device))
+        return cached[2]
 
     def crop_logits(self, crops: Crops) -> torch.Tensor:
         """[B, Q, H, W] (forward_feature :176-212): patch-query cosines with the adjusted text, blended with the
