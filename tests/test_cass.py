@@ -344,3 +344,72 @@ def test_svd_draws_are_seeded_and_leave_the_global_generator_alone():
     seg.last_block.seed = 1
     with torch.no_grad():
         assert not torch.equal(seg([image])[0], a)
+
+
+# --- presets, protocol files and the CLI ------------------------------------------------------------------------
+BENCHMARKS = ("voc21", "voc20", "context60", "context59", "coco_object", "coco_stuff", "cityscapes", "ade20k")
+# configs/cfg_*.py (docs/baselines/cass.md): mode, prob_thd, gsw, mvw, h_threshold, stretch, global vector, scale
+PROTOCOL = {
+    "voc21": ("whole", 0.1, 0.1, 0.03, 0.10, True, "crop", [2048, 336]),
+    "voc20": ("slide", 0.0, 0.4, 0.02, 0.10, False, "image", [2048, 336]),
+    "context60": ("slide", 0.1, 0.25, 0.04, 0.09, True, "image", [2048, 336]),
+    "context59": ("slide", 0.0, 0.25, 0.04, 0.09, True, "image", [2048, 336]),
+    "coco_object": ("slide", 0.1, 0.25, 0.01, 0.10, True, "image", [2048, 336]),
+    "coco_stuff": ("slide", 0.0, 0.2, 0.02, 0.02, True, "image", [2048, 336]),
+    "cityscapes": ("slide", 0.0, 0.1, 0.03, 0.14, False, "crop", [2048, 560]),
+    "ade20k": ("slide", 0.0, 0.3, 0.05, 0.06, True, "image", [2048, 336]),
+}
+
+
+def test_protocol_files_are_every_benchmark_of_the_original():
+    assert sorted(p.stem for p in (REPO_ROOT / "configs" / "cass").glob("*.yaml")) == sorted(BENCHMARKS)
+    preset = yaml.safe_load((REPO_ROOT / "configs" / "model" / "cass_vitb16.yaml").read_text())["segmentor"]
+    from proxyclip.method.method_options import check_method_kwargs
+
+    assert preset["method_kwargs"] == check_method_kwargs("cass", {})          # every default, stated
+    assert (preset["vfm"], preset["pad_multiple"], preset["pamr_steps"], preset["logit_scale"]) == ("dino_vitb8", 1, 0, 40.0)
+    for bench, (mode, prob, gsw, mvw, h, stretch, glob, scale) in PROTOCOL.items():
+        own = yaml.safe_load((REPO_ROOT / "configs" / "cass" / f"{bench}.yaml").read_text())
+        seg, data = own["model"]["segmentor"]["init_args"], own["data"]["init_args"]
+        assert seg["method_kwargs"] == dict(global_semantics_weight=gsw, mean_vector_weight=mvw, h_threshold=h,
+                                            stretch_singular_values=stretch, global_vector=glob, std=5.0, seed=0), bench
+        assert (seg["mode"], data["prob_thd"], data["scale"]) == (mode, prob, scale), bench
+        assert mode == "whole" or (data["crop_size"], data["stride"]) == (224, 112), bench
+
+
+def tiny_cass_preset(folder):
+    """configs/model/cass_vitb16.yaml with a tiny random CLIP of 12 blocks and a tiny random DINO of its heads."""
+    spec = yaml.safe_load((REPO_ROOT / "configs" / "model" / "cass_vitb16.yaml").read_text())
+    spec["segmentor"].update(clip_model=TINY_CLIP_12, clip_pretrained=None, vfm_pretrained=False, vfm_kwargs=TINY_DINO)
+    path = folder / "tiny_cass.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.parametrize("bench", BENCHMARKS)
+def test_each_benchmark_runs_through_main(bench, tmp_path, capsys):
+    """`main.py test --config configs/<bench>.yaml --model <the cass preset, tiny>` on the fake layout: the CLI adds
+    configs/cass/<bench>.yaml and says so, and the run records the method and its options. Images resized small
+    (the last --data.init_args.scale wins over the protocol's) to keep it fast."""
+    from fake_datasets import WRITERS
+    from proxyclip.commands.cli import cli_main
+
+    root = WRITERS[bench](tmp_path / "data", n=1)
+    out = tmp_path / "out"
+    cli = cli_main(["test", "--config", f"configs/{bench}.yaml", "--model", str(tiny_cass_preset(tmp_path)),
+                    "--data.init_args.root", str(root), "--model.output_dir", str(out), "--trainer.logger", "false",
+                    "--data.init_args.scale", "[400, 230]"])
+    printed = capsys.readouterr()
+    assert f"cass's own {bench} values: --config" in printed.out + printed.err
+    mode, prob, gsw, mvw, h, stretch, glob, _ = PROTOCOL[bench]
+    seg = cli.model.segmentor
+    assert (seg.method, seg.mode, seg.prob_thd, seg.pamr_steps, seg.pad_multiple) == ("cass", mode, prob, 0, 1)
+    options = dict(global_semantics_weight=gsw, mean_vector_weight=mvw, h_threshold=h, stretch_singular_values=stretch,
+                   global_vector=glob, std=5.0, seed=0)
+    assert seg.method_options == options
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["num_images"] == 1
+    assert report["config"]["method_protocol"] == f"configs/cass/{bench}.yaml"
+    segmentor = report["config"]["model"]["segmentor"]["init_args"]
+    assert segmentor["method"] == "cass" and segmentor["method_kwargs"] == options
+    assert report["method_options"] == options
