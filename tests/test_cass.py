@@ -412,4 +412,4 @@ def test_each_benchmark_runs_through_main(bench, tmp_path, capsys):
     assert report["config"]["method_protocol"] == f"configs/cass/{bench}.yaml"
     segmentor = report["config"]["model"]["segmentor"]["init_args"]
     assert segmentor["method"] == "cass" and segmentor["method_kwargs"] == options
-    assert report["method_options"] == options
+    assert report["method"] == "cass" and report["method_options"] == options
