@@ -43,14 +43,16 @@ class TrainingFreeSegmentor(nn.Module):
             (required for a local checkpoint file, whose weights do not say).
         method: the training-free method, i.e. CLIP's last block: proxyclip (proxy attention from the VFM), sclip
             (correlative self-attention), clearclip (query-query attention, no residual or MLP), naclip
-            (neighbourhood attention, reduced block).
+            (neighbourhood attention, reduced block), cass (key-key attention blended with the VFM's last-block keys,
+            queries adjusted per crop).
         method_kwargs: the method's own options, checked against the method before any model is built; unset ones
             are its defaults. proxyclip: beta (float, 1.2), the adaptive-normalisation shift, and gamma (float, 3.0),
             its scale: S' = gamma * (S - beta * mean(S)); sclip: none; clearclip: similarity ("query-query" or
-            "query-key", "query-query"); naclip: std (float, 5.0), the neighbourhood's Gaussian in patches. On the
+            "query-key", "query-query"); naclip: std (float, 5.0), the neighbourhood's Gaussian in patches; cass:
+            its per-benchmark weights and switches (docs/baselines/cass.md). On the
             command line: --model.segmentor.method_kwargs '{beta: 1.0, gamma: 3.0}'.
         vfm: registered VFM name (`proxyclip.method.vfm.list_vfms()`), e.g. dino_vitb8, dinov2_vitb14_reg, sam_vit_b,
-            mae_vit_base; null: the method's default (dino_vitb8 for proxyclip). Refused for methods without a VFM.
+            mae_vit_base; null: the method's default (dino_vitb8 for proxyclip and cass). Refused for methods without a VFM.
         vfm_pretrained: true for the library's pretrained weights, false for random, or a local checkpoint file
             (null: true). Refused for methods without a VFM.
         vfm_kwargs: extra arguments for the VFM factory (e.g. depth, embed_dim, img_size). Refused for methods without
