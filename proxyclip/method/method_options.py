@@ -2,14 +2,15 @@
 
 A method's own options are `method_kwargs`, its last block's options (the typed `__init__` of its class in
 LAST_BLOCKS: proxyclip's beta and gamma, clearclip's similarity, naclip's std, cass's weights and switches; sclip
-has none). They are checked against that signature, with jsonargparse's typed validation (the CLI's own), before any model is built: an option
-the method does not have (another method's, named with its owner) or a value of the wrong type is refused in one
-paragraph that lists the method's options; unset ones are the method's defaults. They are not arguments of the
-shared segmentor, which the other methods would ignore.
+has none). They are checked against that signature, with jsonargparse's typed validation (the CLI's own), before any
+model is built: an option the method does not have (another method's, named with its owner) or a value of the wrong
+type is refused in one paragraph that lists the method's options; unset ones are the method's defaults. They are not
+arguments of the shared segmentor, which the other methods would ignore.
 
 The VFM options (`vfm`, `vfm_pretrained`, `vfm_kwargs`, `vfm_mean`, `vfm_std`) stay segmentor arguments: the VFM
-machinery (building, weights, pixel statistics) is shared by every method that has a VFM (ProxyCLIP and CASS). They are read only by those methods, so they are
-refused, naming the methods that own them, for the others; left unset, they take the method's own defaults.
+machinery (building, weights, pixel statistics) is shared by every method that has a VFM (ProxyCLIP and CASS). They
+are read only by those methods, so they are refused, naming the methods that own them, for the others; left unset,
+they take the method's own defaults.
 """
 from __future__ import annotations
 
