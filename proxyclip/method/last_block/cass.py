@@ -42,7 +42,7 @@ class SpectralObjectContext(LastBlock):
             benchmark but VOC20 and Cityscapes).
         global_vector: "image": the whole image's CLS embedding through the unchanged CLIP, shared by its crops
             (the original in sliding windows); "crop": each crop's own (Cityscapes; VOC21's whole image).
-        std: the Gaussian neighbourhood's standard deviation in patches.
+        gaussian_std: the Gaussian neighbourhood's standard deviation in patches.
         seed: seeds the randomised SVD's draws per crop (the original's are unseeded).
     """
 
@@ -50,7 +50,7 @@ class SpectralObjectContext(LastBlock):
 
     def __init__(self, global_semantics_weight: float = 0.0, mean_vector_weight: float = 0.0, h_threshold: float = 0.0,
                  stretch_singular_values: bool = False, global_vector: Literal["image", "crop"] = "image",
-                 std: float = 5.0, seed: int = 0):
+                 gaussian_std: float = 5.0, seed: int = 0):
         super().__init__()
         try:
             import scipy.cluster.hierarchy  # noqa: F401
@@ -61,7 +61,7 @@ class SpectralObjectContext(LastBlock):
             raise ProxyCLIPError(f"The cass method's global_vector is 'image' or 'crop', not {global_vector!r}.")
         self.global_semantics_weight, self.mean_vector_weight = global_semantics_weight, mean_vector_weight
         self.h_threshold, self.stretch_singular_values = h_threshold, stretch_singular_values
-        self.global_vector, self.std, self.seed = global_vector, std, seed
+        self.global_vector, self.gaussian_std, self.seed = global_vector, gaussian_std, seed
         self._clusters: tuple[torch.Tensor, float, torch.Tensor] | None = None   # (text, threshold, [Q] ids)
 
     def check_encoders(self, visual: nn.Module, vfm: nn.Module | None) -> None:
@@ -96,7 +96,7 @@ class SpectralObjectContext(LastBlock):
         b, heads, n, d = k.shape
         kd = F.interpolate(keys.flatten(0, 1).to(k.dtype), size=grid, mode="bilinear", align_corners=False)
         kd = kd.view(b, heads, d, n).transpose(-1, -2)                                # [B, H, N, d]
-        bias = gaussian_neighbourhood(grid, self.std, k.device, k.dtype)[1:, 1:]      # no CLS row or column
+        bias = gaussian_neighbourhood(grid, self.gaussian_std, k.device, k.dtype)[1:, 1:]   # no CLS row or column
         logits = torch.stack([cass_ops.spectral_blend(k[i], cass_ops.range_match(kd[i], k[i]), scale_of(block),
                                                       self.stretch_singular_values, self.seed) for i in range(b)])
         return merge_heads(block, torch.softmax(logits + bias, dim=-1) @ v, lin)
@@ -107,20 +107,28 @@ class SpectralObjectContext(LastBlock):
     def clusters(self, text: torch.Tensor) -> torch.Tensor:
         """[Q] Ward cluster ids of the queries, computed once per vocabulary (kept with the text they are for)."""
         cached = self._clusters
-        if cached is None or cached[1] != self.h_threshold or cached[0].shape != text.shape or not torch.equal(cached[0], text):
-            self._clusters = cached = (text, self.h_threshold, cass_ops.text_clusters(text, self.h_threshold).to(text.device))
+        if cached is None or cached[1] != self.h_threshold or cached[0].shape != text.shape \
+                or not torch.equal(cached[0], text):
+            ids = cass_ops.text_clusters(text, self.h_threshold).to(text.device)
+            self._clusters = cached = (text, self.h_threshold, ids)
         return cached[2]
+
+    def patches(self, crops: Crops) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """(the tokens entering the last block [B, 1 + N, W], the reduced block's unit patch embeddings [B, N, E],
+        CLIP's grid (gh, gw)): blocks 0..10, `reduced`, `ln_post`, `proj` (clip/model.py:120-153)."""
+        visual, lin = crops.visual, linear_for(crops.onednn)
+        h, grid = embed_tokens(visual, crops.pixels)
+        h = run_blocks(visual, h, onednn=crops.onednn).tokens                          # blocks 0..10
+        out = self.reduced(visual.transformer.resblocks[-1], h, grid, lin, crops.feats)
+        return h, F.normalize(project(visual, out, lin), dim=-1), grid
 
     def crop_logits(self, crops: Crops) -> torch.Tensor:
         """[B, Q, H, W] (forward_feature :176-212): patch-query cosines with the adjusted text, blended with the
         global image-query similarity, bilinear to the crop size."""
         visual, lin = crops.visual, linear_for(crops.onednn)
-        h, grid = embed_tokens(visual, crops.pixels)
-        h = run_blocks(visual, h, onednn=crops.onednn).tokens                          # blocks 0..10
-        block = visual.transformer.resblocks[-1]
-        patches = F.normalize(project(visual, self.reduced(block, h, grid, lin, crops.feats), lin), dim=-1)  # [B, N, E]
+        h, patches, grid = self.patches(crops)
         if self.global_vector == "crop" or crops.images is None:
-            cls = _unchanged_block(visual, block, h)[:, 0]
+            cls = _unchanged_block(visual, visual.transformer.resblocks[-1], h)[:, 0]
         else:   # each image once: its crops share one tensor
             firsts = {id(image): image for image in crops.images}
             whole = {key: _image_cls(visual, image, crops.onednn) for key, image in firsts.items()}
@@ -135,10 +143,7 @@ class SpectralObjectContext(LastBlock):
 
     def dense(self, crops: Crops) -> torch.Tensor:
         """[B, E, gh, gw] unit patch embeddings of the reduced block (before any text adjustment)."""
-        visual, lin = crops.visual, linear_for(crops.onednn)
-        h, grid = embed_tokens(visual, crops.pixels)
-        h = run_blocks(visual, h, onednn=crops.onednn).tokens
-        out = F.normalize(project(visual, self.reduced(visual.transformer.resblocks[-1], h, grid, lin, crops.feats), lin), dim=-1)
+        _, out, grid = self.patches(crops)
         return out.transpose(1, 2).reshape(out.shape[0], out.shape[-1], *grid)
 
 
