@@ -48,10 +48,10 @@ class TrainingFreeSegmentor(nn.Module):
         method_kwargs: the method's own options, checked against the method before any model is built; unset ones
             are its defaults. proxyclip: beta (float, 1.2), the adaptive-normalisation shift, and gamma (float, 3.0),
             its scale: S' = gamma * (S - beta * mean(S)); sclip: none; clearclip: similarity ("query-query" or
-            "query-key", "query-query"); naclip: std (float, 5.0), the neighbourhood's Gaussian in patches; cass
-            (docs/baselines/cass.md): global_semantics_weight (float, 0.0), mean_vector_weight (float, 0.0),
-            h_threshold (float, 0.0), stretch_singular_values (bool, False), global_vector ("image" or "crop",
-            "image"), gaussian_std (float, 5.0), seed (int, 0), the SVD's draws. On the
+            "query-key", "query-query"); naclip: std (float, 5.0), the neighbourhood's Gaussian in patches; cass:
+            global_semantics_weight (float, 0.0), mean_vector_weight (float, 0.0), h_threshold (float, 0.0),
+            stretch_singular_values (bool, False), global_vector ("image" or "crop", "image"), gaussian_std (float,
+            5.0), seed (int, 0), the SVD's draws (docs/baselines/cass.md). On the
             command line: --model.segmentor.method_kwargs '{beta: 1.0, gamma: 3.0}'.
         vfm: registered VFM name (`proxyclip.method.vfm.list_vfms()`), e.g. dino_vitb8, dinov2_vitb14_reg, sam_vit_b,
             mae_vit_base; null: the method's default (dino_vitb8 for proxyclip and cass). Refused for methods without a VFM.
