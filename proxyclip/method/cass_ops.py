@@ -80,8 +80,9 @@ def spectral_blend(clip_keys: torch.Tensor, vfm_keys: torch.Tensor, scale: float
     scipy's linear_sum_assignment on `matching_cost` (minimised). Head h takes, with c = col[h], w = 1 - cost[h, c]:
     R = rank-10 randomised SVD of Wd[c] (float64; singular values `stretch`ed when `stretch_singular`), diagonal
     zeroed, range-matched to Wc[h]; out[h] = (10 w R + Wc[h]) / (10 w + 1). Wd[c] with Wc[h] although the cost
-    paired VFM head h with CLIP head c: the original's indices, kept. The SVD's random draws come from a generator
-    seeded with `generator_seed` (the original's are unseeded).
+    paired VFM head h with CLIP head c: the original's indices, kept. The SVD's random draws come from the device's
+    generator seeded with `generator_seed` for this crop, then restored (the original seeds its run once,
+    configs/base_config.py:35, and draws in dataset order).
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -92,15 +93,20 @@ def spectral_blend(clip_keys: torch.Tensor, vfm_keys: torch.Tensor, scale: float
     out = torch.empty_like(clip_logits)
     rank = min(RANK, clip_logits.shape[-1])
     device = clip_logits.device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(generator_seed)                                       # svd_lowrank draws torch.randn
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if cuda else []):   # restores the generator seeded below
+        if cuda:                                                    # svd_lowrank draws torch.randn on `device`
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(generator_seed)
+        else:
+            torch.random.default_generator.manual_seed(generator_seed)
         for h, c in zip(rows.tolist(), cols.tolist()):
             weight = (1 - cost[h, c]) * SCALE_FACTOR                            # float32, as the original's w_d * 10
             u, s, v = torch.svd_lowrank(vfm_logits[c].double(), q=rank, niter=2)
             low = u @ torch.diag(stretch(s) if stretch_singular else s) @ v.T   # float64
             low.fill_diagonal_(0)
             target = clip_logits[h]
-            out[h] = (weight.to(device) * range_match(low, target) + target) / (weight.to(device) + 1)
+            out[h] = (weight * range_match(low, target) + target) / (weight + 1)
     return out
 
 

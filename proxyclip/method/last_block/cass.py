@@ -43,7 +43,7 @@ class SpectralObjectContext(LastBlock):
         global_vector: "image": the whole image's CLS embedding through the unchanged CLIP, shared by its crops
             (the original in sliding windows); "crop": each crop's own (Cityscapes; VOC21's whole image).
         gaussian_std: the Gaussian neighbourhood's standard deviation in patches.
-        seed: seeds the randomised SVD's draws per crop (the original's are unseeded).
+        seed: seeds the randomised SVD's draws per crop (the original seeds its run once, base_config.py:35).
     """
 
     needs_vfm = True
