@@ -156,7 +156,8 @@ def test_clip_presets_at_full_size(clip_key, downloads):
                 assert dense.shape == (1, expected["out"], 42, 42) and torch.isfinite(dense).all()
             else:
                 side = 224 // expected["patch"]   # dense: a method reading earlier blocks (scclip) checks its indices here
-                dense = build_last_block(method, **dict(options)).dense(Crops(visual, torch.randn(1, 3, 224, 224), None, 40.0))
+                keys = torch.randn(1, 12, 64, 28, 28) if method == "cass" else None   # DINO ViT-B/8's keys of a 224 crop
+                dense = build_last_block(method, **dict(options)).dense(Crops(visual, torch.randn(1, 3, 224, 224), None, 40.0, keys))
                 assert dense.shape == (1, expected["out"], side, side) and torch.isfinite(dense).all(), method
         text = model.encode_text(tokenizer(["a photo of a cat."]))
     assert text.shape == (1, expected["out"])
@@ -233,12 +234,14 @@ def test_vfm_presets_at_full_size(vfm_name, downloads):
 
 def test_every_preset_is_a_checked_combination():
     specs = preset_specs()
-    assert len(specs) == 20   # default.yaml is vitb16_dino_vitb8 under the paper's name; 6 presets of the baselines
+    assert len(specs) == 21   # default.yaml is vitb16_dino_vitb8 under the paper's name; 6 presets of the baselines; CASS's
     for stem, spec in specs.items():
         assert (spec["clip_model"], spec["clip_pretrained"]) in CLIPS, stem
         assert spec["clip_mean"] is not None and spec["clip_std"] is not None, stem   # stated (checked per CLIP above)
-        assert (spec["vfm_mean"] is not None) == (spec["vfm_std"] is not None) == (spec["method"] == "proxyclip"), stem
-        if spec["method"] == "proxyclip":
+        assert (spec["vfm_mean"] is not None) == (spec["vfm_std"] is not None) == (spec["method"] in ("proxyclip", "cass")), stem
+        if spec["method"] == "cass":   # docs/baselines/cass.md: DINO ViT-B/8, no padding, no PAMR
+            assert (spec["vfm"], spec["pad_multiple"], spec["pamr_steps"], spec["logit_scale"]) == ("dino_vitb8", 1, 0, 40.0)
+        elif spec["method"] == "proxyclip":
             assert spec["vfm"] in VFMS, stem
             assert spec["method_kwargs"] == {"beta": 1.2, "gamma": 3.0}, stem   # ProxyCLIP's own, as its defaults
         else:   # docs/baselines/: no VFM; SCLIP and NACLIP never pad a crop, ClearCLIP pads to CLIP's patch
@@ -264,3 +267,33 @@ def test_default_preset_segmentor_runs_quickgelu_everywhere(downloads):
     assert len(activations) == 24 and {a.__name__ for a in activations} == {"QuickGELU"}
     assert seg.clip_mean.flatten().tolist() == torch.tensor(open_clip.constants.OPENAI_DATASET_MEAN).tolist()
     assert seg.vfm_std.flatten().tolist() == torch.tensor([0.229, 0.224, 0.225]).tolist()
+
+
+def test_cass_preset_at_full_size(downloads):
+    """configs/model/cass_vitb16.yaml built through the real loading code (random weights served): CLIP's 12 heads of
+    64 pair with DINO ViT-B/8's; DINO's keys of a 224 crop are 28 x 28 over its native 1 + 28 x 28 table and equal the
+    vendored DINO's computation (tests/test_cass.py); VOC21's whole image (336 x 500) gives 42 x 42 keys of its
+    336 x 336 square; one 224 crop runs through the whole method."""
+    from proxyclip import build_segmentor
+    from test_cass import reference_dino_keys
+
+    downloads.producers["timm/vit_base_patch16_clip_224.openai"] = lambda: {
+        k: v.contiguous() for k, v in open_clip.create_model("ViT-B-16", force_quick_gelu=True).state_dict().items()}
+    downloads.producers["timm/vit_base_patch8_224.dino"] = lambda: timm.create_model("vit_base_patch8_224.dino").state_dict()
+    seg = build_segmentor(REPO_ROOT / "configs/model/cass_vitb16.yaml", class_names=["sky", "person; man"], crop_size=224,
+                          stride=112).eval()
+    clip_attn, dino = seg.clip.visual.transformer.resblocks[-1].attn, seg.vfm.model
+    assert len(seg.clip.visual.transformer.resblocks) == 12 and len(dino.blocks) == 12
+    assert (clip_attn.num_heads, clip_attn.head_dim) == (dino.blocks[-1].attn.num_heads, dino.blocks[-1].attn.head_dim) == (12, 64)
+    assert dino.pos_embed.shape == (1, 1 + 28 * 28, 768) and dino.num_prefix_tokens == 1
+    statistics = (seg.clip_mean, seg.clip_std, seg.vfm_mean, seg.vfm_std)
+    with torch.no_grad():
+        crop = torch.randn(1, 3, 224, 224).clamp(-1.5, 1.5)
+        keys = seg.last_block.vfm_features(seg.vfm, crop, statistics, 224)
+        assert keys.shape == (1, 12, 64, 28, 28)
+        from proxyclip.method.cass_ops import cass_vfm_pixels
+        expected = reference_dino_keys(dino, cass_vfm_pixels(crop, seg.vfm_mean, seg.vfm_std))
+        torch.testing.assert_close(keys[0], expected, rtol=1e-4, atol=1e-4)
+        assert seg.last_block.vfm_features(seg.vfm, torch.zeros(1, 3, 336, 500), statistics, None).shape == (1, 12, 64, 42, 42)
+        logits = seg.crop_logits(crop)
+    assert logits.shape == (1, 3, 224, 224) and torch.isfinite(logits).all()

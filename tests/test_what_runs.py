@@ -244,11 +244,11 @@ def test_another_methods_options_are_refused_in_the_library():
     with pytest.raises(ProxyCLIPError, match=r"method_kwargs \{beta: 1.2, gamma: 3.0\} cannot be given to the sclip "
                                              r"method: beta and gamma are proxyclip's options\. The sclip method has no options"):
         build_segmentor(TINY_CONFIG, class_names=VOCAB, method="sclip", **no_vfm)   # the tiny model's method_kwargs
-    with pytest.raises(ProxyCLIPError, match=r"vfm='dino_vitb8': an option of proxyclip only; the naclip method"):
+    with pytest.raises(ProxyCLIPError, match=r"vfm='dino_vitb8': an option of cass and proxyclip only; the naclip method"):
         build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", method_kwargs=None,
                         **{**no_vfm, "vfm": "dino_vitb8"})
     with pytest.raises(ProxyCLIPError, match=r"vfm_mean=\[0.485, 0.456, 0.406\], vfm_std=\[0.229, 0.224, 0.225\]: "
-                                             r"these are options of proxyclip only; the naclip method"):
+                                             r"these are options of cass and proxyclip only; the naclip method"):
         build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", method_kwargs=None, vfm_pretrained=None,
                         vfm_kwargs=None)   # the tiny model states its VFM's statistics
 
@@ -256,7 +256,7 @@ def test_another_methods_options_are_refused_in_the_library():
 def test_another_methods_options_are_refused_before_the_data_is_read(capsys):
     line = refused(["test", "--config", "configs/voc21.yaml", "--model", TINY, "--model.segmentor.method", "clearclip",
                     "--data.init_args.root", "/nonexistent/VOC2012"], capsys)
-    assert "options of proxyclip only; the clearclip method" in line and "/nonexistent" not in line
+    assert "options of cass and proxyclip only; the clearclip method" in line and "/nonexistent" not in line
 
 
 @pytest.mark.parametrize("method, kwargs, needles", [
@@ -318,9 +318,9 @@ def test_the_method_only_options_are_listed_once():
 
 def test_unset_vfm_options_are_the_methods_defaults():
     from proxyclip.method.last_block import LAST_BLOCKS
-    from proxyclip.method.method_options import DEFAULT_VFM, method_vfm
+    from proxyclip.method.method_options import method_vfm
 
-    assert set(DEFAULT_VFM) == {method for method, block in LAST_BLOCKS.items() if block.needs_vfm}
+    assert all((block.default_vfm is not None) == block.needs_vfm for block in LAST_BLOCKS.values())
     assert method_vfm("proxyclip", None, None) == ("dino_vitb8", True)
     assert method_vfm("sclip", None, None) == (None, None)
 

@@ -1,16 +1,16 @@
 """Which options belong to which method, and what an option left unset (None) means.
 
 A method's own options are `method_kwargs`, its last block's options (the typed `__init__` of its class in
-LAST_BLOCKS: proxyclip's beta and gamma, clearclip's similarity, naclip's std, scclip's eight; sclip has none). They are checked
-against that signature, with jsonargparse's typed validation (the CLI's own), before any model is built: an option
-the method does not have (another method's, named with its owner) or a value of the wrong type is refused in one
-paragraph that lists the method's options; unset ones are the method's defaults. They are not arguments of the
-shared segmentor, which the other methods would ignore.
+LAST_BLOCKS: proxyclip's beta and gamma, clearclip's similarity, naclip's std, scclip's block indices and thresholds,
+cass's weights and switches; sclip has none). They are checked against that signature, with jsonargparse's typed
+validation (the CLI's own), before any model is built: an option the method does not have (another method's, named
+with its owner) or a value of the wrong type is refused in one paragraph that lists the method's options; unset ones
+are the method's defaults. They are not arguments of the shared segmentor, which the other methods would ignore.
 
 The VFM options (`vfm`, `vfm_pretrained`, `vfm_kwargs`, `vfm_mean`, `vfm_std`) stay segmentor arguments: the VFM
-machinery (building, weights, pixel statistics) is shared by every method that has a VFM (ProxyCLIP today, CASS
-next). They are read only by those methods, so they are refused, naming the methods that own them, for the others;
-left unset, they take the method's own defaults.
+machinery (building, weights, pixel statistics) is shared by every method that has a VFM (ProxyCLIP and CASS). They
+are read only by those methods, so they are refused, naming the methods that own them, for the others; left unset,
+they take the method's own defaults.
 """
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 from ..errors import ProxyCLIPError
 from .last_block import LAST_BLOCKS
 
-#: method -> the VFM it builds when `vfm` is not given; a method absent here builds none (needs_vfm is False)
-DEFAULT_VFM = {"proxyclip": "dino_vitb8"}
 #: the values used outside a benchmark protocol (the CLI sets them from the data config): the paper's crop and
 #: stride, and every pixel decided by its best class
 PROTOCOL_DEFAULTS = {"prob_thd": 0.0, "crop_size": 336, "stride": 112}
@@ -55,6 +53,20 @@ def describe_method_options(method: str) -> str:
     options = method_option_types(method)
     return ", ".join(f"{name} ({_type_text(kind)}, default {default!r})" for name, (kind, default) in options.items()) \
         or "none"
+
+
+def methods_help() -> str:
+    """"proxyclip (proxy attention from the VFM), sclip (...), ...": every method with its class's `summary`."""
+    return ", ".join(f"{name} ({block.summary})" for name, block in LAST_BLOCKS.items())
+
+
+def method_kwargs_help() -> str:
+    """"proxyclip: beta (float, 1.2), gamma (float, 3.0); sclip: none; ...": every method's own options."""
+    def shown(value: Any) -> str:
+        return json.dumps(value) if isinstance(value, str) else repr(value)
+    return "; ".join(f"{method}: " + (", ".join(f"{name} ({_type_text(kind)}, {shown(default)})"
+                                                 for name, (kind, default) in method_option_types(method).items()) or "none")
+                     for method in LAST_BLOCKS)
 
 
 def _owners(option: str) -> list[str]:
@@ -183,9 +195,10 @@ def method_settings(method: str, method_kwargs: dict[str, Any] | None, *, vfm: s
 def method_vfm(method: str, vfm: str | None, vfm_pretrained: bool | str | None) -> tuple[str | None, bool | str | None]:
     """(VFM name, pretrained setting) that `method` builds: unset ones are its default VFM with the library's
     pretrained weights (True); (None, None) for a method without a VFM."""
-    if method not in DEFAULT_VFM:
+    block = LAST_BLOCKS[method]
+    if not block.needs_vfm:
         return None, None
-    return vfm or DEFAULT_VFM[method], True if vfm_pretrained is None else vfm_pretrained
+    return vfm or block.default_vfm, True if vfm_pretrained is None else vfm_pretrained
 
 
 def protocol_values(prob_thd: float | None, crop_size: int | None, stride: int | None) -> tuple[float, int, int]:

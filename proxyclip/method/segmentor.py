@@ -17,11 +17,10 @@ from ..vocabulary import parse_vocabulary
 from .clip_encoder import build_clip, clip_patch_size
 from .last_block import Crops, build_last_block
 from .last_block.proxy import ProxyAttention
-from .method_options import method_option_types, method_settings, protocol_values
+from .method_options import method_kwargs_help, method_option_types, method_settings, methods_help, protocol_values
 from .onednn_linear import swap_linears
 from .pamr import pamr
-from .pixel_statistics import (NUMERICS, STATISTICS_BUFFERS, Numerics, clip_input, resolve_statistics, statistics_buffers,
-                               vfm_input)
+from .pixel_statistics import NUMERICS, STATISTICS_BUFFERS, Numerics, clip_input, resolve_statistics, statistics_buffers
 from .small_classes import suppress_small_classes
 from .sliding_window import Window, pad_to_multiple, sliding_windows
 from .text import encode_queries
@@ -42,19 +41,12 @@ class TrainingFreeSegmentor(nn.Module):
         clip_quick_gelu: CLIP's MLP activation, which must be the one the weights were trained with: true for
             QuickGELU (OpenAI's weights), false for GELU (e.g. LAION's ViT-H-14), null to take it from the tag
             (required for a local checkpoint file, whose weights do not say).
-        method: the training-free method, i.e. CLIP's last block: proxyclip (proxy attention from the VFM), sclip
-            (correlative self-attention), clearclip (query-query attention, no residual or MLP), naclip
-            (neighbourhood attention, reduced block), scclip (self-calibration from earlier blocks' outputs).
+        method: the training-free method: <methods>. ProxyCLIP: docs/method.md; the others: docs/baselines/<method>.md.
         method_kwargs: the method's own options, checked against the method before any model is built; unset ones
-            are its defaults. proxyclip: beta (float, 1.2), the adaptive-normalisation shift, and gamma (float, 3.0),
-            its scale: S' = gamma * (S - beta * mean(S)); sclip: none; clearclip: similarity ("query-query" or
-            "query-key", "query-query"); naclip: std (float, 5.0), the neighbourhood's Gaussian in patches; scclip: similarity_thd
-            (float, 0.4), pre_adjust_idx (int, 8), post_adjust_idx (int, 3), multi_start_idx (int, 3), multi_end_idx
-            (int, 10), res_cls (float, 0.3), n_neighbors (int, 30), contamination (float, 0.05)
-            (docs/baselines/scclip.md). On the
-            command line: --model.segmentor.method_kwargs '{beta: 1.0, gamma: 3.0}'.
+            are its defaults. <method options>. On the command line: --model.segmentor.method_kwargs '{beta: 1.0,
+            gamma: 3.0}'.
         vfm: registered VFM name (`proxyclip.method.vfm.list_vfms()`), e.g. dino_vitb8, dinov2_vitb14_reg, sam_vit_b,
-            mae_vit_base; null: the method's default (dino_vitb8 for proxyclip). Refused for methods without a VFM.
+            mae_vit_base; null: the method's default (dino_vitb8 for proxyclip and cass). Refused for methods without a VFM.
         vfm_pretrained: true for the library's pretrained weights, false for random, or a local checkpoint file
             (null: true). Refused for methods without a VFM.
         vfm_kwargs: extra arguments for the VFM factory (e.g. depth, embed_dim, img_size). Refused for methods without
@@ -135,6 +127,7 @@ class TrainingFreeSegmentor(nn.Module):
         self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained, clip_quick_gelu)
         self.method, self.last_block = method, build_last_block(method, **method_options)
         self.vfm = build_vfm(vfm, vfm_pretrained, vfm_kwargs) if self.last_block.needs_vfm else None
+        self.last_block.check_encoders(self.clip.visual, self.vfm)
         self.clip_model_name, self.clip_pretrained = clip_model, clip_pretrained   # the text cache's key
         self.text_cache, self.text_cache_dir = text_cache, text_cache_dir
         self.channels_last, self.compiled = channels_last, compile   # not `self.compile`: nn.Module has that method
@@ -245,16 +238,18 @@ class TrainingFreeSegmentor(nn.Module):
         return self.query_embeddings
 
     # --- dense features and per-crop logits -------------------------------------------------------
-    def _crops(self, x: torch.Tensor, text: torch.Tensor | None) -> Crops:
+    def _crops(self, x: torch.Tensor, text: torch.Tensor | None, images: list[torch.Tensor] | None = None) -> Crops:
         """x: [B, 3, H, W] CLIP-normalised (already padded) -> the crops as the method sees them. Each encoder gets its
-        input in its weights' dtype (fp16 for a `.half()` model, cast after the float32 normalisation)."""
+        input in its weights' dtype (fp16 for a `.half()` model, cast after the float32 normalisation). images: per
+        crop, the CLIP-normalised image it was cut from."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         feats = None
-        if self.vfm is not None:                                                # padding -> CLIP's mean colour
-            pixels = vfm_input(x, self.clip_mean, self.clip_std, self.vfm_mean, self.vfm_std)
-            feats = self.vfm(_in_dtype_of(self.vfm, pixels), self.crop_size)
-        return Crops(self.clip.visual, _in_dtype_of(self.clip.visual, x), text, self.logit_scale, feats, self.onednn_linear)
+        if self.vfm is not None:     # the method's VFM input and output (by default ProxyCLIP's; padding -> CLIP's mean colour)
+            statistics = (self.clip_mean, self.clip_std, self.vfm_mean, self.vfm_std)
+            feats = self.last_block.vfm_features(self.vfm, x, statistics, self.crop_size)
+        return Crops(self.clip.visual, _in_dtype_of(self.clip.visual, x), text, self.logit_scale, feats, self.onednn_linear,
+                     images)
 
     def dense_features(self, crops: torch.Tensor) -> torch.Tensor:
         """crops: [B, 3, H, W] RGB in [0, 1] -> L2-normalised dense CLIP embeddings [B, D, h, w] (the method's grid).
@@ -263,11 +258,12 @@ class TrainingFreeSegmentor(nn.Module):
         with _exact_fp32_convolutions(x):
             return self.last_block.dense(self._crops(x, self.text_embeddings() if self.queries else None))
 
-    def crop_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def crop_logits(self, x: torch.Tensor, images: list[torch.Tensor] | None = None) -> torch.Tensor:
         """x: [B, 3, H, W] CLIP-normalised -> the method's logits [B, Q, H, W] (cosine with the text, bilinear from
-        the feature grid, for every method so far)."""
+        the feature grid, for every method so far). images: per crop, the CLIP-normalised image [3, h, w] it was cut
+        from (CASS reads the whole image)."""
         with _exact_fp32_convolutions(x):
-            return self.last_block.crop_logits(self._crops(x, self.text_embeddings()))
+            return self.last_block.crop_logits(self._crops(x, self.text_embeddings(), images))
 
     # --- whole images -----------------------------------------------------------------------------
     def forward(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
@@ -279,9 +275,10 @@ class TrainingFreeSegmentor(nn.Module):
         Every crop is computed on its own, so an image's result does not depend on its batch.
         """
         num_queries = self.text_embeddings().shape[0]
-        canvases, counts, jobs = [], [], defaultdict(list)
+        canvases, counts, jobs, normalised = [], [], defaultdict(list), []
         for index, image in enumerate(images):
             x = self._clip_normalised(image)                                                # [3, h, w]
+            normalised.append(x)
             h, w = x.shape[-2:]
             canvases.append(x.new_zeros(num_queries, h, w))
             counts.append(x.new_zeros(1, h, w))
@@ -294,7 +291,8 @@ class TrainingFreeSegmentor(nn.Module):
         for group in jobs.values():
             for start in range(0, len(group), self.crop_batch_size):
                 chunk = group[start:start + self.crop_batch_size]
-                logits = self.crop_logits(torch.stack([job[3] for job in chunk]))         # [n, Q, Hp, Wp]
+                logits = self.crop_logits(torch.stack([job[3] for job in chunk]),
+                                          [normalised[job[0]] for job in chunk])           # [n, Q, Hp, Wp]
                 for (index, (y1, y2, x1, x2), (left, _, top, _), _), crop_logit in zip(chunk, logits):
                     canvases[index][:, y1:y2, x1:x2] += crop_logit[:, top:top + y2 - y1, left:left + x2 - x1]
                     counts[index][:, y1:y2, x1:x2] += 1
@@ -388,6 +386,10 @@ class TrainingFreeSegmentor(nn.Module):
             raise ProxyCLIPError(f"Images must be [3, H, W] RGB tensors, got shape {tuple(image.shape)}.")
         return image
 
+
+# The help of `method` and `method_kwargs` (LightningCLI reads the docstring) from the registered methods themselves.
+TrainingFreeSegmentor.__doc__ = TrainingFreeSegmentor.__doc__.replace("<methods>", methods_help()).replace(
+    "<method options>", method_kwargs_help())
 
 #: the former name, which configs and code written before the rename still use
 ProxyCLIPSegmentor = TrainingFreeSegmentor

@@ -15,6 +15,7 @@ from .sclip import CorrelativeAttention
 from .clearclip import QueryQueryAttention
 from .naclip import NeighbourhoodAttention
 from .scclip import SelfCalibratedAttention
+from .cass import SpectralObjectContext
 
 
 def build_last_block(method: str, **kwargs: Any) -> LastBlock:
@@ -27,4 +28,4 @@ def build_last_block(method: str, **kwargs: Any) -> LastBlock:
 
 __all__ = ["LAST_BLOCKS", "Crops", "LastBlock", "build_last_block",
            "ProxyAttention", "CorrelativeAttention", "QueryQueryAttention", "NeighbourhoodAttention",
-           "SelfCalibratedAttention"]
+           "SelfCalibratedAttention", "SpectralObjectContext"]

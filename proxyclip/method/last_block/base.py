@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip_tower import Linear, dense_clip_features
+from ..pixel_statistics import vfm_input
 from ..registry import Registry
 
 
@@ -31,6 +32,8 @@ class Crops:
     logit_scale: float                   # the segmentor's softmax temperature
     feats: torch.Tensor | None = None    # [B, C, h, w] the VFM's features, for methods that need a VFM
     onednn: bool = False                 # fp32 CPU projections through oneDNN (onednn_linear.py)
+    images: list[torch.Tensor] | None = None   # per crop, the whole CLIP-normalised image [3, h, w] it was cut
+                                               # from (one tensor per image), when the segmentor knows it
 
 
 class LastBlock(nn.Module):
@@ -43,10 +46,23 @@ class LastBlock(nn.Module):
     """
 
     needs_vfm: ClassVar[bool] = False
+    default_vfm: ClassVar[str | None] = None   # the VFM built when the `vfm` option is unset (methods with a VFM)
+    summary: ClassVar[str] = ""           # what the method does, in a few words (the `method` option's help)
 
     def forward(self, block: nn.Module, tokens: torch.Tensor, grid: tuple[int, int], linear: Linear,
                 feats: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
         raise NotImplementedError
+
+    def check_encoders(self, visual: nn.Module, vfm: nn.Module | None) -> None:
+        """Refuse, once both are built, a CLIP image tower or VFM the method cannot use (none here)."""
+
+    def vfm_features(self, vfm: nn.Module, x: torch.Tensor, statistics: tuple[torch.Tensor, ...],
+                     crop_size: int | None) -> torch.Tensor:
+        """What the method reads of the VFM for the crops x [B, 3, H, W] (CLIP-normalised): by default ProxyCLIP's
+        derivation of the VFM's input (`vfm_input`) and its features [B, C, h, w]. statistics: (clip_mean,
+        clip_std, vfm_mean, vfm_std), [3, 1, 1] float32; crop_size: the segmentor's crop side."""
+        pixels = vfm_input(x, *statistics)
+        return vfm(pixels.to(next(vfm.parameters()).dtype), crop_size)
 
     def dense(self, crops: Crops) -> torch.Tensor:
         """L2-normalised dense embeddings [B, D, h, w]: CLIP's tower with this last block (clip_tower.py)."""

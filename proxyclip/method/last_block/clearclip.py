@@ -23,6 +23,8 @@ class QueryQueryAttention(LastBlock):
             own attention and only drops the residual and the MLP.
     """
 
+    summary = "query-query attention, no residual or MLP"
+
     def __init__(self, similarity: Literal["query-query", "query-key"] = "query-query"):
         super().__init__()
         if similarity not in ("query-query", "query-key"):

@@ -34,6 +34,8 @@ class NeighbourhoodAttention(LastBlock):
         std: the Gaussian's standard deviation in patches (5 in every NACLIP config).
     """
 
+    summary = "neighbourhood attention, reduced block"
+
     def __init__(self, std: float = 5.0):
         super().__init__()
         self.std = std

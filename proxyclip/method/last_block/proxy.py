@@ -20,7 +20,10 @@ class ProxyAttention(LastBlock):
     `empty_rows` ("nan" as the original, or "unmasked") is set by the segmentor from its numerics (docs/method.md §3.4).
     """
 
+    summary = "proxy attention from the VFM's patch similarities"
+
     needs_vfm = True
+    default_vfm = "dino_vitb8"   # the original's
 
     def __init__(self, beta: float = 1.2, gamma: float = 3.0):
         super().__init__()

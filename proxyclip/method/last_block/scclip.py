@@ -39,6 +39,8 @@ class SelfCalibratedAttention(LastBlock):
     Block indices are 0-based and must name blocks before the last (checked against the tower when it runs).
     """
 
+    summary = "self-calibration from earlier blocks' outputs"
+
     def __init__(self, similarity_thd: float = 0.4, pre_adjust_idx: int = 8, post_adjust_idx: int = 3,
                  multi_start_idx: int = 3, multi_end_idx: int = 10, res_cls: float = 0.3, n_neighbors: int = 30,
                  contamination: float = 0.05):

@@ -16,6 +16,8 @@ from .base import LAST_BLOCKS, LastBlock
 class CorrelativeAttention(LastBlock):
     """x + out_proj((softmax(q qᵀ s) + softmax(k kᵀ s)) v), then x + mlp(ln_2(x)); per head, s = 1 / sqrt(d)."""
 
+    summary = "correlative self-attention, residual and MLP kept"
+
     def forward(self, block, tokens: torch.Tensor, grid: tuple[int, int], linear: Linear,
                 feats: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
         q, k, v = split_heads(block, tokens, linear)                       # [B, heads, L, d]

@@ -38,6 +38,11 @@ class VFMAdapter(nn.Module):
     def extract(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def last_block_keys(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, H, W] -> the last block's attention keys per head [B, heads, d, h, w], prefix tokens dropped, for
+        methods that read keys instead of features (CASS). Only the timm ViT families (DINO, DINOv2, MAE) have them."""
+        raise NotImplementedError(f"{type(self).__name__} gives no last-block keys")
+
     def grid_size(self, height: int, width: int, crop_size: int | None = None) -> tuple[int, int]:
         """The feature grid (h, w) for an input of height x width pixels."""
         height, width = self.input_size_for(crop_size) or (height, width)

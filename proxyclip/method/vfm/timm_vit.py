@@ -122,6 +122,28 @@ class TimmViTAdapter(VFMAdapter):
     def extract(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, 3, H, W] -> [B, C, H // p, W // p]."""
         m = self.model
+        tokens, grid = self._embed(x)
+        tokens = m.norm(m.blocks(tokens))
+        return tokens_to_map(tokens[:, m.num_prefix_tokens:], grid)
+
+    def last_block_keys(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, H, W] -> the last block's attention keys [B, heads, d, H // p, W // p]: every block but the
+        last, then `attn.qkv(norm1(tokens))`'s key part per head (with `k_norm`, Identity in DINO / DINOv2 / MAE),
+        unscaled, prefix tokens dropped; patches row-major on the grid (CASS, docs/baselines/cass.md)."""
+        m = self.model
+        tokens, (gh, gw) = self._embed(x)
+        for block in m.blocks[:-1]:
+            tokens = block(tokens)
+        last = m.blocks[-1]
+        attn = last.attn
+        b, n, _ = tokens.shape
+        qkv = attn.qkv(last.norm1(tokens)).reshape(b, n, 3, attn.num_heads, attn.head_dim)
+        keys = attn.k_norm(qkv[:, :, 1].transpose(1, 2))[:, :, m.num_prefix_tokens:]     # [B, heads, gh*gw, d]
+        return keys.transpose(2, 3).reshape(b, attn.num_heads, attn.head_dim, gh, gw)
+
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """x: [B, 3, H, W] -> (the tokens entering the first block [B, prefix + gh*gw, C], the grid (gh, gw))."""
+        m = self.model
         patches = m.patch_embed(crop_to_patches(x, self.patch_size))      # [B, gh, gw, C]
         batch, gh, gw, channels = patches.shape
         patches = patches.reshape(batch, gh * gw, channels)
@@ -136,10 +158,7 @@ class TimmViTAdapter(VFMAdapter):
             if n_pos_prefix:
                 prefix = prefix + table[:n_pos_prefix]                    # CLS position entry kept as is
             patches = torch.cat([prefix, patches], dim=1)
-        tokens = patches
-        tokens = m.norm_pre(m.patch_drop(m.pos_drop(tokens)))
-        tokens = m.norm(m.blocks(tokens))
-        return tokens_to_map(tokens[:, m.num_prefix_tokens:], (gh, gw))
+        return m.norm_pre(m.patch_drop(m.pos_drop(patches))), (gh, gw)
 
 
 class TimmVariant(NamedTuple):
