@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ProxyCLIPError
-from .. import cass_ops
+from ..cass_ops import adjust_text, cass_vfm_pixels, range_match, spectral_blend, text_clusters
 from ..vfm.base import VFMAdapter
 from ..clip_tower import embed_tokens, linear_for, merge_heads, project, run_blocks, scale_of, split_heads
 from .base import LAST_BLOCKS, Crops, LastBlock
@@ -88,7 +88,7 @@ class SpectralObjectContext(LastBlock):
     def vfm_features(self, vfm: nn.Module, x: torch.Tensor, statistics: tuple[torch.Tensor, ...],
                      crop_size: int | None) -> torch.Tensor:
         """CASS's own VFM input (`cass_vfm_pixels`) -> the last block's keys [B, heads, d, m/p, m/p]."""
-        pixels = cass_ops.cass_vfm_pixels(x, statistics[2], statistics[3])
+        pixels = cass_vfm_pixels(x, statistics[2], statistics[3])
         return vfm.last_block_keys(pixels.to(next(vfm.parameters()).dtype))
 
     def reduced(self, block: nn.Module, tokens: torch.Tensor, grid: tuple[int, int], lin, keys: torch.Tensor) -> torch.Tensor:
@@ -100,7 +100,7 @@ class SpectralObjectContext(LastBlock):
         kd = F.interpolate(keys.flatten(0, 1).to(k.dtype), size=grid, mode="bilinear", align_corners=False)
         kd = kd.view(b, heads, d, n).transpose(-1, -2)                                # [B, H, N, d]
         bias = gaussian_neighbourhood(grid, self.gaussian_std, k.device, k.dtype)[1:, 1:]   # no CLS row or column
-        logits = torch.stack([cass_ops.spectral_blend(k[i], cass_ops.range_match(kd[i], k[i]), scale_of(block),
+        logits = torch.stack([spectral_blend(k[i], range_match(kd[i], k[i]), scale_of(block),
                                                       self.stretch_singular_values, self.seed) for i in range(b)])
         return merge_heads(block, torch.softmax(logits + bias, dim=-1) @ v, lin)
 
@@ -112,7 +112,7 @@ class SpectralObjectContext(LastBlock):
         cached = self._clusters
         if cached is None or cached[1] != self.h_threshold or cached[0].shape != text.shape \
                 or not torch.equal(cached[0], text):
-            ids = cass_ops.text_clusters(text, self.h_threshold).to(text.device)
+            ids = text_clusters(text, self.h_threshold).to(text.device)
             self._clusters = cached = (text, self.h_threshold, ids)
         return cached[2]
 
@@ -138,7 +138,7 @@ class SpectralObjectContext(LastBlock):
             cls = torch.stack([whole[id(image)] for image in crops.images])
         text = crops.text.to(patches.dtype)
         similarity = F.normalize(project(visual, cls, lin), dim=-1) @ text.T           # [B, Q]
-        adjusted = cass_ops.adjust_text(text, self.clusters(text), patches, similarity, self.mean_vector_weight)
+        adjusted = adjust_text(text, self.clusters(text), patches, similarity, self.mean_vector_weight)
         w = self.global_semantics_weight
         logits = (1 - w) * torch.einsum("bne,bqe->bqn", patches, adjusted) + w * similarity[..., None]
         logits = logits.view(*logits.shape[:2], *grid)
