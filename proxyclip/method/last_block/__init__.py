@@ -14,6 +14,7 @@ from .proxy import ProxyAttention
 from .sclip import CorrelativeAttention
 from .clearclip import QueryQueryAttention
 from .naclip import NeighbourhoodAttention
+from .resclip import ResidualFeedbackAttention
 
 
 def build_last_block(method: str, **kwargs: Any) -> LastBlock:
@@ -25,4 +26,5 @@ def build_last_block(method: str, **kwargs: Any) -> LastBlock:
 
 
 __all__ = ["LAST_BLOCKS", "Crops", "LastBlock", "build_last_block",
-           "ProxyAttention", "CorrelativeAttention", "QueryQueryAttention", "NeighbourhoodAttention"]
+           "ProxyAttention", "CorrelativeAttention", "QueryQueryAttention", "NeighbourhoodAttention",
+           "ResidualFeedbackAttention"]
