@@ -100,8 +100,8 @@ def test_neighbourhood_bias_on_a_rectangular_grid():
 def test_every_method_has_its_last_block_and_unknown_ones_are_named():
     from proxyclip.errors import ProxyCLIPError
 
-    assert list(LAST_BLOCKS) == ["proxyclip", *BASELINES]       # registration order: the order methods are listed in
-    assert [LAST_BLOCKS[m].needs_vfm for m in ("proxyclip", *BASELINES)] == [True, False, False, False]
+    assert list(LAST_BLOCKS) == ["proxyclip", *BASELINES, "resclip"]   # registration order: the order methods are listed in
+    assert [LAST_BLOCKS[m].needs_vfm for m in LAST_BLOCKS] == [True, False, False, False, False]
     with pytest.raises(ProxyCLIPError, match="Unknown method 'sclp'.*sclip"):
         build_last_block("sclp")
     with pytest.raises(ProxyCLIPError, match="do not fit the naclip method"):
@@ -223,7 +223,7 @@ def protocol_configs():
 def test_protocol_configs_change_only_what_their_method_sets():
     """A method's per-benchmark file holds segmentor and data values only, never the model's identity."""
     files = protocol_configs()
-    assert {p.parent.name for p in files} == set(BASELINES) and len(files) == 24
+    assert {p.parent.name for p in files} == {*BASELINES, "resclip"} and len(files) == 32
     for path in files:
         data = yaml.safe_load(path.read_text())
         assert set(data) <= {"model", "data"}, path

@@ -289,7 +289,7 @@ def test_typed_options_are_checked():
 
     preset = yaml.safe_load((REPO_ROOT / "configs" / "model" / "resclip_vitb16.yaml").read_text())["segmentor"]
     assert check_method_kwargs("resclip", None) == {**preset["method_kwargs"], "rcs_weights": (2.0, 0.3),
-                                                    "sfr_weights": (2.1, 0.7), "rcs_layers": (5, 6, 7, 8),
+                                                    "sfr_weights": (2.2, 0.7), "rcs_layers": (5, 6, 7, 8),
                                                     "sfr_pamr_dilations": (8, 16)}
     assert check_method_kwargs("resclip", {"rcs_weights": [2, 0.5]})["rcs_weights"] == (2.0, 0.5)
     absent = dict(clip_pretrained="/nonexistent/absent.bin", clip_quick_gelu=True, clip_mean=[0.5] * 3, clip_std=[0.5] * 3,

@@ -44,11 +44,16 @@ class TrainingFreeSegmentor(nn.Module):
             (required for a local checkpoint file, whose weights do not say).
         method: the training-free method, i.e. CLIP's last block: proxyclip (proxy attention from the VFM), sclip
             (correlative self-attention), clearclip (query-query attention, no residual or MLP), naclip
-            (neighbourhood attention, reduced block).
+            (neighbourhood attention, reduced block), resclip (NACLIP's with residual cross-correlation attention and
+            semantic feedback; needs the vocabulary).
         method_kwargs: the method's own options, checked against the method before any model is built; unset ones
             are its defaults. proxyclip: beta (float, 1.2), the adaptive-normalisation shift, and gamma (float, 3.0),
             its scale: S' = gamma * (S - beta * mean(S)); sclip: none; clearclip: similarity ("query-query" or
-            "query-key", "query-query"); naclip: std (float, 5.0), the neighbourhood's Gaussian in patches. On the
+            "query-key", "query-query"); naclip: std (float, 5.0), the neighbourhood's Gaussian in patches; resclip:
+            temp_thd (float, 0.5), rcs_weights ([tau, lam], (2.0, 0.3)), sfr_weights ([tau, lam], (2.2, 0.7)),
+            delete_same_entity (bool, True), gaussian_std (float, 5.0), rcs_layers (block indices, (5, 6, 7, 8)),
+            sfr_pamr_steps (int, 10), sfr_pamr_dilations (ints, (8, 16)), base ("naclip", "sclip" or "clearclip",
+            "naclip"), per benchmark in configs/resclip/ (docs/baselines/resclip.md). On the
             command line: --model.segmentor.method_kwargs '{beta: 1.0, gamma: 3.0}'.
         vfm: registered VFM name (`proxyclip.method.vfm.list_vfms()`), e.g. dino_vitb8, dinov2_vitb14_reg, sam_vit_b,
             mae_vit_base; null: the method's default (dino_vitb8 for proxyclip). Refused for methods without a VFM.

@@ -30,7 +30,7 @@ class ResidualFeedbackAttention(LastBlock):
     """A base attention (NACLIP's by default) with RCS and SFR, run twice (model.py:294-367).
 
     Args (the original's names in brackets; its segmentor defaults are None for the first three, which fail, so
-    the defaults here are its ADE20K config's, configs/cfg_ade20k.py:6-9):
+    the defaults here are its VOC21 config's, configs/cfg_voc21.py:8-11, the first of its benchmarks):
         temp_thd: pixels of the temporary segmentation whose best query probability is below this vote for query 0
             [temp_thd].
         rcs_weights: (tau, lam): A = tau * ((1 - lam) * A + lam * mean of the RCS blocks' attention) [attn_rcs_weights].
@@ -49,8 +49,8 @@ class ResidualFeedbackAttention(LastBlock):
     resclip_segmentor.py:61-62), always true.
     """
 
-    def __init__(self, temp_thd: float = 0.25, rcs_weights: tuple[float, float] = (2.0, 0.3),
-                 sfr_weights: tuple[float, float] = (2.1, 0.7), delete_same_entity: bool = True,
+    def __init__(self, temp_thd: float = 0.5, rcs_weights: tuple[float, float] = (2.0, 0.3),
+                 sfr_weights: tuple[float, float] = (2.2, 0.7), delete_same_entity: bool = True,
                  gaussian_std: float = 5.0, rcs_layers: tuple[int, ...] = (5, 6, 7, 8), sfr_pamr_steps: int = 10,
                  sfr_pamr_dilations: tuple[int, ...] = (8, 16), base: Base = "naclip"):
         super().__init__()
