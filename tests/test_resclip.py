@@ -372,3 +372,26 @@ def test_main_runs_every_benchmark_with_its_protocol(benchmark, tmp_path, capsys
     recorded = report["method_options"]
     assert {k: list(v) if isinstance(v, tuple) else v for k, v in recorded.items()} == \
         own["model"]["segmentor"]["init_args"]["method_kwargs"]
+
+
+@pytest.mark.parametrize("mode", ["whole", "slide"])
+def test_crops_and_the_feedback_guide_equal_the_original_s(mode, monkeypatch):
+    """Numerics "original": CLIP's crops are the original's bit for bit (mmseg's constants; whole image for VOC, 224/112
+    windows otherwise, never padded), and SFR's PAMR is guided by that crop itself (clip/model.py:279-281), in fp32."""
+    import proxyclip.method.last_block.resclip as resclip_module
+    from proxyclip import build_segmentor
+    from test_numerics import IMAGES, assert_same_crops, captured_inputs, original_clip_input, original_crops
+
+    preset = yaml.safe_load((REPO_ROOT / "configs" / "model" / "resclip_vitb16.yaml").read_text())["segmentor"]
+    preset.update(clip_model=TINY_CLIP_12, clip_pretrained=None, crop_size=112, stride=56, crop_batch_size=1,
+                  numerics="original", mode=mode)
+    torch.manual_seed(0)
+    seg = build_segmentor({"segmentor": preset}, class_names=VOCAB).eval()
+    guides, real_pamr = [], resclip_module.pamr
+    monkeypatch.setattr(resclip_module, "pamr", lambda image, *args: guides.append(image.clone()) or real_pamr(image, *args))
+    for image in IMAGES:
+        guides.clear()
+        seen, _ = captured_inputs(seg, image)
+        assert_same_crops(seen["clip"], original_crops(original_clip_input(image), 112, 56, 1, mode))
+        assert len(guides) == len(seen["clip"]) and all(torch.equal(g, c) for g, c in zip(guides, seen["clip"]))
+        assert all(g.dtype == torch.float32 for g in guides)
