@@ -395,3 +395,21 @@ def test_crops_and_the_feedback_guide_equal_the_original_s(mode, monkeypatch):
         assert_same_crops(seen["clip"], original_crops(original_clip_input(image), 112, 56, 1, mode))
         assert len(guides) == len(seen["clip"]) and all(torch.equal(g, c) for g, c in zip(guides, seen["clip"]))
         assert all(g.dtype == torch.float32 for g in guides)
+
+
+def test_each_protocol_resolves_over_its_benchmark():
+    """`--config configs/<benchmark>.yaml --model configs/model/resclip_vitb16.yaml` resolves (parsed, not run) to every
+    value of the protocol file, the FULL method_kwargs included, over the benchmark's dataset."""
+    from proxyclip.commands.eval_all import resolved_config
+    from test_baselines import _flatten
+
+    for benchmark in BENCHMARKS:
+        code, printed, errors = resolved_config(["test", "--config", f"configs/{benchmark}.yaml", "--model",
+                                                 "configs/model/resclip_vitb16.yaml"])
+        assert code == 0, errors
+        config = yaml.safe_load(printed)
+        resolved = dict(_flatten(config))
+        for key, value in _flatten(protocol(benchmark)):
+            assert resolved[key] == value, (benchmark, key)
+        assert config["method_protocol"] == f"configs/resclip/{benchmark}.yaml"
+        assert config["model"]["segmentor"]["init_args"]["pamr_steps"] == 0
