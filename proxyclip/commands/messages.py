@@ -85,8 +85,9 @@ def argument_error_paragraph(exc: BaseException) -> str | None:
     from ..method.method_options import method_option_owners, moved_option_paragraph
 
     moved = re.search(r"Option '(\w+)' is not accepted", flat)
-    if moved and "model.segmentor" in flat and moved_option_paragraph(moved.group(1)):   # beta: before method_kwargs
-        return moved_option_paragraph(moved.group(1))
+    paragraph = moved_option_paragraph(moved.group(1)) if moved and "model.segmentor" in flat else None
+    if paragraph:                                        # a method's own option, e.g. beta: before method_kwargs
+        return paragraph
     missing = re.search(r"File does not exist: '([^']+)'", flat)
     if missing:
         path = missing.group(1)

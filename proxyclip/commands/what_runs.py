@@ -4,9 +4,9 @@ From the command as given, in order: the shipped configs' README names resolved 
 method's own protocol file added where it belongs (protocols.py), linked segmentor values set on the model side
 applied as the data options or refused (links.py), the method's options checked against it and another method's
 refused (method_options.py), the relative paths of data config files resolved against their folders (data_paths.py),
-and the protocol file recorded in the run's config. Each step reads the parsed configuration; the additions are ordinary command-line arguments, so
-`--print_config`, the saved config.yaml and metrics.json show exactly what runs, and DDP's worker processes, which
-start again from the same command, settle it the same way.
+and the protocol file recorded in the run's config. Each step reads the parsed configuration; the additions are
+ordinary command-line arguments, so `--print_config`, the saved config.yaml and metrics.json show exactly what runs,
+and DDP's worker processes, which start again from the same command, settle it the same way.
 """
 from __future__ import annotations
 

@@ -58,9 +58,10 @@ def describe_method_options(method: str) -> str:
 
 
 def _owners(option: str) -> list[str]:
+    """The methods that read `option`: a VFM option's are the methods with a VFM; a method's own option's, its own."""
     if option in VFM_OPTIONS:
         return [m for m, block in LAST_BLOCKS.items() if block.needs_vfm]
-    return [m for m in LAST_BLOCKS if option in method_option_types(m)]
+    return method_option_owners().get(option, [])
 
 
 def _show(options: dict[str, Any]) -> str:
@@ -92,7 +93,7 @@ def moved_option_paragraph(option: str) -> str | None:
     """For a method's own option given as a segmentor argument (the spelling before method_kwargs, e.g.
     `--model.segmentor.beta 1.0` or `beta:` in a model YAML): the one paragraph that says how to give it; None for
     any other name."""
-    owners = [m for m in LAST_BLOCKS if option in method_option_types(m)]
+    owners = method_option_owners().get(option)
     if not owners:
         return None
     example = _show({name: default for name, (_, default) in method_option_types(owners[0]).items()})
