@@ -58,7 +58,8 @@ class ResidualFeedbackAttention(LastBlock):
             raise ValueError(f"base must be 'naclip', 'sclip' or 'clearclip', got {base!r}")
         if not rcs_layers or min(rcs_layers) < 0 or gaussian_std <= 0 or sfr_pamr_steps < 0:
             raise ValueError("rcs_layers must be non-empty block indices >= 0, gaussian_std > 0, sfr_pamr_steps >= 0")
-        self.temp_thd, self.delete_same_entity, self.gaussian_std, self.base = temp_thd, delete_same_entity, gaussian_std, base
+        self.temp_thd, self.delete_same_entity, self.base = temp_thd, delete_same_entity, base
+        self.gaussian_std = gaussian_std
         self.rcs_weights, self.sfr_weights = tuple(rcs_weights), tuple(sfr_weights)
         self.rcs_layers, self.sfr_pamr_steps = tuple(rcs_layers), sfr_pamr_steps
         self.sfr_pamr_dilations = tuple(sfr_pamr_dilations)
