@@ -149,11 +149,20 @@ def test_clip_presets_at_full_size(clip_key, downloads):
     # one forward per method using this CLIP: ProxyCLIP on a 336 crop over a DINO ViT-B/8 grid, the others on a
     # 224 crop over CLIP's own grid; and one prompt through the text tower
     with torch.no_grad():
-        for method, options in sorted({(s["method"], tuple(sorted((s["method_kwargs"] or {}).items()))) for s in users.values()}):
+        for method, options in sorted({(s["method"], tuple(sorted((k, tuple(v) if isinstance(v, list) else v)   # lists: ResCLIP's
+                                                                  for k, v in (s["method_kwargs"] or {}).items())))
+                                       for s in users.values()}):
             if method == "proxyclip":
                 dense = dense_clip_features(visual, torch.randn(1, 3, 336, 336), ProxyAttention(**dict(options)),
                                             torch.randn(1, 768, 42, 42))
                 assert dense.shape == (1, expected["out"], 42, 42) and torch.isfinite(dense).all()
+            elif method == "resclip":   # RCS reads blocks 5..8 of the 12; SFR needs the text (three prompts here)
+                block, side = build_last_block(method, **dict(options)), 224 // expected["patch"]
+                assert max(block.rcs_layers) < len(visual.transformer.resblocks) - 1
+                text = model.encode_text(tokenizer(["a cat.", "a dog.", "grass."]))
+                text = text / text.norm(dim=-1, keepdim=True)
+                dense = block.dense(Crops(visual, torch.randn(1, 3, 224, 224), text, 40.0))
+                assert dense.shape == (1, expected["out"], side, side) and torch.isfinite(dense).all(), method
             else:
                 side = 224 // expected["patch"]   # dense: a method reading earlier blocks (scclip) checks its indices here
                 keys = torch.randn(1, 12, 64, 28, 28) if method == "cass" else None   # DINO ViT-B/8's keys of a 224 crop
@@ -234,7 +243,7 @@ def test_vfm_presets_at_full_size(vfm_name, downloads):
 
 def test_every_preset_is_a_checked_combination():
     specs = preset_specs()
-    assert len(specs) == 21   # default.yaml is vitb16_dino_vitb8 under the paper's name; 6 presets of the baselines; CASS's
+    assert len(specs) == 22   # default.yaml is vitb16_dino_vitb8 under the paper's name; 6 presets of the baselines; CASS's
     for stem, spec in specs.items():
         assert (spec["clip_model"], spec["clip_pretrained"]) in CLIPS, stem
         assert spec["clip_mean"] is not None and spec["clip_std"] is not None, stem   # stated (checked per CLIP above)
@@ -249,7 +258,7 @@ def test_every_preset_is_a_checked_combination():
             patch = CLIPS[spec["clip_model"], spec["clip_pretrained"]]["patch"]
             assert spec["pad_multiple"] == (patch if spec["method"] == "clearclip" else 1), stem
             assert (spec["pamr_steps"], tuple(spec["pamr_dilations"])) == ((10, (8, 16)) if spec["method"] == "naclip" else (0, (8, 16))), stem
-            assert spec["logit_scale"] == {"sclip": 40.0, "clearclip": 50, "naclip": 40.0, "scclip": 40.0}[spec["method"]], stem
+            assert spec["logit_scale"] == {"sclip": 40.0, "clearclip": 50, "naclip": 40.0, "scclip": 40.0, "resclip": 40.0}[spec["method"]], stem
         if spec["method"] == "scclip":   # every option stated, at the original's values (configs/base_config.py:4-8)
             assert spec["method_kwargs"] == dict(similarity_thd=0.4, pre_adjust_idx=8, post_adjust_idx=3, multi_start_idx=3,
                                                  multi_end_idx=10, res_cls=0.3, n_neighbors=30, contamination=0.05), stem

@@ -16,6 +16,7 @@ from .clearclip import QueryQueryAttention
 from .naclip import NeighbourhoodAttention
 from .scclip import SelfCalibratedAttention
 from .cass import SpectralObjectContext
+from .resclip import ResidualFeedbackAttention
 
 
 def build_last_block(method: str, **kwargs: Any) -> LastBlock:
@@ -28,4 +29,4 @@ def build_last_block(method: str, **kwargs: Any) -> LastBlock:
 
 __all__ = ["LAST_BLOCKS", "Crops", "LastBlock", "build_last_block",
            "ProxyAttention", "CorrelativeAttention", "QueryQueryAttention", "NeighbourhoodAttention",
-           "SelfCalibratedAttention", "SpectralObjectContext"]
+           "SelfCalibratedAttention", "SpectralObjectContext", "ResidualFeedbackAttention"]
