@@ -302,6 +302,9 @@ def test_typed_options_are_checked():
             build_segmentor(TINY_CONFIG, method_kwargs=bad, **absent)
     with pytest.raises(ValueError, match="rcs_layers"):
         build_last_block("resclip", rcs_layers=())
+    with pytest.raises(ProxyCLIPError, match=r"method_kwargs \{rcs_layers: \[-1\]\}: rcs_layers must be .*The resclip "
+                                             r"method's options are"):   # the method's own value check, one paragraph
+        build_segmentor(TINY_CONFIG, method_kwargs={"rcs_layers": [-1]}, **absent)
     torch.manual_seed(0)
     two_blocks = build_clip(TINY_CLIP, None, None)[0].visual.eval()       # 2 blocks: no block 5
     with pytest.raises(ProxyCLIPError, match=r"rcs_layers \(5, 6, 7, 8\) must be blocks before the last of the 2"):

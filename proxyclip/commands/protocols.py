@@ -1,6 +1,6 @@
 """Each method's own per-benchmark values (configs/<method>/<benchmark>.yaml), added to a run that asks for the method.
 
-A benchmark config (configs/voc21.yaml) carries ProxyCLIP's protocol. Another method (SCLIP, ClearCLIP, NACLIP) runs
+A benchmark config (configs/voc21.yaml) carries ProxyCLIP's protocol. Another method (SCLIP, ClearCLIP, NACLIP, ResCLIP, SC-CLIP, CASS) runs
 the same benchmark with its own vocabulary, resize, crops and thresholds, which its repository sets per benchmark:
 
     proxyclip test --config configs/voc21.yaml --model configs/model/sclip_vitb16.yaml
@@ -27,7 +27,7 @@ from ..shipped_configs import find_config, packaged_configs
 DEFAULT_METHOD = "proxyclip"
 RECORD = "method_protocol"   # the run's config key that records the file added
 RECORD_HELP = ("Set by the CLI, not by hand: the method's own benchmark values it added (configs/<method>/<benchmark>.yaml, "
-               "for SCLIP, ClearCLIP, NACLIP, CASS), recorded so that a saved config runs again as it ran (a config that "
+               "for every method but ProxyCLIP), recorded so that a saved config runs again as it ran (a config that "
                "records the file already holds its values).")
 # the arguments that can change the parsed method or benchmark; any other leaves both as they were
 CHOOSERS = spellings("model.segmentor.init_args.method") | spellings("data.class_path")

@@ -156,7 +156,12 @@ def check_method_kwargs(method: str, method_kwargs: dict[str, Any] | None) -> di
         raise ProxyCLIPError(method_kwargs_paragraph(
             method, f"method_kwargs {_show({name: given[name]})}: the {method} method's {name} takes "
                     f"{_type_text(kind, article=True)}, not {given[name]!r}.")) from None
-    LAST_BLOCKS[method](**checked)   # the method's own checks of the values (e.g. scclip's ranges); it holds no weights
+    try:                             # the method's own checks of the values (e.g. scclip's ranges); it holds no weights
+        LAST_BLOCKS[method](**checked)
+    except ProxyCLIPError:
+        raise
+    except ValueError as exc:
+        raise ProxyCLIPError(method_kwargs_paragraph(method, f"method_kwargs {_show(given)}: {exc}.")) from None
     return checked
 
 

@@ -3,7 +3,8 @@ what a method may change beyond it.
 
 Training-free methods differ in how CLIP's last block turns the tokens into patch features: ProxyCLIP borrows
 its attention from a VFM, SCLIP correlates queries with queries and keys with keys, ClearCLIP attends queries to
-queries without the residual and the MLP, NACLIP adds a Gaussian neighbourhood to key-key similarity. Each is a
+queries without the residual and the MLP, NACLIP adds a Gaussian neighbourhood to key-key similarity; ResCLIP,
+SC-CLIP and CASS change it further from earlier blocks, the first pass's labels or the VFM's keys. Each is a
 `LastBlock`, registered under its method's name in `LAST_BLOCKS` by the module that defines it
 (`@LAST_BLOCKS.register("naclip")`); the rest of the dense forward (docs/method.md §3.1-3.2, §3.6) is shared.
 A method that reads more of the tower (earlier blocks' outputs or attention, the text, the crop) overrides

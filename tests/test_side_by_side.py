@@ -1,0 +1,62 @@
+"""The methods of step 11 (ResCLIP, SC-CLIP, CASS) beside the others: eval_all puts them in one table, each run with
+its own protocol file, and `proxyclip-weights list` names each preset's sources (CASS's DINO ViT-B/8 included)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO_ROOT, TINY_CLIP, TINY_CONFIG
+from fake_datasets import write_voc
+from test_weights import run_weights
+
+NEW = ("resclip", "scclip", "cass")
+TINY_CLIP_12 = {**TINY_CLIP, "vision_cfg": {**TINY_CLIP["vision_cfg"], "layers": 12}}   # their block indices exist
+TINY_DINO = {"depth": 2, "embed_dim": 64, "num_heads": 4}                               # CASS: CLIP's heads and width
+
+
+def tiny_preset(folder, method):
+    """The method's preset with tiny random encoders of its architecture (12 CLIP blocks; CASS's DINO of CLIP's heads)."""
+    spec = yaml.safe_load((REPO_ROOT / "configs" / "model" / f"{method}_vitb16.yaml").read_text())
+    spec["segmentor"].update(clip_model=TINY_CLIP_12, clip_pretrained=None)
+    if method == "cass":
+        spec["segmentor"].update(vfm_pretrained=False, vfm_kwargs=TINY_DINO)
+    path = folder / f"tiny_{method}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_eval_all_puts_the_new_methods_beside_proxyclip(tmp_path):
+    write_voc(tmp_path / "data", n=1)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    presets = [str(tiny_preset(tmp_path, method)) for method in NEW]
+    cmd = [sys.executable, "-m", "proxyclip.eval_all", "--model", *presets, str(TINY_CONFIG), "--datasets", "voc21",
+           "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out")]
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    rows = {row["setting"]: row for row in summary["rows"]}
+    assert list(rows) == [*(f"tiny_{m}" for m in NEW), "tiny_random"]                 # --model's order
+    for method in NEW:
+        record = json.loads((tmp_path / "out" / f"tiny_{method}" / "voc21" / "run.json").read_text())
+        segmentor = record["config"]["model"]["segmentor"]["init_args"]
+        own = yaml.safe_load((REPO_ROOT / "configs" / method / "voc21.yaml").read_text())
+        assert segmentor["method"] == method and record["config"]["method_protocol"] == f"configs/{method}/voc21.yaml"
+        stated = own["model"]["segmentor"]["init_args"].get("method_kwargs")
+        if stated is not None:                    # a protocol that sets the method's options sets all of them
+            assert segmentor["method_kwargs"] == stated, method
+        metrics = json.loads((tmp_path / "out" / f"tiny_{method}" / "voc21" / "metrics.json").read_text())
+        assert rows[f"tiny_{method}"]["mIoU"]["voc21"] == metrics["mIoU"] and metrics["method"] == method
+    assert json.loads((tmp_path / "out" / "tiny_cass" / "voc21" / "run.json").read_text())["weights"] == {
+        "clip": "random", "vfm": "random"}
+
+
+@pytest.mark.parametrize("method", NEW)
+def test_weights_list_names_each_presets_sources(method, tmp_path):
+    result = run_weights(tmp_path, "list", f"configs/model/{method}_vitb16.yaml")
+    assert result.returncode == 1, result.stderr[-2000:]          # nothing is cached in these private caches
+    out = result.stdout
+    assert "ViT-B-16" in out and "openai" in out and "NOT CACHED" in out
+    assert ("vit_base_patch8_224.dino" in out) == (method == "cass")     # only CASS builds a VFM
