@@ -45,7 +45,7 @@ def make_original_like(seg: TrainingFreeSegmentor, half: bool = False) -> Traini
             module.batch_first = False                          # fast path needs batch_first=True: off
     if half:
         base.half()                                             # the pixel statistics stay float32 (segmentor._apply)
-        base.crop_logits = lambda x: _then_empty_cache(TrainingFreeSegmentor.crop_logits(base, x))
+        base.crop_logits = lambda x, images=None: _then_empty_cache(TrainingFreeSegmentor.crop_logits(base, x, images))
     return base.eval()
 
 
