@@ -15,7 +15,7 @@ from torch import nn
 from ..errors import ProxyCLIPError
 from ..vocabulary import parse_vocabulary
 from .clip_encoder import build_clip, clip_patch_size
-from .last_block import Crops, build_last_block
+from .last_block import Crops, ImageSource, build_last_block
 from .last_block.proxy import ProxyAttention
 from .method_options import method_kwargs_help, method_option_types, method_settings, methods_help, protocol_values
 from .onednn_linear import swap_linears
@@ -266,22 +266,39 @@ class TrainingFreeSegmentor(nn.Module):
             return self.last_block.crop_logits(self._crops(x, self.text_embeddings(), images))
 
     # --- whole images -----------------------------------------------------------------------------
-    def forward(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
+    def forward(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None,
+                paths: Sequence[str | None] | None = None) -> list[torch.Tensor]:
         """Query logits per image.
 
         images: per image [3, h, w] RGB, uint8 or float in [0, 1]; sizes may differ.
         out_sizes: per image the (H, W) of its ground truth (default: its own size).
-        Returns per image [Q, H, W]: window logits summed, divided by the window count, resized bilinearly.
-        Every crop is computed on its own, so an image's result does not depend on its batch.
+        paths: per image the file it was read from (Trident and CorrCLIP read it; default: none).
+        Returns per image [Q, H, W]: window logits summed, divided by the window count, resized bilinearly
+        (or the method's own `image_logits`). Every crop is computed on its own, so an image's result does not
+        depend on its batch.
         """
+        return self.image_logits(self.sources(images, out_sizes, paths))
+
+    def sources(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None,
+                paths: Sequence[str | None] | None = None) -> list[ImageSource]:
+        """The images of a batch as a method sees them whole (last_block/base.py `ImageSource`)."""
+        out_sizes = out_sizes or [tuple(image.shape[-2:]) for image in images]
+        paths = paths or [None] * len(images)
+        return [ImageSource(image, tuple(size), path) for image, size, path in zip(images, out_sizes, paths)]
+
+    def image_logits(self, sources: Sequence[ImageSource]) -> list[torch.Tensor]:
+        """Per source the query logits [Q, H, W] at its out_size (see `forward`)."""
         num_queries = self.text_embeddings().shape[0]
-        canvases, counts, jobs, normalised = [], [], defaultdict(list), []
-        for index, image in enumerate(images):
-            x = self._clip_normalised(image)                                                # [3, h, w]
-            normalised.append(x)
+        results: list[torch.Tensor | None] = [self.last_block.image_logits(self, source) for source in sources]
+        canvases, counts, jobs, normalised = {}, {}, defaultdict(list), {}
+        for index, source in enumerate(sources):
+            if results[index] is not None:        # the method computed the image as a whole
+                continue
+            x = self._clip_normalised(source.image)                                          # [3, h, w]
+            normalised[index] = x
             h, w = x.shape[-2:]
-            canvases.append(x.new_zeros(num_queries, h, w))
-            counts.append(x.new_zeros(1, h, w))
+            canvases[index] = x.new_zeros(num_queries, h, w)
+            counts[index] = x.new_zeros(1, h, w)
             windows = sliding_windows(h, w, self.crop_size, self.stride) if self.mode == "slide" else [Window(0, h, 0, w)]
             for win in windows:
                 crop = x[:, win.y1:win.y2, win.x1:win.x2]
@@ -296,9 +313,10 @@ class TrainingFreeSegmentor(nn.Module):
                 for (index, (y1, y2, x1, x2), (left, _, top, _), _), crop_logit in zip(chunk, logits):
                     canvases[index][:, y1:y2, x1:x2] += crop_logit[:, top:top + y2 - y1, left:left + x2 - x1]
                     counts[index][:, y1:y2, x1:x2] += 1
-        out_sizes = out_sizes or [tuple(c.shape[-2:]) for c in canvases]
-        return [F.interpolate((canvas / count)[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
-                for canvas, count, size in zip(canvases, counts, out_sizes)]
+        for index, canvas in canvases.items():
+            results[index] = F.interpolate((canvas / counts[index])[None], size=sources[index].out_size,
+                                           mode="bilinear", align_corners=False)[0]
+        return results
 
     def class_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """[Q, H, W] query logits -> [C, H, W]: softmax(logit_scale * logits) over queries, max over a class's queries."""
@@ -316,46 +334,55 @@ class TrainingFreeSegmentor(nn.Module):
         guide = F.interpolate(self._clip_normalised(image)[None], size=logits.shape[-2:], mode="bilinear", align_corners=False)
         return pamr(guide, logits[None], self.pamr_steps, self.pamr_dilations)[0]
 
-    def decide(self, probs: torch.Tensor) -> torch.Tensor:
+    def decide(self, probs: torch.Tensor, source: ImageSource | None = None) -> torch.Tensor:
         """[C, H, W] class probabilities -> [H, W] int64 labels: classes too small for `area_thd` removed (when set),
-        the most probable class, and class 0 where its probability is below `prob_thd`."""
+        the most probable class, and class 0 where its probability is below `prob_thd`; then the method's own last
+        step on the labels (`refine_labels`: CorrCLIP's vote, Trident's SAM refinement) when the image is given."""
         if self.area_thd is not None:
             probs = suppress_small_classes(probs, self.area_thd)
         best, pred = probs.max(dim=0)
-        return pred.masked_fill_(best < self.prob_thd, 0)      # masked_fill: no host sync (boolean indexing would)
+        pred = pred.masked_fill_(best < self.prob_thd, 0)      # masked_fill: no host sync (boolean indexing would)
+        return pred if source is None else self.last_block.refine_labels(pred, probs, source)
 
     def probabilities(self, logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """[Q, H, W] logits of `image` -> [C, H, W] class probabilities, after the method's refinement."""
         return self.class_probabilities(self.refine(logits, image))
 
     @torch.no_grad()
-    def labels_and_nan_masks(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None
-                             ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def predict_batch(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None,
+                      paths: Sequence[str | None] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per image of a batch (see `forward`): its class probabilities [C, H, W] and label map [H, W] int64."""
+        sources = self.sources(images, out_sizes, paths)
+        out = []
+        for logits, source in zip(self.image_logits(sources), sources):
+            probs = self.probabilities(logits, source.image)
+            out.append((probs, self.decide(probs, source)))
+        return out
+
+    @torch.no_grad()
+    def labels_and_nan_masks(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None,
+                             paths: Sequence[str | None] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per image of a batch (see `forward`): the label map [H, W] int64 and the bool mask [H, W] of the pixels
         whose logits were NaN (decided class 0, docs/method.md §3.4). The path `test` runs; no host-device sync
         (benchmarks/device_check.py checks it on a GPU)."""
-        out = []
-        for logits, image in zip(self(images, out_sizes), images):
-            probs = self.probabilities(logits, image)
-            nan = probs[0].isnan()             # a NaN logit makes every class NaN: one class's [H, W] says it
-            out.append((self.decide(probs), nan))
-        return out
+        # a NaN logit makes every class NaN: one class's [H, W] says it
+        return [(labels, probs[0].isnan()) for probs, labels in self.predict_batch(images, out_sizes, paths)]
 
-    def segment_batch(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None) -> list[torch.Tensor]:
+    def segment_batch(self, images: Sequence[torch.Tensor], out_sizes: Sequence[tuple[int, int]] | None = None,
+                      paths: Sequence[str | None] | None = None) -> list[torch.Tensor]:
         """Label maps [H, W] for a batch (see `forward`)."""
-        return [labels for labels, _ in self.labels_and_nan_masks(images, out_sizes)]
+        return [labels for labels, _ in self.labels_and_nan_masks(images, out_sizes, paths)]
 
     # --- library use on single images -------------------------------------------------------------
     @torch.no_grad()
     def predict_probabilities(self, image: Image.Image | np.ndarray | torch.Tensor) -> torch.Tensor:
         """Class probabilities [C, H, W] for one RGB image (PIL, uint8 array [H, W, 3] or tensor [3, H, W]) at its own size."""
-        image = self._image_tensor(image)
-        return self.probabilities(self([image])[0], image)
+        return self.predict_batch([self._image_tensor(image)])[0][0]
 
     @torch.no_grad()
     def segment(self, image: Image.Image | np.ndarray | torch.Tensor) -> torch.Tensor:
         """Label map [H, W] (int64 class indices) for one RGB image at its own size."""
-        return self.decide(self.predict_probabilities(image))
+        return self.predict_batch([self._image_tensor(image)])[0][1]
 
     def _image_tensor(self, image: Any) -> torch.Tensor:
         if isinstance(image, torch.Tensor):

@@ -98,7 +98,8 @@ class ProxyCLIPModule(L.LightningModule):
         """Per image the label map [H, W] at its ground truth's size, counted by the metric (and returned for panels),
         with the pixels whose logits are NaN (class 0, as the original decides them: docs/method.md §3.4)."""
         labels = batch["labels"]
-        decided = self.segmentor.labels_and_nan_masks(batch["images"], [tuple(label.shape[-2:]) for label in labels])
+        decided = self.segmentor.labels_and_nan_masks(batch["images"], [tuple(label.shape[-2:]) for label in labels],
+                                                      batch.get("paths"))
         for (pred, nan), label in zip(decided, labels):
             self.metric.update(pred, label, nan)
         return [pred for pred, _ in decided]
@@ -131,11 +132,7 @@ class ProxyCLIPModule(L.LightningModule):
         if not batch["images"]:
             return []
         sizes = batch.get("ori_sizes") or [tuple(image.shape[-2:]) for image in batch["images"]]
-        with torch.no_grad():
-            logits = self.segmentor(batch["images"], sizes)
         names = batch.get("names") or [Path(path).stem for path in batch["paths"]]
-        out = []
-        for path, name, logit, image in zip(batch["paths"], names, logits, batch["images"]):
-            probs = self.segmentor.probabilities(logit, image)
-            out.append({"path": path, "name": name, "probs": probs, "pred": self.segmentor.decide(probs)})
-        return out
+        decided = self.segmentor.predict_batch(batch["images"], sizes, batch["paths"])
+        return [{"path": path, "name": name, "probs": probs, "pred": pred}
+                for path, name, (probs, pred) in zip(batch["paths"], names, decided)]

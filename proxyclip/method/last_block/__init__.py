@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ProxyCLIPError
-from .base import LAST_BLOCKS, Crops, LastBlock
+from .base import LAST_BLOCKS, Crops, ImageSource, LastBlock
 # Registration at import, in this order (LAST_BLOCKS' order).
 from .proxy import ProxyAttention
 from .sclip import CorrelativeAttention
@@ -27,6 +27,6 @@ def build_last_block(method: str, **kwargs: Any) -> LastBlock:
         raise ProxyCLIPError(f"method_kwargs {kwargs} do not fit the {method} method ({exc}).") from None
 
 
-__all__ = ["LAST_BLOCKS", "Crops", "LastBlock", "build_last_block",
+__all__ = ["LAST_BLOCKS", "Crops", "ImageSource", "LastBlock", "build_last_block",
            "ProxyAttention", "CorrelativeAttention", "QueryQueryAttention", "NeighbourhoodAttention",
            "SelfCalibratedAttention", "SpectralObjectContext", "ResidualFeedbackAttention"]

@@ -12,7 +12,7 @@ A method that reads more of the tower (earlier blocks' outputs or attention, the
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -35,6 +35,16 @@ class Crops:
     onednn: bool = False                 # fp32 CPU projections through oneDNN (onednn_linear.py)
     images: list[torch.Tensor] | None = None   # per crop, the whole CLIP-normalised image [3, h, w] it was cut
                                                # from (one tensor per image), when the segmentor knows it
+
+
+@dataclass
+class ImageSource:
+    """One whole image as a method that works per image sees it (Trident re-reads the file for SAM; CorrCLIP finds
+    its region masks by the file's stem). `state` carries what `image_logits` computed to `refine_labels`."""
+    image: torch.Tensor                  # [3, h, w] as the batch gives it (uint8, or float in [0, 1]), resized by the protocol
+    out_size: tuple[int, int]            # (H, W) the logits are wanted at (the ground truth's, or the image's own)
+    path: str | None = None              # the image file, when the image came from one
+    state: dict = field(default_factory=dict)
 
 
 class LastBlock(nn.Module):
@@ -74,6 +84,17 @@ class LastBlock(nn.Module):
         emb = self.dense(crops)
         logits = torch.einsum("bdhw,qd->bqhw", emb, crops.text.to(emb.dtype))
         return F.interpolate(logits, size=crops.pixels.shape[-2:], mode="bilinear", align_corners=False)
+
+    def image_logits(self, segmentor: nn.Module, source: ImageSource) -> torch.Tensor | None:
+        """A method that computes an image's logits as a whole returns them, [Q, H, W] at `source.out_size`
+        (Trident splices its windows before SAM's attention; CorrCLIP cuts its region masks with each window).
+        None (every method before them): the segmentor's shared sliding-window forward."""
+        return None
+
+    def refine_labels(self, labels: torch.Tensor, probs: torch.Tensor, source: ImageSource) -> torch.Tensor:
+        """The method's last step on the decided labels [H, W] (int64) with the class probabilities [C, H, W] they
+        came from (CorrCLIP's vote in each region mask, Trident's SAM refinement); by default none."""
+        return labels
 
 
 #: method name -> its last block, in registration order (the package imports ProxyCLIP's first).
