@@ -461,7 +461,7 @@ def test_each_benchmark_runs_through_main(bench, tmp_path, capsys):
     cli = cli_main(["test", "--config", f"configs/{bench}.yaml", "--model", str(tiny_corrclip_preset(tmp_path)),
                     "--model.segmentor.method_kwargs", json.dumps(options),
                     "--data.init_args.root", str(root), "--model.output_dir", str(out), "--trainer.logger", "false",
-                    "--data.init_args.scale", "[400, 60]", "--data.init_args.crop_size", "56"])
+                    "--data.init_args.scale", "[400, 60]"])
     printed = capsys.readouterr()
     assert f"corrclip's own {bench} values: --config" in printed.out + printed.err
     seg = cli.model.segmentor

@@ -164,7 +164,7 @@ def vfm_source(spec: dict[str, Any]) -> WeightSource:
 
 
 def weight_sources(spec: dict[str, Any]) -> list[WeightSource]:
-    """CLIP's, and the VFM's where the method builds one (ProxyCLIP and CASS; the others build none)."""
+    """CLIP's, and the VFM's where the method builds one (ProxyCLIP, CASS and CorrCLIP; the others build none)."""
     block = LAST_BLOCKS.get(str(spec.get("method") or "proxyclip"))
     spec = with_method_vfm(spec) if block is not None else spec
     uses_vfm = spec.get("vfm") is not None and (block is None or block.needs_vfm)
