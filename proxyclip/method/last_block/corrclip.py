@@ -46,10 +46,13 @@ class CorrCLIPBlock(LastBlock):
         instance_mask_path: folder of `<image stem>.npz` region masks (key `instance_mask`, int ids at the image's
             original size, the smallest id the unsegmented pixels), as the original reads by default (S:278-281).
         mask_generator: "sam2": SAM2's automatic masks per image instead (S:263-272, 329-344); null: the folder.
-        sam2_model, sam2_checkpoint: SAM2's config and weights (the original: sam2_hiera_l, sam2_hiera_large.pt).
+        sam2_model: SAM2's config (the original's sam2_hiera_l).
+        sam2_checkpoint: a local SAM2 checkpoint; null: the official one of sam2_model, downloaded once (the
+            original's sam2_hiera_large.pt).
         points_per_side, pred_iou_thresh, stability_score_thresh, multimask_output: SAM2's automatic mask generator's
             settings (the original's: 8, 0.4, 0.4, false).
-        sam2_half: SAM2 in fp16 (the original's `sam2.half()` under fp16 autocast).
+        sam2_half: SAM2 in fp16 under fp16 autocast, CUDA only (the original's `sam2.half()`); false: fp32, this
+            harness's precision (docs/baselines/corrclip.md "Precision").
         alpha, beta: the spatial and the semantic branch's weights (T:528).
         tau: the softmax temperature of DINO's cosines (T:538).
         eps: DBSCAN's radius in 1 - cosine of the regions' mean features (T:539).
@@ -65,7 +68,7 @@ class CorrCLIPBlock(LastBlock):
     def __init__(self, instance_mask_path: str | None = None, mask_generator: Literal["sam2"] | None = None,
                  sam2_model: str = "sam2_hiera_l", sam2_checkpoint: str | None = None, points_per_side: int = 8,
                  pred_iou_thresh: float = 0.4, stability_score_thresh: float = 0.4, multimask_output: bool = False,
-                 sam2_half: bool = True, alpha: float = 1.0, beta: float = 0.5, tau: float = 4.0, eps: float = 0.2,
+                 sam2_half: bool = False, alpha: float = 1.0, beta: float = 0.5, tau: float = 4.0, eps: float = 0.2,
                  num_spatial: int | None = None):
         super().__init__()
         if mask_generator not in (None, "sam2"):
@@ -80,7 +83,7 @@ class CorrCLIPBlock(LastBlock):
         self.pred_iou_thresh, self.stability_score_thresh = pred_iou_thresh, stability_score_thresh
         self.multimask_output, self.sam2_half = multimask_output, sam2_half
         self.alpha, self.beta, self.tau, self.eps, self.num_spatial = alpha, beta, tau, eps, num_spatial
-        self._generator = None
+        self._generator: list = []        # SAM2, built on first use; not a submodule (no state_dict keys)
 
     def check_encoders(self, visual: nn.Module, vfm: nn.Module | None) -> None:
         if vfm is None or type(vfm).last_block_query_key is VFMAdapter.last_block_query_key:
@@ -116,7 +119,7 @@ class CorrCLIPBlock(LastBlock):
                                          + MASK_SOURCES + ".")
                 mask = torch.from_numpy(np.asarray(data["instance_mask"]).astype(np.int64))
         else:
-            mask = self.generator()(self._original_pixels(source))
+            mask = self.generated_mask(source)
         mask = mask.to(source.image.device)
         if tuple(mask.shape) != tuple(source.out_size):
             raise ProxyCLIPError(f"The region mask of {source.path or 'the image'} is {tuple(mask.shape)} pixels, but the "
@@ -124,26 +127,24 @@ class CorrCLIPBlock(LastBlock):
                                  "image (as the original's data/region_masks). " + MASK_SOURCES + ".")
         return mask
 
-    def generator(self):
-        """SAM2's automatic mask generator, built on first use (proxyclip/method/sam2_masks.py)."""
-        if self._generator is None:
+    def generator(self, device: torch.device):
+        """SAM2's automatic mask generator (proxyclip/method/sam2_masks.py), built on first use, on `device`."""
+        if not self._generator:
             from ..sam2_masks import SAM2MaskGenerator
-            self._generator = SAM2MaskGenerator(
-                model=self.sam2_model, checkpoint=self.sam2_checkpoint, points_per_side=self.points_per_side,
+            self._generator.append(SAM2MaskGenerator(
+                model=self.sam2_model, checkpoint=self.sam2_checkpoint or True, points_per_side=self.points_per_side,
                 pred_iou_thresh=self.pred_iou_thresh, stability_score_thresh=self.stability_score_thresh,
-                multimask_output=self.multimask_output, half=self.sam2_half)
-        return self._generator
+                multimask_output=self.multimask_output, half=self.sam2_half))
+        return self._generator[0].to(device)
 
-    @staticmethod
-    def _original_pixels(source: ImageSource) -> torch.Tensor:
-        """RGB uint8 [3, H, W] of the image as SAM2 sees it in the original: the file itself (S:330-331), else the
-        image given."""
+    def generated_mask(self, source: ImageSource) -> torch.Tensor:
+        """SAM2's region ids [H, W] of the image file itself, read as the original reads it (PIL, RGB, full size,
+        S:330-331), or, without a file, of the image given (uint8 RGB)."""
+        generator = self.generator(source.image.device)
         if source.path is not None:
-            from PIL import Image
-            with Image.open(source.path) as image:
-                return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+            return generator.mask_for_file(source.path)
         image = source.image
-        return image if image.dtype == torch.uint8 else (image.clamp(0, 1) * 255).round().to(torch.uint8)
+        return generator(image if image.dtype == torch.uint8 else (image.clamp(0, 1) * 255).round().to(torch.uint8))
 
     # --- the image --------------------------------------------------------------------------------------------
     def image_logits(self, segmentor: nn.Module, source: ImageSource) -> torch.Tensor:
