@@ -65,7 +65,7 @@ class CorrCLIPBlock(LastBlock):
     needs_vfm = True
     default_vfm = "dino_vitb8"   # the original's (configs/base_config.py:6)
 
-    def __init__(self, instance_mask_path: str | None = None, mask_generator: Literal["sam2"] | None = None,
+    def __init__(self, instance_mask_path: str | None = None, mask_generator: Literal["sam2", None] = None,
                  sam2_model: str = "sam2_hiera_l", sam2_checkpoint: str | None = None, points_per_side: int = 8,
                  pred_iou_thresh: float = 0.4, stability_score_thresh: float = 0.4, multimask_output: bool = False,
                  sam2_half: bool = False, alpha: float = 1.0, beta: float = 0.5, tau: float = 4.0, eps: float = 0.2,
