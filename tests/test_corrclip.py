@@ -294,7 +294,8 @@ def test_vote_on_a_hand_case():
     assert int(torch.mode(torch.tensor([1, 2, 1, 2]))[0]) == int(torch.tensor([2, 1, 1]).min())
 
 
-CASES = {"patch16": (TINY_CLIP_8, (100, 150)), "patch14": (TINY_CLIP_8_P14, (120, 100))}
+CASES = {"patch16": (TINY_CLIP_8, (100, 150)), "patch14": (TINY_CLIP_8_P14, (120, 100)),
+         "wide": (TINY_CLIP_8, (40, 130))}   # windows 56 x 112: DINO 7 x 14, CLIP 3 x 7 (56 / 16 floored)
 
 
 @pytest.mark.parametrize("case", list(CASES))
