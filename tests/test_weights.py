@@ -162,3 +162,21 @@ def test_a_vfm_checkpoint_file_that_does_not_fit_is_refused(how, tmp_path):
             "wrong shape": r"shape mismatches \(checkpoint vs model\): 1 \(blocks\.0\.mlp\.fc1\.bias \(3,\) vs \(128,\)\)"}[how]
     with pytest.raises(ProxyCLIPError, match=rf"Checkpoint '{path}' does not fit the DINO .*{says}"):
         build_vfm("dino_vitb8", str(path), kwargs)
+
+
+def test_sam2_checkpoints_are_sources(tmp_path, monkeypatch, capsys):
+    """`list sam2_hiera_l`: the SAM 2 checkpoint of CorrCLIP's region masks, Meta's URL into torch.hub's cache."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert main(["list", "sam2_hiera_l"]) == 1
+    out = capsys.readouterr().out
+    assert "https://dl.fbaipublicfiles.com/segment_anything_2/072824/sam2_hiera_large.pt" in out and "NOT CACHED" in out
+    assert "download sam2_hiera_l" in out
+    target = tmp_path / "torch" / "hub" / "checkpoints" / "sam2_hiera_large.pt"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"sam2")
+    assert main(["list", "sam2_hiera_l"]) == 0
+    assert f"cached at {target}" in capsys.readouterr().out
+    for name, file in (("sam2_hiera_t", "sam2_hiera_tiny.pt"), ("sam2_hiera_s", "sam2_hiera_small.pt"),
+                       ("sam2_hiera_b+", "sam2_hiera_base_plus.pt")):
+        assert main(["list", name]) == 1
+        assert f"https://dl.fbaipublicfiles.com/segment_anything_2/072824/{file}" in capsys.readouterr().out

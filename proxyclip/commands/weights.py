@@ -4,7 +4,8 @@ cached, and fetching them ahead of time (to prepare a cluster that has no intern
 `list` names each source (open_clip's Hugging Face repo and file or URL, timm's `hf_hub_id` / URL, SAM's
 URL, a local file with its sha256) and says whether it is in the local cache; `download` fetches them by
 building the models through `build_clip` / `build_vfm`, so the same code path (and `download_guard`'s
-offline message) as an evaluation is used. `weights_provenance` is what `eval_all` records in `run.json`.
+offline message) as an evaluation is used. A SAM 2 model name instead of a config (`list sam2_hiera_l`) does the
+same for the SAM 2 checkpoint of CorrCLIP's region masks (`proxyclip-masks`, proxyclip/method/sam2_masks.py). `weights_provenance` is what `eval_all` records in `run.json`.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from ..method.clip_encoder import build_clip
 from ..method.last_block import LAST_BLOCKS
 from ..method.loading import WeightsUnavailable, file_sha256, is_local_path
 from ..method.method_options import method_vfm
+from ..method.sam2_masks import SAM2_MODELS
 from ..method.segmentor import TrainingFreeSegmentor
 from ..method.vfm import build_vfm
 from ..method.vfm.registry import get_vfm_entry
@@ -163,6 +165,20 @@ def vfm_source(spec: dict[str, Any]) -> WeightSource:
     return source
 
 
+def sam2_source(name: str, checkpoint: bool | str | None = True, key: str = "proxyclip-masks --checkpoint") -> WeightSource:
+    """The checkpoint of the SAM 2 model `name` (sam2_hiera_l, ...): Meta's URL into torch.hub's cache, as
+    SAM2MaskGenerator loads it; a local file; or random."""
+    model = f"{name} ({SAM2_MODELS[name].size})"
+    if not checkpoint:
+        return WeightSource("SAM2", key, checkpoint, model, "random", provenance="random")
+    if isinstance(checkpoint, str):
+        return _local("SAM2", key, checkpoint, model)
+    url = SAM2_MODELS[name].url
+    target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)  # torch.hub's cache
+    return WeightSource("SAM2", key, checkpoint, model, "url", url, cached=str(target) if target.is_file() else "",
+                        cache_dir=str(target.parent), provenance=url)
+
+
 def weight_sources(spec: dict[str, Any]) -> list[WeightSource]:
     """CLIP's, and the VFM's where the method builds one (ProxyCLIP and CASS; the others build none)."""
     block = LAST_BLOCKS.get(str(spec.get("method") or "proxyclip"))
@@ -206,6 +222,13 @@ def fetch(source: WeightSource, spec: dict[str, Any]) -> str:
         return f"local file {source.location} ({source.provenance})"
     if source.component == "CLIP":  # building loads the weights exactly as an evaluation will, and checks them
         build_clip(spec["clip_model"], spec["clip_pretrained"], spec.get("clip_quick_gelu"))
+    elif source.component == "SAM2":
+        from ..method.sam2_masks import SAM2MaskGenerator
+
+        name = source.model.split(" ")[0]
+        SAM2MaskGenerator(name, True)
+        again = sam2_source(name)
+        return f"cached at {again.cached}" if again.cached else "loaded (through torch.hub's cache)"
     else:
         build_vfm(spec["vfm"], True, spec.get("vfm_kwargs"))
     again = clip_source(spec) if source.component == "CLIP" else vfm_source(spec)
@@ -216,11 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m proxyclip.weights`; returns the exit code."""
     parser = argparse.ArgumentParser(prog="proxyclip-weights", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["list", "download"], help="list: show sources and cache state; download: fetch them")
-    parser.add_argument("config", help="a model config (configs/model/*.yaml) or a benchmark config (configs/*.yaml)")
+    parser.add_argument("config", help="a model config (configs/model/*.yaml), a benchmark config (configs/*.yaml), or "
+                                       f"a SAM 2 model for region masks ({', '.join(SAM2_MODELS)})")
     args = parser.parse_args(argv)
     try:
-        spec = load_model_spec(args.config)
-        sources = weight_sources(spec)
+        if args.config in SAM2_MODELS:
+            spec, sources = {}, [sam2_source(args.config)]
+        else:
+            spec = load_model_spec(args.config)
+            sources = weight_sources(spec)
     except ProxyCLIPError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
