@@ -236,3 +236,20 @@ def test_masks_command_refusals_before_any_model(tmp_path, capsys):
         code, out, err = masks(argv, capsys)
         assert code == 2 and words in err and err.startswith("error: ") and err.count("\n") == 1, (argv, err)
         assert "Predicting" not in out + err     # refused before the Trainer ran
+
+
+def test_several_processes_share_the_images_each_once():
+    """Under DDP (any number of devices and nodes) the images are split by Lightning's UnrepeatedDistributedSampler:
+    every image to exactly one process, none repeated to even out the shares (5 images, 3 processes)."""
+    from types import SimpleNamespace
+
+    from proxyclip.commands.masks import lightning_pieces
+
+    ToDo, _ = lightning_pieces()
+    paths = [f"img{i}.jpg" for i in range(5)]
+    shares = []
+    for rank in range(3):
+        data = ToDo(paths, num_workers=0)
+        data.trainer = SimpleNamespace(world_size=3, global_rank=rank)
+        shares.append([paths[i] for i in data.predict_dataloader().sampler])
+    assert sorted(sum(shares, [])) == paths and [len(s) for s in shares] == [2, 2, 1]

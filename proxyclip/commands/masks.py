@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ from datamodules.errors import DataError, examples
 from ..errors import ProxyCLIPError
 from ..method.sam2_masks import (DEFAULT_SAM2, INSTALL, SAM2_MODELS, check_generator_options, mask_path, read_rgb,
                                  require_sam2)
+from .entry_points import launch_rank
 from .messages import quiet_third_party
 from .user_errors import find_user_error
 
@@ -233,7 +233,7 @@ def unreadable_listing(bad: Sequence[tuple[str, str]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     to_do, absent, output, progress = plan(args)
-    rank0 = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0
+    rank0 = launch_rank() == 0     # every process lists the same images; one says so
     if rank0:
         print(f"[{PROG}] {progress}; {len(to_do)} to do.", flush=True)
     if to_do:
