@@ -22,7 +22,7 @@ from datamodules.errors import DataError, examples
 from ..errors import ProxyCLIPError
 from ..method.sam2_masks import (DEFAULT_SAM2, INSTALL, SAM2_MODELS, check_generator_options, mask_path, read_rgb,
                                  require_sam2)
-from .entry_points import launch_rank
+from .entry_points import interrupted_line, launch_rank
 from .messages import quiet_third_party
 from .user_errors import find_user_error
 
@@ -254,7 +254,17 @@ def run(args: argparse.Namespace) -> int:
                                       hydra_overrides=args.hydra_override)
         trainer = Trainer(accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes, logger=False,
                           enable_checkpointing=False, enable_model_summary=False, precision="32-true")
-        trainer.predict(MaskWriter(generator, output), datamodule=ToDo(to_do, args.num_workers), return_predictions=False)
+        try:
+            trainer.predict(MaskWriter(generator, output), datamodule=ToDo(to_do, args.num_workers), return_predictions=False)
+        except SystemExit as exc:     # Lightning's exit after Ctrl-C in its loop (see proxyclip/commands/interrupts.py)
+            if trainer.interrupted and isinstance(exc.__context__, KeyboardInterrupt):
+                from .interrupts import RunInterrupted
+
+                done = sum(mask_path(output, image).is_file() for image in to_do)
+                raise RunInterrupted(interrupted_line("during the masks", f"{done} of the {len(to_do)} masks to do are "
+                                                      f"written in {output}/ (each file complete); run the same command "
+                                                      "again for the rest")) from None
+            raise
         trainer.strategy.barrier()    # every process has written its masks before rank 0 counts them
         rank0 = trainer.is_global_zero
     if not rank0:
