@@ -231,7 +231,8 @@ def test_masks_command_refusals_before_any_model(tmp_path, capsys):
              (["--images", str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(tmp_path / "o2")], "share a file stem"),
              (["--config", "configs/voc21.yaml", "--root", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o3")],
               "does not exist"),
-             (["--images", str(tmp_path / "a"), "--output", str(tmp_path / "o4"), "--points_per_side", "0"], "points_per_side"))
+             (["--images", str(tmp_path / "a"), "--output", str(tmp_path / "o4"), "--points_per_side", "0"], "points_per_side"),
+             (["--images", str(tmp_path / "a"), "--output", str(tmp_path / "o5"), "--half"], "needs a CUDA GPU"))
     for argv, words in cases:
         code, out, err = masks(argv, capsys)
         assert code == 2 and words in err and err.startswith("error: ") and err.count("\n") == 1, (argv, err)
@@ -253,3 +254,12 @@ def test_several_processes_share_the_images_each_once():
         data.trainer = SimpleNamespace(world_size=3, global_rank=rank)
         shares.append([paths[i] for i in data.predict_dataloader().sampler])
     assert sorted(sum(shares, [])) == paths and [len(s) for s in shares] == [2, 2, 1]
+
+
+def test_masks_command_without_sam2_names_the_extra(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x.png")
+    monkeypatch.setitem(sys.modules, "sam2.build_sam", None)          # as if the extra were not installed
+    code, out, err = masks(["--images", str(tmp_path / "x.png"), "--output", str(tmp_path / "o")], capsys)
+    assert code == 2 and err == f"error: {sam2_missing_message()}\n" and "1 to do" in out
+    assert list((tmp_path / "o").iterdir()) == []

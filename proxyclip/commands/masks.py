@@ -126,15 +126,17 @@ def check_output(folder: str) -> Path:
 
 
 def check_accelerator(args: argparse.Namespace) -> None:
-    from .hardware import check_accelerator as check
+    from .hardware import check_accelerator as check, resolved_accelerator
     from datamodules.loader import check_worker_sockets
 
     check(args.accelerator)
     if args.num_workers < 0 or args.num_nodes < 1:
         raise ProxyCLIPError(f"--num_workers must be >= 0 and --num_nodes >= 1; got {args.num_workers} and {args.num_nodes}.")
     check_worker_sockets(args.num_workers)
-    if args.half and args.accelerator == "cpu":
-        raise ProxyCLIPError("--half (the original's float16) needs a CUDA device; drop --half on a CPU (fp32).")
+    if args.half and resolved_accelerator(args.accelerator) not in ("cuda", "gpu"):
+        raise ProxyCLIPError(f"--half (the original's float16 with fp16 autocast) needs a CUDA GPU; --accelerator "
+                             f"{args.accelerator} runs on {resolved_accelerator(args.accelerator)}. Drop --half (fp32, the "
+                             "default) or run with --accelerator gpu on a machine with one.")
 
 
 def checkpoint_value(text: str | None) -> bool | str | None:
