@@ -232,7 +232,8 @@ def test_masks_command_refusals_before_any_model(tmp_path, capsys):
              (["--config", "configs/voc21.yaml", "--root", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o3")],
               "does not exist"),
              (["--images", str(tmp_path / "a"), "--output", str(tmp_path / "o4"), "--points_per_side", "0"], "points_per_side"),
-             (["--images", str(tmp_path / "a"), "--output", str(tmp_path / "o5"), "--half"], "needs a CUDA GPU"))
+             (["--images", str(tmp_path / "a"), "--output", str(tmp_path / "o5"), "--half"], "needs a CUDA GPU"),
+             (["--images", str(tmp_path / "a"), "--output", str(tmp_path / "o6"), "--devices", "0"], "Lightning cannot run"))
     for argv, words in cases:
         code, out, err = masks(argv, capsys)
         assert code == 2 and words in err and err.startswith("error: ") and err.count("\n") == 1, (argv, err)

@@ -241,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
     if to_do:
         require_sam2()   # after the listing: a user without sam2 learns what is left to do, then how to install
         checkpoint = checkpoint_value(args.checkpoint)
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
         from lightning.pytorch import Trainer
 
         from ..method.sam2_masks import SAM2MaskGenerator
@@ -249,13 +250,18 @@ def run(args: argparse.Namespace) -> int:
         devices: Any = args.devices
         if isinstance(devices, str) and devices.isdigit():
             devices = int(devices)
+        try:                          # the Trainer checks devices and nodes before the model is built
+            trainer = Trainer(accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes, logger=False,
+                              enable_checkpointing=False, enable_model_summary=False, precision="32-true")
+        except MisconfigurationException as exc:
+            raise ProxyCLIPError(f"Lightning cannot run on --accelerator {args.accelerator} --devices {args.devices} "
+                                 f"--num_nodes {args.num_nodes}: {exc} Choose devices this machine has (--devices auto "
+                                 "takes them all).") from None
         generator = SAM2MaskGenerator(args.model, checkpoint, points_per_side=args.points_per_side,
                                       pred_iou_thresh=args.pred_iou_thresh,
                                       stability_score_thresh=args.stability_score_thresh,
                                       multimask_output=args.multimask_output, half=args.half,
                                       hydra_overrides=args.hydra_override)
-        trainer = Trainer(accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes, logger=False,
-                          enable_checkpointing=False, enable_model_summary=False, precision="32-true")
         try:
             trainer.predict(MaskWriter(generator, output), datamodule=ToDo(to_do, args.num_workers), return_predictions=False)
         except SystemExit as exc:     # Lightning's exit after Ctrl-C in its loop (see proxyclip/commands/interrupts.py)
