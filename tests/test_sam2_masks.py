@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from fake_datasets import write_voc
 from proxyclip.errors import ProxyCLIPError
 from proxyclip.method.sam2_masks import (SAM2_MODELS, SAM2MaskGenerator, instance_mask_from_annotations,
                                          read_instance_mask, sam2_missing_message, write_instance_mask)
@@ -24,8 +24,6 @@ if os.environ.get("CI"):
 else:
     pytest.importorskip("sam2", reason="the sam2 extra is not installed (pip install .[sam2])")
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_datasets import write_voc  # noqa: E402
 
 # A tiny Hiera through the real factory: embed 8 -> 64 over four stages (one block each, two in the last, whose second
 # is the global one), a 32-wide neck and decoder. Still SAM 2's 1024 input, so every size sam2 hard-codes holds.
