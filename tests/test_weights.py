@@ -180,3 +180,21 @@ def test_sam2_checkpoints_are_sources(tmp_path, monkeypatch, capsys):
                        ("sam2_hiera_b+", "sam2_hiera_base_plus.pt")):
         assert main(["list", name]) == 1
         assert f"https://dl.fbaipublicfiles.com/segment_anything_2/072824/{file}" in capsys.readouterr().out
+
+
+def test_a_method_that_runs_sam2_lists_its_checkpoint(tmp_path):
+    """method_kwargs `mask_generator: sam2` (CorrCLIP's) adds SAM 2's checkpoint to the sources and to run.json."""
+    from proxyclip.commands.weights import weight_sources
+
+    spec = load_model_spec(TINY_CONFIG)
+    assert "sam2" not in weights_provenance(spec)
+    url = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/sam2_hiera_large.pt"
+    assert weights_provenance({**spec, "method_kwargs": {"mask_generator": "sam2"}})["sam2"] == url
+    small = weights_provenance({**spec, "method_kwargs": {"mask_generator": "sam2", "sam2_model": "sam2_hiera_s"}})
+    assert small["sam2"] == url.replace("large", "small")
+    checkpoint = tmp_path / "sam2.pt"
+    checkpoint.write_bytes(b"sam2")
+    local = weight_sources({**spec, "method_kwargs": {"mask_generator": "sam2", "sam2_checkpoint": str(checkpoint)}})[-1]
+    assert (local.component, local.kind, local.key) == ("SAM2", "file", "model.segmentor.method_kwargs.sam2_checkpoint")
+    assert local.provenance == f"sha256:{hashlib.sha256(b'sam2').hexdigest()}"
+    assert weight_sources({**spec, "method_kwargs": {"instance_mask_path": "data/region_masks/voc"}})[-1].component != "SAM2"
