@@ -81,6 +81,12 @@ def test_painting_matches_the_original_on_random_overlaps():
     assert instance_mask_from_annotations(anns, (9, 11)).numpy().tolist() == original_painting(anns, 9, 11).tolist()
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_npz_round_trip_and_the_reader_accepts_any_integer(tmp_path):
     mask = torch.tensor([[0, 1, 2], [3, 300, 70000]], dtype=torch.int64)
     written = write_instance_mask(tmp_path, "2007_000033", mask)
@@ -93,6 +99,7 @@ def test_npz_round_trip_and_the_reader_accepts_any_integer(tmp_path):
         np.savez_compressed(tmp_path / f"x_{dtype.__name__}.npz", instance_mask=np.array([[0, 5], [7, 1]], dtype=dtype))
         assert read_instance_mask(tmp_path, f"x_{dtype.__name__}.png").tolist() == [[0, 5], [7, 1]]
     write_instance_mask(tmp_path, "2007_000033", mask + 1)                      # replaced whole
+    assert written.stat().st_mode & 0o777 == 0o666 & ~current_umask()          # the user's usual permissions
     assert torch.equal(read_instance_mask(tmp_path, "2007_000033.jpg"), mask + 1)
 
 

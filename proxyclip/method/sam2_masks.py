@@ -17,7 +17,7 @@ The original (zdk258/CorrCLIP, CorrCLIPv1/corrclip_segmentor.py) has two sources
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -150,14 +150,17 @@ def write_instance_mask(folder: str | os.PathLike, stem: str, mask: torch.Tensor
     array = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"a region mask is an integer [H, W] array; got {array.dtype} {array.shape}")
+    folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{stem}.npz"
-    handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=".npz.part", dir=folder)
+    # a name of this process's own (several processes write into one folder), opened as a plain new file so that the
+    # mask gets the user's usual permissions (mkstemp's would be private to the user)
+    temporary = folder / f".{stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.npz.part"
     try:
-        with os.fdopen(handle, "wb") as file:   # a file object: savez would append .npz to a name
+        with open(temporary, "xb") as file:   # a file object: savez would append .npz to a name
             np.savez_compressed(file, **{NPZ_KEY: array.astype(np.int64, copy=False)})
         os.replace(temporary, target)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return target
 
