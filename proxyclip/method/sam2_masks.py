@@ -197,7 +197,8 @@ class SAM2MaskGenerator(nn.Module):
         self.settings = dict(points_per_side=points_per_side, pred_iou_thresh=float(pred_iou_thresh),
                              stability_score_thresh=float(stability_score_thresh), multimask_output=bool(multimask_output))
         spec = SAM2_MODELS[model]
-        # Built on the CPU without weights (sam2 would load them non-strictly through its own path); ours load below.
+        # Built on the CPU without weights; ours load them below, strictly, refusing a checkpoint that does not fit in
+        # one paragraph that names the keys (sam2's own loader logs them and raises a bare RuntimeError).
         self.model = build_sam2(spec.config, None, device="cpu", mode="eval", hydra_overrides_extra=list(hydra_overrides),
                                 apply_postprocessing=False)
         self.weights = self._load(checkpoint, spec)
