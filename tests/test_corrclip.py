@@ -359,7 +359,22 @@ def test_no_mask_source_is_refused_in_one_paragraph_before_any_model():
         assert "pip install .[sam2]" in text and "(3) `proxyclip-masks`" in text and "data/region_masks/" in text
     with pytest.raises(ProxyCLIPError, match=r"mask_generator takes"):
         check_method_kwargs("corrclip", {"mask_generator": "eomt"})
-    assert check_method_kwargs("corrclip", {"mask_generator": "sam2"})["mask_generator"] == "sam2"
+    with pytest.raises(ProxyCLIPError, match=r"sam2_model is one of sam2_hiera_t, .* not .sam3."):
+        check_method_kwargs("corrclip", {"mask_generator": "sam2", "sam2_model": "sam3"})
+
+
+def test_sam2_generator_without_sam2_is_refused_before_any_model(monkeypatch):
+    import sys
+
+    from proxyclip import build_segmentor
+    from proxyclip.method.sam2_masks import sam2_missing_message
+
+    monkeypatch.setitem(sys.modules, "sam2.build_sam", None)        # import raises ImportError
+    with pytest.raises(ProxyCLIPError) as info:
+        build_segmentor(TINY_CONFIG, method="corrclip", method_kwargs={"mask_generator": "sam2"}, clip_model="no-such-model")
+    assert str(info.value) == sam2_missing_message()
+    with pytest.raises(ProxyCLIPError, match=r"points_per_side must be a positive integer"):
+        build_segmentor(TINY_CONFIG, method="corrclip", method_kwargs={"mask_generator": "sam2", "points_per_side": 0})
 
 
 def test_missing_mask_file_and_library_use_are_refused(tmp_path):

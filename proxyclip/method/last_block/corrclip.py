@@ -78,6 +78,13 @@ class CorrCLIPBlock(LastBlock):
             raise ValueError("neither a region-mask folder nor a mask generator is given. " + MASK_SOURCES)
         if num_spatial is not None and num_spatial < 1:
             raise ValueError(f"num_spatial must be at least 1, not {num_spatial}")
+        if mask_generator == "sam2":          # refused before any model is built: SAM2's options, then the package
+            from ..sam2_masks import SAM2_MODELS, check_generator_options, require_sam2
+            if sam2_model not in SAM2_MODELS:
+                raise ValueError(f"sam2_model is one of {', '.join(SAM2_MODELS)} (the original's sam2_hiera_l), not "
+                                 f"{sam2_model!r}")
+            check_generator_options(points_per_side, pred_iou_thresh, stability_score_thresh)
+            require_sam2()
         self.instance_mask_path, self.mask_generator = instance_mask_path, mask_generator
         self.sam2_model, self.sam2_checkpoint, self.points_per_side = sam2_model, sam2_checkpoint, points_per_side
         self.pred_iou_thresh, self.stability_score_thresh = pred_iou_thresh, stability_score_thresh
