@@ -494,3 +494,74 @@ def test_options_are_refused_in_one_paragraph():
         assert words in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(ProxyCLIPError, match="must be global"):
         tiny_trident(sam_kwargs={**TINY_SAM, "global_attn_indexes": [0]})
+
+
+# --- presets, protocol files and the CLI ---------------------------------------------------------------------------
+BASE = dict(beta=1.2, gamma=3.0, cos_fac=1.2, refine_neg_cos=True, sam="vit_b", sam_checkpoint=True, sam_kwargs=None,
+            sam_refinement=True, coarse_thresh=0.2, minimal_area=225, sam_mask_coff=0.005, sam_iou_thresh=0.8,
+            split_halves=False)
+PROTOCOL = {   # benchmark: (scale's short side, prob_thd, stride, method options that differ from the base config)
+    "voc21": (448, 0.2, 224, dict(coarse_thresh=0.2)),
+    "voc20": (336, 0.0, 112, dict(coarse_thresh=0.2, cos_fac=0.0)),
+    "context60": (576, 0.15, 224, dict(coarse_thresh=0.15)),
+    "context59": (576, 0.0, 224, dict(coarse_thresh=0.15)),
+    "coco_object": (448, 0.25, 224, dict(coarse_thresh=0.25)),
+    "coco_stuff": (448, 0.0, 224, dict(coarse_thresh=0.05)),
+    "cityscapes": (688, 0.0, 224, dict(cos_fac=3.0, refine_neg_cos=False, coarse_thresh=0.1, split_halves=True)),
+    "ade20k": (576, 0.0, 224, dict(refine_neg_cos=False, coarse_thresh=0.05)),
+    "pc459": (448, 0.0, 224, {}),
+    "ade847": (448, 0.0, 224, {}),
+}
+
+
+def test_presets_and_protocol_files_are_the_originals():
+    from proxyclip.method.method_options import check_method_kwargs
+
+    assert sorted(p.stem for p in (REPO_ROOT / "configs" / "trident").glob("*.yaml")) == sorted(PROTOCOL)
+    for name, clip in (("trident_vitb16", ("ViT-B-16", "openai", True)), ("trident_vith14", ("ViT-H-14", "laion2b_s32b_b79k", False))):
+        preset = yaml.safe_load((REPO_ROOT / "configs" / "model" / f"{name}.yaml").read_text())["segmentor"]
+        assert preset["method_kwargs"] == check_method_kwargs("trident", {}) == BASE         # every default, stated
+        assert (preset["clip_model"], preset["clip_pretrained"], preset["clip_quick_gelu"]) == clip
+        assert (preset["vfm"], preset["pad_multiple"], preset["pamr_steps"], preset["logit_scale"]) == ("dino_vitb16", 56, 0, 40.0)
+    for bench, (short, prob, stride, own) in PROTOCOL.items():
+        spec = yaml.safe_load((REPO_ROOT / "configs" / "trident" / f"{bench}.yaml").read_text())
+        seg, data = spec["model"]["segmentor"]["init_args"], spec["data"]["init_args"]
+        assert seg["method_kwargs"] == {**BASE, **own}, bench
+        assert (data["scale"], data["prob_thd"], data["crop_size"], data["stride"]) == ([2048, short], prob, 336, stride)
+
+
+def tiny_trident_preset(folder):
+    """configs/model/trident_vitb16.yaml with a tiny random CLIP, DINO ViT-B/16 and SAM."""
+    spec = yaml.safe_load((REPO_ROOT / "configs" / "model" / "trident_vitb16.yaml").read_text())
+    tiny = yaml.safe_load(TINY_CONFIG.read_text())["segmentor"]["clip_model"]
+    spec["segmentor"].update(clip_model=tiny, clip_pretrained=None, clip_quick_gelu=None, vfm_pretrained=False,
+                             vfm_kwargs=TINY_DINO)
+    path = folder / "tiny_trident.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.parametrize("bench", list(PROTOCOL))
+def test_each_benchmark_runs_through_main(bench, tmp_path, capsys):
+    """`main.py test --config configs/<bench>.yaml --model <the trident preset, tiny>` on the fake layout: the CLI adds
+    configs/trident/<bench>.yaml and says so; SAM made tiny and random by a later --model.segmentor.method_kwargs
+    (the protocol's values with sam_checkpoint false and sam_kwargs), which the run records."""
+    from fake_datasets import WRITERS
+    from proxyclip.commands.cli import cli_main
+
+    root = WRITERS[bench](tmp_path / "data", n=1)
+    out = tmp_path / "out"
+    short, prob, stride, own = PROTOCOL[bench]
+    options = {**BASE, **own, "sam_checkpoint": False, "sam_kwargs": TINY_SAM}
+    cli = cli_main(["test", "--config", f"configs/{bench}.yaml", "--model", str(tiny_trident_preset(tmp_path)),
+                    "--data.init_args.root", str(root), "--model.output_dir", str(out), "--trainer.logger", "false",
+                    "--model.segmentor.init_args.method_kwargs", json.dumps(options)])
+    printed = capsys.readouterr()
+    assert f"trident's own {bench} values: --config" in printed.out + printed.err
+    seg = cli.model.segmentor
+    assert (seg.method, seg.prob_thd, seg.crop_size, seg.stride) == ("trident", prob, 336, stride)
+    assert seg.method_options == options
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["num_images"] == 1
+    assert report["config"]["method_protocol"] == f"configs/trident/{bench}.yaml"
+    assert report["method"] == "trident" and report["method_options"] == options
