@@ -17,7 +17,7 @@ from PIL import Image
 from scipy import ndimage
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from conftest import REPO_ROOT, TINY_CONFIG, VOCAB
+from conftest import REPO_ROOT, TINY_CLIP, TINY_CONFIG, VOCAB
 from proxyclip.errors import ProxyCLIPError
 
 TINY_DINO = {"depth": 2, "embed_dim": 32, "num_heads": 2}
@@ -29,13 +29,14 @@ IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 CROP, STRIDE = 112, 48            # a multiple of the original's 56-pixel padding: no window is padded, as at 336
 
 
-def tiny_trident(**method_kwargs):
+def tiny_trident(segmentor=None, **method_kwargs):
     from proxyclip import build_segmentor
 
     torch.manual_seed(0)
     options = {"sam_checkpoint": False, "sam_kwargs": TINY_SAM, **method_kwargs}
+    geometry = {"crop_size": CROP, "stride": STRIDE, **(segmentor or {})}
     return build_segmentor(TINY_CONFIG, class_names=VOCAB, method="trident", vfm="dino_vitb16", vfm_kwargs=TINY_DINO,
-                           crop_size=CROP, stride=STRIDE, text_cache=False, method_kwargs=options).eval()
+                           text_cache=False, method_kwargs=options, **geometry).eval()
 
 
 # --- references from the original's code ----------------------------------------------------------------------
@@ -203,7 +204,8 @@ def reference_preprocess_image(image, stride=16, slide_crop=336):
 
 def reference_image_logits(seg, image, path, out_size, o):
     """trident.py:131-181 (get_trident_seg) with get_windowed_imgs (:183-219) and compute_padsize (:296-308)."""
-    sam, visual, stride = seg.last_block.sam_model, seg.clip.visual, 16
+    sam, visual = seg.last_block.sam_model, seg.clip.visual
+    stride, CROP, STRIDE = visual.conv1.kernel_size[0], seg.crop_size, seg.stride     # clip_stride: the model name's
     tmp_img = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) if path is not None else \
         np.ascontiguousarray(image.permute(1, 2, 0).numpy())
     tmp_h, tmp_w = tmp_img.shape[:2]
@@ -247,18 +249,21 @@ def reference_image_logits(seg, image, path, out_size, o):
     return F.interpolate(logits, size=out_size, mode='bilinear')[0]
 
 
-CASES = {   # (file size, protocol-resized size, method options, with a file)
-    "voc": ((70, 101), (90, 130), {}, True),
-    "cityscapes halves": ((64, 150), (80, 190), dict(split_halves=True, cos_fac=3.0, refine_neg_cos=False), True),
-    "no file": ((77, 96), (77, 96), dict(beta=1.0, gamma=2.0, cos_fac=0.0), False),
+TINY_CLIP_14 = {**TINY_CLIP, "vision_cfg": {**TINY_CLIP["vision_cfg"], "patch_size": 14}}   # ViT-H/14's patch
+CASES = {   # (file size, protocol-resized size, method options, with a file, segmentor options)
+    "voc": ((70, 101), (90, 130), {}, True, {}),
+    "cityscapes halves": ((64, 150), (80, 190), dict(split_halves=True, cos_fac=3.0, refine_neg_cos=False), True, {}),
+    "no file": ((77, 96), (77, 96), dict(beta=1.0, gamma=2.0, cos_fac=0.0), False, {}),
+    # CLIP /14 over DINO /16: DINO's 7 x 7 window grid resized to CLIP's 8 x 8 before splicing (transformer.py:611-614)
+    "patch 14": ((70, 101), (100, 150), {}, True, dict(clip_model=TINY_CLIP_14, crop_size=112, stride=56)),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_trident_equals_the_float64_original(case, tmp_path):
     """image_logits = get_trident_seg written from the original (above), float64, tiny random CLIP, DINO and SAM."""
-    file_size, size, o, with_file = CASES[case]
-    seg = tiny_trident(sam_refinement=False, **o).double()
+    file_size, size, o, with_file, geometry = CASES[case]
+    seg = tiny_trident(geometry, sam_refinement=False, **o).double()
     seg.numerics = "original"
     g = np.random.default_rng(1)
     picture = g.integers(0, 256, size=(*file_size, 3), dtype=np.uint8)
