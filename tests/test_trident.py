@@ -1,5 +1,5 @@
 """Trident (docs/baselines/trident.md) against references written from the original's code (github YuHengsss/Trident):
-the whole image's logits as trident.py:131-181 computes them (get_trident_seg, get_windowed_imgs, the forked
+the whole image's logits as trident.py:131-188 computes them (get_trident_seg, get_windowed_imgs, the forked
 encoder's last attention, open_clip/transformer.py custom_attn / guidance_attn / get_sam_sim, preprocess_image) in
 float64 on tiny random CLIP, DINO and SAM; the SAM refinement (seg_utils/utils.py sam_refinement, skimage's 8-connected
 labelling as scipy.ndimage.label with a 3 x 3 structure); each op against a hand case; the options refused in one
@@ -67,7 +67,7 @@ def reference_dino(model, img):
 
 
 def reference_clip_tokens(visual, x):
-    """open_clip/transformer.py:502-527: embedding (position table resized as :538-555), ln_pre, blocks[:-1] ->
+    """open_clip/transformer.py:502-535: embedding (position table resized as :537-555), ln_pre, blocks[:-1] ->
     LND tokens, CLS dropped."""
     p = visual.conv1.kernel_size[0]
     _, _, w, h = x.shape
@@ -89,7 +89,7 @@ def reference_clip_tokens(visual, x):
 
 
 def reference_custom_attn(attn_layer, x, ex_feats, beta, gamma, token_size):
-    """open_clip/transformer.py:567-593, verbatim."""
+    """open_clip/transformer.py:557-584, verbatim."""
     num_heads = attn_layer.num_heads
     _, bsz, embed_dim = x.size()
     head_dim = embed_dim // num_heads
@@ -112,7 +112,7 @@ def reference_custom_attn(attn_layer, x, ex_feats, beta, gamma, token_size):
 
 
 def reference_get_sam_sim(sam_v, sam_attn, cos_fac, heads, refine_neg_cos=True):
-    """open_clip/transformer.py:640-656, verbatim."""
+    """open_clip/transformer.py:643-659, verbatim."""
     sam_v = F.normalize(sam_v.flatten(2, 3), dim=-1)
     sam_sim = torch.einsum("b h m c, b h n c -> b h m n", sam_v, sam_v)
     sim_thresh = cos_fac * sam_sim.mean(dim=1, keepdim=True).mean(dim=-1, keepdim=True)
@@ -126,7 +126,7 @@ def reference_get_sam_sim(sam_v, sam_attn, cos_fac, heads, refine_neg_cos=True):
 
 def reference_guidance_attn(attn_layer, x, token_size, win_sizes, dst_coords, cos_fac, sam_attn, sam_v, vfm_token_size,
                             dst_vh, dst_vw, refine_neg_cos):
-    """open_clip/transformer.py:595-638, verbatim but for the kwargs."""
+    """open_clip/transformer.py:586-640, verbatim but for the kwargs."""
     num_heads = attn_layer.num_heads
     _, bsz, embed_dim = x.size()
     head_dim = embed_dim // num_heads
@@ -165,8 +165,8 @@ def reference_guidance_attn(attn_layer, x, token_size, win_sizes, dst_coords, co
 
 
 def reference_sam_feat(sam, image):
-    """SamPredictor.set_image + the forked encoder (image_encoder.py:105-112, :226-243) + get_sam_feat
-    (trident.py:110-125): the last block's attention and v on the valid grid."""
+    """SamPredictor.set_image + the forked encoder (image_encoder.py:105-115, :226-244) + get_sam_feat
+    (trident.py:112-128): the last block's attention and v on the valid grid."""
     x = torch.as_tensor(ResizeLongestSide(sam.image_encoder.img_size).apply_image(image)).permute(2, 0, 1)[None]
     input_size = x.shape[-2:]
     enc = sam.image_encoder
@@ -203,7 +203,7 @@ def reference_preprocess_image(image, stride=16, slide_crop=336):
 
 
 def reference_image_logits(seg, image, path, out_size, o):
-    """trident.py:131-181 (get_trident_seg) with get_windowed_imgs (:183-219) and compute_padsize (:296-308)."""
+    """trident.py:131-188 (get_trident_seg) with get_windowed_imgs (:190-225) and compute_padsize (:296-308)."""
     sam, visual = seg.last_block.sam_model, seg.clip.visual
     stride, CROP, STRIDE = visual.conv1.kernel_size[0], seg.crop_size, seg.stride     # clip_stride: the model name's
     tmp_img = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) if path is not None else \
@@ -254,7 +254,7 @@ CASES = {   # (file size, protocol-resized size, method options, with a file, se
     "voc": ((70, 101), (90, 130), {}, True, {}),
     "cityscapes halves": ((64, 150), (80, 190), dict(split_halves=True, cos_fac=3.0, refine_neg_cos=False), True, {}),
     "no file": ((77, 96), (77, 96), dict(beta=1.0, gamma=2.0, cos_fac=0.0), False, {}),
-    # CLIP /14 over DINO /16: DINO's 7 x 7 window grid resized to CLIP's 8 x 8 before splicing (transformer.py:611-614)
+    # CLIP /14 over DINO /16: DINO's 7 x 7 window grid resized to CLIP's 8 x 8 before splicing (transformer.py:604-607)
     "patch 14": ((70, 101), (100, 150), {}, True, dict(clip_model=TINY_CLIP_14, crop_size=112, stride=56)),
 }
 
@@ -357,7 +357,7 @@ def test_region_prompts_on_a_hand_case():
 # --- the refinement against the original's -----------------------------------------------------------------------
 def reference_sam_refinement(img_shape, segmentations, seg_logits, num_classes, predictor, coarse_thresh, minimal_area,
                              sam_mask_coff, sam_iou_thresh):
-    """seg_utils/utils.py:26-196 (split_connected_regions, map_refinement_coarse, map_failed_regions,
+    """seg_utils/utils.py:27-196 (split_connected_regions, map_refinement_coarse, map_failed_regions,
     sam_refinement) with skimage's measure.label(connectivity=2) as scipy.ndimage.label(structure 3 x 3) and
     torchvision's masks_to_boxes written out; the labels it returns."""
     down = 2

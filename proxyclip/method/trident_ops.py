@@ -25,7 +25,7 @@ def upsized(image: torch.Tensor, patch: int, crop: int) -> torch.Tensor:
 
 def dino_guided_attention(block: nn.Module, tokens: torch.Tensor, grid: tuple[int, int], feats: torch.Tensor,
                           beta: float, gamma: float, linear: Linear) -> torch.Tensor:
-    """open_clip/transformer.py:567-593 (custom_attn): the last block's values attended with DINO's patch cosine
+    """open_clip/transformer.py:557-584 (custom_attn): the last block's values attended with DINO's patch cosine
     similarity, no residual, no MLP.
 
     block: CLIP's last `ResidualAttentionBlock`; tokens: [B, gh*gw, W] patch tokens entering it (CLS dropped);
@@ -49,7 +49,7 @@ def dino_guided_attention(block: nn.Module, tokens: torch.Tensor, grid: tuple[in
 
 def splice_windows(out: torch.Tensor, token_grid: tuple[int, int], vfm_grid: tuple[int, int],
                    boxes: list[tuple[int, int, int, int]], image_grid: tuple[int, int]) -> torch.Tensor:
-    """open_clip/transformer.py:600-623: the windows' outputs on the whole image's grid, overlaps averaged.
+    """open_clip/transformer.py:586-618: the windows' outputs on the whole image's grid, overlaps averaged.
 
     out: [B, H*W, W] per window on DINO's grid (H, W) = vfm_grid; token_grid: CLIP's (gh, gw); boxes: per window
     (y1, x1, y2, x2) in CLIP patches; image_grid: the whole image in CLIP patches. When DINO's width is no multiple
@@ -71,7 +71,7 @@ def splice_windows(out: torch.Tensor, token_grid: tuple[int, int], vfm_grid: tup
 
 
 def guided(canvas: torch.Tensor, weights: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """open_clip/transformer.py:625-638: the spliced features [W, h, w] resized bilinearly to SAM's valid grid and
+    """open_clip/transformer.py:620-640: the spliced features [W, h, w] resized bilinearly to SAM's valid grid and
     mixed by SAM's weights [n, n] -> [n, W]. The original splits the width into heads and applies the same weights
     to each, which is one product."""
     v = F.interpolate(canvas[None], size=grid, mode="bilinear", align_corners=False)[0]

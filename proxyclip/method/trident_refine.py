@@ -1,4 +1,4 @@
-"""Trident's SAM refinement of the labels (seg_utils/utils.py:26-196; docs/baselines/trident.md): each class's
+"""Trident's SAM refinement of the labels (seg_utils/utils.py:27-196; docs/baselines/trident.md): each class's
 connected regions (on the labels at half size) prompt SAM's mask decoder with their box, their most probable point
 and the class's probabilities as a mask; confident masks relabel the pixels they cover."""
 from __future__ import annotations
@@ -40,7 +40,7 @@ def connected_regions(mask: torch.Tensor) -> list[torch.Tensor]:
 
 def region_prompts(region: torch.Tensor, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(box [x1, y1, x2, y2] (torchvision masks_to_boxes: inclusive), point [x, y] of the class's largest
-    probability in the region, first in raster order) of a bool region [h, w] (seg_utils/utils.py:55-62)."""
+    probability in the region, first in raster order) of a bool region [h, w] (seg_utils/utils.py:52-68)."""
     ys, xs = torch.nonzero(region, as_tuple=True)
     box = torch.stack([xs.min(), ys.min(), xs.max(), ys.max()]).float()
     best = torch.argmax(probs * region).item()
@@ -51,12 +51,12 @@ def region_prompts(region: torch.Tensor, probs: torch.Tensor) -> tuple[torch.Ten
 def sam_refinement(labels: torch.Tensor, probs: torch.Tensor, predictor, image_size: tuple[int, int],
                    coarse_thresh: float, minimal_area: int, sam_mask_coff: float, sam_iou_thresh: float) -> torch.Tensor:
     """labels [H, W] int64 and class probabilities [C, H, W] -> refined labels [H, W] (sam_refinement,
-    seg_utils/utils.py:91-196). `predictor`: a SamPredictor with the image set; image_size: the file's (h, w)."""
+    seg_utils/utils.py:92-196). `predictor`: a SamPredictor with the image set; image_size: the file's (h, w)."""
     num_classes, (h, w) = probs.shape[0], labels.shape
-    dh, dw = h // 2, w // 2                                              # down_ratio 2 (:106-111)
+    dh, dw = h // 2, w // 2                                              # down_ratio 2 (:107-111)
     coarse = F.interpolate(labels[None, None].float(), [dh, dw], mode="nearest")[0, 0].long()
     probs_down = F.interpolate(probs[None], [dh, dw], mode="bilinear", align_corners=False)[0]
-    if coarse_thresh > 0:      # uncertain pixels become an extra class that is never split (:117-123)
+    if coarse_thresh > 0:      # uncertain pixels become an extra class that is never split (:120-126)
         coarse[probs_down.max(0)[0] < coarse_thresh] = num_classes
     side = predictor.model.prompt_encoder.mask_input_size[0]            # the original's literal 256
     new_h, new_w = predictor.transform.get_preprocess_shape(image_size[0], image_size[1], side)
@@ -88,12 +88,12 @@ def sam_refinement(labels: torch.Tensor, probs: torch.Tensor, predictor, image_s
     if tuple(logits.shape[-2:]) != (h, w):
         logits = F.interpolate(logits, (h, w), mode="bilinear", align_corners=False)
     masks, scores = logits[:, 0] > predictor.model.mask_threshold, logits[:, 0].sigmoid()
-    refined = probs.new_zeros(num_classes, h, w)                        # map_refinement_coarse (:64-76)
+    refined = probs.new_zeros(num_classes, h, w)                        # map_refinement_coarse (:71-83)
     classes = torch.tensor(kept_classes)
     for c in classes.unique().tolist():
         mine = classes == c
         refined[c] = (scores[mine] * probs[c]).max(dim=0)[0] * masks[mine].any(dim=0)
-    # Pixels no kept mask covers keep their label (:181). The regions SAM was not confident about (map_failed_regions,
-    # :78-83) only raise the probabilities there: a label changes where failed > refined after refined = max(refined,
+    # Pixels no kept mask covers keep their label (:190). The regions SAM was not confident about (map_failed_regions,
+    # :85-90, :191-195) only raise the probabilities there: a label changes where failed > refined after refined = max(refined,
     # failed), which never holds, so the labels are final here.
     return torch.where(refined.sum(dim=0) == 0, labels, refined.argmax(dim=0))

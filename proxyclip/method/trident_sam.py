@@ -2,7 +2,7 @@
 reads of its image encoder's last block.
 
 The original forks segment-anything so that the encoder keeps its last block's attention probabilities
-[B*heads, N, N] and values [B, heads, h, w, d] (Trident segment_anything/modeling/image_encoder.py:109-112, :226-243).
+[B*heads, N, N] and values [B, heads, h, w, d] (Trident segment_anything/modeling/image_encoder.py:105-115, :226-244).
 Here the unforked model runs, and a forward hook on `image_encoder.blocks[-1].attn` recomputes both from the block's
 input with segment-anything's own `add_decomposed_rel_pos` — the same maths (that block is global in every official
 SAM; a windowed last block is refused).
@@ -81,7 +81,7 @@ class LastBlockAttention:
 def sam_guidance(predictor: SamPredictor, kept: LastBlockAttention, image) -> tuple[torch.Tensor, torch.Tensor]:
     """`predictor.set_image(image)` (uint8 RGB [H, W, 3]) -> the last block's attention [1, heads, n, n] and values
     [1, heads, h, w, d] on the valid grid (h, w) = input_size // patch, the padding's rows and columns dropped in both
-    the query and key dimensions (trident.py:110-125)."""
+    the query and key dimensions (trident.py:112-128)."""
     predictor.set_image(image)
     patch = predictor.model.image_encoder.patch_embed.proj.kernel_size[0]   # 16, the original's literal
     vh, vw = predictor.input_size[0] // patch, predictor.input_size[1] // patch
@@ -92,7 +92,7 @@ def sam_guidance(predictor: SamPredictor, kept: LastBlockAttention, image) -> tu
 
 
 def sam_similarity(v: torch.Tensor, attn: torch.Tensor, cos_fac: float, refine_neg_cos: bool) -> torch.Tensor:
-    """The guidance weights [n, n] (open_clip/transformer.py:640-656, get_sam_sim): SAM's attention kept where the
+    """The guidance weights [n, n] (open_clip/transformer.py:643-659, get_sam_sim): SAM's attention kept where the
     cosine of its values beats cos_fac x (mean over heads and keys) per query — a negative threshold 0.6 unless
     refine_neg_cos, any threshold capped at 0.9 — averaged over heads and row-normalised. v: [1, heads, h, w, d];
     attn: [1, heads, n, n]. The diagonal (cosine 1 > 0.9) is always kept, so no row is empty."""

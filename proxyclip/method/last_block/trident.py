@@ -2,7 +2,7 @@
 DINO's patch similarity, spliced onto the whole image, then mixed by SAM's last-block attention over the whole
 image; optionally the labels refined by SAM's mask decoder prompted with each region.
 
-Per image (trident.py:131-181): SAM sees the image file resized up to multiples of CLIP's patch (Cityscapes: each
+Per image (trident.py:131-188): SAM sees the image file resized up to multiples of CLIP's patch (Cityscapes: each
 half); CLIP sees the protocol-resized image (`upsized`) in crop x crop windows, each through blocks 0..L-2 and
 `dino_guided_attention`; the windows spliced (`splice_windows`), resized to SAM's valid grid and mixed by
 `sam_similarity`; `ln_post`, `proj`, cosine with the text on SAM's grid, bilinear to the output size.
@@ -37,14 +37,14 @@ class TridentBlock(LastBlock):
         sam_checkpoint: true: the official checkpoint (downloaded once); a path: a local SAM .pth; false: random.
         sam_kwargs: override SAM's `ImageEncoderViT` arguments (tiny test models).
         sam_refinement: refine the labels with SAM's mask decoder (the README's evaluation, eval.py --sam_refine).
-        coarse_thresh, minimal_area, sam_mask_coff, sam_iou_thresh: the refinement's (seg_utils/utils.py:91-196).
+        coarse_thresh, minimal_area, sam_mask_coff, sam_iou_thresh: the refinement's (seg_utils/utils.py:92-196).
         split_halves: SAM sees the left and right halves separately (the original's Cityscapes case).
     """
 
     summary = "DINO-guided CLIP windows spliced and mixed by SAM's last-block attention, labels refined by SAM"
 
     needs_vfm = True
-    default_vfm = "dino_vitb16"   # the original's torch.hub dino_vitb16 (trident.py:47)
+    default_vfm = "dino_vitb16"   # the original's torch.hub dino_vitb16 (trident.py:48)
 
     def __init__(self, beta: float = 1.2, gamma: float = 3.0, cos_fac: float = 1.2, refine_neg_cos: bool = True,
                  sam: str = "vit_b", sam_checkpoint: bool | str = True, sam_kwargs: dict | None = None,
@@ -77,7 +77,7 @@ class TridentBlock(LastBlock):
     def sam_image(self, source: ImageSource, patch: int) -> tuple[np.ndarray, tuple[int, int]]:
         """(the image SAM sees, uint8 RGB [H', W', 3]; the (H, W) it was read at): the file read by OpenCV (BGR ->
         RGB), or, without a file (the library's `segment`), the given image as it is; resized (cv2.resize,
-        bilinear) up to multiples of CLIP's patch (trident.py:135-141)."""
+        bilinear) up to multiples of CLIP's patch (trident.py:135-140)."""
         if source.path is not None:
             image = cv2.cvtColor(cv2.imread(str(source.path)), cv2.COLOR_BGR2RGB)
         else:
@@ -110,7 +110,7 @@ class TridentBlock(LastBlock):
         image_grid = (x.shape[-2] // patch, x.shape[-1] // patch)
         windows, boxes = [], []
         for y1, y2, x1, x2 in sliding_windows(*x.shape[-2:], segmentor.crop_size, segmentor.stride):
-            # Unpadded: the original pads to a multiple of 56 (trident.py:231-234), which its 336 crops never need
+            # Unpadded: the original pads to a multiple of 56 (trident.py:217-221), which its 336 crops never need
             # except for an image with both sides multiples of the patch and one below the crop, whose padded windows
             # it cannot splice (a shape error); here those run at their own size.
             windows.append(x[..., y1:y2, x1:x2])
@@ -138,7 +138,7 @@ class TridentBlock(LastBlock):
         return F.interpolate(logits[None], size=source.out_size, mode="bilinear", align_corners=False)[0].float()
 
     def refine_labels(self, labels: torch.Tensor, probs: torch.Tensor, source: ImageSource) -> torch.Tensor:
-        """The SAM refinement (seg_utils/utils.py:91-196, trident_refinement.py) when `sam_refinement`."""
+        """The SAM refinement (seg_utils/utils.py:92-196, called at trident.py:277-281) when `sam_refinement`."""
         if not self.sam_refinement or "sam" not in source.state:
             return labels
         p = self._predictor
