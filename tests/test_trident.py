@@ -570,3 +570,18 @@ def test_each_benchmark_runs_through_main(bench, tmp_path, capsys):
     assert report["num_images"] == 1
     assert report["config"]["method_protocol"] == f"configs/trident/{bench}.yaml"
     assert report["method"] == "trident" and report["method_options"] == options
+
+
+def test_weights_list_names_sam(tmp_path):
+    """`proxyclip-weights list configs/model/trident_vitb16.yaml` names CLIP's, DINO ViT-B/16's and SAM's sources;
+    run.json's provenance records SAM's."""
+    from proxyclip.commands.weights import load_model_spec, weights_provenance
+    from test_weights import run_weights
+
+    result = run_weights(tmp_path, "list", "configs/model/trident_vitb16.yaml")
+    assert result.returncode == 1, result.stderr[-2000:]              # nothing is cached in these private caches
+    assert "vit_base_patch16_224.dino" in result.stdout and "sam_vit_b_01ec64.pth" in result.stdout
+    spec = load_model_spec(REPO_ROOT / "configs" / "model" / "trident_vitb16.yaml")
+    assert weights_provenance(spec)["sam"] == "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
+    spec["method_kwargs"] = {**spec["method_kwargs"], "sam_checkpoint": False}
+    assert weights_provenance(spec)["sam"] == "random"
