@@ -89,7 +89,7 @@ def sam_refinement(labels: torch.Tensor, probs: torch.Tensor, predictor, image_s
         logits = F.interpolate(logits, (h, w), mode="bilinear", align_corners=False)
     masks, scores = logits[:, 0] > predictor.model.mask_threshold, logits[:, 0].sigmoid()
     refined = probs.new_zeros(num_classes, h, w)                        # map_refinement_coarse (:71-83)
-    classes = torch.tensor(kept_classes)
+    classes = torch.tensor(kept_classes, device=probs.device)
     for c in classes.unique().tolist():
         mine = classes == c
         refined[c] = (scores[mine] * probs[c]).max(dim=0)[0] * masks[mine].any(dim=0)

@@ -97,6 +97,9 @@ class TridentBlock(LastBlock):
     # --- the whole image -----------------------------------------------------------------------------------
     @torch.no_grad()
     def image_logits(self, segmentor: nn.Module, source: ImageSource) -> torch.Tensor:
+        if segmentor.mode != "slide":
+            raise ProxyCLIPError("Trident computes its windows itself (slide_crop, slide_stride); mode 'whole' has no "
+                                 "meaning for it: use mode slide (its protocol files do) and crop_size / stride.")
         visual = segmentor.clip.visual
         patch = visual.conv1.kernel_size[0]
         sam_input, read_size = self.sam_image(source, patch)
