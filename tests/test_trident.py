@@ -281,6 +281,16 @@ def test_trident_equals_the_float64_original(case, tmp_path):
     torch.testing.assert_close(got.double(), expected, rtol=1e-6, atol=1e-7)   # the result is float32
 
 
+@pytest.mark.parametrize("side", [224, 112, 160])
+def test_dino_features_are_get_intermediate_layers(side):
+    """Our timm DINO ViT-B/16 adapter = DINO's get_intermediate_layers(x)[0] (normed last block, patch tokens) at its
+    native 224 (table untouched) and at other sides (DINO's 0.1-offset bicubic resize), float64."""
+    seg = tiny_trident().double()
+    x = torch.randn(2, 3, side, side, dtype=torch.float64, generator=torch.Generator().manual_seed(side))
+    with torch.no_grad():
+        torch.testing.assert_close(seg.vfm(x, crop_size=side), reference_dino(seg.vfm.model, x), rtol=1e-10, atol=1e-12)
+
+
 # --- hand cases ------------------------------------------------------------------------------------------------
 def test_upsized_on_hand_cases():
     from proxyclip.method.trident_ops import upsized
