@@ -88,6 +88,7 @@ def sam_guidance(predictor: SamPredictor, kept: LastBlockAttention, image) -> tu
     v = kept.v
     heads, gh, gw = v.shape[1], v.shape[2], v.shape[3]        # gh = gw = img_size / 16 (the original's sam_hw = 64)
     attn = kept.attn.view(1, heads, gh, gw, gh, gw)[:, :, :vh, :vw, :vh, :vw].reshape(1, heads, vh * vw, vh * vw)
+    kept.attn = kept.v = None                   # the whole grid's attention: 12 x 4096^2 floats at full size
     return attn, v[:, :, :vh, :vw]
 
 
