@@ -26,6 +26,8 @@ def test_installed_commands_keep_what_they_should(installed, tmp_path):
                                            "benchmarks are kept and skipped)"),
         ("proxyclip-weights", ["list", str(shipped / "model/tiny_random.yaml")],
          "interrupted (Ctrl-C): weights downloaded completely stay in their cache; run the same command again for the rest"),
+        ("proxyclip-masks", ["--images", str(tmp_path), "--output", str(tmp_path / "masks")],
+         "interrupted (Ctrl-C): the masks written so far are kept; run the same command again for the rest"),
     ]:
         (tmp_path / name).mkdir()
         assert during_imports(command(name, *args), tmp_path / name, env, cwd=cwd) == (130, [line]), name

@@ -162,3 +162,39 @@ def test_a_vfm_checkpoint_file_that_does_not_fit_is_refused(how, tmp_path):
             "wrong shape": r"shape mismatches \(checkpoint vs model\): 1 \(blocks\.0\.mlp\.fc1\.bias \(3,\) vs \(128,\)\)"}[how]
     with pytest.raises(ProxyCLIPError, match=rf"Checkpoint '{path}' does not fit the DINO .*{says}"):
         build_vfm("dino_vitb8", str(path), kwargs)
+
+
+def test_sam2_checkpoints_are_sources(tmp_path, monkeypatch, capsys):
+    """`list sam2_hiera_l`: the SAM 2 checkpoint of CorrCLIP's region masks, Meta's URL into torch.hub's cache."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert main(["list", "sam2_hiera_l"]) == 1
+    out = capsys.readouterr().out
+    assert "https://dl.fbaipublicfiles.com/segment_anything_2/072824/sam2_hiera_large.pt" in out and "NOT CACHED" in out
+    assert "download sam2_hiera_l" in out
+    target = tmp_path / "torch" / "hub" / "checkpoints" / "sam2_hiera_large.pt"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"sam2")
+    assert main(["list", "sam2_hiera_l"]) == 0
+    assert f"cached at {target}" in capsys.readouterr().out
+    for name, file in (("sam2_hiera_t", "sam2_hiera_tiny.pt"), ("sam2_hiera_s", "sam2_hiera_small.pt"),
+                       ("sam2_hiera_b+", "sam2_hiera_base_plus.pt")):
+        assert main(["list", name]) == 1
+        assert f"https://dl.fbaipublicfiles.com/segment_anything_2/072824/{file}" in capsys.readouterr().out
+
+
+def test_a_method_that_runs_sam2_lists_its_checkpoint(tmp_path):
+    """method_kwargs `mask_generator: sam2` (CorrCLIP's) adds SAM 2's checkpoint to the sources and to run.json."""
+    from proxyclip.commands.weights import weight_sources
+
+    spec = load_model_spec(TINY_CONFIG)
+    assert "sam2" not in weights_provenance(spec)
+    url = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/sam2_hiera_large.pt"
+    assert weights_provenance({**spec, "method_kwargs": {"mask_generator": "sam2"}})["sam2"] == url
+    small = weights_provenance({**spec, "method_kwargs": {"mask_generator": "sam2", "sam2_model": "sam2_hiera_s"}})
+    assert small["sam2"] == url.replace("large", "small")
+    checkpoint = tmp_path / "sam2.pt"
+    checkpoint.write_bytes(b"sam2")
+    local = weight_sources({**spec, "method_kwargs": {"mask_generator": "sam2", "sam2_checkpoint": str(checkpoint)}})[-1]
+    assert (local.component, local.kind, local.key) == ("SAM2", "file", "model.segmentor.method_kwargs.sam2_checkpoint")
+    assert local.provenance == f"sha256:{hashlib.sha256(b'sam2').hexdigest()}"
+    assert weight_sources({**spec, "method_kwargs": {"instance_mask_path": "data/region_masks/voc"}})[-1].component != "SAM2"

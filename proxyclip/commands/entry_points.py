@@ -1,4 +1,4 @@
-"""Where the commands start: `proxyclip` (and main.py), `proxyclip-eval-all`, `proxyclip-weights`.
+"""Where the commands start: `proxyclip` (and main.py), `proxyclip-eval-all`, `proxyclip-weights`, `proxyclip-masks`.
 
 A light module (the standard library only): each command's own module, which imports torch and Lightning for
 seconds, is imported inside the guard, so that Ctrl-C at any moment ends with one line on stderr and exit code
@@ -59,3 +59,9 @@ def weights() -> int:
     """`proxyclip-weights list|download CONFIG`."""
     return _run("proxyclip.commands.weights", f"{INTERRUPTED}: weights downloaded completely stay in their cache; run "
                                               "the same command again for the rest")
+
+
+def masks() -> int:
+    """`proxyclip-masks --config BENCHMARK | --images ... --output FOLDER`."""
+    return _run("proxyclip.commands.masks", f"{INTERRUPTED}: the masks written so far are kept; run the same command "
+                                            "again for the rest")

@@ -4,7 +4,9 @@ cached, and fetching them ahead of time (to prepare a cluster that has no intern
 `list` names each source (open_clip's Hugging Face repo and file or URL, timm's `hf_hub_id` / URL, SAM's
 URL, a local file with its sha256) and says whether it is in the local cache; `download` fetches them by
 building the models through `build_clip` / `build_vfm`, so the same code path (and `download_guard`'s
-offline message) as an evaluation is used. `weights_provenance` is what `eval_all` records in `run.json`.
+offline message) as an evaluation is used. A SAM 2 model name instead of a config (`list sam2_hiera_l`) does the
+same for the SAM 2 checkpoint of CorrCLIP's region masks (`proxyclip-masks`, proxyclip/method/sam2_masks.py).
+`weights_provenance` is what `eval_all` records in `run.json`.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from ..method.clip_encoder import build_clip
 from ..method.last_block import LAST_BLOCKS
 from ..method.loading import WeightsUnavailable, file_sha256, is_local_path
 from ..method.method_options import method_option_types, method_vfm
+from ..method.sam2_masks import DEFAULT_SAM2, SAM2_MODELS
 from ..method.segmentor import TrainingFreeSegmentor
 from ..method.vfm import build_vfm
 from ..method.trident_sam import build_sam
@@ -192,19 +195,48 @@ def sam_source(spec: dict[str, Any]) -> WeightSource | None:
                         cache_dir=str(target.parent), provenance=url)
 
 
+def sam2_source(name: str, checkpoint: bool | str | None = True, key: str = "proxyclip-masks --checkpoint") -> WeightSource:
+    """The checkpoint of the SAM 2 model `name` (sam2_hiera_l, ...): Meta's URL into torch.hub's cache, as
+    SAM2MaskGenerator loads it; a local file; or random."""
+    model = f"{name} ({SAM2_MODELS[name].size})"
+    if not checkpoint:
+        return WeightSource("SAM2", key, checkpoint, model, "random", provenance="random")
+    if isinstance(checkpoint, str):
+        return _local("SAM2", key, checkpoint, model)
+    url = SAM2_MODELS[name].url
+    target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)  # torch.hub's cache
+    return WeightSource("SAM2", key, checkpoint, model, "url", url, cached=str(target) if target.is_file() else "",
+                        cache_dir=str(target.parent), provenance=url)
+
+
+def method_sam2_sources(spec: dict[str, Any]) -> list[WeightSource]:
+    """The SAM 2 checkpoint of a method that runs SAM 2 on each image itself: `method_kwargs` with `mask_generator:
+    sam2`, `sam2_model` (default sam2_hiera_l) and `sam2_checkpoint` (null: Meta's), as CorrCLIP's; [] otherwise."""
+    kwargs = spec.get("method_kwargs") or {}
+    if not isinstance(kwargs, dict) or kwargs.get("mask_generator") != "sam2":
+        return []
+    name = str(kwargs.get("sam2_model") or DEFAULT_SAM2)
+    key = "model.segmentor.method_kwargs.sam2_checkpoint"
+    if name not in SAM2_MODELS:
+        return [WeightSource("SAM2", key, kwargs.get("sam2_checkpoint"), name, "unknown", provenance=name)]
+    return [sam2_source(name, kwargs.get("sam2_checkpoint") or True, key)]
+
+
 def weight_sources(spec: dict[str, Any]) -> list[WeightSource]:
-    """CLIP's, the VFM's where the method builds one (ProxyCLIP, CASS and Trident; the others build none), and
-    Trident's SAM."""
+    """CLIP's, the VFM's where the method builds one (ProxyCLIP, CASS and Trident; the others build none), Trident's
+    SAM, and SAM 2's where the method runs it (`method_sam2_sources`)."""
     block = LAST_BLOCKS.get(str(spec.get("method") or "proxyclip"))
     spec = with_method_vfm(spec) if block is not None else spec
     uses_vfm = spec.get("vfm") is not None and (block is None or block.needs_vfm)
     sam = sam_source(spec)
-    return [clip_source(spec), *([vfm_source(spec)] if uses_vfm else []), *([sam] if sam is not None else [])]
+    return [clip_source(spec), *([vfm_source(spec)] if uses_vfm else []), *([sam] if sam is not None else []),
+            *method_sam2_sources(spec)]
 
 
 def weights_provenance(spec: dict[str, Any]) -> dict[str, str]:
-    """Where each component's weights come from, as run.json records it: {"clip": ..., "vfm": ..., "sam": ... (Trident)} (no "vfm" for a
-    method without one), each the tag / URL, the local file's sha256, or "random"."""
+    """Where each component's weights come from, as run.json records it: {"clip": ..., "vfm": ...} (no "vfm" for a
+    method without one; "sam" for Trident's SAM; "sam2" for one that runs SAM 2), each the tag / URL, the local
+    file's sha256, or "random"."""
     return {s.component.lower(): s.provenance for s in weight_sources(spec)}
 
 
@@ -239,6 +271,13 @@ def fetch(source: WeightSource, spec: dict[str, Any]) -> str:
         build_clip(spec["clip_model"], spec["clip_pretrained"], spec.get("clip_quick_gelu"))
     elif source.component == "SAM":
         build_sam(*sam_options(spec))
+    elif source.component == "SAM2":
+        from ..method.sam2_masks import SAM2MaskGenerator
+
+        name = source.model.split(" ")[0]
+        SAM2MaskGenerator(name, True)
+        again = sam2_source(name)
+        return f"cached at {again.cached}" if again.cached else "loaded (through torch.hub's cache)"
     else:
         build_vfm(spec["vfm"], True, spec.get("vfm_kwargs"))
     again = {"CLIP": clip_source, "SAM": sam_source}.get(source.component, vfm_source)(spec)
@@ -249,11 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m proxyclip.weights`; returns the exit code."""
     parser = argparse.ArgumentParser(prog="proxyclip-weights", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["list", "download"], help="list: show sources and cache state; download: fetch them")
-    parser.add_argument("config", help="a model config (configs/model/*.yaml) or a benchmark config (configs/*.yaml)")
+    parser.add_argument("config", help="a model config (configs/model/*.yaml), a benchmark config (configs/*.yaml), or "
+                                       f"a SAM 2 model for region masks ({', '.join(SAM2_MODELS)})")
     args = parser.parse_args(argv)
     try:
-        spec = load_model_spec(args.config)
-        sources = weight_sources(spec)
+        if args.config in SAM2_MODELS:
+            spec, sources = {}, [sam2_source(args.config)]
+        else:
+            spec = load_model_spec(args.config)
+            sources = weight_sources(spec)
     except ProxyCLIPError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
