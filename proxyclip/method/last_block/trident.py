@@ -79,7 +79,10 @@ class TridentBlock(LastBlock):
         RGB), or, without a file (the library's `segment`), the given image as it is; resized (cv2.resize,
         bilinear) up to multiples of CLIP's patch (trident.py:135-140)."""
         if source.path is not None:
-            image = cv2.cvtColor(cv2.imread(str(source.path)), cv2.COLOR_BGR2RGB)
+            image = cv2.imread(str(source.path))
+            if image is None:
+                raise ProxyCLIPError(f"Trident's SAM reads the image file with OpenCV, which cannot read {source.path}.")
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         else:
             pixels = source.image if source.image.dtype == torch.uint8 else (source.image.float() * 255).round()
             image = np.ascontiguousarray(pixels.to(torch.uint8).permute(1, 2, 0).cpu().numpy())
