@@ -21,7 +21,7 @@ from proxyclip.method.pamr import pamr
 from proxyclip.method.small_classes import suppress_small_classes
 
 BASELINES = ("sclip", "clearclip", "naclip")
-OWN_TESTS = ("scclip", "cass", "resclip", "corrclip")   # methods tested in tests/test_<method>.py (they need more than the 2-block tiny CLIP)
+OWN_TESTS = ("scclip", "cass", "resclip", "trident", "corrclip")   # methods tested in tests/test_<method>.py (they need more than the 2-block tiny CLIP)
 CASES = [("sclip", {}), ("clearclip", {}), ("clearclip", {"similarity": "query-key"}), ("naclip", {}),
          ("naclip", {"std": 2.5})]
 
@@ -102,7 +102,7 @@ def test_every_method_has_its_last_block_and_unknown_ones_are_named():
     from proxyclip.errors import ProxyCLIPError
 
     assert list(LAST_BLOCKS) == ["proxyclip", *BASELINES, *OWN_TESTS]       # registration order: the order methods are listed in
-    assert [LAST_BLOCKS[m].needs_vfm for m in ("proxyclip", *BASELINES, *OWN_TESTS)] == [True, False, False, False, False, True, False, True]
+    assert [LAST_BLOCKS[m].needs_vfm for m in ("proxyclip", *BASELINES, *OWN_TESTS)] == [True, False, False, False, False, True, False, True, True]
     with pytest.raises(ProxyCLIPError, match="Unknown method 'sclp'.*sclip"):
         build_last_block("sclp")
     with pytest.raises(ProxyCLIPError, match="do not fit the naclip method"):
@@ -225,7 +225,8 @@ def protocol_configs():
 def test_protocol_configs_change_only_what_their_method_sets():
     """A method's per-benchmark file holds segmentor and data values only, never the model's identity."""
     files = protocol_configs()
-    assert {p.parent.name for p in files} == {*BASELINES, *OWN_TESTS} and len(files) == 8 * len({*BASELINES, *OWN_TESTS})
+    assert {p.parent.name for p in files} == {*BASELINES, *OWN_TESTS}
+    assert len(files) == 8 * len({*BASELINES, *OWN_TESTS}) + 2          # Trident's configs also define pc459, ade847
     for path in files:
         data = yaml.safe_load(path.read_text())
         assert set(data) <= {"model", "data"}, path

@@ -50,6 +50,7 @@ CLIPS = {
 # width, patch, prefix tokens dropped, eps, native table side (None: RoPE, no table), feature grid per crop side
 VFMS = {
     "dino_vitb8": dict(width=768, patch=8, prefix=1, eps=1e-6, native=28, grid={336: 42, 224: 28}),
+    "dino_vitb16": dict(width=768, patch=16, prefix=1, eps=1e-6, native=14, grid={336: 21, 224: 14}),   # Trident's
     "dinov2_vitb14_reg": dict(width=768, patch=14, prefix=5, eps=1e-6, native=37, grid={336: 24, 224: 16}),
     "mae_vit_base": dict(width=768, patch=16, prefix=1, eps=1e-6, native=14, grid={336: 21, 224: 14}),
     "dinov3_vitb16": dict(width=768, patch=16, prefix=5, eps=1e-5, native=None, grid={336: 21, 224: 14}),
@@ -176,6 +177,8 @@ def test_clip_presets_at_full_size(clip_key, downloads):
                 from proxyclip.method.corrclip_ops import spatial_blocks
                 spatial = spatial_blocks(expected["layers"])   # 5 / 12 / 28 blocks ending at the third last
                 assert len(spatial) == {12: 5, 24: 12, 32: 28}[expected["layers"]] and spatial[-1] == expected["layers"] - 3
+            elif method == "trident":   # whole images with SAM only: test_trident_preset_at_full_size
+                continue
             else:
                 side = 224 // expected["patch"]   # dense: a method reading earlier blocks (scclip) checks its indices here
                 keys = torch.randn(1, 12, 64, 28, 28) if method == "cass" else None   # DINO ViT-B/8's keys of a 224 crop
@@ -256,12 +259,14 @@ def test_vfm_presets_at_full_size(vfm_name, downloads):
 
 def test_every_preset_is_a_checked_combination():
     specs = preset_specs()
-    assert len(specs) == 26   # default.yaml is vitb16_dino_vitb8 under the paper's name; 6 presets of the baselines; CASS's; CorrCLIP's 4
+    assert len(specs) == 28   # default.yaml is vitb16_dino_vitb8 under the paper's name; 6 presets of the baselines; CASS's; Trident's 2; CorrCLIP's 4
     for stem, spec in specs.items():
         assert (spec["clip_model"], spec["clip_pretrained"]) in CLIPS, stem
         assert spec["clip_mean"] is not None and spec["clip_std"] is not None, stem   # stated (checked per CLIP above)
-        assert (spec["vfm_mean"] is not None) == (spec["vfm_std"] is not None) == (spec["method"] in ("proxyclip", "cass", "corrclip")), stem
-        if spec["method"] == "corrclip":   # docs/baselines/corrclip.md: DINO ViT-B/8, pad 56, no PAMR, no mask source
+        assert (spec["vfm_mean"] is not None) == (spec["vfm_std"] is not None) == (spec["method"] in ("proxyclip", "cass", "trident", "corrclip")), stem
+        if spec["method"] == "trident":   # docs/baselines/trident.md: DINO ViT-B/16, 56-pixel padding, no PAMR
+            assert (spec["vfm"], spec["pad_multiple"], spec["pamr_steps"], spec["logit_scale"]) == ("dino_vitb16", 56, 0, 40.0)
+        elif spec["method"] == "corrclip":   # docs/baselines/corrclip.md: DINO ViT-B/8, pad 56, no PAMR, no mask source
             assert (spec["vfm"], spec["pad_multiple"], spec["pamr_steps"], spec["logit_scale"]) == ("dino_vitb8", 56, 0, 40.0)
             assert stem.startswith("corrclip_") and not spec["method_kwargs"], stem
         elif spec["method"] == "cass":   # docs/baselines/cass.md: DINO ViT-B/8, no padding, no PAMR
@@ -322,6 +327,52 @@ def test_cass_preset_at_full_size(downloads):
         assert seg.last_block.vfm_features(seg.vfm, torch.zeros(1, 3, 336, 500), statistics, None).shape == (1, 12, 64, 42, 42)
         logits = seg.crop_logits(crop)
     assert logits.shape == (1, 3, 224, 224) and torch.isfinite(logits).all()
+
+
+def test_trident_preset_at_full_size(downloads):
+    """configs/model/trident_vitb16.yaml built through the real loading code (random weights served, SAM's the whole
+    model as Meta's checkpoint holds it): SAM ViT-B's encoder (12 blocks of 768, the last global, 64 x 64 tokens of
+    1024), prompt encoder and mask decoder (256 wide, 256 x 256 mask prompts); DINO ViT-B/16's features of a 336
+    window (21 x 21 over its native 14 x 14 table) equal DINO's get_intermediate_layers (tests/test_trident.py); one
+    image through the whole method, the SAM refinement included."""
+    from proxyclip import build_segmentor
+    from proxyclip.method.last_block import ImageSource
+    from test_trident import reference_dino
+
+    url = "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
+    written = {}
+
+    def produce_sam():
+        state = sam_model_registry["vit_b"]().state_dict()
+        written.update(state_sums(state))
+        return state
+
+    downloads.producers[url] = produce_sam
+    downloads.producers["timm/vit_base_patch16_clip_224.openai"] = lambda: {
+        k: v.contiguous() for k, v in open_clip.create_model("ViT-B-16", force_quick_gelu=True).state_dict().items()}
+    downloads.producers["timm/vit_base_patch16_224.dino"] = lambda: timm.create_model("vit_base_patch16_224.dino").state_dict()
+    seg = build_segmentor(REPO_ROOT / "configs/model/trident_vitb16.yaml", class_names=["sky", "person; man"],
+                          crop_size=336, stride=224).eval()
+    sam = seg.last_block.sam_model
+    assert state_sums(sam.state_dict()) == written                    # the whole SAM is the file's
+    enc = sam.image_encoder
+    assert (len(enc.blocks), enc.img_size, enc.pos_embed.shape) == (12, 1024, (1, 64, 64, 768))
+    assert enc.blocks[-1].window_size == 0 and enc.blocks[-1].attn.num_heads == 12
+    assert sam.prompt_encoder.image_embedding_size == (64, 64) and sam.prompt_encoder.mask_input_size == (256, 256)
+    assert sam.mask_decoder.transformer_dim == 256 and sam.mask_decoder.num_mask_tokens == 4
+    dino = seg.vfm.model
+    assert dino.pos_embed.shape == (1, 1 + 14 * 14, 768) and seg.vfm.patch_size == 16
+    with torch.no_grad():
+        x = torch.randn(1, 3, 336, 336).clamp(-2, 2)
+        torch.testing.assert_close(seg.vfm(x, crop_size=336), reference_dino(dino, x), rtol=1e-4, atol=1e-4)
+        image = (torch.rand(3, 120, 170) * 255).to(torch.uint8)
+        source = ImageSource(image, (120, 170))
+        logits = seg.last_block.image_logits(seg, source)              # SAM: 128 x 176 -> 745 x 1024 -> 46 x 64 tokens
+        assert logits.shape == (3, 120, 170) and torch.isfinite(logits).all()
+        assert source.state["sam"][0].shape == (1, 256, 64, 64) and source.state["sam"][1] == (745, 1024)
+        probs = seg.class_probabilities(logits)
+        labels = seg.decide(probs, source)
+    assert labels.shape == (120, 170)
 
 
 def test_corrclip_preset_at_full_size(downloads, tmp_path):

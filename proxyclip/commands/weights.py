@@ -30,20 +30,23 @@ from ..method.builder import segmentor_spec
 from ..method.clip_encoder import build_clip
 from ..method.last_block import LAST_BLOCKS
 from ..method.loading import WeightsUnavailable, file_sha256, is_local_path
-from ..method.method_options import method_vfm
+from ..method.method_options import method_option_types, method_vfm
 from ..method.sam2_masks import DEFAULT_SAM2, SAM2_MODELS
 from ..method.segmentor import TrainingFreeSegmentor
 from ..method.vfm import build_vfm
+from ..method.trident_sam import build_sam
 from ..method.vfm.registry import get_vfm_entry
+from ..method.vfm.sam import SAM as SAM_VARIANTS
 
 _CLIP_KEY, _VFM_KEY = "model.segmentor.clip_pretrained", "model.segmentor.vfm_pretrained"
+_SAM_KEY = "model.segmentor.method_kwargs.sam_checkpoint"   # Trident's whole SAM
 
 
 @dataclass
 class WeightSource:
     """Where one component's weights come from; `kind` is random, file, hf-hub, url or unknown."""
 
-    component: str                 # "CLIP" or "VFM"
+    component: str                 # "CLIP", "VFM" or "SAM" (Trident's)
     key: str                       # the config key that chooses the weights
     value: Any                     # its value
     model: str                     # what is built, e.g. "ViT-B-16" or "dino_vitb8 (timm vit_base_patch8_224.dino)"
@@ -166,6 +169,32 @@ def vfm_source(spec: dict[str, Any]) -> WeightSource:
     return source
 
 
+def sam_options(spec: dict[str, Any]) -> tuple[str, Any] | None:
+    """(variant, sam_checkpoint) of Trident's SAM, its defaults filled in; None for the other methods."""
+    if str(spec.get("method")) != "trident":
+        return None
+    options = {name: default for name, (_, default) in method_option_types("trident").items()}
+    options.update(spec.get("method_kwargs") or {})
+    return str(options["sam"]), options["sam_checkpoint"]
+
+
+def sam_source(spec: dict[str, Any]) -> WeightSource | None:
+    """Trident's whole SAM (method_kwargs sam, sam_checkpoint): Meta's checkpoint URL, a local file or random."""
+    found = sam_options(spec)
+    if found is None:
+        return None
+    variant, checkpoint = found
+    model = f"SAM {variant} (segment-anything: encoder, prompt encoder, mask decoder)"
+    if not checkpoint:
+        return WeightSource("SAM", _SAM_KEY, checkpoint, model, "random", provenance="random")
+    if isinstance(checkpoint, str):
+        return _local("SAM", _SAM_KEY, checkpoint, model)
+    url = SAM_VARIANTS.variants[variant].url
+    target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)  # torch.hub's cache
+    return WeightSource("SAM", _SAM_KEY, checkpoint, model, "url", url, cached=str(target) if target.is_file() else "",
+                        cache_dir=str(target.parent), provenance=url)
+
+
 def sam2_source(name: str, checkpoint: bool | str | None = True, key: str = "proxyclip-masks --checkpoint") -> WeightSource:
     """The checkpoint of the SAM 2 model `name` (sam2_hiera_l, ...): Meta's URL into torch.hub's cache, as
     SAM2MaskGenerator loads it; a local file; or random."""
@@ -194,17 +223,20 @@ def method_sam2_sources(spec: dict[str, Any]) -> list[WeightSource]:
 
 
 def weight_sources(spec: dict[str, Any]) -> list[WeightSource]:
-    """CLIP's, the VFM's where the method builds one (ProxyCLIP, CASS and CorrCLIP; the others build none), and SAM 2's
-    where the method runs it (`method_sam2_sources`)."""
+    """CLIP's, the VFM's where the method builds one (ProxyCLIP, CASS, Trident and CorrCLIP; the others build
+    none), Trident's SAM, and SAM 2's where the method runs it (`method_sam2_sources`)."""
     block = LAST_BLOCKS.get(str(spec.get("method") or "proxyclip"))
     spec = with_method_vfm(spec) if block is not None else spec
     uses_vfm = spec.get("vfm") is not None and (block is None or block.needs_vfm)
-    return [clip_source(spec), *([vfm_source(spec)] if uses_vfm else []), *method_sam2_sources(spec)]
+    sam = sam_source(spec)
+    return [clip_source(spec), *([vfm_source(spec)] if uses_vfm else []), *([sam] if sam is not None else []),
+            *method_sam2_sources(spec)]
 
 
 def weights_provenance(spec: dict[str, Any]) -> dict[str, str]:
     """Where each component's weights come from, as run.json records it: {"clip": ..., "vfm": ...} (no "vfm" for a
-    method without one; "sam2" for one that runs SAM 2), each the tag / URL, the local file's sha256, or "random"."""
+    method without one; "sam" for Trident's SAM; "sam2" for one that runs SAM 2), each the tag / URL, the local
+    file's sha256, or "random"."""
     return {s.component.lower(): s.provenance for s in weight_sources(spec)}
 
 
@@ -237,6 +269,8 @@ def fetch(source: WeightSource, spec: dict[str, Any]) -> str:
         return f"local file {source.location} ({source.provenance})"
     if source.component == "CLIP":  # building loads the weights exactly as an evaluation will, and checks them
         build_clip(spec["clip_model"], spec["clip_pretrained"], spec.get("clip_quick_gelu"))
+    elif source.component == "SAM":
+        build_sam(*sam_options(spec))
     elif source.component == "SAM2":
         from ..method.sam2_masks import SAM2MaskGenerator
 
@@ -246,7 +280,7 @@ def fetch(source: WeightSource, spec: dict[str, Any]) -> str:
         return f"cached at {again.cached}" if again.cached else "loaded (through torch.hub's cache)"
     else:
         build_vfm(spec["vfm"], True, spec.get("vfm_kwargs"))
-    again = clip_source(spec) if source.component == "CLIP" else vfm_source(spec)
+    again = {"CLIP": clip_source, "SAM": sam_source}.get(source.component, vfm_source)(spec)
     return f"cached at {again.cached}" if again.cached else "loaded (through the library's cache)"
 
 

@@ -17,6 +17,7 @@ from .naclip import NeighbourhoodAttention
 from .scclip import SelfCalibratedAttention
 from .cass import SpectralObjectContext
 from .resclip import ResidualFeedbackAttention
+from .trident import TridentBlock
 from .corrclip import CorrCLIPBlock
 
 
@@ -30,5 +31,5 @@ def build_last_block(method: str, **kwargs: Any) -> LastBlock:
 
 __all__ = ["LAST_BLOCKS", "Crops", "ImageSource", "LastBlock", "build_last_block",
            "ProxyAttention", "CorrelativeAttention", "QueryQueryAttention", "NeighbourhoodAttention",
-           "SelfCalibratedAttention", "SpectralObjectContext", "ResidualFeedbackAttention",
+           "SelfCalibratedAttention", "SpectralObjectContext", "ResidualFeedbackAttention", "TridentBlock",
            "CorrCLIPBlock"]
