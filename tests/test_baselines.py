@@ -21,7 +21,7 @@ from proxyclip.method.pamr import pamr
 from proxyclip.method.small_classes import suppress_small_classes
 
 BASELINES = ("sclip", "clearclip", "naclip")
-OWN_TESTS = ("scclip", "cass", "resclip", "trident")   # methods tested in tests/test_<method>.py (they need more than the 2-block tiny CLIP)
+OWN_TESTS = ("scclip", "cass", "resclip", "trident", "corrclip")   # methods tested in tests/test_<method>.py (they need more than the 2-block tiny CLIP)
 CASES = [("sclip", {}), ("clearclip", {}), ("clearclip", {"similarity": "query-key"}), ("naclip", {}),
          ("naclip", {"std": 2.5})]
 
@@ -102,7 +102,7 @@ def test_every_method_has_its_last_block_and_unknown_ones_are_named():
     from proxyclip.errors import ProxyCLIPError
 
     assert list(LAST_BLOCKS) == ["proxyclip", *BASELINES, *OWN_TESTS]       # registration order: the order methods are listed in
-    assert [LAST_BLOCKS[m].needs_vfm for m in ("proxyclip", *BASELINES, *OWN_TESTS)] == [True, False, False, False, False, True, False, True]
+    assert [LAST_BLOCKS[m].needs_vfm for m in ("proxyclip", *BASELINES, *OWN_TESTS)] == [True, False, False, False, False, True, False, True, True]
     with pytest.raises(ProxyCLIPError, match="Unknown method 'sclp'.*sclip"):
         build_last_block("sclp")
     with pytest.raises(ProxyCLIPError, match="do not fit the naclip method"):
@@ -344,7 +344,8 @@ def test_each_protocol_resolves_over_its_benchmark(method):
 
     preset = f"configs/model/{method}_vitb16.yaml"
     for own in sorted((REPO_ROOT / "configs" / method).glob("*.yaml")):
-        code, printed, errors = resolved_config(["test", "--config", f"configs/{own.stem}.yaml", "--model", preset])
+        masks = ["--model.segmentor.method_kwargs", "{instance_mask_path: masks}"] if method == "corrclip" else []
+        code, printed, errors = resolved_config(["test", "--config", f"configs/{own.stem}.yaml", "--model", preset, *masks])
         assert code == 0, errors
         config = yaml.safe_load(printed)
         resolved = dict(_flatten(config))

@@ -39,6 +39,14 @@ PACKAGED_SHA256 = {
     "context459.txt": "883209fb0be7f54a6e0e8a530e6cfdf0400a5dafa509809c8141bd78b3ce759f",
     "context59.txt": "cd808465f06a16169edc25580073f0eda347e64f06cc1c2e24acd0b237f6497d",
     "context60.txt": "5e620446a8699f292a4c2e37fa8918a33dd4f14713dc1b3f22884d2be68b45a1",
+    "corrclip/ade20k.txt": "09ac710c57fc65910822a955574d054d166e002f3555dde6c824a43585f68d70",   # CorrCLIP's configs/cls_ade20k.txt, byte for byte
+    "corrclip/city_scapes.txt": "8dba4f1e3eeefc376b15dd566ab11867bf6572b209b8de2d18a108142f8d2c23",   # CorrCLIP's configs/cls_city_scapes.txt, byte for byte
+    "corrclip/coco_object.txt": "6d0d48b0979836237bee4bb1e91be677cbb704a379d9d09440e658fd92c50100",   # CorrCLIP's configs/cls_coco_object.txt, byte for byte
+    "corrclip/coco_stuff.txt": "c39fe2dd982fa5daa287e4da14788c30906e661787e890fc800c9fed94090a72",   # CorrCLIP's configs/cls_coco_stuff.txt, byte for byte
+    "corrclip/context59.txt": "106c0f1f2c9c4fac51513ed97f3a524c049a377a8976acd7fabc914181d73a85",   # CorrCLIP's configs/cls_context59.txt, byte for byte
+    "corrclip/context60.txt": "5666dc439704e29a20bf02782bb60a6d568d2e8af4e06788dfc891189862282d",   # CorrCLIP's configs/cls_context60.txt, byte for byte
+    "corrclip/voc20.txt": "dd9755431039265bf4de125628ff867ee708fe48ea8e98de4f8793093f1231d6",   # CorrCLIP's configs/cls_voc20.txt, byte for byte
+    "corrclip/voc21.txt": "9ea46c7f208472559b54660bf8715b3ce2f7801eefe9adbae517e7f340e5e768",   # CorrCLIP's configs/cls_voc21.txt, byte for byte
     "sclip/coco_object.txt": "0537674e6116431443b810b6046b1f29b3e9424f22b48a650246690cbcebbbb9",
     "sclip/voc20.txt": "cc191a92a32fc7291ead278dbcd8a94d43085c2c5e165b157ca78d2e8721a50d",
     "sclip/voc21.txt": "a4123cd7e2a7f60f5dbe8f35dabe30594cf0e666fa02854c414de02de5e7e9f6",

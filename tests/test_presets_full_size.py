@@ -44,6 +44,8 @@ CLIPS = {
     ("ViT-L-14", "openai"): dict(activation="QuickGELU", width=1024, layers=24, patch=14, native=16, out=768),
     ("ViT-H-14", "laion2b_s32b_b79k"): dict(activation="GELU", width=1280, layers=32, patch=14, native=16, out=1024),
     ("ViT-B-16", "laion2b_s34b_b88k"): dict(activation="GELU", width=768, layers=12, patch=16, native=14, out=512),
+    ("ViT-B-16-quickgelu", "metaclip_fullcc"): dict(activation="QuickGELU", width=768, layers=12, patch=16, native=14, out=512),
+    ("ViT-L-14-quickgelu", "metaclip_fullcc"): dict(activation="QuickGELU", width=1024, layers=24, patch=14, native=16, out=768),
 }
 # width, patch, prefix tokens dropped, eps, native table side (None: RoPE, no table), feature grid per crop side
 VFMS = {
@@ -165,6 +167,16 @@ def test_clip_presets_at_full_size(clip_key, downloads):
                 text = text / text.norm(dim=-1, keepdim=True)
                 dense = block.dense(Crops(visual, torch.randn(1, 3, 224, 224), text, 40.0))
                 assert dense.shape == (1, expected["out"], side, side) and torch.isfinite(dense).all(), method
+            elif method == "corrclip":   # one 224 crop: DINO ViT-B/8's q + k (28 x 28) and a region mask of 3 ids
+                block, side = build_last_block(method, instance_mask_path="masks"), 224 // expected["patch"]
+                regions = torch.zeros(224, 224, dtype=torch.long)
+                regions[:112, :] = 3
+                regions[150:, 100:] = 10000
+                feats = block.features(visual, torch.randn(1, 3, 224, 224), torch.randn(768, 28, 28), regions)
+                assert feats.shape == (28 * 28, expected["out"]) and torch.isfinite(feats).all()
+                from proxyclip.method.corrclip_ops import spatial_blocks
+                spatial = spatial_blocks(expected["layers"])   # 5 / 12 / 28 blocks ending at the third last
+                assert len(spatial) == {12: 5, 24: 12, 32: 28}[expected["layers"]] and spatial[-1] == expected["layers"] - 3
             elif method == "trident":   # whole images with SAM only: test_trident_preset_at_full_size
                 continue
             else:
@@ -247,13 +259,16 @@ def test_vfm_presets_at_full_size(vfm_name, downloads):
 
 def test_every_preset_is_a_checked_combination():
     specs = preset_specs()
-    assert len(specs) == 24   # default.yaml is vitb16_dino_vitb8 under the paper's name; 6 presets of the baselines; CASS's; Trident's 2
+    assert len(specs) == 28   # default.yaml is vitb16_dino_vitb8 under the paper's name; 6 presets of the baselines; CASS's; Trident's 2; CorrCLIP's 4
     for stem, spec in specs.items():
         assert (spec["clip_model"], spec["clip_pretrained"]) in CLIPS, stem
         assert spec["clip_mean"] is not None and spec["clip_std"] is not None, stem   # stated (checked per CLIP above)
-        assert (spec["vfm_mean"] is not None) == (spec["vfm_std"] is not None) == (spec["method"] in ("proxyclip", "cass", "trident")), stem
+        assert (spec["vfm_mean"] is not None) == (spec["vfm_std"] is not None) == (spec["method"] in ("proxyclip", "cass", "trident", "corrclip")), stem
         if spec["method"] == "trident":   # docs/baselines/trident.md: DINO ViT-B/16, 56-pixel padding, no PAMR
             assert (spec["vfm"], spec["pad_multiple"], spec["pamr_steps"], spec["logit_scale"]) == ("dino_vitb16", 56, 0, 40.0)
+        elif spec["method"] == "corrclip":   # docs/baselines/corrclip.md: DINO ViT-B/8, pad 56, no PAMR, no mask source
+            assert (spec["vfm"], spec["pad_multiple"], spec["pamr_steps"], spec["logit_scale"]) == ("dino_vitb8", 56, 0, 40.0)
+            assert stem.startswith("corrclip_") and not spec["method_kwargs"], stem
         elif spec["method"] == "cass":   # docs/baselines/cass.md: DINO ViT-B/8, no padding, no PAMR
             assert (spec["vfm"], spec["pad_multiple"], spec["pamr_steps"], spec["logit_scale"]) == ("dino_vitb8", 1, 0, 40.0)
         elif spec["method"] == "proxyclip":
@@ -358,6 +373,43 @@ def test_trident_preset_at_full_size(downloads):
         probs = seg.class_probabilities(logits)
         labels = seg.decide(probs, source)
     assert labels.shape == (120, 170)
+
+
+def test_corrclip_preset_at_full_size(downloads, tmp_path):
+    """configs/model/corrclip_vitb16.yaml (MetaCLIP ViT-B-16-quickgelu, DINO ViT-B/8) built through the real loading
+    code (random weights served), with a folder of one region mask: QuickGELU everywhere, OpenAI's statistics, DINO's
+    q + k of a 224 crop on its 28 x 28 grid equal the vendored DINO's hook, and one 224 x 280 image runs whole."""
+    import numpy as np
+
+    from proxyclip import build_segmentor
+    from test_cass import reference_dino_qkv
+
+    downloads.producers["timm/vit_base_patch16_clip_224.metaclip_2pt5b"] = lambda: {
+        k: v.contiguous() for k, v in open_clip.create_model("ViT-B-16-quickgelu").state_dict().items()}
+    downloads.producers["timm/vit_base_patch8_224.dino"] = lambda: timm.create_model("vit_base_patch8_224.dino").state_dict()
+    regions = np.zeros((224, 280), dtype=np.int64)
+    regions[:100, :140], regions[120:, 60:] = 1, 2
+    np.savez(tmp_path / "img.npz", instance_mask=regions)
+    seg = build_segmentor(REPO_ROOT / "configs/model/corrclip_vitb16.yaml", class_names=["sky", "person; man"],
+                          crop_size=224, stride=112, method_kwargs={"instance_mask_path": str(tmp_path)}).eval()
+    activations = [type(m) for path, m in seg.clip.named_modules() if path.endswith("mlp.gelu")]
+    assert len(activations) == 24 and {a.__name__ for a in activations} == {"QuickGELU"}
+    assert seg.clip_mean.flatten().tolist() == torch.tensor(open_clip.constants.OPENAI_DATASET_MEAN).tolist()
+    assert len(seg.clip.visual.transformer.resblocks) == 12 and len(seg.vfm.model.blocks) == 12
+    statistics = (seg.clip_mean, seg.clip_std, seg.vfm_mean, seg.vfm_std)
+    with torch.no_grad():
+        crop = torch.randn(1, 3, 224, 224).clamp(-1.5, 1.5)
+        qk = seg.last_block.vfm_features(seg.vfm, crop, statistics, 224)
+        assert qk.shape == (1, 768, 28, 28)
+        qkv = reference_dino_qkv(seg.vfm.model, (crop * seg.clip_std + seg.clip_mean - seg.vfm_mean) / seg.vfm_std)
+        hook = torch.cat([qkv[:, 0, h] for h in range(12)], dim=-1)
+        torch.testing.assert_close(qk[0], (hook[0] + hook[1])[1:].T.reshape(768, 28, 28), rtol=1e-4, atol=1e-4)
+        image = (torch.rand(3, 224, 280) * 255).to(torch.uint8)
+        probs, labels = seg.predict_batch([image], None, [str(tmp_path / "img.jpg")])[0]
+    assert probs.shape == (2, 224, 280) and torch.isfinite(probs).all()
+    for region in (1, 2):                                   # the vote: one label per region
+        assert labels[torch.from_numpy(regions) == region].unique().numel() == 1
+    del seg
 
 
 def test_sam2_hiera_l_region_masks_at_full_size(downloads, caplog):

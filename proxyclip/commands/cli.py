@@ -62,7 +62,7 @@ _MOST_USED = [
     (ALL_MESSAGES_FLAG, "also Lightning's notices and third-party warnings"),
 ]
 DESCRIPTION = ("proxyclip: training-free open-vocabulary semantic segmentation (ProxyCLIP, and the SCLIP, ClearCLIP, "
-               "NACLIP, ResCLIP, SC-CLIP, CASS and Trident baselines). `proxyclip test --config configs/voc21.yaml --data.init_args.root DIR` evaluates a "
+               "NACLIP, ResCLIP, SC-CLIP, CASS, Trident and CorrCLIP baselines). `proxyclip test --config configs/voc21.yaml --data.init_args.root DIR` evaluates a "
                "benchmark; `proxyclip predict --config configs/demo.yaml` segments your own images. The shipped configs "
                "are found by their README names (configs/..., configs/model/..., configs/data/...) from any folder; a "
                "local file of the same path wins. `proxyclip test --help` lists every option.")

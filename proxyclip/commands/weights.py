@@ -223,8 +223,8 @@ def method_sam2_sources(spec: dict[str, Any]) -> list[WeightSource]:
 
 
 def weight_sources(spec: dict[str, Any]) -> list[WeightSource]:
-    """CLIP's, the VFM's where the method builds one (ProxyCLIP, CASS and Trident; the others build none), Trident's
-    SAM, and SAM 2's where the method runs it (`method_sam2_sources`)."""
+    """CLIP's, the VFM's where the method builds one (ProxyCLIP, CASS, Trident and CorrCLIP; the others build
+    none), Trident's SAM, and SAM 2's where the method runs it (`method_sam2_sources`)."""
     block = LAST_BLOCKS.get(str(spec.get("method") or "proxyclip"))
     spec = with_method_vfm(spec) if block is not None else spec
     uses_vfm = spec.get("vfm") is not None and (block is None or block.needs_vfm)

@@ -46,7 +46,7 @@ class TrainingFreeSegmentor(nn.Module):
             are its defaults. <method options>. On the command line: --model.segmentor.method_kwargs '{beta: 1.0,
             gamma: 3.0}'.
         vfm: registered VFM name (`proxyclip.method.vfm.list_vfms()`), e.g. dino_vitb8, dinov2_vitb14_reg, sam_vit_b,
-            mae_vit_base; null: the method's default (dino_vitb8 for proxyclip and cass). Refused for methods without a VFM.
+            mae_vit_base; null: the method's default (dino_vitb8 for proxyclip, cass and corrclip). Refused for methods without a VFM.
         vfm_pretrained: true for the library's pretrained weights, false for random, or a local checkpoint file
             (null: true). Refused for methods without a VFM.
         vfm_kwargs: extra arguments for the VFM factory (e.g. depth, embed_dim, img_size). Refused for methods without

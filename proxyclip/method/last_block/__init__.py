@@ -18,6 +18,7 @@ from .scclip import SelfCalibratedAttention
 from .cass import SpectralObjectContext
 from .resclip import ResidualFeedbackAttention
 from .trident import TridentBlock
+from .corrclip import CorrCLIPBlock
 
 
 def build_last_block(method: str, **kwargs: Any) -> LastBlock:
@@ -30,4 +31,5 @@ def build_last_block(method: str, **kwargs: Any) -> LastBlock:
 
 __all__ = ["LAST_BLOCKS", "Crops", "ImageSource", "LastBlock", "build_last_block",
            "ProxyAttention", "CorrelativeAttention", "QueryQueryAttention", "NeighbourhoodAttention",
-           "SelfCalibratedAttention", "SpectralObjectContext", "ResidualFeedbackAttention", "TridentBlock"]
+           "SelfCalibratedAttention", "SpectralObjectContext", "ResidualFeedbackAttention", "TridentBlock",
+           "CorrCLIPBlock"]

@@ -43,6 +43,11 @@ class VFMAdapter(nn.Module):
         methods that read keys instead of features (CASS). Only the timm ViT families (DINO, DINOv2, MAE) have them."""
         raise NotImplementedError(f"{type(self).__name__} gives no last-block keys")
 
+    def last_block_query_key(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, H, W] -> q + k of the last block's attention [B, C, h, w], prefix tokens dropped (CorrCLIP). Only
+        the timm ViT families have them."""
+        raise NotImplementedError(f"{type(self).__name__} gives no last-block queries and keys")
+
     def grid_size(self, height: int, width: int, crop_size: int | None = None) -> tuple[int, int]:
         """The feature grid (h, w) for an input of height x width pixels."""
         height, width = self.input_size_for(crop_size) or (height, width)
