@@ -219,7 +219,7 @@ def method_sam2_sources(spec: dict[str, Any]) -> list[WeightSource]:
     key = "model.segmentor.method_kwargs.sam2_checkpoint"
     if name not in SAM2_MODELS:
         return [WeightSource("SAM2", key, kwargs.get("sam2_checkpoint"), name, "unknown", provenance=name)]
-    return [sam2_source(name, kwargs.get("sam2_checkpoint") or True, key)]
+    return [sam2_source(name, kwargs.get("sam2_checkpoint", True), key)]
 
 
 def weight_sources(spec: dict[str, Any]) -> list[WeightSource]:

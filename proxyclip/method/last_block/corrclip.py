@@ -47,8 +47,9 @@ class CorrCLIPBlock(LastBlock):
             original size, the smallest id the unsegmented pixels), as the original reads by default (S:278-281).
         mask_generator: "sam2": SAM2's automatic masks per image instead (S:263-272, 329-344); null: the folder.
         sam2_model: SAM2's config (the original's sam2_hiera_l).
-        sam2_checkpoint: a local SAM2 checkpoint; null: the official one of sam2_model, downloaded once (the
-            original's sam2_hiera_large.pt).
+        sam2_checkpoint: true: the official checkpoint of sam2_model, downloaded once (the original's
+            sam2_hiera_large.pt); a path: a local SAM2 checkpoint; false: random weights (tests).
+        sam2_overrides: Hydra overrides of SAM2's config, as sam2's build_sam2 takes them (tests: a tiny Hiera).
         points_per_side, pred_iou_thresh, stability_score_thresh, multimask_output: SAM2's automatic mask generator's
             settings (the original's: 8, 0.4, 0.4, false).
         sam2_half: SAM2 in fp16 under fp16 autocast, CUDA only (the original's `sam2.half()`); false: fp32, this
@@ -66,10 +67,10 @@ class CorrCLIPBlock(LastBlock):
     default_vfm = "dino_vitb8"   # the original's (configs/base_config.py:6)
 
     def __init__(self, instance_mask_path: str | None = None, mask_generator: Literal["sam2", None] = None,
-                 sam2_model: str = "sam2_hiera_l", sam2_checkpoint: str | None = None, points_per_side: int = 8,
+                 sam2_model: str = "sam2_hiera_l", sam2_checkpoint: bool | str = True, points_per_side: int = 8,
                  pred_iou_thresh: float = 0.4, stability_score_thresh: float = 0.4, multimask_output: bool = False,
                  sam2_half: bool = False, alpha: float = 1.0, beta: float = 0.5, tau: float = 4.0, eps: float = 0.2,
-                 num_spatial: int | None = None):
+                 num_spatial: int | None = None, sam2_overrides: list[str] | None = None):
         super().__init__()
         if mask_generator not in (None, "sam2"):
             raise ValueError(f"mask_generator is 'sam2' or null, not {mask_generator!r} (the original's Mask2Former, "
@@ -89,6 +90,7 @@ class CorrCLIPBlock(LastBlock):
         self.sam2_model, self.sam2_checkpoint, self.points_per_side = sam2_model, sam2_checkpoint, points_per_side
         self.pred_iou_thresh, self.stability_score_thresh = pred_iou_thresh, stability_score_thresh
         self.multimask_output, self.sam2_half = multimask_output, sam2_half
+        self.sam2_overrides = list(sam2_overrides or ())
         self.alpha, self.beta, self.tau, self.eps, self.num_spatial = alpha, beta, tau, eps, num_spatial
         self._generator: list = []        # SAM2, built on first use; not a submodule (no state_dict keys)
 
@@ -139,9 +141,9 @@ class CorrCLIPBlock(LastBlock):
         if not self._generator:
             from ..sam2_masks import SAM2MaskGenerator
             self._generator.append(SAM2MaskGenerator(
-                model=self.sam2_model, checkpoint=self.sam2_checkpoint or True, points_per_side=self.points_per_side,
+                model=self.sam2_model, checkpoint=self.sam2_checkpoint, points_per_side=self.points_per_side,
                 pred_iou_thresh=self.pred_iou_thresh, stability_score_thresh=self.stability_score_thresh,
-                multimask_output=self.multimask_output, half=self.sam2_half))
+                multimask_output=self.multimask_output, half=self.sam2_half, hydra_overrides=self.sam2_overrides))
         return self._generator[0].to(device)
 
     def generated_mask(self, source: ImageSource) -> torch.Tensor:
