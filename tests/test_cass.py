@@ -33,9 +33,11 @@ def tiny_cass(**overrides):
 
 
 # --- references from the original's code ----------------------------------------------------------------------
-def reference_dino_qkv(model, img):
-    """The vendored DINO's get_intermediate_feat (dino/vision_transformer.py:199-210, 80-116, 177-197) up to the last
-    block's qkv [3, B, heads, 1 + n, d], on timm's parameters (same names), in the input's dtype."""
+def reference_dino_forward(model, img, last_qkv=False):
+    """The vendored DINO's forward (dino/vision_transformer.py:199-210, 80-116, 177-197: prepare_tokens with
+    interpolate_pos_encoding, the blocks, norm) on timm's parameters (same names), in the input's dtype -> the normed
+    tokens [B, 1 + n, C] (get_intermediate_layers' last), or with last_qkv the last block's qkv [3, B, heads, 1 + n, d]
+    (get_intermediate_feat's)."""
     p = model.patch_embed.patch_size[0]
     b, _, w, h = img.shape
     x = F.conv2d(img, model.patch_embed.proj.weight, model.patch_embed.proj.bias, stride=p).flatten(2).transpose(1, 2)
@@ -52,12 +54,18 @@ def reference_dino_qkv(model, img):
         heads = blk.attn.num_heads
         y = F.layer_norm(x, (c,), blk.norm1.weight, blk.norm1.bias, 1e-6)
         qkv = (y @ blk.attn.qkv.weight.T + blk.attn.qkv.bias).reshape(b, -1, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
-        if index == len(model.blocks) - 1:
+        if last_qkv and index == len(model.blocks) - 1:
             return qkv
         attn = torch.softmax(qkv[0] @ qkv[1].transpose(-2, -1) * (c // heads) ** -0.5, dim=-1)
         x = x + ((attn @ qkv[2]).transpose(1, 2).reshape(b, -1, c) @ blk.attn.proj.weight.T + blk.attn.proj.bias)
         z = F.layer_norm(x, (c,), blk.norm2.weight, blk.norm2.bias, 1e-6)
         x = x + (F.gelu(z @ blk.mlp.fc1.weight.T + blk.mlp.fc1.bias) @ blk.mlp.fc2.weight.T + blk.mlp.fc2.bias)
+    return F.layer_norm(x, (x.shape[-1],), model.norm.weight, model.norm.bias, 1e-6)
+
+
+def reference_dino_qkv(model, img):
+    """The last block's qkv [3, B, heads, 1 + n, d] (the vendored DINO's get_intermediate_feat)."""
+    return reference_dino_forward(model, img, last_qkv=True)
 
 
 def reference_dino_keys(model, img):

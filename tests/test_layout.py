@@ -102,7 +102,7 @@ def test_an_installed_wheel_works_from_another_folder(installed, tmp_path):
     out = tmp_path / "out"
     shipped = Path(run("python", "-c", "from proxyclip.shipped_configs import packaged_configs as p; print(p())").stdout.strip())
     assert str(REPO_ROOT) not in str(shipped) and (shipped / "voc21.yaml").is_file()
-    assert all((shipped / method / "voc21.yaml").is_file() for method in ("sclip", "clearclip", "naclip", "scclip", "cass"))
+    assert all((shipped / method / "voc21.yaml").is_file() for method in ("sclip", "clearclip", "naclip", "scclip", "cass", "resclip", "trident", "corrclip"))
     vocabulary = run("python", "-c", "from datamodules.vocabulary_files import resolve_names_file as r; print(r('sclip/voc21'))")
     assert vocabulary.returncode == 0 and str(REPO_ROOT) not in vocabulary.stdout, vocabulary.stdout + vocabulary.stderr
     resolved = run("proxyclip", "test", "--config", str(shipped / "voc21.yaml"), "--model",

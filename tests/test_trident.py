@@ -19,6 +19,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from conftest import REPO_ROOT, TINY_CLIP, TINY_CONFIG, VOCAB
 from proxyclip.errors import ProxyCLIPError
+from test_cass import reference_dino_forward
 
 TINY_DINO = {"depth": 2, "embed_dim": 32, "num_heads": 2}
 TINY_SAM = {"img_size": 128, "embed_dim": 32, "depth": 2, "num_heads": 2, "global_attn_indexes": [1], "window_size": 4,
@@ -45,24 +46,7 @@ def reference_dino(model, img):
     interpolate_pos_encoding, the blocks, norm) on timm's parameters -> patch tokens [B, C, H/p, W/p]."""
     p = model.patch_embed.patch_size[0]
     b, _, w, h = img.shape
-    x = F.conv2d(img, model.patch_embed.proj.weight, model.patch_embed.proj.bias, stride=p).flatten(2).transpose(1, 2)
-    x = torch.cat([model.cls_token.expand(b, -1, -1), x], dim=1)
-    pos, n = model.pos_embed, model.pos_embed.shape[1] - 1
-    if not (x.shape[1] - 1 == n and w == h):
-        side = int(math.sqrt(n))
-        grid = F.interpolate(pos[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2), mode="bicubic",
-                             scale_factor=((w // p + 0.1) / side, (h // p + 0.1) / side))
-        pos = torch.cat([pos[:, :1], grid.permute(0, 2, 3, 1).reshape(1, -1, pos.shape[-1])], dim=1)
-    x = x + pos
-    for blk in model.blocks:
-        c, heads = x.shape[-1], blk.attn.num_heads
-        y = F.layer_norm(x, (c,), blk.norm1.weight, blk.norm1.bias, 1e-6)
-        qkv = (y @ blk.attn.qkv.weight.T + blk.attn.qkv.bias).reshape(b, -1, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
-        attn = torch.softmax(qkv[0] @ qkv[1].transpose(-2, -1) * (c // heads) ** -0.5, dim=-1)
-        x = x + ((attn @ qkv[2]).transpose(1, 2).reshape(b, -1, c) @ blk.attn.proj.weight.T + blk.attn.proj.bias)
-        z = F.layer_norm(x, (c,), blk.norm2.weight, blk.norm2.bias, 1e-6)
-        x = x + (F.gelu(z @ blk.mlp.fc1.weight.T + blk.mlp.fc1.bias) @ blk.mlp.fc2.weight.T + blk.mlp.fc2.bias)
-    x = F.layer_norm(x, (x.shape[-1],), model.norm.weight, model.norm.bias, 1e-6)
+    x = reference_dino_forward(model, img)
     return x[:, 1:].reshape(b, w // p, h // p, -1).permute(0, 3, 1, 2)
 
 
@@ -401,11 +385,11 @@ def reference_sam_refinement(img_shape, segmentations, seg_logits, num_classes, 
             ys = [torch.nonzero(m, as_tuple=True)[0] for m in regions[c]]
             xs = [torch.nonzero(m, as_tuple=True)[1] for m in regions[c]]
             boxes[c] = torch.stack([torch.stack([x.min(), y.min(), x.max(), y.max()]) for x, y in zip(xs, ys)]).float()
-    cls_masks, cls_logits, failed = [], [], []
+    cls_masks, cls_logits = [], []
     for i in range(num_classes):
         tmp_r, tmp_b, tmp_p = regions.get(i, []), boxes.get(i, []), points.get(i, [])
         if isinstance(tmp_r, list) and tmp_r == []: continue
-        r = seg_logits_down = logits_down[i].unsqueeze(0)
+        r = logits_down[i].unsqueeze(0)
         new_h, new_w = predictor.transform.get_preprocess_shape(img_shape[0], img_shape[1], 256 * TINY_SAM["img_size"] // 1024)
         side = 256 * TINY_SAM["img_size"] // 1024
         r = F.interpolate(r.unsqueeze(0), [new_h, new_w], mode="bilinear", align_corners=False).squeeze(0)

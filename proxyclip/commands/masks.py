@@ -17,10 +17,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from datamodules.errors import DataError, examples
+from datamodules.errors import examples
 
 from ..errors import ProxyCLIPError
-from ..method.sam2_masks import (DEFAULT_SAM2, INSTALL, SAM2_MODELS, check_generator_options, mask_path, read_rgb,
+from ..method.sam2_masks import (DEFAULT_SAM2, SAM2_MODELS, check_generator_options, mask_path, read_rgb,
                                  require_sam2)
 from .entry_points import interrupted_line, launch_rank
 from .messages import quiet_third_party

@@ -9,7 +9,6 @@ SAM; a windowed last block is refused).
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import torch
