@@ -320,7 +320,7 @@ def test_options_are_refused_in_one_paragraph():
     with pytest.raises(ProxyCLIPError, match=r"the cass method's global_vector takes 'image' or 'crop', not 'whole'\. "
                                              r"The cass method's options are global_semantics_weight \(float"):
         check_method_kwargs("cass", {"global_vector": "whole"})
-    with pytest.raises(ProxyCLIPError, match=r"beta is proxyclip's option"):
+    with pytest.raises(ProxyCLIPError, match=r"beta is an option of proxyclip, trident and corrclip"):
         check_method_kwargs("cass", {"beta": 1.0})
 
 

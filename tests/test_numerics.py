@@ -192,7 +192,7 @@ def test_vfm_statistics_come_from_the_registry():
         vfm_statistics("dino_vitb8", True, None, [0.5] * 3)
     assert vfm_statistics("dino_vitb8", False, None, [0.5] * 3) == (imagenet[0], (0.5,) * 3)   # random weights: applied
     proxyclip_only = dict(vfm=None, vfm_pretrained=None, vfm_kwargs=None, method_kwargs=None, vfm_std=None)
-    with pytest.raises(ProxyCLIPError, match=r"vfm_mean=\[0.5, 0.5, 0.5\]: an option of cass and proxyclip only; the sclip method"):
+    with pytest.raises(ProxyCLIPError, match=r"vfm_mean=\[0.5, 0.5, 0.5\]: an option of cass, corrclip, proxyclip and trident only; the sclip method"):
         build_segmentor(TINY_CONFIG, class_names=VOCAB, method="sclip", vfm_mean=[0.5] * 3, **proxyclip_only)
 
 

@@ -171,7 +171,7 @@ def test_proxyclip_with_its_default_method_kwargs_computes_as_without_them(tiny_
 
 
 def test_the_old_spelling_of_a_methods_options_says_how_to_give_them():
-    with pytest.raises(ProxyCLIPError, match=r"beta is an option of the proxyclip method, not of the segmentor: .*"
+    with pytest.raises(ProxyCLIPError, match=r"beta is an option of the proxyclip, trident and corrclip methods, not of the segmentor: .*"
                                              r"method_kwargs: \{beta: 1\.2, gamma: 3\.0\}"):
         build_segmentor(TINY_CONFIG, beta=1.0)
 

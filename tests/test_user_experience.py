@@ -130,7 +130,7 @@ def test_ctrl_c_during_evaluate_all_stops_cleanly_and_resumes(tmp_path):
     (["test", "--config", str(REPO_ROOT / "configs/voc21.yaml"), "--model.segmentor.strid", "100"],
      "error: --model.segmentor.strid is not an option of TrainingFreeSegmentor. Did you mean `stride`"),
     (["test", "--config", str(REPO_ROOT / "configs/voc21.yaml"), "--model.segmentor.beta", "1.0"],
-     "error: beta is an option of the proxyclip method, not of the segmentor: a method's own options are given as "
+     "error: beta is an option of the proxyclip, trident and corrclip methods, not of the segmentor: a method's own options are given as "
      "method_kwargs, on the command line --model.segmentor.method_kwargs '{beta: 1.2, gamma: 3.0}'"),
     (["test", "--config", str(REPO_ROOT / "configs/voc21.yaml"), "--trainer.devcies", "2"],
      "error: --trainer.devcies is not an option. Did you mean `--trainer.devices`"),

@@ -242,13 +242,13 @@ def test_another_methods_options_are_refused_in_the_library():
 
     no_vfm = dict(vfm=None, vfm_pretrained=None, vfm_kwargs=None, vfm_mean=None, vfm_std=None)
     with pytest.raises(ProxyCLIPError, match=r"method_kwargs \{beta: 1.2, gamma: 3.0\} cannot be given to the sclip "
-                                             r"method: beta and gamma are proxyclip's options\. The sclip method has no options"):
+                                             r"method: beta is an option of proxyclip, trident and corrclip; gamma is an option of proxyclip and trident\. The sclip method has no options"):
         build_segmentor(TINY_CONFIG, class_names=VOCAB, method="sclip", **no_vfm)   # the tiny model's method_kwargs
-    with pytest.raises(ProxyCLIPError, match=r"vfm='dino_vitb8': an option of cass and proxyclip only; the naclip method"):
+    with pytest.raises(ProxyCLIPError, match=r"vfm='dino_vitb8': an option of cass, corrclip, proxyclip and trident only; the naclip method"):
         build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", method_kwargs=None,
                         **{**no_vfm, "vfm": "dino_vitb8"})
     with pytest.raises(ProxyCLIPError, match=r"vfm_mean=\[0.485, 0.456, 0.406\], vfm_std=\[0.229, 0.224, 0.225\]: "
-                                             r"these are options of cass and proxyclip only; the naclip method"):
+                                             r"these are options of cass, corrclip, proxyclip and trident only; the naclip method"):
         build_segmentor(TINY_CONFIG, class_names=VOCAB, method="naclip", method_kwargs=None, vfm_pretrained=None,
                         vfm_kwargs=None)   # the tiny model states its VFM's statistics
 
@@ -256,12 +256,12 @@ def test_another_methods_options_are_refused_in_the_library():
 def test_another_methods_options_are_refused_before_the_data_is_read(capsys):
     line = refused(["test", "--config", "configs/voc21.yaml", "--model", TINY, "--model.segmentor.method", "clearclip",
                     "--data.init_args.root", "/nonexistent/VOC2012"], capsys)
-    assert "options of cass and proxyclip only; the clearclip method" in line and "/nonexistent" not in line
+    assert "options of cass, corrclip, proxyclip and trident only; the clearclip method" in line and "/nonexistent" not in line
 
 
 @pytest.mark.parametrize("method, kwargs, needles", [
-    ("sclip", "{beta: 1.0}", ["method_kwargs {beta: 1.0} cannot be given to the sclip method: beta is proxyclip's "
-                              "option.", "The sclip method has no options"]),
+    ("sclip", "{beta: 1.0}", ["method_kwargs {beta: 1.0} cannot be given to the sclip method: beta is an option of "
+                              "proxyclip, trident and corrclip.", "The sclip method has no options"]),
     ("naclip", "{std: big}", ["method_kwargs {std: \"big\"}: the naclip method's std takes a float, not 'big'.",
                               "options are std (float, default 5.0)"]),
     ("clearclip", "{similarity: query-value}", ["similarity takes 'query-query' or 'query-key', not 'query-value'"]),
@@ -293,7 +293,8 @@ def test_the_spelling_before_method_kwargs_says_how_to_give_them(args, tmp_path,
         args = ["--model", str(tmp_path / "old.yaml")]
     line = refused(["test", "--config", "configs/voc21.yaml", "--model", TINY, *args], capsys)
     name = "gamma" if "gamma" in args[0] else "beta"
-    assert line.startswith(f"error: {name} is an option of the proxyclip method, not of the segmentor"), line
+    owners = "proxyclip, trident and corrclip" if name == "beta" else "proxyclip and trident"
+    assert line.startswith(f"error: {name} is an option of the {owners} methods, not of the segmentor"), line
     suggested = line[line.index("--model.segmentor.method_kwargs"):].split(" (quoted")[0]
     assert suggested == "--model.segmentor.method_kwargs '{beta: 1.2, gamma: 3.0}'"
     config, _ = resolved(["test", "--config", "configs/voc21.yaml", "--model", TINY, *shlex.split(suggested)])

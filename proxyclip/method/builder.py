@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from ..config_files import model_config
 from ..errors import ProxyCLIPError, close_matches
 from .loading import WeightsUnavailable
-from .method_options import method_option_owners, moved_option_paragraph
+from .method_options import listed, method_option_owners, moved_option_paragraph
 from .segmentor import TrainingFreeSegmentor
 
 
@@ -45,7 +45,7 @@ def build_segmentor(config: str | Path | dict[str, Any], class_names: Sequence[s
             own = difflib.get_close_matches(key, list(method_option_owners()), n=1, cutoff=0.75)
             if own and not difflib.get_close_matches(key, list(known), n=1, cutoff=0.75):
                 raise ProxyCLIPError(f"Unknown segmentor option '{key}'. Did you mean {own[0]}, the "
-                                     f"{' and '.join(method_option_owners()[own[0]])} method's own option, given in "
+                                     f"{listed(method_option_owners()[own[0]])} method's own option, given in "
                                      f"method_kwargs (method_kwargs={{'{own[0]}': ...}})?")
             raise ProxyCLIPError(f"Unknown segmentor option '{key}'. {close_matches(key, [k for k in known if k != 'self'])}")
     try:

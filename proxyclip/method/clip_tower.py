@@ -155,3 +155,8 @@ def _residual_block_with_attention(block: nn.Module, x: torch.Tensor, lin: Linea
     probs = torch.softmax((q * scale_of(block)) @ k.transpose(-1, -2), dim=-1)
     x = x + block.ls_1(merge_heads(block, probs @ v, lin))
     return x + block.ls_2(block.mlp(block.ln_2(x))), probs
+
+
+def in_dtype_of(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """x in the dtype of `encoder`'s weights (under autocast they stay float32: x is left to autocast)."""
+    return x.to(next(encoder.parameters()).dtype)

@@ -18,7 +18,7 @@ import difflib
 import inspect
 import json
 import re
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Sequence, get_args, get_origin, get_type_hints
 
 from ..errors import ProxyCLIPError
 from .last_block import LAST_BLOCKS
@@ -101,6 +101,11 @@ def method_option_owners() -> dict[str, list[str]]:
     return owners
 
 
+def listed(names: Sequence[str]) -> str:
+    """["a"] -> "a"; ["a", "b"] -> "a and b"; ["a", "b", "c"] -> "a, b and c"."""
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 2 else names)
+
+
 def moved_option_paragraph(option: str) -> str | None:
     """For a method's own option given as a segmentor argument (the spelling before method_kwargs, e.g.
     `--model.segmentor.beta 1.0` or `beta:` in a model YAML): the one paragraph that says how to give it; None for
@@ -109,7 +114,7 @@ def moved_option_paragraph(option: str) -> str | None:
     if not owners:
         return None
     example = _show({name: default for name, (_, default) in method_option_types(owners[0]).items()})
-    return (f"{option} is an option of the {' and '.join(owners)} method, not of the segmentor: a method's own "
+    return (f"{option} is an option of the {listed(owners)} method{'s' * (len(owners) > 1)}, not of the segmentor: a method's own "
             f"options are given as method_kwargs, on the command line --model.segmentor.method_kwargs '{example}' "
             f"(quoted YAML, a space after each colon), in a model YAML `method_kwargs: {example}` under `segmentor:`. "
             f"The {owners[0]} method's options are {describe_method_options(owners[0])}; unset ones keep their "
@@ -131,13 +136,15 @@ def check_method_kwargs(method: str, method_kwargs: dict[str, Any] | None) -> di
     if foreign:
         parts, by_owner = [], {}
         for name in foreign:
-            owners = " and ".join(_owners(name))
+            owners = tuple(_owners(name))
             close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
             if owners:
                 by_owner.setdefault(owners, []).append(name)
             else:
                 parts.append(f"{name} is no method's option" + (f" (did you mean {close[0]}?)" if close else ""))
-        parts[:0] = [f"{' and '.join(names)} {'are' if len(names) > 1 else 'is'} {owners}'s option{'s' * (len(names) > 1)}"
+        parts[:0] = [f"{listed(names)} {'are' if len(names) > 1 else 'is'} "
+                     + (f"{owners[0]}'s option{'s' * (len(names) > 1)}" if len(owners) == 1
+                        else f"{'options' if len(names) > 1 else 'an option'} of {listed(owners)}")
                      for owners, names in by_owner.items()]
         others = any(_owners(name) for name in foreign)
         preset = "configs/model/default.yaml" if method == "proxyclip" else f"configs/model/{method}_*.yaml"
@@ -179,7 +186,7 @@ def check_method_options(method: str, method_kwargs: dict[str, Any] | None = Non
         owners = sorted({owner for name in foreign for owner in _owners(name)})
         given = ", ".join(f"{name}={value!r}" for name, value in foreign.items())
         raise ProxyCLIPError(
-            f"{given}: {'these are options' if len(foreign) > 1 else 'an option'} of {' and '.join(owners)} only; the "
+            f"{given}: {'these are options' if len(foreign) > 1 else 'an option'} of {listed(owners)} only; the "
             f"{method} method does not read {'them' if len(foreign) > 1 else 'it'}. Leave {', '.join(foreign)} out (or "
             f"null, e.g. --model.segmentor.{next(iter(foreign))} null), or start from a {method} model config "
             f"(configs/model/{method}_*.yaml), which sets none of them.")

@@ -15,6 +15,7 @@ from torch import nn
 from ..errors import ProxyCLIPError
 from ..vocabulary import parse_vocabulary
 from .clip_encoder import build_clip, clip_patch_size
+from .clip_tower import in_dtype_of as _in_dtype_of
 from .last_block import Crops, ImageSource, build_last_block
 from .last_block.proxy import ProxyAttention
 from .method_options import method_kwargs_help, method_option_types, method_settings, methods_help, protocol_values
@@ -289,7 +290,8 @@ class TrainingFreeSegmentor(nn.Module):
     def image_logits(self, sources: Sequence[ImageSource]) -> list[torch.Tensor]:
         """Per source the query logits [Q, H, W] at its out_size (see `forward`)."""
         num_queries = self.text_embeddings().shape[0]
-        results: list[torch.Tensor | None] = [self.last_block.image_logits(self, source) for source in sources]
+        with _exact_fp32_convolutions(self.clip_mean):    # a method's own whole-image forward (Trident, CorrCLIP)
+            results: list[torch.Tensor | None] = [self.last_block.image_logits(self, source) for source in sources]
         canvases, counts, jobs, normalised = {}, {}, defaultdict(list), {}
         for index, source in enumerate(sources):
             if results[index] is not None:        # the method computed the image as a whole
@@ -420,11 +422,6 @@ TrainingFreeSegmentor.__doc__ = TrainingFreeSegmentor.__doc__.replace("<methods>
 
 #: the former name, which configs and code written before the rename still use
 ProxyCLIPSegmentor = TrainingFreeSegmentor
-
-
-def _in_dtype_of(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """x in the dtype of `encoder`'s weights (under autocast they stay float32: x is left to autocast)."""
-    return x.to(next(encoder.parameters()).dtype)
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ProxyCLIPError
-from ..clip_tower import embed_tokens
+from ..clip_tower import embed_tokens, in_dtype_of
 from ..corrclip_ops import PAD_REGION, merge_regions, nearest, region_vote, scope_attention, semantic_attention_mask, \
     spatial_blocks
 from ..pixel_statistics import vfm_input
@@ -182,11 +182,9 @@ class CorrCLIPBlock(LastBlock):
     def window_logits(self, segmentor: nn.Module, crop: torch.Tensor, regions: torch.Tensor,
                       text: torch.Tensor) -> torch.Tensor:
         """One padded window: crop [3, Hp, Wp] CLIP-normalised, regions [Hp, Wp] ids -> [Q, Hp, Wp] (S:92-121)."""
-        from ..segmentor import _exact_fp32_convolutions, _in_dtype_of
         statistics = (segmentor.clip_mean, segmentor.clip_std, segmentor.vfm_mean, segmentor.vfm_std)
-        with _exact_fp32_convolutions(crop):
-            qk = self.vfm_features(segmentor.vfm, crop[None], statistics, segmentor.crop_size)[0]   # [C, gh, gw]
-            feats = self.features(segmentor.clip.visual, _in_dtype_of(segmentor.clip.visual, crop[None]), qk, regions)
+        qk = self.vfm_features(segmentor.vfm, crop[None], statistics, segmentor.crop_size)[0]   # [C, gh, gw]
+        feats = self.features(segmentor.clip.visual, in_dtype_of(segmentor.clip.visual, crop[None]), qk, regions)
         grid = qk.shape[-2:]
         logits = (F.normalize(feats, dim=-1) @ text.to(feats.dtype).T).T.reshape(-1, *grid)
         return F.interpolate(logits[None], size=crop.shape[-2:], mode="bilinear", align_corners=False)[0]
