@@ -463,7 +463,7 @@ def test_refine_labels_uses_each_images_own_sam_state():
     SAM features (kept in its ImageSource's state), not the last image's."""
     from proxyclip.method.trident_refine import sam_refinement
 
-    seg = tiny_trident(sam_iou_thresh=-100.0, minimal_area=9)
+    seg = tiny_trident({"pad_multiple": 1}, sam_iou_thresh=-100.0, minimal_area=9)   # 48 x 64: windows below the crop
     block = seg.last_block
     g = torch.Generator().manual_seed(0)
     a, b = ((torch.rand(3, 48, 64, generator=g) * 255).to(torch.uint8) for _ in range(2))
@@ -579,3 +579,14 @@ def test_weights_list_names_sam(tmp_path):
     assert weights_provenance(spec)["sam"] == "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
     spec["method_kwargs"] = {**spec["method_kwargs"], "sam_checkpoint": False}
     assert weights_provenance(spec)["sam"] == "random"
+
+
+def test_a_window_pad_multiple_would_pad_is_refused():
+    """Trident never pads its windows (padded windows cannot be spliced; the original fails there): pad_multiple either
+    holds for the windows or the image is refused in one paragraph that names pad_multiple 1."""
+    seg = tiny_trident()                                   # pad_multiple 56 (the presets'), crop 112
+    image = (torch.rand(3, 48, 64, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    with pytest.raises(ProxyCLIPError, match=r"Trident does not pad its windows: a \(48, 64\) window is no multiple of "
+                                             r"pad_multiple 56.*pad_multiple 1"):
+        seg.segment(image)
+    assert tiny_trident({"pad_multiple": 1}).segment(image).shape == (48, 64)

@@ -121,6 +121,13 @@ class TridentBlock(LastBlock):
             # it cannot splice (a shape error); here those run at their own size.
             windows.append(x[..., y1:y2, x1:x2])
             boxes.append((y1 // patch, x1 // patch, y2 // patch, x2 // patch))
+        multiple = segmentor.pad_multiple
+        if multiple > 1 and any(side % multiple for side in windows[0].shape[-2:]):
+            raise ProxyCLIPError(
+                f"Trident does not pad its windows: a {tuple(windows[0].shape[-2:])} window is no multiple of pad_multiple "
+                f"{multiple}, and padded windows cannot be spliced (the original fails there too: a shape error in its "
+                f"guidance_attn). Set --model.segmentor.pad_multiple 1 to run such images unpadded, or use a crop_size "
+                f"that is a multiple of {multiple} on images at least that large (the protocol files' 336 with 56).")
         if len({w.shape for w in windows}) != 1:
             raise ProxyCLIPError(f"Trident's windows must share one size; crop_size {segmentor.crop_size} and stride "
                                  f"{segmentor.stride} on a {tuple(x.shape[-2:])} image do not.")
