@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,6 +24,7 @@ from ..clip_tower import embed_tokens, in_dtype_of
 from ..corrclip_ops import PAD_REGION, merge_regions, nearest, region_vote, scope_attention, semantic_attention_mask, \
     spatial_blocks
 from ..pixel_statistics import vfm_input
+from ..sam2_masks import mask_path, read_instance_mask
 from ..sliding_window import Window, pad_to_multiple, sliding_windows
 from ..vfm.base import VFMAdapter
 from .base import LAST_BLOCKS, Crops, ImageSource, LastBlock
@@ -118,15 +118,14 @@ class CorrCLIPBlock(LastBlock):
                                      f"instance_mask_path ({self.instance_mask_path}), and this image came without a "
                                      "file (library use): set mask_generator: sam2 to compute masks for such images. "
                                      + MASK_SOURCES + ".")
-            path = Path(self.instance_mask_path) / f"{Path(source.path).stem}.npz"
+            path = mask_path(self.instance_mask_path, source.path)
             if not path.is_file():
                 raise ProxyCLIPError(f"No region mask for {source.path}: {path} does not exist (relative paths start at "
                                      f"the working folder {Path.cwd()}). " + MASK_SOURCES + ".")
-            with np.load(path) as data:
-                if "instance_mask" not in data:
-                    raise ProxyCLIPError(f"{path} has no key instance_mask (keys: {', '.join(data.files)}). "
-                                         + MASK_SOURCES + ".")
-                mask = torch.from_numpy(np.asarray(data["instance_mask"]).astype(np.int64))
+            try:                  # the one npz reader (key, integer ids, a damaged file), with the three ways added
+                mask = read_instance_mask(self.instance_mask_path, source.path)
+            except ProxyCLIPError as exc:
+                raise ProxyCLIPError(f"{exc} " + MASK_SOURCES + ".") from None
         else:
             mask = self.generated_mask(source)
         mask = mask.to(source.image.device)
