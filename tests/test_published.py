@@ -3,6 +3,8 @@ has its published mIoU with a source, or is marked as having none with the reaso
 in the quoted source line."""
 from __future__ import annotations
 
+import csv
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -115,3 +117,65 @@ def test_the_files_ship_with_the_package():
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["proxyclip"]
     assert "published/*.yaml" in patterns
     assert pub.published_folder().is_dir() and sorted(DATA) == sorted(p.stem for p in pub.published_folder().glob("*.yaml"))
+
+
+# --- the summary: the published number beside the measured one (proxyclip/commands/eval_all.py) ---
+
+def _result(output, setting, benchmark, miou, run):
+    folder = output / setting / benchmark
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"mIoU": miou}))
+    if run is not None:
+        (folder / "run.json").write_text(json.dumps(run))
+
+
+def test_the_summary_shows_the_published_number_beside_the_measured_one(tmp_path):
+    from proxyclip.commands.eval_all import write_summary
+    _result(tmp_path, "sclip_vitb16", "voc21", 59.7512, {"status": "ok", "preset": "sclip_vitb16"})
+    _result(tmp_path, "sclip_vitb16", "ade20k", 16.0, {"status": "ok", "preset": "sclip_vitb16"})
+    _result(tmp_path, "sclip_vitb16", "pc459", 10.0, {"status": "ok", "preset": "sclip_vitb16"})   # none published
+    # the same name, but not the preset as it is (run.json without `preset`: changed options, or an older run)
+    _result(tmp_path / "other", "sclip_vitb16", "voc21", 50.0, {"status": "ok", "preset": None})
+    markdown = write_summary(tmp_path)
+    assert "| sclip_vitb16 | 59.75 (published 59.63, +0.12) | 16.00 (published 16.45, -0.45) | 10.00 |" in markdown
+    assert "- sclip_vitb16 (wangf3014/SCLIP, proxyclip/published/sclip.yaml): VOC21 README.md:78 @b56bd30; " \
+           "ADE20K README.md:70 @b56bd30" in markdown
+    with open(tmp_path / "summary.csv") as f:
+        reader = csv.DictReader(f)
+        (row,) = list(reader)
+    assert reader.fieldnames == ["setting", "voc21", "voc21_published", "voc21_difference", "ade20k", "ade20k_published",
+                                 "ade20k_difference", "pc459", "avg8", "avg_bg", "avg_nobg"]
+    assert float(row["voc21"]) == 59.7512 and float(row["voc21_published"]) == 59.63      # measured kept, full precision
+    assert float(row["voc21_difference"]) == pytest.approx(0.1212) and row["pc459"] == "10.0"
+    (entry,) = json.loads((tmp_path / "summary.json").read_text())["rows"]
+    assert entry["mIoU"]["voc21"] == 59.7512
+    assert entry["published"]["voc21"] == {"mIoU": 59.63, "source": "README.md:78 @b56bd30",
+                                           "difference": pytest.approx(0.1212)}
+
+    other = write_summary(tmp_path / "other")
+    assert "| sclip_vitb16 | 50.00 |" in other and "published" not in other
+    with open(tmp_path / "other" / "summary.csv") as f:
+        assert next(csv.reader(f)) == ["setting", "voc21", "avg8", "avg_bg", "avg_nobg"]
+
+
+def test_a_failed_run_or_a_setting_without_numbers_shows_none(tmp_path):
+    from proxyclip.commands.eval_all import write_summary
+    _result(tmp_path, "naclip_vitb16", "voc21", 64.0, {"status": "failed: boom", "preset": "naclip_vitb16"})
+    _result(tmp_path, "default", "voc21", 61.0, {"status": "ok", "preset": "default"})   # ProxyCLIP: marked none
+    _result(tmp_path, "corrclip_vitb16", "voc21", 74.0, {"status": "ok", "preset": "corrclip_vitb16"})  # rows with a setting only
+    markdown = write_summary(tmp_path)
+    assert "published" not in markdown and "| default | 61.00 |" in markdown and "| corrclip_vitb16 | 74.00 |" in markdown
+
+
+def test_only_a_shipped_preset_run_as_it_is_counts_as_the_preset(tmp_path):
+    from proxyclip.commands.eval_all import shipped_preset
+    from proxyclip.shipped_configs import packaged_configs
+    preset = packaged_configs() / "model" / "sclip_vitb16.yaml"
+    assert shipped_preset(preset, []) == "sclip_vitb16"
+    assert shipped_preset(ROOT / "configs" / "model" / "sclip_vitb16.yaml", ["--trainer.devices", "8"]) == "sclip_vitb16"
+    assert shipped_preset(preset, ["--model.segmentor.init_args.logit_scale=50"]) is None      # another setting
+    assert shipped_preset(preset, ["--trainer.precision", "16-mixed"]) is None
+    assert shipped_preset(preset, [], data_config=tmp_path / "my_dataset.yaml") is None
+    copy = tmp_path / "sclip_vitb16.yaml"
+    copy.write_text(preset.read_text() + "  logit_scale: 50\n")
+    assert shipped_preset(copy, []) is None                                                  # a user's file of that name

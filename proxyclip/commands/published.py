@@ -140,3 +140,12 @@ def none_reason(preset: str, data: dict[str, dict[str, Any]] | None = None) -> s
             if entry.get("preset") == preset:
                 return str(entry.get("reason"))
     return None
+
+
+def method_of(preset: str, data: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """The file's content (method, repository, commit, rows, none) that gives `preset` rows or marks it none."""
+    data = _shipped() if data is None else data
+    for content in data.values():
+        if any(r.get("preset") == preset for r in content["rows"]) or any(e.get("preset") == preset for e in content["none"]):
+            return content
+    return None
