@@ -65,11 +65,26 @@ def test_each_row_names_its_source_and_prints_its_number(method, row):
         assert re.search(r" @([0-9a-f]{7,40})\b", row["source"]).group(1) == commit[:7]
     headers = DATA[method].get("headers") or {}
     if row["quote"].startswith("|") and headers:   # a markdown table row: the number sits under its column
-        line = int(re.match(r"README\.md:(\d+)", row["source"]).group(1))
-        header = headers[max((k for k in headers if int(k.split(":")[1]) < line), key=lambda k: int(k.split(":")[1]))]
+        file, line = re.match(r"([\w./-]+):(\d+)", row["source"]).groups()
+        above = [k for k in headers if k.split(":")[0] == file and int(k.split(":")[1]) < int(line)]
+        header = headers[max(above, key=lambda k: int(k.split(":")[1]))]
         names = [c.strip() for c in header.strip().strip("|").split("|")]
         cells = [c.strip().strip("*") for c in row["quote"].strip().strip("|").split("|")]
         assert float(cells[names.index(row["column"])]) == row["miou"], (row["column"], row["quote"])
+
+
+def test_a_quote_from_our_docs_is_that_line_verbatim():
+    """A number transcribed in this repository's docs (from a README's image) is checked against the doc itself."""
+    checked = 0
+    for method, content in DATA.items():
+        quoted = [(row["source"], row["quote"]) for row in content["rows"]] + list((content.get("headers") or {}).items())
+        for source, quote in quoted:
+            match = re.match(r"(docs/[\w./-]+\.md):(\d+)", source)
+            if match:
+                lines = (ROOT / match.group(1)).read_text().splitlines()
+                assert lines[int(match.group(2)) - 1] == quote, (method, source)
+                checked += 1
+    assert checked >= 8 + 16 + 15 + 2   # resclip, trident, clearclip rows and the two headers
 
 
 def test_spot_checks_against_the_readme_text():
@@ -82,6 +97,12 @@ def test_spot_checks_against_the_readme_text():
     # ResCLIP: docs/baselines/resclip.md:69 transcribes the README's images; NACLIP + ResCLIP, ViT-B/16
     assert pub.published_value("resclip_vitb16", "coco_object")[0] == 35.0
     assert pub.published_value("resclip_vitb16", "cityscapes")[0] == 35.9
+    # Trident and ClearCLIP: the READMEs' images, transcribed in docs/baselines/<method>.md "Published numbers"
+    assert pub.published_value("trident_vith14", "cityscapes")[0] == 47.6
+    assert pub.published_value("trident_vitb16", "voc21")[1].startswith("docs/baselines/trident.md:172 ")
+    assert pub.published_value("clearclip_vitb16_laion2b", "ade20k")[0] == 18.9
+    assert pub.published_value("clearclip_vitl14", "voc20")[0] == 80.0
+    assert pub.published_value("clearclip_vitb16", "voc21") is None          # the image has no VOC21 column
     # no number for the benchmarks the READMEs do not report
     assert pub.published_value("sclip_vitb16", "pc459") is None
     assert pub.published_value("naclip_vitb16", "ade847") is None
