@@ -16,8 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
+from ..config_files import read_config
 from ..shipped_configs import packaged_configs
 
 #: The benchmarks' config names, as datamodules.DATAMODULES and eval_all.BENCHMARKS name them (tests/test_published.py
@@ -45,7 +44,7 @@ def load_published(folder: str | Path | None = None) -> dict[str, dict[str, Any]
     folder = Path(folder) if folder is not None else published_folder()
     data = {}
     for path in sorted(folder.glob("*.yaml")):
-        content = yaml.safe_load(path.read_text()) or {}
+        content = dict(read_config(path))   # the one reader of YAML files (proxyclip.config_files)
         content.setdefault("rows", [])
         content.setdefault("none", [])
         data[path.stem] = content
