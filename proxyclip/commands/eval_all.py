@@ -43,6 +43,7 @@ from ..config_files import config_from_text, config_section
 from ..shipped_configs import find_config, packaged_configs
 from .earlier_outputs import OVERWRITE_FLAG
 from .protocols import DEFAULT_METHOD, RECORD
+from .published import method_of, published_value
 from .weights import weights_provenance
 
 BENCHMARKS = tuple(DATAMODULES)   # the papers' table order
@@ -158,6 +159,17 @@ def versions() -> dict[str, str]:
     return found
 
 
+def shipped_preset(model: Path, passthrough: Sequence[str], data_config: Path | None = None) -> str | None:
+    """The shipped preset's name (configs/model/<name>.yaml) when the run is that preset on a shipped benchmark as it
+    is: `model` is the shipped file and no passed-through option changes what is computed (only VOLATILE ones);
+    else None. Only such a run is shown beside its published numbers (proxyclip/published)."""
+    shipped = packaged_configs() / "model" / f"{model.stem}.yaml"
+    if data_config is not None or not shipped.is_file() or Path(model).resolve() != shipped.resolve():
+        return None
+    keys = [arg[2:].split("=", 1)[0] for arg in passthrough if arg.startswith("--")]
+    return model.stem if all(key in VOLATILE for key in keys) else None
+
+
 def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrough: list[str],
              data_config: Path | None = None, overwrite: bool = False) -> str:
     """Evaluate one benchmark (or the dataset of `data_config`, its root from that config when `root` is None)
@@ -165,7 +177,8 @@ def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrou
     the command settles defines no protocol for the benchmark, or kept when the folder holds another config's
     finished results and `overwrite` is False (they are left as they are)."""
     run_file = out_dir / "run.json"
-    record: dict[str, Any] = {"benchmark": name, "setting": out_dir.parent.name, "host": platform.node(),
+    record: dict[str, Any] = {"benchmark": name, "setting": out_dir.parent.name,
+                              "preset": shipped_preset(model, passthrough, data_config), "host": platform.node(),
                               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     data = ["--config", str(packaged_configs() / f"{name}.yaml")] if data_config is None else ["--data", str(data_config)]
     # the model replaces the benchmark config's model, and the CLI adds the method's own values (protocols.py), as it
@@ -239,18 +252,49 @@ def summary_rows(table: dict[str, dict[str, float | str]]) -> tuple[list[str], l
     return columns, rows
 
 
+def collect_published(output: Path) -> dict[str, dict[str, tuple[float, str]]]:
+    """{setting: {benchmark: (published mIoU, source)}} for the finished runs under `output` that ran a shipped preset
+    as it is (run.json's `preset`, shipped_preset) and whose preset has a published number for that benchmark."""
+    found: dict[str, dict[str, tuple[float, str]]] = {}
+    for run_file in sorted(output.glob("*/*/run.json")):
+        run = json.loads(run_file.read_text())
+        setting, benchmark = run_file.parent.parent.name, run_file.parent.name
+        if run.get("status", "ok") != "ok" or run.get("preset") != setting:
+            continue
+        value = published_value(setting, benchmark)
+        if value is not None:
+            found.setdefault(setting, {})[benchmark] = value
+    return found
+
+
 def write_summary(output: Path, first: Sequence[str] = ()) -> str:
     """Write summary.md / .csv / .json into `output`, the settings named in `first` (this run's models, in their
     order) as the first rows, the folder's other settings after them; returns the markdown."""
     table = collect(output)
     order = [name for name in first if name in table] + [name for name in table if name not in first]
     columns, rows = summary_rows({name: table[name] for name in order})
+    # the published number beside a measured one, never in its place: only for a measured cell of a shipped preset run
+    # as it is (collect_published); its own key (JSON) / columns (CSV) / parenthesis (markdown)
+    published = collect_published(output)
+    for row in rows:
+        values = published.get(row["setting"], {})
+        row["published"] = {b: {"mIoU": values[b][0], "source": values[b][1], "difference": row["mIoU"][b] - values[b][0]}
+                            for b in columns if b in values
+                            and isinstance(row["mIoU"].get(b), float) and not math.isnan(row["mIoU"][b])}
+    with_published = [b for b in columns if any(b in row["published"] for row in rows)]
     (output / "summary.json").write_text(json.dumps({"benchmarks": columns, "averages": AVERAGES, "rows": rows}, indent=2))
     with open(output / "summary.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["setting", *columns, *AVERAGES])
+        writer.writerow(["setting"] + [c for b in columns for c in ([b, f"{b}_published", f"{b}_difference"]
+                                                                      if b in with_published else [b])] + list(AVERAGES))
         for row in rows:
-            cells = [row["mIoU"].get(b, "") for b in columns] + [row[a] for a in AVERAGES]
+            cells = []
+            for b in columns:
+                cells.append(row["mIoU"].get(b, ""))
+                if b in with_published:
+                    entry = row["published"].get(b)
+                    cells += [entry["mIoU"], entry["difference"]] if entry else ["", ""]
+            cells += [row[a] for a in AVERAGES]
             writer.writerow([row["setting"]] + ["" if v is None else repr(v) if isinstance(v, float) else v for v in cells])
 
     def fmt(value: float | str | None) -> str:
@@ -265,10 +309,25 @@ def write_summary(output: Path, first: Sequence[str] = ()) -> str:
 
     lines = ["| setting | " + " | ".join([TITLES.get(b, b) for b in columns] + list(AVERAGES)) + " |",
              "|---|" + "---:|" * (len(columns) + len(AVERAGES))]
-    lines += ["| " + " | ".join([row["setting"]] + [fmt(row["mIoU"].get(b)) for b in columns] + [fmt(row[a]) for a in AVERAGES]) + " |"
+    def cell(row: dict[str, Any], b: str) -> str:
+        entry = row["published"].get(b)
+        if entry is None:
+            return fmt(row["mIoU"].get(b))
+        shown = round(round(row["mIoU"][b], 2) - entry["mIoU"], 2) + 0.0   # the shown numbers' difference; no -0.00
+        return f"{fmt(row['mIoU'][b])} (published {entry['mIoU']!r}, {shown:+.2f})"
+
+    lines += ["| " + " | ".join([row["setting"]] + [cell(row, b) for b in columns] + [fmt(row[a]) for a in AVERAGES]) + " |"
               for row in rows]
     markdown = f"mIoU (%), single scale; avg8 over {', '.join(TITLES[b] for b in AVERAGES['avg8'])}.\n\n"
     markdown += "\n".join(lines) + "\n"
+    sourced = [row for row in rows if row["published"]]
+    if sourced:
+        markdown += ("\nIn parentheses: the number the method's authors published for that preset and benchmark (not "
+                     "measured here) and the measured one's difference from it; sources (proxyclip/published/):\n\n")
+        for row in sourced:
+            origin = method_of(row["setting"]) or {}
+            markdown += (f"- {row['setting']} ({origin.get('repository')}, proxyclip/published/{origin.get('method')}.yaml): "
+                         + "; ".join(f"{TITLES.get(b, b)} {entry['source']}" for b, entry in row["published"].items()) + "\n")
     (output / "summary.md").write_text(markdown)
     return markdown
 

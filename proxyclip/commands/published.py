@@ -1,0 +1,150 @@
+"""The published numbers as data: each method's paper / README mIoU per preset (`proxyclip/published/<method>.yaml`),
+read, checked and looked up here, so that a results table can show the published value beside the measured one.
+
+A file holds the method's repository and commit and two lists: `rows`, each {preset (a configs/model file stem), clip,
+vfm, benchmark, miou, source ("README.md:<line> @<commit>", or a doc's file:line that transcribes an image, or
+"paper Table N"), quote (the source line's text, holding the number), optional column, setting, note}, and `none`,
+each {preset, reason}: the presets the sources give no number for. A row with a `setting` was run differently from the
+bare preset (e.g. another mask source): `published_value` returns it only when asked for that setting, never as the
+preset's own number. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..config_files import read_config
+from ..shipped_configs import packaged_configs
+
+#: The benchmarks' config names, as datamodules.DATAMODULES and eval_all.BENCHMARKS name them (tests/test_published.py
+#: checks the two agree; kept here so that reading the numbers needs no torch).
+BENCHMARKS = ("voc21", "context60", "coco_object", "voc20", "context59", "coco_stuff", "cityscapes", "ade20k",
+              "pc459", "ade847")
+ROW_KEYS = {"preset", "clip", "vfm", "benchmark", "miou", "source", "quote"}
+OPTIONAL_ROW_KEYS = {"column", "setting", "note"}
+#: A source names a file and line ("README.md:70 @b56bd30", "docs/baselines/resclip.md:69 (...)") or a paper table.
+SOURCE = re.compile(r"^(?:[\w./-]+\.(?:md|txt|py|rst):\d+(?:-\d+)?\b.*|paper Table \d+\b.*)$")
+
+
+def published_folder() -> Path:
+    """The folder of the shipped files (inside the installed package, or the checkout's)."""
+    return Path(str(resources.files("proxyclip") / "published"))
+
+
+def preset_names() -> list[str]:
+    """The stems of the shipped model presets (configs/model/*.yaml)."""
+    return sorted(p.stem for p in (packaged_configs() / "model").glob("*.yaml"))
+
+
+def load_published(folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """{method: the file's content} for every `<method>.yaml` in `folder` (default: the shipped one)."""
+    folder = Path(folder) if folder is not None else published_folder()
+    data = {}
+    for path in sorted(folder.glob("*.yaml")):
+        content = dict(read_config(path))   # the one reader of YAML files (proxyclip.config_files)
+        content.setdefault("rows", [])
+        content.setdefault("none", [])
+        data[path.stem] = content
+    return data
+
+
+def number_in_quote(miou: float, quote: str) -> bool:
+    """Whether `miou` is one of the numbers printed in `quote` (bold marks and the like ignored)."""
+    return any(abs(float(token) - miou) < 1e-9 for token in re.findall(r"\d+(?:\.\d+)?", quote))
+
+
+def validate(data: dict[str, dict[str, Any]], presets: Iterable[str] | None = None) -> list[str]:
+    """Every problem found, one line each (empty when the data are sound): a row's keys, benchmark, number (0-100, and
+    printed in its quote), source; a (preset, benchmark, setting) given twice; a preset both given rows and marked
+    none; and, for `presets` (default: the shipped ones), a preset neither given rows nor marked none, or named in the
+    data but not a preset."""
+    presets = set(preset_names() if presets is None else presets)
+    problems: list[str] = []
+    covered: dict[str, str] = {}
+    marked: dict[str, str] = {}
+    seen: set[tuple[str, str, str | None]] = set()
+    for method, content in data.items():
+        for key in ("method", "repository", "commit"):
+            if not content.get(key):
+                problems.append(f"{method}: no {key}")
+        if content.get("method") not in (None, method):
+            problems.append(f"{method}: method {content.get('method')!r} differs from the file's name")
+        for i, row in enumerate(content["rows"]):
+            where = f"{method} row {i} ({row.get('preset')}, {row.get('benchmark')})"
+            missing = ROW_KEYS - set(row)
+            unknown = set(row) - ROW_KEYS - OPTIONAL_ROW_KEYS
+            if missing or unknown:
+                problems.append(f"{where}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+                continue
+            if row["benchmark"] not in BENCHMARKS:
+                problems.append(f"{where}: unknown benchmark {row['benchmark']!r}")
+            miou = row["miou"]
+            if isinstance(miou, bool) or not isinstance(miou, (int, float)) or not 0 <= miou <= 100:
+                problems.append(f"{where}: miou {miou!r} is not a number in 0-100")
+            elif not number_in_quote(float(miou), str(row["quote"])):
+                problems.append(f"{where}: {miou} does not appear in its quote {row['quote']!r}")
+            if not SOURCE.match(str(row["source"])):
+                problems.append(f"{where}: source {row['source']!r} names neither a file:line nor a paper table")
+            key = (row["preset"], row["benchmark"], row.get("setting"))
+            if key in seen:
+                problems.append(f"{where}: given twice (setting {key[2]!r})")
+            seen.add(key)
+            covered.setdefault(row["preset"], method)
+        for entry in content["none"]:
+            if not entry.get("preset") or not str(entry.get("reason") or "").strip():
+                problems.append(f"{method}: a `none` entry without preset or reason: {entry!r}")
+                continue
+            if entry["preset"] in marked:
+                problems.append(f"{method}: {entry['preset']} marked none twice ({marked[entry['preset']]})")
+            marked[entry["preset"]] = method
+    for preset in sorted(set(covered) & set(marked)):
+        problems.append(f"{preset}: has published rows ({covered[preset]}) and is marked none ({marked[preset]})")
+    for preset in sorted(presets - set(covered) - set(marked)):
+        problems.append(f"{preset}: no published numbers and not marked none (add rows to proxyclip/published/"
+                        "<method>.yaml, or a `none` entry with the reason)")
+    for preset in sorted((set(covered) | set(marked)) - presets):
+        problems.append(f"{preset}: named in proxyclip/published but not a preset (configs/model/{preset}.yaml)")
+    return problems
+
+
+@lru_cache(maxsize=None)
+def _shipped() -> dict[str, dict[str, Any]]:
+    return load_published()
+
+
+def published_rows(preset: str, data: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every published row of `preset` (those with a `setting` included), in the files' order."""
+    data = _shipped() if data is None else data
+    return [row for content in data.values() for row in content["rows"] if row.get("preset") == preset]
+
+
+def published_value(preset: str, benchmark: str, setting: str | None = None,
+                    data: dict[str, dict[str, Any]] | None = None) -> tuple[float, str] | None:
+    """(miou, source) published for `preset` (a configs/model file stem) on `benchmark`, run as the preset is
+    (`setting` None) or in the named setting; None when no such number is published."""
+    for row in published_rows(preset, data):
+        if row["benchmark"] == benchmark and row.get("setting") == setting:
+            return float(row["miou"]), str(row["source"])
+    return None
+
+
+def none_reason(preset: str, data: dict[str, dict[str, Any]] | None = None) -> str | None:
+    """Why `preset` has no published numbers, when it is marked so; else None."""
+    data = _shipped() if data is None else data
+    for content in data.values():
+        for entry in content["none"]:
+            if entry.get("preset") == preset:
+                return str(entry.get("reason"))
+    return None
+
+
+def method_of(preset: str, data: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """The file's content (method, repository, commit, rows, none) that gives `preset` rows or marks it none."""
+    data = _shipped() if data is None else data
+    for content in data.values():
+        if any(r.get("preset") == preset for r in content["rows"]) or any(e.get("preset") == preset for e in content["none"]):
+            return content
+    return None
