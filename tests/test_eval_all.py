@@ -48,6 +48,20 @@ def test_evaluate_all_resume_and_summary(tmp_path):
     with open(out / "summary.csv") as f:
         (csv_row,) = list(csv.DictReader(f))
     assert float(csv_row["voc21"]) == row["mIoU"]["voc21"] and csv_row["ade20k"] == missing
+    # the cost beside the accuracy: the finished benchmarks' images over their test loops, the largest peak memory
+    timings = {name: read_json(setting / name / "metrics.json")["timing"] for name in ("voc21", "cityscapes")}
+    cost = row["cost"]
+    assert set(cost["benchmarks"]) == {"voc21", "cityscapes"} and cost["images"] == 6
+    assert cost["test_loop_s"] == sum(t["test_loop_s"] for t in timings.values())
+    assert cost["images_per_s"] == 6 / cost["test_loop_s"]
+    assert cost["peak_memory_bytes"] == max(t["peak_memory_bytes"] for t in timings.values()) > 0
+    assert cost["peak_memory_kind"] == "cpu peak RSS of the process"
+    assert float(csv_row["images_per_s"]) == cost["images_per_s"] and float(csv_row["test_loop_s"]) == cost["test_loop_s"]
+    assert float(csv_row["peak_memory_gb"]) == cost["peak_memory_bytes"] / 1e9
+    assert markdown.splitlines()[2].endswith("| avg8 | avg_bg | avg_nobg | images/s | test loop (s) | peak memory (GB) |")
+    assert (f"| {cost['images_per_s']:.2f} | {cost['test_loop_s']:.1f} | {cost['peak_memory_bytes'] / 1e9:.2f} |"
+            in markdown)
+    assert "cpu peak RSS of the process). Measured on " in markdown and "not comparable" not in markdown
 
     run = read_json(setting / "voc21" / "run.json")
     assert run["status"] == "ok" and len(run["config_hash"]) == 64
