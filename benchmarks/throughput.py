@@ -1,6 +1,11 @@
 """Throughput and peak memory of ProxyCLIP inference: an original-like baseline against ours, in one run.
 
     .venv/bin/python benchmarks/throughput.py [--quick] [--device cuda] [--voc 6] [--city 3] [--crop-batch-size N]
+    .venv/bin/python benchmarks/throughput.py --methods [PRESET ...] [--device cuda] [--images N] [--rounds N] [--tiny]
+
+`--methods`: each preset (default: every shipped one, ProxyCLIP's first) on the same Cityscapes-like images on the
+same device, its images/s and peak memory as ratios to ProxyCLIP's (method_cost.py measures; results go to
+benchmarks/results/<machine>-methods.json and .md). Without it:
 
 Variants, all CLIP ViT-B-16 + DINO ViT-B/8 with the same random weights (no checkpoints needed):
   baseline  one crop at a time, explicit softmax(QKᵀ)V in the VFM, sequence-first MHA in CLIP (benchmarks/original_like.py);
@@ -38,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.measure import (OtherLoad, PeakMemory, cpu_capability, data_wait_share, device_name,  # noqa: E402
                                 fake_image, keep_ratio_resize, machine_slug, synchronize)
 from benchmarks.original_like import fused_attention_report, make_original_like  # noqa: E402
-from benchmarks.report import setting_stats, summarise, write  # noqa: E402
+from benchmarks.method_cost import image_size, measure, shipped_presets  # noqa: E402
+from benchmarks.report import setting_stats, summarise, write, write_methods  # noqa: E402
 from proxyclip import TrainingFreeSegmentor  # noqa: E402
 from proxyclip.method.sliding_window import sliding_windows  # noqa: E402
 
@@ -69,6 +75,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--tiny", action="store_true", help="tiny random models: checks the script itself, measures nothing")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--methods", nargs="*", metavar="PRESET",
+                        help="per-method mode: these configs/model/ presets (none named: every shipped one), the first the "
+                             "ratios' baseline (default.yaml, ProxyCLIP, is put first when it is among them)")
+    parser.add_argument("--images", type=int, default=None, help="--methods: Cityscapes-like images per run (default 8 on CUDA, 1 on CPU)")
+    parser.add_argument("--rounds", type=int, default=None, help="--methods: runs per preset, in rotating order (default 3 on CUDA, 1 on CPU)")
+    parser.add_argument("--size", default=None, help="--methods: W x H of the images (default 2048x1024; --tiny: 128x64)")
     parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: "variant:setting", peak memory in a fresh process
     args = parser.parse_args()
     if args.quick:
@@ -77,6 +89,20 @@ def parse_args() -> argparse.Namespace:
         args.crop_batch_size = 16 if args.device == "cuda" else 4
     if args.images_per_step is None:
         args.images_per_step = 8 if args.device == "cuda" else 1
+    given = [flag for flag, value in (("--images", args.images), ("--rounds", args.rounds), ("--size", args.size)) if value]
+    if args.methods is None and given:
+        parser.error(f"{', '.join(given)} only apply to the per-method mode: add --methods (every shipped preset) or "
+                     "--methods PRESET ..., or leave them out")
+    if args.methods is not None:
+        unknown = [name for name in args.methods if name not in shipped_presets()]
+        if unknown:
+            parser.error(f"--methods {' '.join(unknown)}: not a preset in configs/model/; choose among "
+                         f"{', '.join(shipped_presets())}")
+        args.methods = args.methods or shipped_presets()
+        args.methods.sort(key=lambda name: name != "default.yaml")    # ProxyCLIP first, the others in their order
+        args.images = args.images or (8 if args.device == "cuda" else 1)
+        args.rounds = args.rounds or (3 if args.device == "cuda" else 1)
+        args.size = args.size or ("128x64" if args.tiny else "2048x1024")
     return args
 
 
@@ -238,6 +264,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.probe:
         return probe(args, device)
+    if args.methods is not None:
+        report = measure(args.methods, args.device, *image_size(args.size), args.images, args.rounds, args.tiny)
+        print(write_methods(report, args.out))
+        return
     started = time.perf_counter()
     variants = build(args, device)
     counts = {"voc": args.voc, "cityscapes": args.city}

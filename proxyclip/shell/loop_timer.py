@@ -15,9 +15,11 @@ also covers building the model (the kernel keeps only the process's high-water m
 from __future__ import annotations
 
 import platform
+import re
 import resource
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -73,7 +75,10 @@ class LoopTimer:
         """The GPU's name, or the CPU's as the platform reports it (runs on different devices are not comparable)."""
         if self.cuda:
             return torch.cuda.get_device_name(self.device)
-        return platform.processor() or platform.machine()
+        try:                                           # Linux names the CPU model there; platform only its architecture
+            return re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M).group(1).strip()
+        except (OSError, AttributeError):
+            return platform.processor() or platform.machine()
 
 
 def run_timing(own: dict[str, float], own_images: int, images: int, longest_loop_s: float, processes: int,
