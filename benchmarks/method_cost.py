@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -182,6 +183,37 @@ def image_size(text: str) -> tuple[int, int]:
     """"2048x1024" -> (2048, 1024): W x H."""
     width, height = (int(v) for v in text.lower().split("x"))
     return width, height
+
+
+def add_method_arguments(parser: argparse.ArgumentParser) -> None:
+    """throughput.py's per-method mode: --methods and the options only it takes."""
+    parser.add_argument("--methods", nargs="*", metavar="PRESET",
+                        help="per-method mode: these configs/model/ presets (none named: every shipped one), the first the "
+                             "ratios' baseline (default.yaml, ProxyCLIP, is put first when it is among them)")
+    parser.add_argument("--images", type=int, default=None, help="--methods: Cityscapes-like images per run (default 8 on CUDA, 1 on CPU)")
+    parser.add_argument("--rounds", type=int, default=None, help="--methods: runs per preset, in rotating order (default 3 on CUDA, 1 on CPU)")
+    parser.add_argument("--size", default=None, help="--methods: W x H of the images (default 2048x1024; --tiny: 128x64)")
+
+
+def settle_method_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse the per-method options without --methods, and presets that are not shipped; fill in the defaults."""
+    given = [flag for flag, value in (("--images", args.images), ("--rounds", args.rounds), ("--size", args.size)) if value is not None]
+    if args.methods is None and given:
+        parser.error(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to the per-method mode: add --methods (every shipped preset) or "
+                     "--methods PRESET ..., or leave them out")
+    if args.methods is not None:
+        unknown = [name for name in args.methods if name not in shipped_presets()]
+        if unknown:
+            parser.error(f"--methods {' '.join(unknown)}: not a preset in configs/model/; choose among "
+                         f"{', '.join(shipped_presets())}")
+        args.methods = args.methods or shipped_presets()
+        args.methods.sort(key=lambda name: name != "default.yaml")    # ProxyCLIP first, the others in their order
+        args.images = (8 if args.device == "cuda" else 1) if args.images is None else args.images
+        args.rounds = (3 if args.device == "cuda" else 1) if args.rounds is None else args.rounds
+        args.size = args.size or ("128x64" if args.tiny else "2048x1024")
+        if min(args.images, args.rounds) < 1 or not re.fullmatch(r"[1-9]\d*x[1-9]\d*", args.size.lower()):
+            parser.error(f"--images {args.images} --rounds {args.rounds} --size {args.size}: give at least one image and "
+                         "one round, and the size as WIDTHxHEIGHT (e.g. 2048x1024)")
 
 
 def main() -> int:

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.measure import (OtherLoad, PeakMemory, cpu_capability, data_wait_share, device_name,  # noqa: E402
                                 fake_image, keep_ratio_resize, machine_slug, synchronize)
 from benchmarks.original_like import fused_attention_report, make_original_like  # noqa: E402
-from benchmarks.method_cost import image_size, measure, shipped_presets  # noqa: E402
+from benchmarks.method_cost import add_method_arguments, image_size, measure, settle_method_arguments  # noqa: E402
 from benchmarks.report import setting_stats, summarise, write, write_methods  # noqa: E402
 from proxyclip import TrainingFreeSegmentor  # noqa: E402
 from proxyclip.method.sliding_window import sliding_windows  # noqa: E402
@@ -75,12 +75,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--tiny", action="store_true", help="tiny random models: checks the script itself, measures nothing")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    parser.add_argument("--methods", nargs="*", metavar="PRESET",
-                        help="per-method mode: these configs/model/ presets (none named: every shipped one), the first the "
-                             "ratios' baseline (default.yaml, ProxyCLIP, is put first when it is among them)")
-    parser.add_argument("--images", type=int, default=None, help="--methods: Cityscapes-like images per run (default 8 on CUDA, 1 on CPU)")
-    parser.add_argument("--rounds", type=int, default=None, help="--methods: runs per preset, in rotating order (default 3 on CUDA, 1 on CPU)")
-    parser.add_argument("--size", default=None, help="--methods: W x H of the images (default 2048x1024; --tiny: 128x64)")
+    add_method_arguments(parser)
     parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: "variant:setting", peak memory in a fresh process
     args = parser.parse_args()
     if args.quick:
@@ -89,20 +84,7 @@ def parse_args() -> argparse.Namespace:
         args.crop_batch_size = 16 if args.device == "cuda" else 4
     if args.images_per_step is None:
         args.images_per_step = 8 if args.device == "cuda" else 1
-    given = [flag for flag, value in (("--images", args.images), ("--rounds", args.rounds), ("--size", args.size)) if value]
-    if args.methods is None and given:
-        parser.error(f"{', '.join(given)} only apply to the per-method mode: add --methods (every shipped preset) or "
-                     "--methods PRESET ..., or leave them out")
-    if args.methods is not None:
-        unknown = [name for name in args.methods if name not in shipped_presets()]
-        if unknown:
-            parser.error(f"--methods {' '.join(unknown)}: not a preset in configs/model/; choose among "
-                         f"{', '.join(shipped_presets())}")
-        args.methods = args.methods or shipped_presets()
-        args.methods.sort(key=lambda name: name != "default.yaml")    # ProxyCLIP first, the others in their order
-        args.images = args.images or (8 if args.device == "cuda" else 1)
-        args.rounds = args.rounds or (3 if args.device == "cuda" else 1)
-        args.size = args.size or ("128x64" if args.tiny else "2048x1024")
+    settle_method_arguments(parser, args)
     return args
 
 

@@ -53,6 +53,7 @@ def test_folders_without_the_peak_memory_still_summarise_and_other_hosts_are_nam
     assert next(line for line in markdown.splitlines() if line.startswith("| oldest |")).endswith("| - | - | - |")
     assert "NVIDIA H200 on host-b" in markdown and "unknown device on host-a" in markdown
     assert "different hosts or devices, whose costs are not comparable" in markdown
+    assert "the settings finished different benchmarks" in markdown                # older: voc20 and voc21, newer: voc21
     with open(tmp_path / "summary.csv") as f:
         table = {row["setting"]: row for row in csv.DictReader(f)}
     assert (table["older"]["images_per_s"], table["older"]["peak_memory_gb"]) == ("1.5", "")

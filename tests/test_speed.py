@@ -228,8 +228,9 @@ def test_methods_tiny_runs_each_preset_in_its_own_process_with_ratios_to_proxycl
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--rounds", "2"], "--rounds only apply to the per-method mode: add --methods"),
+    (["--rounds", "2"], "--rounds applies only to the per-method mode: add --methods"),
     (["--methods", "nope.yaml"], "--methods nope.yaml: not a preset in configs/model/; choose among default.yaml, "),
+    (["--methods", "--rounds", "0"], "--rounds 0 --size 2048x1024: give at least one image and one round"),
 ])
 def test_methods_options_are_refused_where_they_would_not_apply(tmp_path, args, needle):
     run = run_throughput(tmp_path, *args)

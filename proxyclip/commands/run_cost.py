@@ -83,4 +83,7 @@ def cost_note(costs: dict[str, dict[str, Any]], places: set[tuple[str, str]]) ->
             "start); peak memory: its benchmarks' largest (" + (", ".join(kinds) or "not recorded") + f"). Measured on {where}")
     if len(places) > 1:
         note += ": the settings ran on different hosts or devices, whose costs are not comparable"
+    if len({frozenset(cost["benchmarks"]) for cost in costs.values()}) > 1:
+        note += ("; the settings finished different benchmarks, whose images differ in size: compare them per benchmark "
+                 "(summary.json's cost.benchmarks)")
     return note + ".\n"
