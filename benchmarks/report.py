@@ -1,4 +1,5 @@
-"""Summaries of benchmarks/throughput.py: per-setting statistics, the JSON report and its Markdown table."""
+"""Summaries of benchmarks/throughput.py: per-setting statistics, the JSON report and its Markdown table; the
+per-method report of method_cost.py (throughput.py --methods)."""
 from __future__ import annotations
 
 import json
@@ -97,4 +98,30 @@ def write(report: dict, out: Path) -> str:
                  f"(a busy neighbour skews timings). Wall time of the whole run: {report['wall_s'] / 60:.1f} min.")
     text = "\n".join(lines) + "\n"
     (out / f"{report['machine']}.md").write_text(text)
+    return text
+
+
+def write_methods(report: dict, out: Path, suffix: str = "methods") -> str:
+    """benchmarks/results/<machine>-<suffix>.json and .md of method_cost.measure; returns the Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"{report['machine']}-{suffix}"
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    kinds = sorted({row["peak_memory_kind"] for row in report["presets"].values() if "error" not in row})
+    lines = [f"# Cityscapes images ({report['image']}) per method on {report['device_name']} ({report['device']})", "",
+             f"torch {report['torch']}, {report['threads']} threads, {report.get('torch_cpu_capability', 'unknown')}; "
+             f"{report['models']}; each method under its own Cityscapes protocol, in its own process; "
+             f"{report['images']} image(s), {report['rounds']} round(s) in rotating order (test loop: the median); "
+             f"peak memory: {', '.join(kinds) or 'none measured'} (the largest round); ratios to `{report['baseline']}` "
+             "in the same run.", "",
+             "| preset | method | images/s | x {0} | test loop (s) | peak memory (GB) | x {0} |".format(
+                 "ProxyCLIP" if report["baseline"] == "default.yaml" else report["baseline"]),
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for preset, row in report["presets"].items():
+        if "error" in row:
+            lines.append(f"| {preset} | failed | | | | | |")
+            continue
+        lines.append(f"| {preset} | {row['method']} | {row['images_per_s']:.3f} | {row.get('speed_ratio', math.nan):.2f} | "
+                     f"{row['test_loop_s']:.2f} | {row['peak_memory_bytes'] / 1e9:.2f} | {row.get('memory_ratio', math.nan):.2f} |")
+    text = "\n".join(lines) + "\n"
+    (out / f"{name}.md").write_text(text)
     return text

@@ -1,6 +1,11 @@
 """Throughput and peak memory of ProxyCLIP inference: an original-like baseline against ours, in one run.
 
     .venv/bin/python benchmarks/throughput.py [--quick] [--device cuda] [--voc 6] [--city 3] [--crop-batch-size N]
+    .venv/bin/python benchmarks/throughput.py --methods [PRESET ...] [--device cuda] [--images N] [--rounds N] [--tiny]
+
+`--methods`: each preset (default: every shipped one, ProxyCLIP's first) on the same Cityscapes-like images on the
+same device, its images/s and peak memory as ratios to ProxyCLIP's (method_cost.py measures; results go to
+benchmarks/results/<machine>-methods.json and .md). Without it:
 
 Variants, all CLIP ViT-B-16 + DINO ViT-B/8 with the same random weights (no checkpoints needed):
   baseline  one crop at a time, explicit softmax(QKᵀ)V in the VFM, sequence-first MHA in CLIP (benchmarks/original_like.py);
@@ -38,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.measure import (OtherLoad, PeakMemory, cpu_capability, data_wait_share, device_name,  # noqa: E402
                                 fake_image, keep_ratio_resize, machine_slug, synchronize)
 from benchmarks.original_like import fused_attention_report, make_original_like  # noqa: E402
-from benchmarks.report import setting_stats, summarise, write  # noqa: E402
+from benchmarks.method_cost import add_method_arguments, image_size, measure, settle_method_arguments  # noqa: E402
+from benchmarks.report import setting_stats, summarise, write, write_methods  # noqa: E402
 from proxyclip import TrainingFreeSegmentor  # noqa: E402
 from proxyclip.method.sliding_window import sliding_windows  # noqa: E402
 
@@ -69,6 +75,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--tiny", action="store_true", help="tiny random models: checks the script itself, measures nothing")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    add_method_arguments(parser)
     parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: "variant:setting", peak memory in a fresh process
     args = parser.parse_args()
     if args.quick:
@@ -77,6 +84,7 @@ def parse_args() -> argparse.Namespace:
         args.crop_batch_size = 16 if args.device == "cuda" else 4
     if args.images_per_step is None:
         args.images_per_step = 8 if args.device == "cuda" else 1
+    settle_method_arguments(parser, args)
     return args
 
 
@@ -238,6 +246,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.probe:
         return probe(args, device)
+    if args.methods is not None:
+        report = measure(args.methods, args.device, *image_size(args.size), args.images, args.rounds, args.tiny)
+        print(write_methods(report, args.out))
+        return
     started = time.perf_counter()
     variants = build(args, device)
     counts = {"voc": args.voc, "cityscapes": args.city}

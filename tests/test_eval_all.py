@@ -48,6 +48,20 @@ def test_evaluate_all_resume_and_summary(tmp_path):
     with open(out / "summary.csv") as f:
         (csv_row,) = list(csv.DictReader(f))
     assert float(csv_row["voc21"]) == row["mIoU"]["voc21"] and csv_row["ade20k"] == missing
+    # the cost beside the accuracy: the finished benchmarks' images over their test loops, the largest peak memory
+    timings = {name: read_json(setting / name / "metrics.json")["timing"] for name in ("voc21", "cityscapes")}
+    cost = row["cost"]
+    assert set(cost["benchmarks"]) == {"voc21", "cityscapes"} and cost["images"] == 6
+    assert cost["test_loop_s"] == sum(t["test_loop_s"] for t in timings.values())
+    assert cost["images_per_s"] == 6 / cost["test_loop_s"]
+    assert cost["peak_memory_bytes"] == max(t["peak_memory_bytes"] for t in timings.values()) > 0
+    assert cost["peak_memory_kind"] == "cpu peak RSS of the process"
+    assert float(csv_row["images_per_s"]) == cost["images_per_s"] and float(csv_row["test_loop_s"]) == cost["test_loop_s"]
+    assert float(csv_row["peak_memory_gb"]) == cost["peak_memory_bytes"] / 1e9
+    assert markdown.splitlines()[2].endswith("| avg8 | avg_bg | avg_nobg | images/s | test loop (s) | peak memory (GB) |")
+    assert (f"| {cost['images_per_s']:.2f} | {cost['test_loop_s']:.1f} | {cost['peak_memory_bytes'] / 1e9:.2f} |"
+            in markdown)
+    assert "cpu peak RSS of the process). Measured on " in markdown and "not comparable" not in markdown
 
     run = read_json(setting / "voc21" / "run.json")
     assert run["status"] == "ok" and len(run["config_hash"]) == 64
@@ -144,11 +158,11 @@ def test_the_summary_averages_are_over_the_named_benchmarks(tmp_path):
     with open(tmp_path / "summary.csv") as f:
         reader = csv.DictReader(f)
         (csv_row,) = list(reader)
-    assert reader.fieldnames[-3:] == ["avg8", "avg_bg", "avg_nobg"]
+    assert reader.fieldnames[-6:] == ["avg8", "avg_bg", "avg_nobg", "images_per_s", "test_loop_s", "peak_memory_gb"]
     assert {avg: float(csv_row[avg]) for avg in AVERAGES} == pytest.approx(expected)
     assert markdown.startswith("mIoU (%), single scale; avg8 over VOC21, Context60, COCO-Object, VOC20, Context59, "
                                "COCO-Stuff, Cityscapes, ADE20K.")
-    assert markdown.rstrip().endswith("| 4.50 | 2.00 | 6.00 |")
+    assert markdown.rstrip().endswith("| 4.50 | 2.00 | 6.00 | - | - | - |")       # no timing recorded: no cost
 
 
 def test_default_roots_match_the_dataset_layouts(tmp_path):

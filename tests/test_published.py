@@ -165,7 +165,8 @@ def test_the_summary_shows_the_published_number_beside_the_measured_one(tmp_path
         reader = csv.DictReader(f)
         (row,) = list(reader)
     assert reader.fieldnames == ["setting", "voc21", "voc21_published", "voc21_difference", "ade20k", "ade20k_published",
-                                 "ade20k_difference", "pc459", "avg8", "avg_bg", "avg_nobg"]
+                                 "ade20k_difference", "pc459", "avg8", "avg_bg", "avg_nobg", "images_per_s",
+                                 "test_loop_s", "peak_memory_gb"]
     assert float(row["voc21"]) == 59.7512 and float(row["voc21_published"]) == 59.63      # measured kept, full precision
     assert float(row["voc21_difference"]) == pytest.approx(0.1212) and row["pc459"] == "10.0"
     (entry,) = json.loads((tmp_path / "summary.json").read_text())["rows"]
@@ -176,7 +177,8 @@ def test_the_summary_shows_the_published_number_beside_the_measured_one(tmp_path
     other = write_summary(tmp_path / "other")
     assert "| sclip_vitb16 | 50.00 |" in other and "published" not in other
     with open(tmp_path / "other" / "summary.csv") as f:
-        assert next(csv.reader(f)) == ["setting", "voc21", "avg8", "avg_bg", "avg_nobg"]
+        assert next(csv.reader(f)) == ["setting", "voc21", "avg8", "avg_bg", "avg_nobg", "images_per_s", "test_loop_s",
+                                       "peak_memory_gb"]
 
 
 def test_a_failed_run_or_a_setting_without_numbers_shows_none(tmp_path):

@@ -3,8 +3,11 @@
 Never timed: the benchmark (benchmarks/throughput.py) measures; these tests prove its variants agree.
 """
 import copy
+import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -15,7 +18,7 @@ from benchmarks.original_like import fused_attention_report, make_original_like
 from proxyclip.method.clip_tower import _is_plain_block, _residual_block
 from proxyclip.method.proxy_attention import proxy_attention
 from proxyclip.method.vfm import build_vfm
-from conftest import BORDER_IMAGES, random_image, twin
+from conftest import BORDER_IMAGES, REPO_ROOT, random_image, twin
 
 TINY_VIT = dict(depth=2, embed_dim=32, num_heads=2)
 IMAGES = BORDER_IMAGES
@@ -193,3 +196,43 @@ def test_benchmark_report_names_a_speedup_per_variant(tmp_path):
     text = write(report, tmp_path)
     assert "| voc 448x336 (2 crops of 336) | ours_fp32_torch_linear | 3 | 6.00 |" in text
     assert (tmp_path / "test-machine.json").is_file()
+
+
+def run_throughput(tmp_path, *args):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "throughput.py"), *args, "--out", str(tmp_path)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_methods_tiny_runs_each_preset_in_its_own_process_with_ratios_to_proxyclip(tmp_path):
+    """`throughput.py --methods ... --tiny`: each named preset (tiny encoders of its kind) through `main.py test` under
+    its own Cityscapes protocol; ProxyCLIP first, as the ratios' baseline; the report's JSON and Markdown."""
+    run = run_throughput(tmp_path, "--methods", "clearclip_vitb16.yaml", "default.yaml", "--tiny")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (found,) = tmp_path.glob("*-methods.json")
+    report = json.loads(found.read_text())
+    assert report["baseline"] == "default.yaml" and list(report["presets"]) == ["default.yaml", "clearclip_vitb16.yaml"]
+    assert (report["device"], report["images"], report["rounds"], report["image"]) == ("cpu", 1, 1, "128x64")
+    base, clear = report["presets"].values()
+    assert (base["method"], clear["method"]) == ("proxyclip", "clearclip")
+    assert clear["protocol"] == "configs/clearclip/cityscapes.yaml"
+    for row in (base, clear):
+        assert row["images"] == 1 and row["images_per_s"] == 1 / row["test_loop_s"]
+        assert row["peak_memory_bytes"] > 0 and row["peak_memory_kind"] == "cpu peak RSS of the process"
+    assert base["speed_ratio"] == base["memory_ratio"] == 1.0
+    assert clear["speed_ratio"] == clear["images_per_s"] / base["images_per_s"]
+    assert clear["memory_ratio"] == clear["peak_memory_bytes"] / base["peak_memory_bytes"]
+    markdown = found.with_suffix(".md").read_text()
+    assert "| preset | method | images/s | x ProxyCLIP | test loop (s) | peak memory (GB) | x ProxyCLIP |" in markdown
+    assert f"| clearclip_vitb16.yaml | clearclip | {clear['images_per_s']:.3f} | {clear['speed_ratio']:.2f} |" in markdown
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--rounds", "2"], "--rounds applies only to the per-method mode: add --methods"),
+    (["--methods", "nope.yaml"], "--methods nope.yaml: not a preset in configs/model/; choose among default.yaml, "),
+    (["--methods", "--rounds", "0"], "--rounds 0 --size 2048x1024: give at least one image and one round"),
+])
+def test_methods_options_are_refused_where_they_would_not_apply(tmp_path, args, needle):
+    run = run_throughput(tmp_path, *args)
+    assert run.returncode == 2 and needle in run.stderr, run.stderr[-2000:]
+    assert not list(tmp_path.iterdir())                     # refused before anything ran

@@ -44,6 +44,7 @@ from ..shipped_configs import find_config, packaged_configs
 from .earlier_outputs import OVERWRITE_FLAG
 from .protocols import DEFAULT_METHOD, RECORD
 from .published import method_of, published_value
+from . import run_cost
 from .weights import weights_provenance
 
 BENCHMARKS = tuple(DATAMODULES)   # the papers' table order
@@ -282,11 +283,15 @@ def write_summary(output: Path, first: Sequence[str] = ()) -> str:
                             for b in columns if b in values
                             and isinstance(row["mIoU"].get(b), float) and not math.isnan(row["mIoU"][b])}
     with_published = [b for b in columns if any(b in row["published"] for row in rows)]
+    costs, places = run_cost.collect_cost(output)      # what each setting cost: its own key, the last columns
+    for row in rows:
+        row["cost"] = costs.get(row["setting"])
     (output / "summary.json").write_text(json.dumps({"benchmarks": columns, "averages": AVERAGES, "rows": rows}, indent=2))
     with open(output / "summary.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["setting"] + [c for b in columns for c in ([b, f"{b}_published", f"{b}_difference"]
-                                                                      if b in with_published else [b])] + list(AVERAGES))
+                                                                      if b in with_published else [b])] + list(AVERAGES)
+                        + list(run_cost.COLUMNS))
         for row in rows:
             cells = []
             for b in columns:
@@ -294,7 +299,7 @@ def write_summary(output: Path, first: Sequence[str] = ()) -> str:
                 if b in with_published:
                     entry = row["published"].get(b)
                     cells += [entry["mIoU"], entry["difference"]] if entry else ["", ""]
-            cells += [row[a] for a in AVERAGES]
+            cells += [row[a] for a in AVERAGES] + run_cost.csv_cells(row["cost"])
             writer.writerow([row["setting"]] + ["" if v is None else repr(v) if isinstance(v, float) else v for v in cells])
 
     def fmt(value: float | str | None) -> str:
@@ -307,8 +312,8 @@ def write_summary(output: Path, first: Sequence[str] = ()) -> str:
             text = text[:97] + "..."
         return text.replace("|", "\\|")
 
-    lines = ["| setting | " + " | ".join([TITLES.get(b, b) for b in columns] + list(AVERAGES)) + " |",
-             "|---|" + "---:|" * (len(columns) + len(AVERAGES))]
+    lines = ["| setting | " + " | ".join([TITLES.get(b, b) for b in columns] + list(AVERAGES) + list(run_cost.TITLES)) + " |",
+             "|---|" + "---:|" * (len(columns) + len(AVERAGES) + len(run_cost.TITLES))]
     def cell(row: dict[str, Any], b: str) -> str:
         entry = row["published"].get(b)
         if entry is None:
@@ -316,10 +321,11 @@ def write_summary(output: Path, first: Sequence[str] = ()) -> str:
         shown = round(round(row["mIoU"][b], 2) - entry["mIoU"], 2) + 0.0   # the shown numbers' difference; no -0.00
         return f"{fmt(row['mIoU'][b])} (published {entry['mIoU']!r}, {shown:+.2f})"
 
-    lines += ["| " + " | ".join([row["setting"]] + [cell(row, b) for b in columns] + [fmt(row[a]) for a in AVERAGES]) + " |"
+    lines += ["| " + " | ".join([row["setting"]] + [cell(row, b) for b in columns] + [fmt(row[a]) for a in AVERAGES]
+                        + run_cost.markdown_cells(row["cost"])) + " |"
               for row in rows]
     markdown = f"mIoU (%), single scale; avg8 over {', '.join(TITLES[b] for b in AVERAGES['avg8'])}.\n\n"
-    markdown += "\n".join(lines) + "\n"
+    markdown += "\n".join(lines) + "\n" + run_cost.cost_note(costs, places)
     sourced = [row for row in rows if row["published"]]
     if sourced:
         markdown += ("\nIn parentheses: the number the method's authors published for that preset and benchmark (not "

@@ -7,10 +7,19 @@ the gap in which it had nothing to do because the next batch had not arrived: no
 
 Under DDP each process times its own loop; `run_timing` says which figures cover every process and which are
 process 0's own.
+
+Peak memory: on CUDA `torch.cuda.max_memory_allocated` of the loop alone (its peak statistics are reset when the loop
+starts; the tensors of the allocator, not what it caches); on a CPU the process's peak resident set size, which
+also covers building the model (the kernel keeps only the process's high-water mark).
 """
 from __future__ import annotations
 
+import platform
+import re
+import resource
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -32,6 +41,7 @@ class LoopTimer:
     def start(self) -> None:
         if self.cuda:
             torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
         self._t0, self._started_at = time.perf_counter(), time.time()
         self._last_end = self._mark()
         self._gaps: list = []          # (end of previous batch or loop start, start of this batch)
@@ -49,16 +59,38 @@ class LoopTimer:
         else:
             wait = sum(b - a for a, b in self._gaps)
         loop = time.perf_counter() - self._t0
-        return {"started_at": self._started_at, "test_loop_s": loop, "data_wait_s": wait, "data_wait_share": wait / max(loop, 1e-9)}
+        return {"started_at": self._started_at, "test_loop_s": loop, "data_wait_s": wait, "data_wait_share": wait / max(loop, 1e-9),
+                "peak_memory_bytes": self.peak_memory_bytes()}
+
+    def peak_memory_bytes(self) -> int:
+        if self.cuda:
+            return int(torch.cuda.max_memory_allocated(self.device))
+        # ru_maxrss: KiB on Linux, bytes on macOS
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+    def memory_kind(self) -> str:
+        return "cuda max_memory_allocated during the test loop" if self.cuda else "cpu peak RSS of the process"
+
+    def device_name(self) -> str:
+        """The GPU's name, or the CPU's as the platform reports it (runs on different devices are not comparable)."""
+        if self.cuda:
+            return torch.cuda.get_device_name(self.device)
+        try:                                           # Linux names the CPU model there; platform only its architecture
+            return re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M).group(1).strip()
+        except (OSError, AttributeError):
+            return platform.processor() or platform.machine()
 
 
 def run_timing(own: dict[str, float], own_images: int, images: int, longest_loop_s: float, processes: int,
-               text_encoding_s: float) -> dict[str, float | int | str]:
-    """metrics.json's `timing`: `own` is process 0's `LoopTimer.stop()`, `images` every process's images and
-    `longest_loop_s` the slowest process's loop (the processes run side by side: the run's loop time)."""
+               text_encoding_s: float, peak_memory_bytes: int, timer: LoopTimer) -> dict[str, float | int | str]:
+    """metrics.json's `timing`: `own` is process 0's `LoopTimer.stop()`, `images` every process's images,
+    `longest_loop_s` the slowest process's loop (the processes run side by side: the run's loop time) and
+    `peak_memory_bytes` the largest process's peak (`timer` names its kind and the device)."""
     return {"processes": processes, "images": images, "test_loop_s": longest_loop_s,
             "images_per_s": images / max(longest_loop_s, 1e-9), "text_encoding_s": text_encoding_s,
+            "peak_memory_bytes": peak_memory_bytes, "peak_memory_kind": timer.memory_kind(), "device_name": timer.device_name(),
             "started_at": own["started_at"], "data_wait_s": own["data_wait_s"], "data_wait_share": own["data_wait_share"],
             "rank0_images": own_images, "rank0_test_loop_s": own["test_loop_s"],
-            "scope": "images, test_loop_s (the slowest process's loop) and images_per_s cover every process; "
+            "scope": "images, test_loop_s (the slowest process's loop), images_per_s and peak_memory_bytes (the largest "
+                     "process's; on a CPU the whole process's peak, model building included) cover every process; "
                      "text_encoding_s, started_at, data_wait_s, data_wait_share and rank0_* are process 0's own"}

@@ -110,8 +110,9 @@ class ProxyCLIPModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         own, own_images = self._timer.stop(), int(self.metric.num_images)   # this process's loop and images
         metrics = self.metric.compute()  # sums the counts (and images) of every process
-        # the slowest process's loop is the run's (a collective: every process is here, as for compute())
-        longest = self.trainer.strategy.reduce(torch.tensor(own["test_loop_s"], dtype=torch.float64, device=self.device), reduce_op="max")
+        # the slowest process's loop and the largest peak memory are the run's (collectives: every process is here, as for compute())
+        longest, peak = (self.trainer.strategy.reduce(torch.tensor(float(own[key]), dtype=torch.float64, device=self.device),
+                                                      reduce_op="max") for key in ("test_loop_s", "peak_memory_bytes"))
         for key in ("aAcc", "mIoU", "mAcc"):
             # Already global. Logged once, by rank 0; sync_dist=True with rank_zero_only=True reduces nothing (no
             # collective) and tells Lightning so, which it otherwise warns about under DDP.
@@ -123,7 +124,7 @@ class ProxyCLIPModule(L.LightningModule):
         self.report["method_options"] = dict(self.segmentor.method_options)
         self.report["pixel_statistics"] = {name: list(value) for name, value in self.segmentor.pixel_statistics.items()}
         self.report["timing"] = run_timing(own, own_images, int(metrics["num_images"]), float(longest),
-                                           self.trainer.world_size, self.timing["text_encoding_s"])
+                                           self.trainer.world_size, self.timing["text_encoding_s"], int(peak), self._timer)
 
     # --- prediction ---------------------------------------------------------------------------------
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:

@@ -93,7 +93,8 @@ class ResultWriter(Callback):
         own = f"process 0: {t['rank0_images']} of them, " if t["processes"] > 1 else ""
         nan = nan_line(report, pl_module.segmentor.nan_possible)
         print(markdown_summary(report) + f"\n{images}{where} in {t['test_loop_s']:.1f} s ({t['images_per_s']:.1f} images/s; "
-              f"{own}{100 * t['data_wait_share']:.0f} % waiting for data, text encoding {t['text_encoding_s']:.1f} s)\n"
+              f"{own}{100 * t['data_wait_share']:.0f} % waiting for data, text encoding {t['text_encoding_s']:.1f} s; "
+              f"peak memory {t['peak_memory_bytes'] / 1e9:.2f} GB, {t['peak_memory_kind']})\n"
               f"Results written to {out_dir}/ (metrics.json, per_class.csv, summary.md, per_class_iou.png, panels/)"
               + (f"\n{nan}" if nan else ""), flush=True)
 
