@@ -64,8 +64,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="2 VOC-like and 1 Cityscapes-like image (8.8 min on a 2-core Zen 4 EPYC)")
-    parser.add_argument("--voc", type=int, default=6, help="VOC-like images per variant")
-    parser.add_argument("--city", type=int, default=3, help="Cityscapes-like images per variant")
+    parser.add_argument("--voc", type=int, default=None, help="VOC-like images per variant (default 6)")
+    parser.add_argument("--city", type=int, default=None, help="Cityscapes-like images per variant (default 3)")
     parser.add_argument("--crop-batch-size", type=int, default=None,
                         help="crops per forward (default: 4 on CPU, where batches of 16 run 10-25 %% slower because their "
                              "activations leave the cache; 16 on CUDA)")
@@ -78,6 +78,17 @@ def parse_args() -> argparse.Namespace:
     add_method_arguments(parser)
     parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: "variant:setting", peak memory in a fresh process
     args = parser.parse_args()
+    # the variants' options mean nothing to the per-method mode (each preset runs `main.py test`): refused, not ignored
+    variant_only = [flag for flag, value in (("--quick", args.quick or None), ("--voc", args.voc), ("--city", args.city),
+                                             ("--crop-batch-size", args.crop_batch_size),
+                                             ("--images-per-step", args.images_per_step), ("--threads", args.threads))
+                    if value is not None]
+    if args.methods is not None and variant_only:
+        parser.error(f"{', '.join(variant_only)} {'applies' if len(variant_only) == 1 else 'apply'} to the variants' "
+                     "comparison, not to --methods (each preset runs `main.py test` on --images Cityscapes-like images): "
+                     "leave them out, or drop --methods")
+    args.voc = 6 if args.voc is None else args.voc
+    args.city = 3 if args.city is None else args.city
     if args.quick:
         args.voc, args.city = 2, 1
     if args.crop_batch_size is None:

@@ -231,6 +231,7 @@ def test_methods_tiny_runs_each_preset_in_its_own_process_with_ratios_to_proxycl
     (["--rounds", "2"], "--rounds applies only to the per-method mode: add --methods"),
     (["--methods", "nope.yaml"], "--methods nope.yaml: not a preset in configs/model/; choose among default.yaml, "),
     (["--methods", "--rounds", "0"], "--rounds 0 --size 2048x1024: give at least one image and one round"),
+    (["--methods", "--quick", "--voc", "2"], "--quick, --voc apply to the variants' comparison, not to --methods"),
 ])
 def test_methods_options_are_refused_where_they_would_not_apply(tmp_path, args, needle):
     run = run_throughput(tmp_path, *args)
