@@ -83,3 +83,19 @@ def test_points_sit_at_their_speed_and_miou():
     logarithmic = cost_chart([("a", 1.0, 40.0), ("b", 100.0, 20.0), ("c", 10.0, 30.0)], "avg8", colours=COLOURS)
     (ax, _), (bx, _), (cx, _) = (centre(logarithmic, c) for c in (RED, BLUE, GREEN))
     assert abs((cx - ax) - (bx - ax) / 2) <= 2                 # over 10x: 10 is half way from 1 to 100
+
+
+def test_the_cost_chart_averages_what_every_plotted_setting_has():
+    """avg8 when every setting with images/s has it, else the mean over the benchmarks they all have, named; a setting
+    without images/s is not plotted, and with none there is nothing to draw."""
+    from proxyclip.commands.pictures import cost_points
+
+    titles = {"voc21": "VOC21", "voc20": "VOC20", "ade20k": "ADE20K"}
+    rows = [{"setting": "a", "mIoU": {"voc21": 60.0, "voc20": 80.0, "ade20k": 20.0}, "avg8": None, "cost": {"images_per_s": 4.0}},
+            {"setting": "b", "mIoU": {"voc21": 50.0, "voc20": 70.0, "ade20k": "failed: out of memory"}, "avg8": None,
+             "cost": {"images_per_s": 8.0}},
+            {"setting": "c", "mIoU": {"voc21": 10.0}, "avg8": None}]
+    assert cost_points(list(titles), rows, titles) == ([("a", 4.0, 70.0), ("b", 8.0, 60.0)], "mean over VOC21, VOC20")
+    complete = [{**row, "avg8": 33.0} for row in rows[:2]]
+    assert cost_points(list(titles), complete, titles) == ([("a", 4.0, 33.0), ("b", 8.0, 33.0)], "avg8")
+    assert cost_points(list(titles), rows[2:], titles) == "no setting has images/s (summary rows' cost)"

@@ -62,8 +62,10 @@ def write_pictures(output: Path, columns: Sequence[str], rows: Sequence[dict[str
         written.append(f"cost_vs_miou.png (images/s against {average})")
     if FOLDER in settings:                  # a setting of that name: its results are there, never replaced
         print(f"[eval_all] {FOLDER}/ not drawn: a setting (model config) is named {FOLDER}", flush=True)
-    else:
-        panels = write_compare_panels(output, columns, rows, titles)
+    elif panels := write_compare_panels(output, columns, rows, titles):
         written.append(f"{FOLDER}/ ({len(panels)} picture{'' if len(panels) == 1 else 's'}: the same images segmented "
                        "by every setting)")
+    else:
+        print(f"[eval_all] {FOLDER}/ not drawn: no result holds panels' arrays (panels/NNN_<image>.npz, which `test` "
+              "writes beside its panels; none with --model.num_panels 0)", flush=True)
     return "Pictures: " + "; ".join(written) + "."
