@@ -43,7 +43,8 @@ def methods_panel(image: np.ndarray, label: np.ndarray, predictions: Sequence[tu
     if (label == ignore_index).any():
         entries, entry_colours = entries + ["ignored"], entry_colours + [IGNORED]
     scale = display_scale(*label.shape)
-    lead = [_titled(enlarge(image, scale), "image"), _titled(enlarge(colorize(label, colours, ignore_index), scale), "ground truth")]
+    lead = [_titled(enlarge(image, scale), "image"),
+            _titled(enlarge(colorize(label, colours, ignore_index), scale), "ground truth")]
     tiles = [_titled(enlarge(colorize(pred, colours), scale), setting) for setting, pred in predictions]
     rows = [_side_by_side(lead + tiles[:PER_ROW])]
     indent = _side_by_side(lead).shape[1] + 4                      # later rows sit under the first row's predictions
@@ -91,7 +92,8 @@ def write_compare_panels(output: Path, benchmarks: Sequence[str], rows: Sequence
                 (predictions if pred.shape == label.shape else other_size).append((setting, pred))
             absent = ([f"{s} (no result)" for s in no_result] + [f"{s} (no panel)" for s in measured if s not in having]
                       + [f"{s} (another image size)" for s, _ in other_size])
-            title = f"{(titles or {}).get(bench, bench)} {stem}" + (f"; not shown: {', '.join(absent)}" if absent else "")
+            title = f"{(titles or {}).get(bench, bench)} {stem}"
+            title += f"; not shown: {', '.join(absent)}" if absent else ""
             picture = methods_panel(image, label, predictions, names, ignore_index, colours, title)
             path = folder / bench / f"{stem}.png"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,8 @@ def nice_step(span: float, ticks: int = 6) -> float:
     return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
 
-def _legend(draw: ImageDraw.ImageDraw, font, x0: int, y0: int, width: int, entries: list[tuple[str, tuple | None]]) -> int:
+def _legend(draw: ImageDraw.ImageDraw, font, x0: int, y0: int, width: int,
+            entries: list[tuple[str, tuple | None]]) -> int:
     """Swatch + name per entry, left to right, wrapped at `width`; a None colour draws the published marker. Returns
     the y below the last row."""
     x, y = x0, y0
@@ -174,7 +175,7 @@ def cost_chart(points: Sequence[tuple[str, float, float]], average_label: str, t
         size = int(font.getlength(name))
         lx = x + 7 if x + 7 + size < width - 2 else x - 7 - size
         ly = y - ROW // 2
-        while any(lx < b[2] and b[0] < lx + size and ly < b[3] and b[1] < ly + ROW for b in taken) and ly < height - ROW:
+        while ly < height - ROW and any(lx < b[2] and b[0] < lx + size and ly < b[3] and b[1] < ly + ROW for b in taken):
             ly += ROW // 2
         taken.append((lx, ly, lx + size, ly + ROW))
         draw.text((lx, ly), name, fill="black", font=font)

@@ -42,10 +42,10 @@ def run_precision(trainer: Trainer) -> dict[str, str | None]:
 
 class ResultWriter(Callback):
     """Files of an evaluation, into the module's `results_dir()`: `panels/NNN_<image>.png` (image | ground truth |
-    prediction; its arrays in NNN_<image>.npz) for the images whose dataset index is below the module's `num_panels` (each process saves those it
-    holds, so the panels are the same whatever the number of processes), then, on rank 0 only, metrics.json (with
-    the resolved config and the precision that ran), per_class.csv, summary.md and per_class_iou.png. A test that
-    ends early (Ctrl-C, an error) leaves no results: each process removes the panels it wrote, rank 0 the folder."""
+    prediction; its arrays in NNN_<image>.npz) for the images whose dataset index is below the module's `num_panels`
+    (each process saves those it holds, so the panels are the same whatever the number of processes), then, on rank 0
+    only, metrics.json (with the resolved config and the precision that ran), per_class.csv, summary.md and
+    per_class_iou.png. A test that ends early (Ctrl-C, an error) leaves no results: each process removes the panels it wrote, rank 0 the folder."""
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._seen, self._panels = 0, []         # this process's count of images and the panels it wrote
@@ -79,8 +79,7 @@ class ResultWriter(Callback):
         self._panels += [folder / f"{stem}.png", folder / f"{stem}.npz"]   # before writing: a half-written one too
         Image.fromarray(panel).save(self._panels[-2])
         np.savez_compressed(self._panels[-1], image=image, label=label.cpu().numpy().astype(np.int32),
-                            pred=pred.cpu().numpy().astype(np.int32),
-                            ignore_index=pl_module.ignore_index)
+                            pred=pred.cpu().numpy().astype(np.int32), ignore_index=pl_module.ignore_index)
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero or pl_module.report is None:
