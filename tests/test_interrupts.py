@@ -157,7 +157,7 @@ def test_every_ddp_rank_removes_the_panels_it_wrote(tmp_path, tiny_segmentor):
     with torch.no_grad():
         writer.on_test_batch_end(trainer, module, module.test_step(batch, 0), batch, 0)
     panels = tmp_path / "out" / "panels"
-    assert sorted(p.name for p in panels.iterdir()) == ["001_a.png", "003_b.png"]
+    assert sorted(p.name for p in panels.iterdir()) == ["001_a.npz", "001_a.png", "003_b.npz", "003_b.png"]
     Image.new("RGB", (4, 4)).save(panels / "000_c.png")             # rank 0's, which rank 0 removes
     writer.on_exception(trainer, module, KeyboardInterrupt())
     assert sorted(p.name for p in panels.iterdir()) == ["000_c.png"]

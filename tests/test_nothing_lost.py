@@ -80,7 +80,7 @@ def test_a_second_test_into_the_same_folder_is_refused_unless_overwrite(where, t
     code, _, err = run(voc_args(root, *folder_args, "--overwrite"), capsys)
     assert code == 0, err
     assert (out / "metrics.json").stat().st_mtime_ns > first["metrics.json"]
-    assert sorted(p.name for p in (out / "panels").iterdir()) == ["000_2007_000000.png"]   # never two runs mixed
+    assert sorted(p.name for p in (out / "panels").iterdir()) == ["000_2007_000000.npz", "000_2007_000000.png"]   # never two runs mixed
 
 
 def test_default_version_folders_need_no_overwrite(tmp_path, capsys, monkeypatch):

@@ -42,6 +42,7 @@ from .command_line import get
 from ..config_files import config_from_text, config_section
 from ..shipped_configs import find_config, packaged_configs
 from .earlier_outputs import OVERWRITE_FLAG
+from .pictures import write_pictures
 from .protocols import DEFAULT_METHOD, RECORD
 from .published import method_of, published_value
 from . import run_cost
@@ -269,8 +270,9 @@ def collect_published(output: Path) -> dict[str, dict[str, tuple[float, str]]]:
 
 
 def write_summary(output: Path, first: Sequence[str] = ()) -> str:
-    """Write summary.md / .csv / .json into `output`, the settings named in `first` (this run's models, in their
-    order) as the first rows, the folder's other settings after them; returns the markdown."""
+    """Write summary.md / .csv / .json and the pictures (pictures.py) into `output`, the settings named in `first`
+    (this run's models, in their order) as the first rows, the folder's other settings after them; returns the
+    markdown."""
     table = collect(output)
     order = [name for name in first if name in table] + [name for name in table if name not in first]
     columns, rows = summary_rows({name: table[name] for name in order})
@@ -334,6 +336,8 @@ def write_summary(output: Path, first: Sequence[str] = ()) -> str:
             origin = method_of(row["setting"]) or {}
             markdown += (f"- {row['setting']} ({origin.get('repository')}, proxyclip/published/{origin.get('method')}.yaml): "
                          + "; ".join(f"{TITLES.get(b, b)} {entry['source']}" for b, entry in row["published"].items()) + "\n")
+    pictures = write_pictures(output, columns, rows, TITLES)
+    markdown += f"\n{pictures}\n" if pictures else ""
     (output / "summary.md").write_text(markdown)
     return markdown
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -41,10 +42,10 @@ def run_precision(trainer: Trainer) -> dict[str, str | None]:
 
 class ResultWriter(Callback):
     """Files of an evaluation, into the module's `results_dir()`: `panels/NNN_<image>.png` (image | ground truth |
-    prediction) for the images whose dataset index is below the module's `num_panels` (each process saves those it
-    holds, so the panels are the same whatever the number of processes), then, on rank 0 only, metrics.json (with
-    the resolved config and the precision that ran), per_class.csv, summary.md and per_class_iou.png. A test that
-    ends early (Ctrl-C, an error) leaves no results: each process removes the panels it wrote, rank 0 the folder."""
+    prediction; its arrays in NNN_<image>.npz) for the images whose dataset index is below the module's `num_panels`
+    (each process saves those it holds, so the panels are the same whatever the number of processes), then, on rank 0
+    only, metrics.json (with the resolved config and the precision that ran), per_class.csv, summary.md and
+    per_class_iou.png. A test that ends early (Ctrl-C, an error) leaves no results: each process removes the panels it wrote, rank 0 the folder."""
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._seen, self._panels = 0, []         # this process's count of images and the panels it wrote
@@ -63,7 +64,9 @@ class ResultWriter(Callback):
 
     def save_panel(self, pl_module: LightningModule, index: int, image: torch.Tensor, label: torch.Tensor,
                    pred: torch.Tensor, path: str) -> None:
-        """image (resized back to its ground truth's size for display) | ground truth | prediction."""
+        """image (resized back to its ground truth's size for display) | ground truth | prediction, and beside it
+        NNN_<image>.npz with the three arrays (image [H, W, 3] uint8, label, pred [H, W]; ignore_index), from which
+        eval_all composes the same image segmented by every method (proxyclip/commands/compare_panels.py)."""
         size = tuple(label.shape[-2:])
         image = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0]
         image = image.clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
@@ -72,8 +75,11 @@ class ResultWriter(Callback):
                                  palette(len(names), pl_module.dataset_name))
         folder = pl_module.results_dir() / "panels"
         folder.mkdir(parents=True, exist_ok=True)
-        self._panels.append(folder / f"{index:03d}_{Path(path).stem}.png")   # before writing: a half-written one too
-        Image.fromarray(panel).save(self._panels[-1])
+        stem = f"{index:03d}_{Path(path).stem}"          # a stem may hold dots: no with_suffix
+        self._panels += [folder / f"{stem}.png", folder / f"{stem}.npz"]   # before writing: a half-written one too
+        Image.fromarray(panel).save(self._panels[-2])
+        np.savez_compressed(self._panels[-1], image=image, label=label.cpu().numpy().astype(np.int32),
+                            pred=pred.cpu().numpy().astype(np.int32), ignore_index=pl_module.ignore_index)
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero or pl_module.report is None:
