@@ -26,8 +26,8 @@ def test_eval_all_draws_every_setting_beside_the_others(tmp_path, capsys, monkey
     assert main(["--model", str(TINY_CONFIG), str(other), "--datasets", "voc21", "--data-root", str(tmp_path / "data"),
                  "--output", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "[eval_all] cost_vs_miou.png not drawn: no setting has images/s" in printed
-    assert not (out / "cost_vs_miou.png").exists()
+    assert "cost_vs_miou.png not drawn" not in printed          # each setting's metrics.json records its images/s
+    assert Image.open(out / "cost_vs_miou.png").mode == "RGB"
     chart = Image.open(out / "methods.png")
     assert chart.mode == "RGB" and chart.size[0] > 200 and chart.size[1] > 200
     arrays = np.load(next((out / "tiny_random" / "voc21" / "panels").glob("000_*.npz")))
