@@ -43,6 +43,7 @@ from ..config_files import config_from_text, config_section
 from ..shipped_configs import find_config, packaged_configs
 from .earlier_outputs import OVERWRITE_FLAG
 from .protocols import DEFAULT_METHOD, RECORD
+from .eval_protocols import CHOICES, HELP as PROTOCOL_HELP, is_setting_folder, protocol_runs, ran_common, refuse_common_setting
 from .published import method_of, published_value
 from .weights import weights_provenance
 
@@ -223,7 +224,7 @@ def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrou
 def collect(output: Path) -> dict[str, dict[str, float | str]]:
     """{setting: {benchmark: mIoU or the missing/failed text}} over every result folder under `output`."""
     table: dict[str, dict[str, float | str]] = {}
-    for bench_dir in sorted(output.glob("*/*/")):
+    for bench_dir in sorted(d for d in output.glob("*/*/") if is_setting_folder(d.parent, output)):
         run_file, metrics_file = bench_dir / "run.json", bench_dir / "metrics.json"
         status = json.loads(run_file.read_text()).get("status", "ok") if run_file.is_file() else "ok"
         if status != "ok":
@@ -259,7 +260,7 @@ def collect_published(output: Path) -> dict[str, dict[str, tuple[float, str]]]:
     for run_file in sorted(output.glob("*/*/run.json")):
         run = json.loads(run_file.read_text())
         setting, benchmark = run_file.parent.parent.name, run_file.parent.name
-        if run.get("status", "ok") != "ok" or run.get("preset") != setting:
+        if run.get("status", "ok") != "ok" or run.get("preset") != setting or ran_common(run):
             continue
         value = published_value(setting, benchmark)
         if value is not None:
@@ -355,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                              "file or other options), replacing them; without it such a benchmark is not run and shows "
                              "as kept (results of this same config are skipped either way, and an earlier failed run is "
                              "always run again)")
+    parser.add_argument("--protocol", choices=CHOICES, default="original", help=PROTOCOL_HELP)
     args, passthrough = parser.parse_known_args(argv)
     args.root = [pair for pairs in args.root for pair in pairs]   # --root a=X b=Y, --root a=X --root b=Y: the same
     names = list(BENCHMARKS) if args.datasets == ["all"] else args.datasets
@@ -373,30 +375,36 @@ def main(argv: list[str] | None = None) -> int:
     for given, model in zip(args.model, models):
         if not model.is_file():
             parser.error(f"model config '{given}' does not exist")
+    if refuse_common_setting(models):
+        parser.error(refuse_common_setting(models))
     output = Path(args.output).expanduser().resolve()
     statuses: dict[str, str] = {}
-    for model in models:
-        for name in names:
-            if name in custom:      # its root from its config, unless --root names it
-                root = Path(overrides[name]).expanduser().resolve() if name in overrides else None
-            else:
-                root = Path(overrides.get(name) or Path(args.data_root) / default_root(name)).expanduser().resolve()
-            try:
-                status = evaluate(name, root, model, output / model.stem / name, passthrough, custom.get(name),
-                                  args.overwrite)
-            except KeyboardInterrupt:
-                where = name if len(models) == 1 else f"{model.stem} / {name}"
-                print(f"[eval_all] interrupted at {where}; run the same command again to resume "
-                      "(finished benchmarks are kept and skipped)", file=sys.stderr, flush=True)
-                return 130
-            except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
-                status = f"failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
-                (output / model.stem / name).mkdir(parents=True, exist_ok=True)
-                (output / model.stem / name / "run.json").write_text(json.dumps({"status": status, "benchmark": name}, indent=2))
-            statuses[f"{model.stem} / {name}"] = status
-            print(f"[eval_all] {model.stem} / {name}: {status}", flush=True)
-    output.mkdir(parents=True, exist_ok=True)
-    print(write_summary(output, [model.stem for model in models]) + f"\n[eval_all] summary written to {output}/ (summary.md, summary.csv, summary.json)")
+    runs = protocol_runs(args.protocol, output)
+    for protocol, folder, asks, model, name in [(*run, m, n) for run in runs for m in models for n in names]:
+        key = f"{model.stem} / {name}" + (f" ({protocol})" if len(runs) > 1 else "")
+        if name in custom:      # its root from its config, unless --root names it
+            root = Path(overrides[name]).expanduser().resolve() if name in overrides else None
+        else:
+            root = Path(overrides.get(name) or Path(args.data_root) / default_root(name)).expanduser().resolve()
+        try:
+            status = evaluate(name, root, model, folder / model.stem / name, [*asks, *passthrough],
+                              custom.get(name), args.overwrite) if not (asks and name in custom) else \
+                "unsupported: the common protocol is stated for the benchmarks only"
+        except KeyboardInterrupt:
+            where = name if len(models) == 1 else f"{model.stem} / {name}"
+            print(f"[eval_all] interrupted at {where}; run the same command again to resume "
+                  "(finished benchmarks are kept and skipped)", file=sys.stderr, flush=True)
+            return 130
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
+            status = f"failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+            (folder / model.stem / name).mkdir(parents=True, exist_ok=True)
+            (folder / model.stem / name / "run.json").write_text(json.dumps({"status": status, "benchmark": name}, indent=2))
+        statuses[key] = status
+        print(f"[eval_all] {key}: {status}", flush=True)
+    for protocol, folder, _ in runs:
+        folder.mkdir(parents=True, exist_ok=True)
+        print(f"[eval_all] {protocol} protocol\n" + write_summary(folder, [model.stem for model in models])
+              + f"\n[eval_all] summary written to {folder}/ (summary.md, summary.csv, summary.json)")
     failed = [n for n, s in statuses.items() if s.startswith("failed")]
     missing = [n for n, s in statuses.items() if s.startswith("missing")]
     unsupported = [n for n, s in statuses.items() if s.startswith("unsupported")]
