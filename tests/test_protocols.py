@@ -8,7 +8,7 @@ import yaml
 
 from conftest import REPO_ROOT, TINY_CONFIG
 from fake_datasets import write_voc
-from proxyclip.commands.eval_all import main as eval_all
+from proxyclip.commands.eval_all import BENCHMARKS as ALL_BENCHMARKS, main as eval_all
 from test_corrclip import tiny_corrclip_preset, write_masks
 from test_side_by_side import tiny_preset
 from test_trident import TINY_SAM, tiny_trident_preset
@@ -166,3 +166,30 @@ def test_common_is_refused_for_a_dataset_of_your_own_and_for_predict(tmp_path, c
     assert "no common protocol for" in line and "voc21" in line and "--protocol original" in line
     line = refused(["predict", "--config", "configs/demo.yaml", "--model", str(TINY_CONFIG), "--protocol", "common"], capsys)
     assert "`predict` segments your own images" in line
+
+
+def test_the_original_protocol_of_proxyclip_records_the_benchmark_configs_values(tmp_path):
+    from test_what_runs import run_test
+
+    protocol = run_test(write_voc(tmp_path / "data", n=1), tmp_path / "out")["protocol"]
+    data = yaml.safe_load((REPO_ROOT / "configs" / "data" / "voc21.yaml").read_text())["init_args"]
+    assert (protocol["name"], protocol["files"], protocol["exceptions"]) == ("original", [], {})
+    values = protocol["values"]
+    assert (values["names_file"], values["scale"], values["prob_thd"]) == (data["names_file"], data["scale"], data["prob_thd"])
+    assert (values["mode"], values["crop_size"], values["stride"]) == ("slide", data["crop_size"], data["stride"])
+    assert values["class_names"][0].startswith("sky; wall")              # ProxyCLIP's own background synonyms
+
+
+def test_the_docs_table_is_the_common_files():
+    """docs/protocols.md's table of the common values says what configs/common/ holds, benchmark by benchmark."""
+    rows = [line.split("|")[1:-1] for line in (REPO_ROOT / "docs" / "protocols.md").read_text().splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip() in BENCHMARK_FILES]
+    assert sorted(row[0].strip() for row in rows) == sorted(BENCHMARK_FILES) == sorted(ALL_BENCHMARKS)   # all ten
+    for bench, vocabulary, short, prob_thd in (map(str.strip, row) for row in rows):
+        data = yaml.safe_load(BENCHMARK_FILES[bench].read_text())["data"]["init_args"]
+        assert vocabulary.startswith(f"`{data['names_file']}`"), bench
+        assert (int(short), float(prob_thd)) == (data["scale"][1], data["prob_thd"]), bench
+        assert (data["crop_size"], data["stride"]) == (224, 112), bench
+
+
+BENCHMARK_FILES = {p.stem: p for p in (REPO_ROOT / "configs" / "common").glob("*.yaml")}

@@ -9,7 +9,8 @@ results: the hash of the resolved config, which decides whether a later call ski
 is needed to trust the number (config, package versions, where the weights came from, time, command, host, date). The finished
 results of another config are kept (not run, status `kept`) unless `--overwrite` is given.
 Unknown arguments are passed through to `main.py test`, after `--model`, so
-`--model.segmentor.method_kwargs '{beta: 1.0, gamma: 3.0}'` works.
+`--model.segmentor.method_kwargs '{beta: 1.0, gamma: 3.0}'` works. `--protocol common|both` runs the common protocol
+into `<output>/common/` with its own table (eval_protocols.py, docs/protocols.md).
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ The method and the benchmark are read from the parsed configuration, so every sp
 The method's file goes right after the last argument that changed either, so that later command-line values still
 win; the run's config records it as `method_protocol`, and a config that records it (a saved config.yaml) already
 holds its values: it is not added twice. `--method_protocol` given by hand with another value is refused: the CLI
-would replace it.
+would replace it. Under `--protocol common` the file added is configs/common/<benchmark>.yaml, for every method
+(common_protocol.py).
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from ..shipped_configs import find_config, packaged_configs
 
 DEFAULT_METHOD = "proxyclip"
 RECORD = "method_protocol"   # the run's config key that records the file added
-RECORD_HELP = ("Set by the CLI, not by hand: the method's own benchmark values it added (configs/<method>/<benchmark>.yaml, "
-               "for every method but ProxyCLIP), recorded so that a saved config runs again as it ran (a config that "
+RECORD_HELP = ("Set by the CLI, not by hand: the protocol file it added (configs/<method>/<benchmark>.yaml, for every "
+               "method but ProxyCLIP; under --protocol common configs/common/<benchmark>.yaml, for every method), recorded so that a saved config runs again as it ran (a config that "
                "records the file already holds its values).")
 # the arguments that can change the parsed method or benchmark; any other leaves both as they were
 CHOOSERS = spellings("model.segmentor.init_args.method") | spellings("data.class_path")

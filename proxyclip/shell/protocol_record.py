@@ -45,6 +45,6 @@ def protocol_record(config: dict[str, Any] | None, segmentor: nn.Module, datamod
     config = config or {}
     name = config.get("protocol") or "original"
     recorded = config.get("method_protocol")
-    files = [recorded] if recorded else [str(path) for path in config.get("config") or []]
+    files = [recorded] if recorded else []     # none for ProxyCLIP's original: the benchmark config's values are its own
     exceptions = dict(type(segmentor.last_block).common_exceptions) if name == "common" else {}
     return {"name": name, "files": files, "values": protocol_values(segmentor, datamodule), "exceptions": exceptions}
