@@ -132,7 +132,7 @@ def test_common_adds_one_file_for_every_method_and_later_values_still_win(tmp_pa
 
 
 def test_a_saved_common_config_runs_again_as_it_ran(tmp_path):
-    from test_what_runs import refused, resolved
+    from test_what_runs import resolved
 
     trident = with_kwargs(tiny_trident_preset(tmp_path), sam_checkpoint=False, sam_kwargs=TINY_SAM)
     config, _ = resolved(["test", "--config", "configs/voc20.yaml", "--model", str(trident), "--protocol", "common"])

@@ -381,30 +381,34 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output).expanduser().resolve()
     statuses: dict[str, str] = {}
     runs = protocol_runs(args.protocol, output)
-    for protocol, folder, asks, model, name in [(*run, m, n) for run in runs for m in models for n in names]:
-        key = f"{model.stem} / {name}" + (f" ({protocol})" if len(runs) > 1 else "")
-        if name in custom:      # its root from its config, unless --root names it
-            root = Path(overrides[name]).expanduser().resolve() if name in overrides else None
-        else:
-            root = Path(overrides.get(name) or Path(args.data_root) / default_root(name)).expanduser().resolve()
-        try:
-            status = evaluate(name, root, model, folder / model.stem / name, [*asks, *passthrough],
-                              custom.get(name), args.overwrite) if not (asks and name in custom) else \
-                "unsupported: the common protocol is stated for the benchmarks only"
-        except KeyboardInterrupt:
-            where = name if len(models) == 1 else f"{model.stem} / {name}"
-            print(f"[eval_all] interrupted at {where}; run the same command again to resume "
-                  "(finished benchmarks are kept and skipped)", file=sys.stderr, flush=True)
-            return 130
-        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
-            status = f"failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
-            (folder / model.stem / name).mkdir(parents=True, exist_ok=True)
-            (folder / model.stem / name / "run.json").write_text(json.dumps({"status": status, "benchmark": name}, indent=2))
-        statuses[key] = status
-        print(f"[eval_all] {key}: {status}", flush=True)
+    for (protocol, folder, asks), model in [(run, model) for run in runs for model in models]:
+        for name in names:
+            key = f"{model.stem} / {name}" + (f" ({protocol})" if len(runs) > 1 else "")
+            if name in custom:      # its root from its config, unless --root names it
+                root = Path(overrides[name]).expanduser().resolve() if name in overrides else None
+            else:
+                root = Path(overrides.get(name) or Path(args.data_root) / default_root(name)).expanduser().resolve()
+            try:
+                if asks and name in custom:        # a dataset of your own has no common protocol file
+                    status = "unsupported: the common protocol is stated for the benchmarks only"
+                else:
+                    status = evaluate(name, root, model, folder / model.stem / name, [*asks, *passthrough],
+                                      custom.get(name), args.overwrite)
+            except KeyboardInterrupt:
+                where = name if len(models) == 1 else f"{model.stem} / {name}"
+                print(f"[eval_all] interrupted at {where}; run the same command again to resume "
+                      "(finished benchmarks are kept and skipped)", file=sys.stderr, flush=True)
+                return 130
+            except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
+                status = f"failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+                (folder / model.stem / name).mkdir(parents=True, exist_ok=True)
+                (folder / model.stem / name / "run.json").write_text(json.dumps({"status": status, "benchmark": name}, indent=2))
+            statuses[key] = status
+            print(f"[eval_all] {key}: {status}", flush=True)
     for protocol, folder, _ in runs:
         folder.mkdir(parents=True, exist_ok=True)
-        print(f"[eval_all] {protocol} protocol\n" + write_summary(folder, [model.stem for model in models])
+        title = f"[eval_all] the {protocol} protocol\n" if folder != output or len(runs) > 1 else ""
+        print(title + write_summary(folder, [model.stem for model in models])
               + f"\n[eval_all] summary written to {folder}/ (summary.md, summary.csv, summary.json)")
     failed = [n for n, s in statuses.items() if s.startswith("failed")]
     missing = [n for n, s in statuses.items() if s.startswith("missing")]
