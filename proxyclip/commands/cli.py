@@ -7,7 +7,7 @@ What runs is settled from the parsed configuration before anything is built (wha
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import LightningDataModule
@@ -25,6 +25,7 @@ from .hardware import check_hardware
 from .interrupts import run_interruptibly
 from .messages import ALL_MESSAGES_FLAG, argument_error_paragraph, show_all_messages, quiet_third_party
 from .outputs import DEFAULT_ROOT, check_output_locations, route_outputs
+from .common_protocol import PROTOCOL, PROTOCOL_HELP, PROTOCOLS
 from .protocols import RECORD, RECORD_HELP
 from .user_errors import find_user_error
 from .weights import model_config_name
@@ -98,6 +99,7 @@ class ProxyCLIPCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ResultWriter, "result_writer")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")  # --prediction_writer.save_probabilities ...
+        parser.add_argument(f"--{PROTOCOL}", type=Literal[PROTOCOLS], default=PROTOCOLS[0], help=PROTOCOL_HELP)
         parser.add_argument(f"--{RECORD}", type=Optional[str], default=None, help=RECORD_HELP)
         for source, target in LINKS.items():
             parser.link_arguments(f"data.{source}", target, apply_on="instantiate")

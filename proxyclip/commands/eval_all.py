@@ -9,7 +9,8 @@ results: the hash of the resolved config, which decides whether a later call ski
 is needed to trust the number (config, package versions, where the weights came from, time, command, host, date). The finished
 results of another config are kept (not run, status `kept`) unless `--overwrite` is given.
 Unknown arguments are passed through to `main.py test`, after `--model`, so
-`--model.segmentor.method_kwargs '{beta: 1.0, gamma: 3.0}'` works.
+`--model.segmentor.method_kwargs '{beta: 1.0, gamma: 3.0}'` works. `--protocol common|both` runs the common protocol
+into `<output>/common/` with its own table (eval_protocols.py, docs/protocols.md).
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ from ..shipped_configs import find_config, packaged_configs
 from .earlier_outputs import OVERWRITE_FLAG
 from .pictures import write_pictures
 from .protocols import DEFAULT_METHOD, RECORD
+from .eval_protocols import CHOICES, HELP as PROTOCOL_HELP, is_setting_folder, protocol_runs, ran_common, refuse_common_setting
 from .published import method_of, published_value
 from . import run_cost
 from .weights import weights_provenance
@@ -225,7 +227,7 @@ def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrou
 def collect(output: Path) -> dict[str, dict[str, float | str]]:
     """{setting: {benchmark: mIoU or the missing/failed text}} over every result folder under `output`."""
     table: dict[str, dict[str, float | str]] = {}
-    for bench_dir in sorted(output.glob("*/*/")):
+    for bench_dir in sorted(d for d in output.glob("*/*/") if is_setting_folder(d.parent, output)):
         run_file, metrics_file = bench_dir / "run.json", bench_dir / "metrics.json"
         status = json.loads(run_file.read_text()).get("status", "ok") if run_file.is_file() else "ok"
         if status != "ok":
@@ -261,7 +263,7 @@ def collect_published(output: Path) -> dict[str, dict[str, tuple[float, str]]]:
     for run_file in sorted(output.glob("*/*/run.json")):
         run = json.loads(run_file.read_text())
         setting, benchmark = run_file.parent.parent.name, run_file.parent.name
-        if run.get("status", "ok") != "ok" or run.get("preset") != setting:
+        if run.get("status", "ok") != "ok" or run.get("preset") != setting or ran_common(run):
             continue
         value = published_value(setting, benchmark)
         if value is not None:
@@ -365,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                              "file or other options), replacing them; without it such a benchmark is not run and shows "
                              "as kept (results of this same config are skipped either way, and an earlier failed run is "
                              "always run again)")
+    parser.add_argument("--protocol", choices=CHOICES, default="original", help=PROTOCOL_HELP)
     args, passthrough = parser.parse_known_args(argv)
     args.root = [pair for pairs in args.root for pair in pairs]   # --root a=X b=Y, --root a=X --root b=Y: the same
     names = list(BENCHMARKS) if args.datasets == ["all"] else args.datasets
@@ -383,17 +386,24 @@ def main(argv: list[str] | None = None) -> int:
     for given, model in zip(args.model, models):
         if not model.is_file():
             parser.error(f"model config '{given}' does not exist")
+    if refuse_common_setting(models):
+        parser.error(refuse_common_setting(models))
     output = Path(args.output).expanduser().resolve()
     statuses: dict[str, str] = {}
-    for model in models:
+    runs = protocol_runs(args.protocol, output)
+    for (protocol, folder, asks), model in [(run, model) for run in runs for model in models]:
         for name in names:
+            key = f"{model.stem} / {name}" + (f" ({protocol})" if len(runs) > 1 else "")
             if name in custom:      # its root from its config, unless --root names it
                 root = Path(overrides[name]).expanduser().resolve() if name in overrides else None
             else:
                 root = Path(overrides.get(name) or Path(args.data_root) / default_root(name)).expanduser().resolve()
             try:
-                status = evaluate(name, root, model, output / model.stem / name, passthrough, custom.get(name),
-                                  args.overwrite)
+                if asks and name in custom:        # a dataset of your own has no common protocol file
+                    status = "unsupported: the common protocol is stated for the benchmarks only"
+                else:
+                    status = evaluate(name, root, model, folder / model.stem / name, [*asks, *passthrough],
+                                      custom.get(name), args.overwrite)
             except KeyboardInterrupt:
                 where = name if len(models) == 1 else f"{model.stem} / {name}"
                 print(f"[eval_all] interrupted at {where}; run the same command again to resume "
@@ -401,12 +411,15 @@ def main(argv: list[str] | None = None) -> int:
                 return 130
             except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
                 status = f"failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
-                (output / model.stem / name).mkdir(parents=True, exist_ok=True)
-                (output / model.stem / name / "run.json").write_text(json.dumps({"status": status, "benchmark": name}, indent=2))
-            statuses[f"{model.stem} / {name}"] = status
-            print(f"[eval_all] {model.stem} / {name}: {status}", flush=True)
-    output.mkdir(parents=True, exist_ok=True)
-    print(write_summary(output, [model.stem for model in models]) + f"\n[eval_all] summary written to {output}/ (summary.md, summary.csv, summary.json)")
+                (folder / model.stem / name).mkdir(parents=True, exist_ok=True)
+                (folder / model.stem / name / "run.json").write_text(json.dumps({"status": status, "benchmark": name}, indent=2))
+            statuses[key] = status
+            print(f"[eval_all] {key}: {status}", flush=True)
+    for protocol, folder, _ in runs:
+        folder.mkdir(parents=True, exist_ok=True)
+        title = f"[eval_all] the {protocol} protocol\n" if folder != output or len(runs) > 1 else ""
+        print(title + write_summary(folder, [model.stem for model in models])
+              + f"\n[eval_all] summary written to {folder}/ (summary.md, summary.csv, summary.json)")
     failed = [n for n, s in statuses.items() if s.startswith("failed")]
     missing = [n for n, s in statuses.items() if s.startswith("missing")]
     unsupported = [n for n, s in statuses.items() if s.startswith("unsupported")]

@@ -11,7 +11,8 @@ The method and the benchmark are read from the parsed configuration, so every sp
 The method's file goes right after the last argument that changed either, so that later command-line values still
 win; the run's config records it as `method_protocol`, and a config that records it (a saved config.yaml) already
 holds its values: it is not added twice. `--method_protocol` given by hand with another value is refused: the CLI
-would replace it.
+would replace it. Under `--protocol common` the file added is configs/common/<benchmark>.yaml, for every method
+(common_protocol.py).
 """
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ from datamodules import DATAMODULES
 
 from ..errors import ProxyCLIPError
 from .command_line import Argument, CommandLine, get, spellings
+from .common_protocol import COMMON, PROTOCOL, common_file, common_tokens, refuse_protocol
 from ..shipped_configs import find_config, packaged_configs
 
 DEFAULT_METHOD = "proxyclip"
 RECORD = "method_protocol"   # the run's config key that records the file added
-RECORD_HELP = ("Set by the CLI, not by hand: the method's own benchmark values it added (configs/<method>/<benchmark>.yaml, "
-               "for every method but ProxyCLIP), recorded so that a saved config runs again as it ran (a config that "
+RECORD_HELP = ("Set by the CLI, not by hand: the protocol file it added (configs/<method>/<benchmark>.yaml, for every "
+               "method but ProxyCLIP; under --protocol common configs/common/<benchmark>.yaml, for every method), recorded so that a saved config runs again as it ran (a config that "
                "records the file already holds its values).")
 # the arguments that can change the parsed method or benchmark; any other leaves both as they were
 CHOOSERS = spellings("model.segmentor.init_args.method") | spellings("data.class_path")
@@ -73,14 +75,17 @@ def add_method_protocol(line: CommandLine, config: Any) -> tuple[CommandLine, st
     """(the command line with the method's protocol file added where it belongs, the value `method_protocol` must
     record, the one line to print), for the parsed `config` of `line`'s subcommand."""
     method, benchmark = method_and_benchmark(config)
-    if line.subcommand != "test" or method == DEFAULT_METHOD:
+    refuse_protocol(line, config, benchmark, get(config, RECORD))
+    common = get(config, PROTOCOL) == COMMON
+    if line.subcommand != "test" or (method == DEFAULT_METHOD and not common):
         return line, None, None
-    own = method_protocol(method, benchmark)
+    own = common_file(benchmark) if common else method_protocol(method, benchmark)
     if own is None:
         what = f"no {benchmark} protocol" if benchmark else f"no protocol for {get(config, 'data.class_path')}"
         return line, None, (f"note: {method} defines {what}; the data config's values (for a benchmark, ProxyCLIP's crop, "
                             "stride, vocabulary and thresholds) are used.")
-    note = f"{method}'s own {benchmark} values: --config {own}"
+    note = (f"the common {benchmark} protocol for {method}" if common else f"{method}'s own {benchmark} values") + \
+        f": --config {own}"
     chooser = _last_chooser(line, (method, benchmark))
     at = chooser.end if chooser is not None else line.subcommand_at + 1
     # a whole config that records the file (a run's saved config.yaml) and chose the method itself holds its values
@@ -88,7 +93,8 @@ def add_method_protocol(line: CommandLine, config: Any) -> tuple[CommandLine, st
         and not _same(get(line.before(chooser.start), RECORD), own)
     if recorded:
         return line, protocol_name(own), note
-    return line.inserted(at, ["--config", str(own)]), protocol_name(own), note
+    return line.inserted(at, ["--config", str(own), *(common_tokens(method, config) if common else [])]), \
+        protocol_name(own), note
 
 
 def refuse_record_by_hand(line: CommandLine, record: str | None) -> None:

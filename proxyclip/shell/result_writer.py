@@ -15,6 +15,7 @@ from PIL import Image
 
 from ..config_files import config_from_text
 from .fonts import font_note
+from .protocol_record import protocol_record
 from .results import markdown_summary, nan_line, write_report
 from .visualize import comparison_panel, iou_bar_chart, palette
 
@@ -87,6 +88,7 @@ class ResultWriter(Callback):
         report = pl_module.report
         report["config"] = run_config(trainer)
         report["precision"] = run_precision(trainer)
+        report["protocol"] = protocol_record(report["config"], pl_module.segmentor, trainer.datamodule)
         out_dir = write_report(report, pl_module.results_dir())
         names = pl_module.class_labels()
         chart = iou_bar_chart(names, [row["IoU"] for row in report["per_class"]],

@@ -13,7 +13,7 @@ A method that reads more of the tower (earlier blocks' outputs or attention, the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,10 @@ class LastBlock(nn.Module):
     needs_vfm: ClassVar[bool] = False
     default_vfm: ClassVar[str | None] = None   # the VFM built when the `vfm` option is unset (methods with a VFM)
     summary: ClassVar[str] = ""           # what the method does, in a few words (the `method` option's help)
+    # The common protocol (docs/protocols.md): the method_kwargs values that switch the method's own post-processing
+    # off, and what it keeps because it cannot run without it, {option or step: why}.
+    post_processing_off: ClassVar[dict[str, Any]] = {}
+    common_exceptions: ClassVar[dict[str, str]] = {}
 
     def forward(self, block: nn.Module, tokens: torch.Tensor, grid: tuple[int, int], linear: Linear,
                 feats: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -62,6 +62,8 @@ class CorrCLIPBlock(LastBlock):
     """
 
     summary = "DINO's correlations within region masks, spatial and semantic branches, a vote per region"
+    common_exceptions = {"region vote": "CorrCLIP's last step sets each region mask's labels to their mode "
+                                        "(refine_labels); the method has no option to run without it"}
 
     needs_vfm = True
     default_vfm = "dino_vitb8"   # the original's (configs/base_config.py:6)

@@ -42,6 +42,7 @@ class TridentBlock(LastBlock):
     """
 
     summary = "DINO-guided CLIP windows spliced and mixed by SAM's last-block attention, labels refined by SAM"
+    post_processing_off = {"sam_refinement": False}   # the SAM refinement of the decided labels (refine_labels)
 
     needs_vfm = True
     default_vfm = "dino_vitb16"   # the original's torch.hub dino_vitb16 (trident.py:48)
