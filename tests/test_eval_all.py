@@ -160,7 +160,8 @@ def test_the_summary_averages_are_over_the_named_benchmarks(tmp_path):
         (csv_row,) = list(reader)
     assert reader.fieldnames[-6:] == ["avg8", "avg_bg", "avg_nobg", "images_per_s", "test_loop_s", "peak_memory_gb"]
     assert {avg: float(csv_row[avg]) for avg in AVERAGES} == pytest.approx(expected)
-    assert markdown.startswith("mIoU (%), single scale; avg8 over VOC21, Context60, COCO-Object, VOC20, Context59, "
+    assert markdown.startswith("mIoU (%), single scale, each method under its own protocol (its repository's "
+                               "per-benchmark values); avg8 over VOC21, Context60, COCO-Object, VOC20, Context59, "
                                "COCO-Stuff, Cityscapes, ADE20K.")
     # the table (no timing recorded: no cost), then the notes and the pictures
     assert markdown.split("\n\n")[1].rstrip().endswith("| 4.50 | 2.00 | 6.00 | - | - | - |")

@@ -86,6 +86,8 @@ def test_original_protocol_is_unchanged_and_both_tables_are_written(tmp_path):
     for folder in (tmp_path / "out", tmp_path / "out" / "common"):
         rows = json.loads((folder / "summary.json").read_text())["rows"]
         assert [row["setting"] for row in rows] == ["tiny_sclip"]        # the original table skips common/
+    assert "every method under the common protocol" in (tmp_path / "out" / "common" / "summary.md").read_text()
+    assert "each method under its own protocol" in (tmp_path / "out" / "summary.md").read_text()
 
 
 def test_a_common_run_is_never_beside_a_published_number(tmp_path):

@@ -56,6 +56,10 @@ TITLES = {name: cls.title or name for name, cls in DATAMODULES.items()}
 # whose vocabulary has a background class, those without one, and the eight together.
 WITH_BACKGROUND = ("voc21", "context60", "coco_object")
 WITHOUT_BACKGROUND = ("voc20", "context59", "coco_stuff", "cityscapes", "ade20k")
+# summary.md's first line: which protocol the numbers ran under (docs/protocols.md)
+PROTOCOL_LINES = {"original": "each method under its own protocol (its repository's per-benchmark values)",
+                  "common": "every method under the common protocol (configs/common/<benchmark>.yaml: the same "
+                            "vocabulary, resize, window and thresholds)"}
 AVERAGES = {"avg8": WITH_BACKGROUND + WITHOUT_BACKGROUND, "avg_bg": WITH_BACKGROUND, "avg_nobg": WITHOUT_BACKGROUND}
 # Resolved-config keys that say where results go or how the work is spread, never what is computed: the hash
 # ignores them, so a resumed run on another output folder or GPU count still skips finished benchmarks
@@ -271,7 +275,7 @@ def collect_published(output: Path) -> dict[str, dict[str, tuple[float, str]]]:
     return found
 
 
-def write_summary(output: Path, first: Sequence[str] = ()) -> str:
+def write_summary(output: Path, first: Sequence[str] = (), protocol: str = "original") -> str:
     """Write summary.md / .csv / .json and the pictures (pictures.py) into `output`, the settings named in `first`
     (this run's models, in their order) as the first rows, the folder's other settings after them; returns the
     markdown."""
@@ -328,7 +332,7 @@ def write_summary(output: Path, first: Sequence[str] = ()) -> str:
     lines += ["| " + " | ".join([row["setting"]] + [cell(row, b) for b in columns] + [fmt(row[a]) for a in AVERAGES]
                         + run_cost.markdown_cells(row["cost"])) + " |"
               for row in rows]
-    markdown = f"mIoU (%), single scale; avg8 over {', '.join(TITLES[b] for b in AVERAGES['avg8'])}.\n\n"
+    markdown = f"mIoU (%), single scale, {PROTOCOL_LINES[protocol]}; avg8 over {', '.join(TITLES[b] for b in AVERAGES['avg8'])}.\n\n"
     markdown += "\n".join(lines) + "\n" + run_cost.cost_note(costs, places)
     sourced = [row for row in rows if row["published"]]
     if sourced:
@@ -418,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     for protocol, folder, _ in runs:
         folder.mkdir(parents=True, exist_ok=True)
         title = f"[eval_all] the {protocol} protocol\n" if folder != output or len(runs) > 1 else ""
-        print(title + write_summary(folder, [model.stem for model in models])
+        print(title + write_summary(folder, [model.stem for model in models], protocol)
               + f"\n[eval_all] summary written to {folder}/ (summary.md, summary.csv, summary.json)")
     failed = [n for n, s in statuses.items() if s.startswith("failed")]
     missing = [n for n, s in statuses.items() if s.startswith("missing")]

@@ -51,7 +51,8 @@ def write_pictures(output: Path, columns: Sequence[str], rows: Sequence[dict[str
                  for row in rows}
     chart = methods_chart([titles.get(b, b) for b in columns], settings, miou, published, colours=colours)
     Image.fromarray(chart).save(output / "methods.png")
-    written = ["methods.png (mIoU per benchmark; a black tick: the published number)"]
+    ticks = any(published.values())         # only a table with published numbers speaks of them
+    written = ["methods.png (mIoU per benchmark" + ("; a black tick: the published number)" if ticks else ")")]
     cost = cost_points(columns, rows, titles)
     if isinstance(cost, str):
         (output / "cost_vs_miou.png").unlink(missing_ok=True)
