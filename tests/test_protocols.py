@@ -5,6 +5,7 @@ import json
 
 import pytest
 import yaml
+from PIL import Image
 
 from conftest import REPO_ROOT, TINY_CONFIG
 from fake_datasets import write_voc
@@ -72,9 +73,14 @@ def test_common_protocol_is_the_same_for_every_method(tmp_path):
 def test_original_protocol_is_unchanged_and_both_tables_are_written(tmp_path):
     write_voc(tmp_path / "data", n=1)
     sclip = tiny_preset(tmp_path, "sclip")
-    code = eval_all(["--model", str(sclip), "--datasets", "voc21", "--data-root", str(tmp_path / "data"),
+    code = eval_all(["--model", str(TINY_CONFIG), str(sclip), "--datasets", "voc21", "--data-root", str(tmp_path / "data"),
                      "--output", str(tmp_path / "out"), "--protocol", "both", "--trainer.enable_progress_bar", "false"])
     assert code == 0
+    for folder in (tmp_path / "out", tmp_path / "out" / "common"):     # each protocol: its table, pictures and panels
+        assert {"summary.md", "summary.csv", "summary.json", "methods.png", "cost_vs_miou.png"} <= {
+            p.name for p in folder.iterdir()}, folder
+        (panel,) = (folder / "compare_panels" / "voc21").glob("*.png")
+        assert Image.open(panel).size[0] > Image.open(next((folder / "tiny_sclip" / "voc21" / "panels").glob("*.png"))).size[0]
     original = json.loads((tmp_path / "out" / "tiny_sclip" / "voc21" / "metrics.json").read_text())["protocol"]
     common = json.loads((tmp_path / "out" / "common" / "tiny_sclip" / "voc21" / "metrics.json").read_text())["protocol"]
     assert original["name"] == "original" and original["files"] == ["configs/sclip/voc21.yaml"]
@@ -85,7 +91,7 @@ def test_original_protocol_is_unchanged_and_both_tables_are_written(tmp_path):
     assert runs[0]["config_hash"] != runs[1]["config_hash"]
     for folder in (tmp_path / "out", tmp_path / "out" / "common"):
         rows = json.loads((folder / "summary.json").read_text())["rows"]
-        assert [row["setting"] for row in rows] == ["tiny_sclip"]        # the original table skips common/
+        assert [row["setting"] for row in rows] == ["tiny_random", "tiny_sclip"]   # the original table skips common/
     assert "every method under the common protocol" in (tmp_path / "out" / "common" / "summary.md").read_text()
     assert "each method under its own protocol" in (tmp_path / "out" / "summary.md").read_text()
 
