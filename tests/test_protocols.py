@@ -92,7 +92,12 @@ def test_original_protocol_is_unchanged_and_both_tables_are_written(tmp_path):
     for folder in (tmp_path / "out", tmp_path / "out" / "common"):
         rows = json.loads((folder / "summary.json").read_text())["rows"]
         assert [row["setting"] for row in rows] == ["tiny_random", "tiny_sclip"]   # the original table skips common/
-    assert "every method under the common protocol" in (tmp_path / "out" / "common" / "summary.md").read_text()
+    common_md = (tmp_path / "out" / "common" / "summary.md").read_text()
+    assert "every method under the common protocol" in common_md
+    readme = (REPO_ROOT / "README.md").read_text()                     # its format example is what eval_all writes
+    first, table = common_md.split("\n\n")[:2]
+    assert first in readme and table.splitlines()[0].split(" | VOC21 | ")[1] in readme
+    assert common_md.split("\n\n")[2].split(". Measured on")[0] in readme
     assert "each method under its own protocol" in (tmp_path / "out" / "summary.md").read_text()
 
 
