@@ -29,8 +29,9 @@ from ..shipped_configs import find_config, packaged_configs
 DEFAULT_METHOD = "proxyclip"
 RECORD = "method_protocol"   # the run's config key that records the file added
 RECORD_HELP = ("Set by the CLI, not by hand: the protocol file it added (configs/<method>/<benchmark>.yaml, for every "
-               "method but ProxyCLIP; under --protocol common configs/common/<benchmark>.yaml, for every method), recorded so that a saved config runs again as it ran (a config that "
-               "records the file already holds its values).")
+               "method but ProxyCLIP; under --protocol common configs/common/<benchmark>.yaml, for every method), "
+               "recorded so that a saved config runs again as it ran (a config that records the file already holds its "
+               "values).")
 # the arguments that can change the parsed method or benchmark; any other leaves both as they were
 CHOOSERS = spellings("model.segmentor.init_args.method") | spellings("data.class_path")
 
