@@ -9,7 +9,8 @@ from PIL import Image
 from conftest import REPO_ROOT, TINY_CONFIG
 from fake_datasets import write_voc
 from proxyclip.commands.compare_panels import PER_ROW, methods_panel
-from proxyclip.commands.eval_all import main, write_summary
+from proxyclip.commands.eval_all import main
+from proxyclip.commands.summary_table import write_summary
 from proxyclip.shell.visualize import palette
 
 

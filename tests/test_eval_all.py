@@ -9,7 +9,8 @@ import pytest
 
 from conftest import REPO_ROOT, TINY_CONFIG
 from fake_datasets import WRITERS
-from proxyclip.commands.eval_all import AVERAGES, BENCHMARKS, config_hash, default_root, summary_rows, write_summary
+from proxyclip.commands.eval_all import config_hash, default_root
+from proxyclip.commands.summary_table import AVERAGES, BENCHMARKS, summary_rows, write_summary
 
 
 def run_eval_all(tmp_path, *args):

@@ -103,7 +103,7 @@ def test_original_protocol_is_unchanged_and_both_tables_are_written(tmp_path):
 
 def test_a_common_run_is_never_beside_a_published_number(tmp_path):
     """The shipped preset run as it is has published numbers in the original table, never in the common one."""
-    from proxyclip.commands.eval_all import write_summary
+    from proxyclip.commands.summary_table import write_summary
 
     for folder, protocol in ((tmp_path / "sclip_vitb16" / "voc21", "original"),
                              (tmp_path / "common" / "sclip_vitb16" / "voc21", "common")):

@@ -151,7 +151,7 @@ def _result(output, setting, benchmark, miou, run):
 
 
 def test_the_summary_shows_the_published_number_beside_the_measured_one(tmp_path):
-    from proxyclip.commands.eval_all import write_summary
+    from proxyclip.commands.summary_table import write_summary
     _result(tmp_path, "sclip_vitb16", "voc21", 59.7512, {"status": "ok", "preset": "sclip_vitb16"})
     _result(tmp_path, "sclip_vitb16", "ade20k", 16.0, {"status": "ok", "preset": "sclip_vitb16"})
     _result(tmp_path, "sclip_vitb16", "pc459", 10.0, {"status": "ok", "preset": "sclip_vitb16"})   # none published
@@ -182,7 +182,7 @@ def test_the_summary_shows_the_published_number_beside_the_measured_one(tmp_path
 
 
 def test_a_failed_run_or_a_setting_without_numbers_shows_none(tmp_path):
-    from proxyclip.commands.eval_all import write_summary
+    from proxyclip.commands.summary_table import write_summary
     _result(tmp_path, "naclip_vitb16", "voc21", 64.0, {"status": "failed: boom", "preset": "naclip_vitb16"})
     _result(tmp_path, "default", "voc21", 61.0, {"status": "ok", "preset": "default"})   # ProxyCLIP: marked none
     _result(tmp_path, "corrclip_vitb16", "voc21", 74.0, {"status": "ok", "preset": "corrclip_vitb16"})  # rows with a setting only

@@ -5,7 +5,7 @@ import resource
 
 from conftest import TINY_CONFIG
 from fake_datasets import write_voc
-from proxyclip.commands.eval_all import write_summary
+from proxyclip.commands.summary_table import write_summary
 
 
 def test_the_timing_records_the_peak_memory_of_the_process_on_a_cpu(tmp_path, capsys):
