@@ -34,6 +34,8 @@ PACKAGED_SHA256 = {
     "city_scapes.txt": "6f6782fc1bf92bfd9f5562192e92045e0e093870e613f387f6c98fc66d4ceba4",
     "clearclip/coco_object.txt": "80701ae9381b4e718e0285f562e15dfa955a3df98ced2a8a3586fd245fe3368b",
     "clearclip/voc21.txt": "cd16b467c4a2286105ca493686d282a27714097325427bcc5acf97494beda986",
+    "common/coco_object.txt": "1f17b53017e442257cad2025ab981ddeb28d048af00dcac8ae810bc25a6a9a77",
+    "common/voc21.txt": "265d9ede93be451d724981c5ffde13a8eb3082674e98021aa8d5445f81f4498a",
     "coco_object.txt": "87b6d3e1d3adf5202f4fe5a2a939cfc62224065f3a8e44a8f64fe1a81b751dc6",
     "coco_stuff.txt": "fb98709b9ab1baff4fd930bac4a77772a0458c7d534911de545f9a4081e14a3e",
     "context459.txt": "883209fb0be7f54a6e0e8a530e6cfdf0400a5dafa509809c8141bd78b3ce759f",
