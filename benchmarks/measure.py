@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import re
 import threading
 import time
@@ -21,6 +20,7 @@ import torch
 from datamodules.io import read_image
 from datamodules.loader import check_worker_sockets
 from datamodules.transforms import KeepRatioResize
+from proxyclip.shell.loop_timer import device_name  # noqa: F401 - the one namer of a device, used here and by the scripts
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -78,25 +78,6 @@ class PeakMemory:
 def synchronize(device: torch.device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def device_name(device: torch.device) -> str:
-    """The GPU's name on CUDA, else the CPU model, family and model number (from /proc/cpuinfo) and its core count.
-
-    The numbers matter: "AMD EPYC" names Zen 4 (family 25) and Zen 5 (family 26) alike, whose fp32 GEMM kernels
-    differ by ~1.8x, so results of one must not overwrite the other's file."""
-    if torch.device(device).type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        info = ""
-    field = {key: re.findall(rf"^{key}\s*:\s*(.+)$", info, flags=re.M)[:1] for key in ("model name", "cpu family", "model")}
-    name = field["model name"][0].strip() if field["model name"] else name
-    if field["cpu family"] and field["model"]:
-        name += f" (family {field['cpu family'][0].strip()}, model {field['model'][0].strip()})"
-    return f"{name} {os.cpu_count()}c"
 
 
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")

@@ -14,6 +14,7 @@ also covers building the model (the kernel keeps only the process's high-water m
 """
 from __future__ import annotations
 
+import os
 import platform
 import re
 import resource
@@ -71,14 +72,24 @@ class LoopTimer:
     def memory_kind(self) -> str:
         return "cuda max_memory_allocated during the test loop" if self.cuda else "cpu peak RSS of the process"
 
-    def device_name(self) -> str:
-        """The GPU's name, or the CPU's as the platform reports it (runs on different devices are not comparable)."""
-        if self.cuda:
-            return torch.cuda.get_device_name(self.device)
-        try:                                           # Linux names the CPU model there; platform only its architecture
-            return re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M).group(1).strip()
-        except (OSError, AttributeError):
-            return platform.processor() or platform.machine()
+
+def device_name(device: torch.device | str) -> str:
+    """The GPU's name on CUDA, else the CPU model, family and model number (from /proc/cpuinfo) and its core count.
+
+    The numbers matter: "AMD EPYC" names Zen 4 (family 25) and Zen 5 (family 26) alike, whose fp32 GEMM kernels
+    differ by ~1.8x, so their timings must not be read as one machine's (benchmarks/ names its result files by it)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    field = {key: re.findall(rf"^{key}\s*:\s*(.+)$", info, flags=re.M)[:1] for key in ("model name", "cpu family", "model")}
+    name = field["model name"][0].strip() if field["model name"] else name
+    if field["cpu family"] and field["model"]:
+        name += f" (family {field['cpu family'][0].strip()}, model {field['model'][0].strip()})"
+    return f"{name} {os.cpu_count()}c"
 
 
 def run_timing(own: dict[str, float], own_images: int, images: int, longest_loop_s: float, processes: int,
@@ -88,7 +99,7 @@ def run_timing(own: dict[str, float], own_images: int, images: int, longest_loop
     `peak_memory_bytes` the largest process's peak (`timer` names its kind and the device)."""
     return {"processes": processes, "images": images, "test_loop_s": longest_loop_s,
             "images_per_s": images / max(longest_loop_s, 1e-9), "text_encoding_s": text_encoding_s,
-            "peak_memory_bytes": peak_memory_bytes, "peak_memory_kind": timer.memory_kind(), "device_name": timer.device_name(),
+            "peak_memory_bytes": peak_memory_bytes, "peak_memory_kind": timer.memory_kind(), "device_name": device_name(timer.device),
             "started_at": own["started_at"], "data_wait_s": own["data_wait_s"], "data_wait_share": own["data_wait_share"],
             "rank0_images": own_images, "rank0_test_loop_s": own["test_loop_s"],
             "scope": "images, test_loop_s (the slowest process's loop), images_per_s and peak_memory_bytes (the largest "
