@@ -202,12 +202,13 @@ def settle_method_arguments(parser: argparse.ArgumentParser, args: argparse.Name
         parser.error(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to the per-method mode: add --methods (every shipped preset) or "
                      "--methods PRESET ..., or leave them out")
     if args.methods is not None:
-        unknown = [name for name in args.methods if name not in shipped_presets()]
+        shipped = shipped_presets()
+        unknown = [name for name in args.methods if name not in shipped]
         if unknown:
             parser.error(f"--methods {' '.join(unknown)}: not a preset in configs/model/; choose among "
-                         f"{', '.join(shipped_presets())}")
-        args.methods = args.methods or shipped_presets()
-        args.methods.sort(key=lambda name: name != "default.yaml")    # ProxyCLIP first, the others in their order
+                         f"{', '.join(shipped)}")
+        args.methods = args.methods or shipped
+        args.methods.sort(key=lambda name: name != BASELINE)    # ProxyCLIP first, the others in their order
         args.images = (8 if args.device == "cuda" else 1) if args.images is None else args.images
         args.rounds = (3 if args.device == "cuda" else 1) if args.rounds is None else args.rounds
         args.size = args.size or ("128x64" if args.tiny else "2048x1024")

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .eval_protocols import is_setting_folder
+
 GB = 1e9
 COLUMNS = ("images_per_s", "test_loop_s", "peak_memory_gb")            # summary.csv
 TITLES = ("images/s", "test loop (s)", "peak memory (GB)")              # summary.md
@@ -38,7 +40,7 @@ def collect_cost(output: Path) -> tuple[dict[str, dict[str, Any]], set[tuple[str
     costs: dict[str, dict[str, Any]] = {}
     kinds: dict[tuple[str, str], str | None] = {}          # (setting, benchmark): its peak memory's kind
     places: set[tuple[str, str]] = set()
-    for bench_dir in sorted(output.glob("*/*/")):
+    for bench_dir in sorted(d for d in output.glob("*/*/") if is_setting_folder(d.parent, output)):   # as the table's
         found = benchmark_cost(bench_dir)
         if found is None:
             continue

@@ -46,7 +46,8 @@ class ResultWriter(Callback):
     prediction; its arrays in NNN_<image>.npz) for the images whose dataset index is below the module's `num_panels`
     (each process saves those it holds, so the panels are the same whatever the number of processes), then, on rank 0
     only, metrics.json (with the resolved config and the precision that ran), per_class.csv, summary.md and
-    per_class_iou.png. A test that ends early (Ctrl-C, an error) leaves no results: each process removes the panels it wrote, rank 0 the folder."""
+    per_class_iou.png. A test that ends early (Ctrl-C, an error) leaves no results: each process removes the panels
+    it wrote, rank 0 the folder."""
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._seen, self._panels = 0, []         # this process's count of images and the panels it wrote
