@@ -183,3 +183,40 @@ class OtherLoad:
     def __exit__(self, *exc) -> None:
         busy, own, wall = (b - a for a, b in zip(self._start, self._sample()))
         self.share = max(0.0, busy - own) / max(wall * (os.cpu_count() or 1), 1e-9)
+
+
+_KERNEL_PROBE = """
+import torch, torch.nn.functional as F
+from proxyclip.method.onednn_linear import linear
+x, w = torch.randn(196, 768), torch.randn(768, 768)
+with torch.no_grad():
+    print("PROBE fp32", flush=True)
+    linear(x, w)
+    print("PROBE bf16", flush=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        F.linear(x, w), torch.bmm(x[None], w.t()[None])
+    print("PROBE end", flush=True)
+"""
+
+
+def onednn_kernels() -> dict:
+    """Which oneDNN kernels this CPU's linears take (oneDNN's own verbose log, in a fresh process): its ISA, the fp32
+    linear (oneDNN's, whichever path the segmentor chose) and autocast's bf16 linear and batched matmul, e.g.
+    brg_matmul:avx512_core_amx on AMX, brg_matmul:avx512_core_bf16 on AVX-512 bf16; none where oneDNN takes no
+    bf16 matmul on the CPU (PyTorch's own emulated bf16 GEMM runs, slower than fp32)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ONEDNN_VERBOSE": "1", "DNNL_VERBOSE": "1"}
+    out = subprocess.run([sys.executable, "-c", _KERNEL_PROBE], capture_output=True, text=True, env=env,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    isa = re.search(r"info,cpu,isa:([^\n]+)", out)
+    found, part = {"fp32": [], "bf16": []}, None
+    for line in out.splitlines():
+        if line.startswith("PROBE "):
+            part = line.split()[1]
+        elif part in found and ",exec,cpu," in line:
+            fields = line.split(",exec,cpu,", 1)[1].split(",")       # kind, implementation, ...
+            found[part].append(f"{fields[0]} {fields[1]}")
+    return {"onednn_isa": isa.group(1).strip() if isa else "unknown",
+            "onednn_fp32_linear": sorted(set(found["fp32"])), "onednn_bf16_matmuls": sorted(set(found["bf16"]))}

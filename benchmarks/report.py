@@ -82,9 +82,7 @@ def write(report: dict, out: Path) -> str:
     targets = ", ".join(f"{k} >= {v}" if k.startswith("speedup") else f"{k} < {v}" for k, v in report["targets"].items())
     lines += ["", f"**speedup_fp32 = {report['speedup_fp32']:.2f}x, speedup_bf16 = {report['speedup_bf16']:.2f}x** (geometric "
               f"means over the settings; targets {targets}; met: {report['targets_met']}).", ""]
-    if "speedup_fp32_torch_linear" in report:
-        lines += [f"ours_fp32_torch_linear is ours_fp32 with PyTorch's own fp32 linears (MKL) instead of oneDNN's: "
-                  f"{report['speedup_fp32_torch_linear']:.2f}x. The difference is what oneDNN's kernels add on this CPU.", ""]
+    lines += cpu_kernel_lines(report)
     for name, s in report["settings"].items():
         lines.append(f"- {name}: speedups from totals instead of medians: fp32 {s['speedup_fp32_mean']:.2f}x, bf16 "
                      f"{s['speedup_bf16_mean']:.2f}x. bf16 labels agree with fp32 on {s['bf16_pixel_agreement']:.2f} % of pixels "
@@ -99,6 +97,25 @@ def write(report: dict, out: Path) -> str:
     text = "\n".join(lines) + "\n"
     (out / f"{report['machine']}.md").write_text(text)
     return text
+
+
+def cpu_kernel_lines(report: dict) -> list[str]:
+    """What a CPU report says about its kernels: which fp32 linear path ran and whether the other one was faster;
+    which oneDNN kernels autocast's bf16 matmuls took (none: emulated bf16, slower than fp32)."""
+    lines = []
+    chosen = report.get("fp32_linear")
+    other = next((key for key in ("speedup_fp32_torch_linear", "speedup_fp32_onednn") if key in report), None)
+    if chosen and other:
+        name, faster = "ours_" + other.removeprefix("speedup_"), report[other] > report["speedup_fp32"]
+        how = "chose " + chosen["why"] if chosen["set"] == "auto" else chosen["why"]
+        lines += [f"ours_fp32 ran {chosen['kernel']} fp32 linears (onednn_linear={json.dumps(chosen['set'])} {how}). {name} takes the other path: {report[other]:.2f}x against ours_fp32's "
+                  f"{report['speedup_fp32']:.2f}x, so the choice was {'NOT ' if faster else ''}the faster one on this CPU.", ""]
+    if "onednn_isa" in report:
+        bf16 = ", ".join(report["onednn_bf16_matmuls"]) or ("none: oneDNN takes no bf16 matmul on this CPU, PyTorch's own "
+                                                           "emulated bf16 GEMM runs (slower than fp32; no AVX-512 bf16 or AMX)")
+        lines += [f"oneDNN ISA: {report['onednn_isa']}; fp32 linear on oneDNN: {', '.join(report['onednn_fp32_linear']) or 'none'}; "
+                  f"bf16 autocast matmuls on oneDNN: {bf16}.", ""]
+    return lines
 
 
 def write_methods(report: dict, out: Path, suffix: str = "methods") -> str:

@@ -11,9 +11,11 @@ Variants, all CLIP ViT-B-16 + DINO ViT-B/8 with the same random weights (no chec
   baseline  one crop at a time, explicit softmax(QKᵀ)V in the VFM, sequence-first MHA in CLIP (benchmarks/original_like.py);
             fp32 on CPU; on GPU fp16 (the input normalised in fp32, then cast) with torch.cuda.empty_cache() after
             each crop, as the original.
-  ours_fp32 crops batched (`crop_batch_size`: 4 on CPU, 16 on GPU), fused attention, fp32 (CPU linears on oneDNN).
+  ours_fp32 crops batched (`crop_batch_size`: 4 on CPU, 16 on GPU), fused attention, fp32 (CPU linears: the segmentor's
+            `onednn_linear="auto"`, oneDNN or PyTorch's own MKL, whichever this CPU's vendor and features favour).
   ours_bf16 the same under bf16 autocast.
-  ours_fp32_torch_linear (CPU only) ours_fp32 with PyTorch's own fp32 linears (MKL), to show what oneDNN adds.
+  ours_fp32_torch_linear / ours_fp32_onednn (CPU only) ours_fp32 on the linear path "auto" did not take: whether the
+            choice was the faster one on this machine.
   ours_fp16 (CUDA only) the same under fp16 autocast.
 Inputs: VOC-like 500x375 images resized (2048, 336) keep-ratio (448x336, crop 336 / stride 112) and Cityscapes-like
 2048x1024 images resized (2048, 448) (896x448, crop 224 / stride 112), docs/method.md §5 and §7. The variants run image by
@@ -41,7 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.measure import (OtherLoad, PeakMemory, cpu_capability, data_wait_share, device_name,  # noqa: E402
-                                fake_image, keep_ratio_resize, machine_slug, synchronize)
+                                fake_image, keep_ratio_resize, machine_slug, onednn_kernels, synchronize)
 from benchmarks.original_like import fused_attention_report, make_original_like  # noqa: E402
 from benchmarks.method_cost import add_method_arguments, image_size, measure, settle_method_arguments  # noqa: E402
 from benchmarks.report import setting_stats, summarise, write, write_methods  # noqa: E402
@@ -120,8 +122,9 @@ def build(args: argparse.Namespace, device: torch.device, quiet: bool = False) -
     plain = contextlib.nullcontext
     variants = {"baseline": (base, plain), "ours_fp32": (ours, plain),
                 "ours_bf16": (ours, lambda: torch.autocast(device.type, dtype=torch.bfloat16))}
-    if device.type == "cpu":
-        variants["ours_fp32_torch_linear"] = (copy.deepcopy(ours).use_onednn_linear(False), plain)
+    if device.type == "cpu":   # the fp32 linear path "auto" did not choose, to show whether the choice was right here
+        other = "ours_fp32_torch_linear" if ours.onednn_linear else "ours_fp32_onednn"
+        variants[other] = (copy.deepcopy(ours).use_onednn_linear(not ours.onednn_linear), plain)
     else:
         variants["ours_fp16"] = (ours, lambda: torch.autocast(device.type, dtype=torch.float16))
     return variants
@@ -273,10 +276,11 @@ def main() -> None:
     if load.share > 0.05:
         print(f"WARNING: other processes used {100 * load.share:.0f} % of the CPU meanwhile: the timings are skewed.")
     loader = loader_share(variants, counts, device)
-    print(write(summarise(header(args, device, load.share, time.perf_counter() - started), settings, loader, device), args.out))
+    facts = header(args, device, load.share, time.perf_counter() - started, variants["ours_fp32"][0])
+    print(write(summarise(facts, settings, loader, device), args.out))
 
 
-def header(args: argparse.Namespace, device: torch.device, other_load: float, wall_s: float) -> dict:
+def header(args: argparse.Namespace, device: torch.device, other_load: float, wall_s: float, ours) -> dict:
     import open_clip
     import timm
 
@@ -288,7 +292,7 @@ def header(args: argparse.Namespace, device: torch.device, other_load: float, wa
             "models": "tiny random CLIP + ViT (smoke run: no timings to keep)" if args.tiny else
             "CLIP ViT-B-16 + DINO ViT-B/8, random weights", "vocabulary_classes": 20,
             "baseline_precision": "fp16" if device.type == "cuda" else "fp32", "other_load_share": other_load, "wall_s": wall_s,
-            **cpu_capability()}
+            **cpu_capability(), **({"fp32_linear": ours.fp32_linear, **onednn_kernels()} if device.type == "cpu" else {})}
 
 
 if __name__ == "__main__":

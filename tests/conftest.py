@@ -83,7 +83,8 @@ def tiny_segmentor():
     from proxyclip import build_segmentor
 
     torch.manual_seed(0)
-    seg = build_segmentor(TINY_CONFIG, class_names=VOCAB, crop_size=112, stride=56, crop_batch_size=4)
+    # oneDNN's fp32 linears set, not "auto": the same kernels on every machine (test_onednn_linear tests the choice)
+    seg = build_segmentor(TINY_CONFIG, class_names=VOCAB, crop_size=112, stride=56, crop_batch_size=4, onednn_linear=True)
     return seg.eval()
 
 

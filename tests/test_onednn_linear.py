@@ -4,7 +4,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from proxyclip.method.onednn_linear import OneDNNLinear, _AVAILABLE, linear, onednn_applies, swap_linears
+from proxyclip.method.onednn_linear import (OneDNNLinear, _AVAILABLE, choose_onednn, cpu_vendor_and_flags, linear,
+                                          onednn_applies, onednn_choice, swap_linears)
 from proxyclip.method.vfm import build_vfm, list_vfms
 from conftest import BORDER_IMAGES as IMAGES, tiny_vfm_kwargs as tiny, twin
 
@@ -84,3 +85,38 @@ def test_every_registered_vfm_computes_the_same_on_onednn(name):
             ours = vfm(x)
     assert ops.onednn > 0 and ops.torch == 0
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("vendor, flags, onednn", [
+    ("AuthenticAMD", {"avx2", "avx512f", "avx512_bf16"}, True),   # Zen 4 / Zen 5: MKL keeps to AVX2
+    ("GenuineIntel", {"avx2", "avx512f", "amx_bf16"}, False),     # Xeon: MKL's own AVX-512 kernels were faster
+    ("AuthenticAMD", {"avx2", "fma"}, False),                     # AVX2 only (Zen 3): MKL as fast or faster
+    ("GenuineIntel", {"avx2"}, False),
+])
+def test_the_fp32_linear_path_follows_the_cpu(vendor, flags, onednn):
+    chosen, why = choose_onednn(True, vendor, frozenset(flags))
+    assert chosen is onednn and why.startswith("oneDNN" if onednn else "PyTorch's own")
+    assert choose_onednn(False, vendor, frozenset(flags))[0] is False      # never where the op is missing
+
+
+def test_auto_takes_this_cpus_path_and_records_why():
+    from proxyclip import build_segmentor
+    from conftest import TINY_CONFIG, VOCAB
+
+    seg = build_segmentor(TINY_CONFIG, class_names=VOCAB)                  # onednn_linear defaults to "auto"
+    onednn, why = onednn_choice()
+    assert choose_onednn(_AVAILABLE, *cpu_vendor_and_flags()) == (onednn, why)
+    assert seg.onednn_linear is onednn and any(isinstance(m, OneDNNLinear) for m in seg.vfm.modules()) is onednn
+    assert seg.fp32_linear == {"set": "auto", "kernel": "oneDNN" if onednn else "PyTorch's own", "why": why}
+    seg.use_onednn_linear(not onednn)                                      # a user's setting wins, and says so
+    assert seg.fp32_linear["set"] is (not onednn) and seg.fp32_linear["why"] == "set by the user"
+    assert any(isinstance(m, OneDNNLinear) for m in seg.vfm.modules()) is (not onednn)
+
+
+def test_a_setting_that_is_not_a_choice_is_refused():
+    from proxyclip import TrainingFreeSegmentor
+
+    with pytest.raises(ValueError, match=r"onednn_linear='fast' is not a choice: use true .* false .* or \"auto\""):
+        # a checkpoint that does not exist, with its statistics: loading it would fail, so the refusal came first
+        TrainingFreeSegmentor(clip_pretrained="/nonexistent/clip.bin", clip_quick_gelu=True, clip_mean=(0.5, 0.5, 0.5),
+                              clip_std=(0.5, 0.5, 0.5), onednn_linear="fast")

@@ -61,7 +61,11 @@ def test_metrics_json_records_the_precision_that_ran(precision, ran, autocast, t
     cli_main(voc_args(root, "--trainer.accelerator", "cpu", "--trainer.precision", precision, "--model.output_dir",
                       str(tmp_path / "out"), "--trainer.logger", "false", "--model.num_panels", "0"))
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert report["precision"] == {"precision": ran, "autocast_dtype": autocast, "device": "cpu"}
+    from proxyclip.method.onednn_linear import onednn_choice
+
+    onednn, why = onednn_choice()      # the tiny preset leaves onednn_linear at "auto": this CPU's choice, and why
+    assert report["precision"] == {"precision": ran, "autocast_dtype": autocast, "device": "cpu", "cpu_fp32_linear": {
+        "set": "auto", "kernel": "oneDNN" if onednn else "PyTorch's own", "why": why}}
 
 
 # --- item 5: --trainer.default_root_dir holds the logs and the results --------------------------------------------

@@ -182,19 +182,25 @@ def test_benchmark_report_names_a_speedup_per_variant(tmp_path):
 
     labels = [torch.zeros(4, 4, dtype=torch.long)]
     times = {"baseline": [8.0, 9.0, 8.0], "ours_fp32": [4.0, 4.5, 4.0], "ours_bf16": [2.0, 2.0, 3.0],
-             "ours_fp32_torch_linear": [8.0, 6.0, 6.0]}
+             "ours_fp32_onednn": [8.0, 6.0, 6.0]}
     stats = setting_stats(times, {name: 2**20 for name in times}, {name: labels for name in times})
-    assert (stats["speedup_fp32"], stats["speedup_bf16"], stats["speedup_fp32_torch_linear"]) == (2.0, 4.0, 8.0 / 6.0)
+    assert (stats["speedup_fp32"], stats["speedup_bf16"], stats["speedup_fp32_onednn"]) == (2.0, 4.0, 8.0 / 6.0)
     settings = {"voc": {**stats, "images": 3, "resized_hw": [336, 448], "crops_per_image": 2, "crop": 336},
                 "cityscapes": {**stats, "speedup_fp32": 0.5, "images": 3, "resized_hw": [448, 896], "crops_per_image": 21,
                                "crop": 224}}
     header = {"machine": "test-machine", "device": "cpu", "device_name": "test", "threads": 2, "torch": torch.__version__,
               "models": "tiny", "vocabulary_classes": 3, "crop_batch_size": 4, "baseline_precision": "fp32",
-              "other_load_share": 0.0, "wall_s": 1.0}
+              "other_load_share": 0.0, "wall_s": 1.0,
+              "fp32_linear": {"set": "auto", "kernel": "PyTorch's own", "why": "the rule's reason"},
+              "onednn_isa": "Intel AVX2", "onednn_fp32_linear": ["inner_product brg_matmul:avx2"], "onednn_bf16_matmuls": []}
     report = summarise(header, settings, {}, torch.device("cpu"))
     assert report["speedup_fp32"] == pytest.approx(1.0) and report["targets_met"] == {"speedup_fp32": False, "speedup_bf16": True}
     text = write(report, tmp_path)
-    assert "| voc 448x336 (2 crops of 336) | ours_fp32_torch_linear | 3 | 6.00 |" in text
+    assert "| voc 448x336 (2 crops of 336) | ours_fp32_onednn | 3 | 6.00 |" in text
+    # the auto choice (1.00x overall) lost to the other path (1.33x): the report says so
+    assert ("ours_fp32 ran PyTorch's own fp32 linears (onednn_linear=\"auto\" chose the rule's reason). ours_fp32_onednn takes "
+            "the other path: 1.33x against ours_fp32's 1.00x, so the choice was NOT the faster one on this CPU.") in text
+    assert "bf16 autocast matmuls on oneDNN: none: oneDNN takes no bf16 matmul on this CPU" in text
     assert (tmp_path / "test-machine.json").is_file()
 
 
@@ -237,3 +243,17 @@ def test_methods_options_are_refused_where_they_would_not_apply(tmp_path, args, 
     run = run_throughput(tmp_path, *args)
     assert run.returncode == 2 and needle in run.stderr, run.stderr[-2000:]
     assert not list(tmp_path.iterdir())                     # refused before anything ran
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="oneDNN is not in this build")
+def test_onednn_kernels_names_what_the_cpu_runs():
+    """oneDNN's own log, read back: its ISA, its fp32 linear kernel, and bf16 matmuls on oneDNN exactly where
+    PyTorch says oneDNN serves bf16 on this CPU (AVX-512 bf16 or AMX; elsewhere autocast emulates bf16)."""
+    from benchmarks.measure import onednn_kernels
+    from proxyclip.method.onednn_linear import _AVAILABLE
+
+    kernels = onednn_kernels()
+    assert kernels["onednn_isa"] != "unknown"
+    assert bool(kernels["onednn_fp32_linear"]) is _AVAILABLE
+    assert all(" " in kernel for kernel in kernels["onednn_fp32_linear"] + kernels["onednn_bf16_matmuls"])  # kind impl
+    assert bool(kernels["onednn_bf16_matmuls"]) is torch.ops.mkldnn._is_mkldnn_bf16_supported()

@@ -8,10 +8,22 @@ rounding only (~1e-6 relative). ViT-B shapes on a 2-core AMD EPYC (Zen 5): ~215 
 It is taken only where it is a pure speed-up: fp32 tensors on an x86 CPU, autograd off (the op has no
 backward), autocast off (autocast's bf16 / fp16 linears already run on oneDNN), eager mode (under
 torch.compile inductor picks its own kernels). Everything else, GPUs included, goes to `F.linear`.
+
+Which of the two is faster depends on the CPU, so `onednn_choice` decides once per process, from the CPU's vendor
+and features (no timing: the same machine always takes the same path, on every rank):
+  AVX-512, not Intel (AMD Zen 4 / Zen 5)  oneDNN: MKL keeps to AVX2 there. Zen 5: oneDNN ~1.8x MKL's GFLOP/s;
+                                         Zen 4: the same GEMM speed, 3-6 % faster overall.
+  Intel (AVX-512, AMX)                  MKL: its own kernels use AVX-512 and beat oneDNN's fp32 (Xeon family 6
+                                         model 207: 1.54x against 1.37x the original-like baseline, VOC-like).
+  AVX2 only                             MKL: both take AVX2 kernels; MKL's were as fast or faster (Zen 3).
+benchmarks/throughput.py times both paths on the machine at hand and says whether the choice was the faster one.
 """
 from __future__ import annotations
 
+import functools
 import platform
+import re
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +45,44 @@ def _probe() -> bool:
 
 
 _AVAILABLE = _probe()
+
+
+def cpu_vendor_and_flags() -> tuple[str, frozenset[str]]:
+    """("GenuineIntel" | "AuthenticAMD" | ..., the CPU's feature flags) from /proc/cpuinfo; ("", {}) elsewhere."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "", frozenset()
+    vendor = re.search(r"^vendor_id\s*:\s*(\S+)", text, flags=re.M)
+    flags = re.search(r"^flags\s*:(.*)$", text, flags=re.M)
+    return (vendor.group(1) if vendor else ""), frozenset(flags.group(1).split() if flags else ())
+
+
+def choose_onednn(available: bool, vendor: str, flags: frozenset[str]) -> tuple[bool, str]:
+    """(use oneDNN for fp32 CPU linears, why): the rule in this module's docstring."""
+    if not available:
+        return False, "PyTorch's own (MKL): oneDNN's linear op is not available on this CPU or build"
+    if vendor == "GenuineIntel":
+        return False, "PyTorch's own (MKL): on Intel CPUs MKL's fp32 kernels use AVX-512 themselves and beat oneDNN's"
+    if "avx512f" in flags:
+        return True, f"oneDNN: MKL keeps to its AVX2 kernels on this {vendor or 'non-Intel'} CPU, oneDNN uses its AVX-512"
+    return False, "PyTorch's own (MKL): without AVX-512 both take AVX2 kernels, and MKL's are as fast or faster"
+
+
+@functools.cache
+def onednn_choice() -> tuple[bool, str]:
+    """This machine's fp32 linear path, decided once per process (see the module docstring)."""
+    return choose_onednn(_AVAILABLE, *cpu_vendor_and_flags())
+
+
+def linear_path(setting: bool | str) -> tuple[bool, str]:
+    """(use oneDNN, why) for the segmentor's `onednn_linear` setting: true, false or "auto"; anything else refused."""
+    if isinstance(setting, bool):
+        return setting, "set by the user"
+    if setting == "auto":
+        return onednn_choice()
+    raise ValueError(f"onednn_linear={setting!r} is not a choice: use true (oneDNN), false (PyTorch's own linears) or "
+                     "\"auto\" (this CPU's faster one, decided from its vendor and features).")
 
 
 def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:

@@ -19,7 +19,7 @@ from .clip_tower import in_dtype_of as _in_dtype_of
 from .last_block import Crops, ImageSource, build_last_block
 from .last_block.proxy import ProxyAttention
 from .method_options import method_kwargs_help, method_option_types, method_settings, methods_help, protocol_values
-from .onednn_linear import swap_linears
+from .onednn_linear import linear_path, swap_linears
 from .pamr import pamr
 from .pixel_statistics import NUMERICS, STATISTICS_BUFFERS, Numerics, clip_input, resolve_statistics, statistics_buffers
 from .small_classes import suppress_small_classes
@@ -70,8 +70,9 @@ class TrainingFreeSegmentor(nn.Module):
         text_cache_dir: the cache folder (default: $PROXYCLIP_CACHE_DIR/text, else ~/.cache/proxyclip/text).
         compile: torch.compile the VFM and CLIP's blocks (first calls per crop shape compile; same results).
         channels_last: channels-last memory format for the patch convolutions and the crops (same results).
-        onednn_linear: fp32 linear layers on CPU through oneDNN, which uses AVX-512 where MKL (PyTorch's
-            default) would not, e.g. on AMD; same results up to rounding. No effect on GPUs or under autocast.
+        onednn_linear: fp32 linear layers on CPU through oneDNN (true) or PyTorch's own MKL path (false); "auto":
+            whichever is faster on this CPU, decided from its vendor and features (onednn_linear.py: oneDNN on
+            AVX-512 CPUs that are not Intel's). Same results up to rounding. No effect on GPUs or under autocast.
         clip_mean: CLIP's pixel mean, RGB in [0, 1] units; null: the weights' own (open_clip's pretrained config of
             the tag; OpenAI's for random weights). A value must agree with the tag's; a local checkpoint needs it.
         clip_std: CLIP's pixel standard deviation, RGB in [0, 1] units; null and rules as clip_mean.
@@ -110,7 +111,7 @@ class TrainingFreeSegmentor(nn.Module):
         text_cache_dir: str | None = None,
         compile: bool = False,
         channels_last: bool = False,
-        onednn_linear: bool = True,
+        onednn_linear: bool | Literal["auto"] = "auto",
         clip_mean: tuple[float, float, float] | None = None,
         clip_std: tuple[float, float, float] | None = None,
         vfm_mean: tuple[float, float, float] | None = None,
@@ -125,6 +126,7 @@ class TrainingFreeSegmentor(nn.Module):
         statistics = resolve_statistics(clip_model, clip_pretrained, clip_mean, clip_std, vfm, vfm_pretrained,
                                         vfm_mean, vfm_std)   # docs/method.md §1; before any model is built
         parsed = None if class_names is None else parse_vocabulary(class_names)   # refused before any model is built
+        linear_path(onednn_linear)                                                 # likewise
         self.clip, self.tokenizer = build_clip(clip_model, clip_pretrained, clip_quick_gelu)
         self.method, self.last_block = method, build_last_block(method, **method_options)
         self.vfm = build_vfm(vfm, vfm_pretrained, vfm_kwargs) if self.last_block.needs_vfm else None
@@ -192,9 +194,12 @@ class TrainingFreeSegmentor(nn.Module):
                 "uncovered). The paper uses crop_size 336, stride 112 (Cityscapes 224/112)."
             )
 
-    def use_onednn_linear(self, enabled: bool = True) -> "TrainingFreeSegmentor":
-        """Switch the encoders' fp32 CPU linears to oneDNN or back to PyTorch's own (same parameters and keys)."""
+    def use_onednn_linear(self, enabled: bool | Literal["auto"] = True) -> "TrainingFreeSegmentor":
+        """Switch the encoders' fp32 CPU linears to oneDNN or back to PyTorch's own (same parameters and keys);
+        "auto": this CPU's faster one (`onednn_choice`). `fp32_linear` records which and why."""
+        setting, (enabled, why) = enabled, linear_path(enabled)
         self.onednn_linear = enabled
+        self.fp32_linear = {"set": setting, "kernel": "oneDNN" if enabled else "PyTorch's own", "why": why}
         for encoder in (self.vfm, self.clip):
             if encoder is not None:
                 swap_linears(encoder, onednn=enabled)

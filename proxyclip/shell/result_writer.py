@@ -32,13 +32,15 @@ def run_config(trainer: Trainer) -> dict[str, Any] | None:
     return None
 
 
-def run_precision(trainer: Trainer) -> dict[str, str | None]:
-    """The precision that ran, as Lightning resolved it (its precision plugin), and the autocast dtype, if any."""
+def run_precision(trainer: Trainer, segmentor: Any) -> dict[str, Any]:
+    """The precision that ran, as Lightning resolved it (its precision plugin), the autocast dtype, if any, and on a
+    CPU which kernels ran the fp32 linear layers (oneDNN or PyTorch's own: the segmentor's `fp32_linear`)."""
     plugin = trainer.strategy.precision_plugin
     autocast = plugin.autocast_context_manager() if hasattr(plugin, "autocast_context_manager") else None
     dtype = getattr(autocast, "fast_dtype", None)
+    device = trainer.strategy.root_device.type
     return {"precision": str(trainer.precision), "autocast_dtype": None if dtype is None else str(dtype).replace("torch.", ""),
-            "device": trainer.strategy.root_device.type}
+            "device": device, "cpu_fp32_linear": getattr(segmentor, "fp32_linear", None) if device == "cpu" else None}
 
 
 class ResultWriter(Callback):
@@ -88,7 +90,7 @@ class ResultWriter(Callback):
             return
         report = pl_module.report
         report["config"] = run_config(trainer)
-        report["precision"] = run_precision(trainer)
+        report["precision"] = run_precision(trainer, pl_module.segmentor)
         report["protocol"] = protocol_record(report["config"], pl_module.segmentor, trainer.datamodule)
         out_dir = write_report(report, pl_module.results_dir())
         names = pl_module.class_labels()
