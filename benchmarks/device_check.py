@@ -1,6 +1,6 @@
 """The GPU path checked and measured in one call, for a GPU that is lent for minutes.
 
-    python benchmarks/device_check.py                          # a CUDA machine: ~6 min on one H100
+    python benchmarks/device_check.py                          # a CUDA machine: ~8-9 min on one H100 (--budget-s 480)
     python benchmarks/device_check.py --device cpu --smoke     # tiny sizes on a CPU: checks this script (CI)
 
 One PASS / FAIL / INFO / SKIP line per check as it runs; results in <out>/<gpu>.json and .md (default
@@ -21,8 +21,18 @@ of importance (a check that would overrun `--budget-s` is skipped, and says so):
   batch_sweep        images per step x crops per forward (bf16): what fills the card
   memory             peak max_memory_allocated: one 2048x1024 Cityscapes image, a batch of 8 VOC images; < 8 GB
   end_to_end         1449 fake 500x375 JPEGs in the VOC layout through `main.py test` (bf16, real-size random weights):
-                     test loop <= 10 s, images/s, GPU utilisation, share of time the GPU waits for data
+                     test loop <= 4.6 s and >= 314 images/s (END_TO_END_TARGET), GPU utilisation, data waiting
+  profile            benchmarks/profile_loop.py: torch.profiler over 3 steps of 8 VOC-like images (bf16): top kernels,
+                     GEMM / attention / elementwise / memcpy shares, device busy against wall, kernels per image (INFO);
+                     results/<gpu>-profile.json / .md, and the Chrome trace <gpu>-profile.trace.json beside (not in git)
+  methods            every shipped preset but tiny_random through method_cost.measure (`main.py test`, 8 Cityscapes-like
+                     images, bf16-mixed, one process each; the nine ViT-B/16 methods first), images/s, peak memory,
+                     ratios to ProxyCLIP, until the budget is spent (the rest listed as skipped); results/<gpu>-methods.*
   compile            torch.compile on the GPU: compile time and steady speed against eager (INFO)
+MFU (benchmarks/flops.py): the model's matmul / conv / attention FLOPs per image are counted once per setting
+(results' `flops_per_image`) and every images/s of the throughput, batch_sweep, end_to_end and methods (ProxyCLIP's
+row) checks is given with its MFU: bf16 FLOP/s over the card's dense bf16 peak (on a card not in flops.PEAK_TFLOPS,
+and on a CPU, the FLOP/s reached instead).
 """
 from __future__ import annotations
 
@@ -47,7 +57,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from benchmarks import throughput  # noqa: E402
+from benchmarks import flops, method_cost, profile_loop, throughput  # noqa: E402
 from benchmarks.measure import PeakMemory, cpu_capability, device_name, fake_image, machine_slug  # noqa: E402
 from benchmarks.report import summarise, write as write_throughput  # noqa: E402
 from proxyclip import TrainingFreeSegmentor  # noqa: E402
@@ -55,6 +65,7 @@ from proxyclip.shell.module import ProxyCLIPModule  # noqa: E402
 
 VOC = throughput.SETTINGS["voc"]
 CITY = throughput.SETTINGS["cityscapes"]
+END_TO_END_TARGET = {"test_loop_s": 4.6, "images_per_s": 314.0}   # 1449 VOC-like images on an H100 / H200, bf16-mixed
 
 
 class Check:
@@ -63,7 +74,23 @@ class Check:
     def __init__(self, args: argparse.Namespace, device: torch.device):
         self.args, self.device, self.start = args, device, time.perf_counter()
         self.slug = machine_slug(device) + ("-smoke" if args.smoke else "")
-        self.results: dict = {"device": device_name(device), "smoke": args.smoke, "checks": {}}
+        self.results: dict = {"device": device_name(device), "smoke": args.smoke, "checks": {}, "flops_per_image": {}}
+
+    def flops(self, setting: str) -> float:
+        """FLOPs per image of the setting (benchmarks/flops.py), counted once per run on this device, under bf16."""
+        counted = self.results["flops_per_image"]
+        if setting not in counted:
+            cfg = throughput.SETTINGS[setting]
+            seg = build(self.args, self.device)
+            seg.crop_size, seg.stride = cfg["crop"], cfg["stride"]
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                counted[setting] = flops.flops_per_image(seg, throughput.setting_images(cfg, 1, self.device), [cfg["size"]])
+        return counted[setting]
+
+    def mfu(self, images_per_s: float, setting: str) -> tuple[float | None, str]:
+        """(MFU of a bf16 run of the setting, or None on an unknown card or a CPU; its words for a summary line)."""
+        name, per_image = device_name(self.device), self.flops(setting)
+        return flops.mfu(images_per_s, per_image, name, "bf16"), flops.mfu_text(images_per_s, per_image, name, "bf16")
 
     def left(self) -> float:
         return self.args.budget_s - (time.perf_counter() - self.start)
@@ -318,10 +345,14 @@ def run_throughput(check: Check):
     report = summarise(header, settings, loader, check.device)
     table = write_throughput(report, Path(check.args.out))
     per_setting = {name: s["speedup_bf16"] for name, s in settings.items()}
+    rates = {name: s["variants"]["ours_bf16"]["images_per_s"] for name, s in settings.items()}
+    mfus = {name: check.mfu(rate, name) for name, rate in rates.items()}
     ok = all(v >= 5.0 for v in per_setting.values())
     summary = (f"bf16, {args.images_per_step} images per step, vs original-like: " + ", ".join(f"{k} {v:.2f}x" for k, v in per_setting.items())
-               + " (target >= 5x)")
+               + " (target >= 5x); ours bf16: " + ", ".join(f"{k} {rates[k]:.1f} images/s, {mfus[k][1]}" for k in rates))
     details = {"speedup_bf16": per_setting, "report_file": f"{header['machine']}.json", "table": table,
+               "images_per_s_bf16": rates, "mfu_bf16": {k: m[0] for k, m in mfus.items()},
+               "flops_per_image": {k: check.flops(k) for k in rates},
                **{f"speedup_{k}": {n: s[f'speedup_{k}'] for n, s in settings.items()} for k in ("fp32", "fp16") if f"speedup_{k}" in next(iter(settings.values()))}}
     status = ("PASS" if ok else "FAIL") if check.device.type == "cuda" else "INFO"
     return status, summary, details
@@ -358,12 +389,15 @@ def batch_sweep(check: Check):
         seg.crop_batch_size = crop_batch
         rate = _images_per_s(seg, city, [CITY["size"]] * len(city), 1, device, autocast)
         rows.append({"setting": "cityscapes", "images_per_step": 1, "crop_batch_size": crop_batch, "images_per_s": rate})
+    for r in rows:
+        r["mfu"], r["mfu_text"] = check.mfu(r["images_per_s"], r["setting"])
     best = {s: max((r for r in rows if r["setting"] == s), key=lambda r: r["images_per_s"]) for s in ("voc", "cityscapes")}
     table = "\n".join(["## Images per step x crops per forward (ours, bf16)", "",
-                       "| setting | images per step | crop_batch_size | images/s |", "|---|---|---|---|"]
-                      + [f"| {r['setting']} | {r['images_per_step']} | {r['crop_batch_size']} | {r['images_per_s']:.1f} |" for r in rows])
+                       "| setting | images per step | crop_batch_size | images/s | MFU |", "|---|---|---|---|---|"]
+                      + [f"| {r['setting']} | {r['images_per_step']} | {r['crop_batch_size']} | {r['images_per_s']:.1f} | "
+                         + ("n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %") + " |" for r in rows])
     summary = "; ".join(f"{s}: best {b['images_per_s']:.1f} images/s at {b['images_per_step']} images x crop batch "
-                        f"{b['crop_batch_size']}" for s, b in best.items())
+                        f"{b['crop_batch_size']} ({b['mfu_text']})" for s, b in best.items())
     return "INFO", summary, {"rows": rows, "best": best, "table": table}
 
 
@@ -443,15 +477,66 @@ def end_to_end(check: Check):
     report = json.loads((work / "out" / "metrics.json").read_text())
     timing = report["timing"]
     util = sampler.mean_between(timing["started_at"], timing["started_at"] + timing["test_loop_s"]) if sampler else None
+    mfu, mfu_text = check.mfu(timing["images_per_s"], "voc")
     details = {"images": report["num_images"], "write_dataset_s": write_s, "process_wall_s": wall, **timing,
-               "gpu_utilisation_percent": util, "command_extra": extra}
+               "gpu_utilisation_percent": util, "command_extra": extra, "mfu": mfu, "flops_per_image": check.flops("voc"),
+               "target": END_TO_END_TARGET}
     shutil.rmtree(work, ignore_errors=True)
-    summary = (f"{report['num_images']} images: test loop {timing['test_loop_s']:.1f} s ({timing['images_per_s']:.0f} images/s), "
-               f"waiting for data {100 * timing['data_wait_share']:.1f} %, text encoding {timing['text_encoding_s']:.1f} s, "
-               f"whole process {wall:.0f} s" + (f", GPU utilisation {util:.0f} %" if util is not None else "")
-               + (" (target: loop <= 10 s)" if gpu else ""))
-    status = ("PASS" if timing["test_loop_s"] <= 10.0 else "FAIL") if gpu else "INFO"
+    summary = (f"{report['num_images']} images: test loop {timing['test_loop_s']:.1f} s ({timing['images_per_s']:.0f} images/s, "
+               f"{mfu_text}), waiting for data {100 * timing['data_wait_share']:.1f} %, text encoding "
+               f"{timing['text_encoding_s']:.1f} s, whole process {wall:.0f} s" + (f", GPU utilisation {util:.0f} %" if util is not None else "")
+               + (f" (target: loop <= {END_TO_END_TARGET['test_loop_s']} s, >= {END_TO_END_TARGET['images_per_s']:.0f} images/s)" if gpu else ""))
+    met = timing["test_loop_s"] <= END_TO_END_TARGET["test_loop_s"] and timing["images_per_s"] >= END_TO_END_TARGET["images_per_s"]
+    status = ("PASS" if met else "FAIL") if gpu else "INFO"
     return status, summary, details
+
+
+def profile(check: Check):
+    """benchmarks/profile_loop.py on the bf16 loop: 8 VOC-like images per step, 3 steps (smoke: 1 image, 1 step)."""
+    smoke, out = check.args.smoke, Path(check.args.out)
+    seg = build(check.args, check.device)
+    seg.crop_size, seg.stride = VOC["crop"], VOC["stride"]
+    count = 1 if smoke else 8
+    trace = None if smoke else out / f"{check.slug}-profile.trace.json"      # tens of MB: beside the results, not in git
+    report = profile_loop.profile_steps(seg, voc_images(count, check.device), [VOC["size"]] * count, check.device,
+                                        steps=1 if smoke else 3, warm_up=1 if smoke else 2, trace=trace)
+    table = profile_loop.write(report, out, check.slug)
+    shares = ", ".join(f"{g} {100 * ms / max(report['measured_ms'], 1e-9):.0f} %" for g, ms in report["groups_ms"].items())
+    busy = ("" if report["device_busy_share"] is None else
+            f"device busy {100 * report['device_busy_share']:.0f} % of the wall, {report['device_kernels_per_image']:.0f} kernels per image, ")
+    summary = (f"{report['measured']}: {shares}; {busy}{report['host_aten_ops_per_image']:.0f} host aten ops per image; "
+               f"top: {report['top'][0]['name'][:60]}" + (f"; trace {trace}" if trace else ""))
+    return "INFO", summary, {**report, "table": table, "report_file": f"{check.slug}-profile.json"}
+
+
+def methods(check: Check):
+    """Every shipped preset but tiny_random through method_cost.measure (`main.py test` per preset in its own process,
+    Cityscapes-like images, bf16-mixed on a GPU), within what is left of the budget: the nine methods' ViT-B/16 presets
+    first, then the other backbones and VFMs; presets that would overrun it are listed as skipped. Smoke: ProxyCLIP
+    and SCLIP with tiny models on 128x64 images. MFU for ProxyCLIP's row (the model `throughput` counts); the other
+    methods' FLOPs are not counted here."""
+    smoke, gpu = check.args.smoke, check.device.type == "cuda"
+    shipped = method_cost.shipped_presets()
+    presets = ([method_cost.BASELINE, "sclip_vitb16.yaml"] if smoke else
+               list(method_cost.DEFAULT_PRESETS) + [p for p in shipped if p not in method_cost.DEFAULT_PRESETS])
+    width, height = (128, 64) if smoke else (2048, 1024)
+    report = method_cost.measure(presets, check.device.type, width, height, images=1 if smoke else 8, rounds=1, tiny=smoke,
+                                 budget_s=max(check.left(), 0.0), precision="bf16-mixed" if gpu else None)
+    report["machine"] = check.slug
+    base = report["presets"][method_cost.BASELINE]
+    if not smoke and "images_per_s" in base:
+        base["mfu"], base["mfu_text"] = check.mfu(base["images_per_s"], "cityscapes")
+    table = method_cost.write_methods(report, Path(check.args.out))
+    rows = report["presets"]
+    measured = [name for name, row in rows.items() if "images_per_s" in row]
+    failed = [name for name, row in rows.items() if "error" in row]
+    summary = (f"{len(measured)} of {len(rows)} presets measured ({report['image']}, {report['images']} images, "
+               f"{report['precision']}): " + ", ".join(f"{Path(n).stem} {rows[n]['images_per_s']:.1f} images/s "
+                                                        f"{rows[n]['peak_memory_bytes'] / 1e9:.2f} GB" for n in measured)
+               + (f"; ProxyCLIP {base['mfu_text']}" if "mfu_text" in base else "")
+               + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return ("FAIL" if failed else "INFO"), summary, {"presets": rows, "table": table,
+                                                     "report_file": f"{check.slug}-methods.json"}
 
 
 def compile_benefit(check: Check):
@@ -502,6 +587,8 @@ def main() -> int:
     check.run("memory", memory, 15)
     check.run("batch_sweep", batch_sweep, 30)
     check.run("end_to_end", end_to_end, 60)
+    check.run("profile", profile, 20)
+    check.run("methods", methods, 60)
     check.run("compile", compile_benefit, 90)
     statuses = [c["status"] for c in check.results["checks"].values()]
     print(f"device check: {statuses.count('PASS')} PASS, {statuses.count('FAIL')} FAIL, {statuses.count('SKIP')} SKIP, "

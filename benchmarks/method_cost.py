@@ -117,12 +117,15 @@ def random_weights_preset(preset: Path, out: Path, masks: Path, tiny: bool = Fal
     return path, kwargs
 
 
-def run_one(preset: Path, root: Path, out: Path, method_kwargs: dict | None, device: str = "cpu") -> dict:
-    """One `main.py test` in its own process on `device`: its test loop, images/s and peak memory (metrics.json)."""
+def run_one(preset: Path, root: Path, out: Path, method_kwargs: dict | None, device: str = "cpu",
+            precision: str | None = None) -> dict:
+    """One `main.py test` in its own process on `device` (with `--trainer.precision precision` when given): its
+    test loop, images/s and peak memory (metrics.json)."""
     cmd = [sys.executable, str(ROOT / "main.py"), "test", "--config", str(ROOT / "configs" / "cityscapes.yaml"),
            "--model", str(preset), "--data.init_args.root", str(root), "--model.output_dir", str(out),
            "--model.num_panels", "0", "--trainer.logger", "false", "--trainer.accelerator", device, "--trainer.devices", "1"]
     cmd += ["--data.init_args.num_workers", "0"] if device == "cpu" else []   # a GPU's loading is the DataModule's
+    cmd += ["--trainer.precision", precision] if precision is not None else []
     if method_kwargs is not None:
         cmd += ["--model.segmentor.init_args.method_kwargs", json.dumps(method_kwargs)]
     start = time.perf_counter()
@@ -149,9 +152,14 @@ def summarise_rounds(runs: list[dict]) -> dict:
             "peak_memory_kind": runs[0]["peak_memory_kind"], "rounds": runs}
 
 
-def measure(presets: list[str], device: str, width: int, height: int, images: int, rounds: int, tiny: bool) -> dict:
-    """Every preset on the same images on `device`, `rounds` times in rotating order; ratios to the first preset."""
+def measure(presets: list[str], device: str, width: int, height: int, images: int, rounds: int, tiny: bool,
+            budget_s: float | None = None, precision: str | None = None) -> dict:
+    """Every preset on the same images on `device`, `rounds` times in rotating order; ratios to the first preset.
+    budget_s: a run that would end after this many seconds (its estimate: the longest run so far) is not started;
+    its preset's row says `skipped` (device_check.py's methods check lists every preset within its budget).
+    precision: `--trainer.precision` of every run (default: the trainer's, 32-true)."""
     runs: dict[str, list[dict]] = {name: [] for name in presets}
+    started, longest = time.perf_counter(), 0.0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         root, masks = write_layout(tmp, height, width, images)
@@ -159,16 +167,22 @@ def measure(presets: list[str], device: str, width: int, height: int, images: in
         for index in range(rounds):
             shift = index % len(presets)
             for name in presets[shift:] + presets[:shift]:
+                if budget_s is not None and time.perf_counter() - started + longest > budget_s:
+                    print(f"round {index + 1}/{rounds} {name:32s} skipped: ~{longest:.0f} s would pass the {budget_s:.0f} s budget",
+                          flush=True)
+                    continue
                 preset, method_kwargs = built[name]
-                run = run_one(preset, root, tmp / f"out_{Path(name).stem}_{index}", method_kwargs, device)
+                run = run_one(preset, root, tmp / f"out_{Path(name).stem}_{index}", method_kwargs, device, precision)
                 runs[name].append(run)
+                longest = max(longest, run["wall_s"])
                 print(f"round {index + 1}/{rounds} {name:32s} " + (
                     f"test loop {run['test_loop_s']:.2f} s ({run['images_per_s']:.2f} images/s), peak memory "
                     f"{run['peak_memory_bytes'] / 1e9:.2f} GB" if "error" not in run else "FAILED:\n" + run["error"]), flush=True)
-    rows = {name: summarise_rounds(found) for name, found in runs.items()}
+    rows = {name: summarise_rounds(found) if found else {"skipped": f"not run: over the {budget_s:.0f} s budget"}
+            for name, found in runs.items()}
     base = rows[presets[0]]
     for row in rows.values():
-        if "error" not in row and "error" not in base:
+        if "images_per_s" in row and "images_per_s" in base:
             row["speed_ratio"] = row["images_per_s"] / base["images_per_s"]
             row["memory_ratio"] = row["peak_memory_bytes"] / base["peak_memory_bytes"]
     torch_device = torch.device(device)
@@ -176,6 +190,7 @@ def measure(presets: list[str], device: str, width: int, height: int, images: in
             **cpu_capability(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "models": "tiny random encoders of each preset's kind (smoke run: no numbers to keep)" if tiny else
             "full-size architectures, random weights", "image": f"{width}x{height}", "images": images, "rounds": rounds,
+            "precision": precision or "32-true",
             "baseline": presets[0], "presets": rows}
 
 

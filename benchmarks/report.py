@@ -123,9 +123,10 @@ def write_methods(report: dict, out: Path, suffix: str = "methods") -> str:
     out.mkdir(parents=True, exist_ok=True)
     name = f"{report['machine']}-{suffix}"
     (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    kinds = sorted({row["peak_memory_kind"] for row in report["presets"].values() if "error" not in row})
+    kinds = sorted({row["peak_memory_kind"] for row in report["presets"].values() if "peak_memory_kind" in row})
     lines = [f"# Cityscapes images ({report['image']}) per method on {report['device_name']} ({report['device']})", "",
              f"torch {report['torch']}, {report['threads']} threads, {report.get('torch_cpu_capability', 'unknown')}; "
+             f"precision {report.get('precision', '32-true')}; "
              f"{report['models']}; each method under its own Cityscapes protocol, in its own process; "
              f"{report['images']} image(s), {report['rounds']} round(s) in rotating order (test loop: the median); "
              f"peak memory: {', '.join(kinds) or 'none measured'} (the largest round); ratios to `{report['baseline']}` "
@@ -134,8 +135,8 @@ def write_methods(report: dict, out: Path, suffix: str = "methods") -> str:
                  "ProxyCLIP" if report["baseline"] == "default.yaml" else report["baseline"]),
              "|---|---|---:|---:|---:|---:|---:|"]
     for preset, row in report["presets"].items():
-        if "error" in row:
-            lines.append(f"| {preset} | failed | | | | | |")
+        if "images_per_s" not in row:
+            lines.append(f"| {preset} | {'failed' if 'error' in row else row['skipped']} | | | | | |")
             continue
         lines.append(f"| {preset} | {row['method']} | {row['images_per_s']:.3f} | {row.get('speed_ratio', math.nan):.2f} | "
                      f"{row['test_loop_s']:.2f} | {row['peak_memory_bytes'] / 1e9:.2f} | {row.get('memory_ratio', math.nan):.2f} |")

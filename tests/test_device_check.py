@@ -30,7 +30,7 @@ def test_device_check_smoke_on_cpu(tmp_path):
     lines = [line for line in result.stdout.splitlines() if line.split(" ", 1)[0] in ("PASS", "FAIL", "INFO", "SKIP")]
     names = [line.split()[1].rstrip(":") for line in lines]
     assert names == ["environment", "cuda_equals_cpu", "no_host_sync", "cli_counts", "precision", "throughput", "memory",
-                     "batch_sweep", "end_to_end", "compile"]
+                     "batch_sweep", "end_to_end", "profile", "methods", "compile"]
     assert not any(line.startswith("FAIL") for line in lines)
     out = Path(re.search(r"^results go to (\S+)/$", result.stdout, re.M).group(1))
     assert out.parent == temp and out.name.startswith("device-check-smoke-")
@@ -38,6 +38,22 @@ def test_device_check_smoke_on_cpu(tmp_path):
     report = json.loads(next(out.glob("*-smoke.json")).read_text())
     assert report["checks"]["cli_counts"]["status"] == "PASS" and report["checks"]["end_to_end"]["images"] == 12
     assert report["checks"]["no_host_sync"]["summary"].startswith("test's step ran")    # the path `test` runs
+    checks = report["checks"]
+    # FLOPs counted once per setting; a Cityscapes-like image (21 crops of 224) costs more than a VOC-like one (2 of 336)
+    assert 0 < report["flops_per_image"]["voc"] < report["flops_per_image"]["cityscapes"]
+    assert checks["throughput"]["flops_per_image"] == report["flops_per_image"]
+    assert checks["end_to_end"]["flops_per_image"] == report["flops_per_image"]["voc"]
+    assert checks["end_to_end"]["mfu"] is None and "GFLOP/s reached (MFU: no peak known" in checks["end_to_end"]["summary"]
+    assert all("mfu" in row and "GFLOP/s reached" in row["mfu_text"] for row in checks["batch_sweep"]["rows"])
+    profiled = checks["profile"]
+    assert profiled["top"] and all(row["calls"] >= 1 and row["total_ms"] > 0 for row in profiled["top"])
+    assert profiled["groups_ms"]["GEMM"] > 0 and profiled["host_aten_ops_per_image"] > 0
+    assert profiled["device_busy_share"] is None and (out / profiled["report_file"]).is_file()
+    rows = checks["methods"]["presets"]
+    assert list(rows) == ["default.yaml", "sclip_vitb16.yaml"] and rows["default.yaml"]["speed_ratio"] == 1.0
+    assert all(row["images_per_s"] > 0 and row["peak_memory_bytes"] > 0 for row in rows.values())
+    assert [row["method"] for row in rows.values()] == ["proxyclip", "sclip"]
+    assert (out / checks["methods"]["report_file"]).is_file()
     assert (out / next(out.glob("*-smoke.json")).name.replace(".json", ".md")).is_file()
     assert snapshot(REPO_ROOT / "benchmarks") == before
     assert {p.name for p in REPO_ROOT.iterdir()} - top <= {".pytest_cache", "__pycache__"}

@@ -233,6 +233,19 @@ def test_methods_tiny_runs_each_preset_in_its_own_process_with_ratios_to_proxycl
     assert f"| clearclip_vitb16.yaml | clearclip | {clear['images_per_s']:.3f} | {clear['speed_ratio']:.2f} |" in markdown
 
 
+def test_methods_past_the_budget_are_listed_as_skipped(tmp_path):
+    """method_cost.measure starts no run that its budget would not fit (device_check.py's methods check): a zero
+    budget runs nothing, and every preset's row and table line say it was skipped."""
+    from benchmarks.method_cost import measure
+    from benchmarks.report import write_methods
+
+    report = measure(["default.yaml", "sclip_vitb16.yaml"], "cpu", 128, 64, images=1, rounds=1, tiny=True, budget_s=0.0)
+    assert report["presets"] == {name: {"skipped": "not run: over the 0 s budget"}
+                                 for name in ("default.yaml", "sclip_vitb16.yaml")}
+    report["machine"] = "test-machine"
+    assert "| sclip_vitb16.yaml | not run: over the 0 s budget | | | | | |" in write_methods(report, tmp_path)
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--rounds", "2"], "--rounds applies only to the per-method mode: add --methods"),
     (["--methods", "nope.yaml"], "--methods nope.yaml: not a preset in configs/model/; choose among default.yaml, "),
