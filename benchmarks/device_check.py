@@ -59,7 +59,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from benchmarks import flops, method_cost, profile_loop, throughput  # noqa: E402
 from benchmarks.measure import PeakMemory, cpu_capability, device_name, fake_image, machine_slug  # noqa: E402
-from benchmarks.report import summarise, write as write_throughput  # noqa: E402
+from benchmarks.report import methods_summary, summarise, write as write_throughput  # noqa: E402
 from proxyclip import TrainingFreeSegmentor  # noqa: E402
 from proxyclip.shell.module import ProxyCLIPModule  # noqa: E402
 
@@ -501,12 +501,7 @@ def profile(check: Check):
     report = profile_loop.profile_steps(seg, voc_images(count, check.device), [VOC["size"]] * count, check.device,
                                         steps=1 if smoke else 3, warm_up=1 if smoke else 2, trace=trace)
     table = profile_loop.write(report, out, check.slug)
-    shares = ", ".join(f"{g} {100 * ms / max(report['measured_ms'], 1e-9):.0f} %" for g, ms in report["groups_ms"].items())
-    busy = ("" if report["device_busy_share"] is None else
-            f"device busy {100 * report['device_busy_share']:.0f} % of the wall, {report['device_kernels_per_image']:.0f} kernels per image, ")
-    summary = (f"{report['measured']}: {shares}; {busy}{report['host_aten_ops_per_image']:.0f} host aten ops per image; "
-               f"top: {report['top'][0]['name'][:60]}" + (f"; trace {trace}" if trace else ""))
-    return "INFO", summary, {**report, "table": table, "report_file": f"{check.slug}-profile.json"}
+    return "INFO", profile_loop.summary_line(report), {**report, "table": table, "report_file": f"{check.slug}-profile.json"}
 
 
 def methods(check: Check):
@@ -515,28 +510,19 @@ def methods(check: Check):
     first, then the other backbones and VFMs; presets that would overrun it are listed as skipped. Smoke: ProxyCLIP
     and SCLIP with tiny models on 128x64 images. MFU for ProxyCLIP's row (the model `throughput` counts); the other
     methods' FLOPs are not counted here."""
-    smoke, gpu = check.args.smoke, check.device.type == "cuda"
-    shipped = method_cost.shipped_presets()
-    presets = ([method_cost.BASELINE, "sclip_vitb16.yaml"] if smoke else
-               list(method_cost.DEFAULT_PRESETS) + [p for p in shipped if p not in method_cost.DEFAULT_PRESETS])
+    smoke = check.args.smoke
     width, height = (128, 64) if smoke else (2048, 1024)
-    report = method_cost.measure(presets, check.device.type, width, height, images=1 if smoke else 8, rounds=1, tiny=smoke,
-                                 budget_s=max(check.left(), 0.0), precision="bf16-mixed" if gpu else None)
+    report = method_cost.measure(method_cost.presets_by_importance(smoke), check.device.type, width, height,
+                                 images=1 if smoke else 8, rounds=1, tiny=smoke, budget_s=max(check.left(), 0.0),
+                                 precision="bf16-mixed" if check.device.type == "cuda" else None)
     report["machine"] = check.slug
     base = report["presets"][method_cost.BASELINE]
     if not smoke and "images_per_s" in base:
         base["mfu"], base["mfu_text"] = check.mfu(base["images_per_s"], "cityscapes")
     table = method_cost.write_methods(report, Path(check.args.out))
-    rows = report["presets"]
-    measured = [name for name, row in rows.items() if "images_per_s" in row]
-    failed = [name for name, row in rows.items() if "error" in row]
-    summary = (f"{len(measured)} of {len(rows)} presets measured ({report['image']}, {report['images']} images, "
-               f"{report['precision']}): " + ", ".join(f"{Path(n).stem} {rows[n]['images_per_s']:.1f} images/s "
-                                                        f"{rows[n]['peak_memory_bytes'] / 1e9:.2f} GB" for n in measured)
-               + (f"; ProxyCLIP {base['mfu_text']}" if "mfu_text" in base else "")
-               + (f"; FAILED: {', '.join(failed)}" if failed else ""))
-    return ("FAIL" if failed else "INFO"), summary, {"presets": rows, "table": table,
-                                                     "report_file": f"{check.slug}-methods.json"}
+    failed = any("error" in row for row in report["presets"].values())
+    return ("FAIL" if failed else "INFO"), methods_summary(report), {
+        "presets": report["presets"], "table": table, "report_file": f"{check.slug}-methods.json"}
 
 
 def compile_benefit(check: Check):

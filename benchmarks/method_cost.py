@@ -66,6 +66,14 @@ def shipped_presets() -> list[str]:
     return [BASELINE] + [name for name in names if name not in (BASELINE, "tiny_random.yaml")]
 
 
+def presets_by_importance(smoke: bool = False) -> list[str]:
+    """device_check.py's order: the nine methods' ViT-B/16 presets (ProxyCLIP's first), then the other backbones and
+    VFMs; a smoke run (tiny models) takes ProxyCLIP and SCLIP."""
+    if smoke:
+        return [BASELINE, "sclip_vitb16.yaml"]
+    return list(DEFAULT_PRESETS) + [name for name in shipped_presets() if name not in DEFAULT_PRESETS]
+
+
 def write_layout(folder: Path, height: int, width: int, count: int = 1) -> tuple[Path, Path]:
     """A Cityscapes layout with `count` images (leftImg8bit/val/frankfurt/..., gtFine/val/frankfurt/...), and a folder
     with their region masks (48 rectangles, ids 1..48, 0 unsegmented) for CorrCLIP. Returns (root, masks folder)."""

@@ -134,6 +134,15 @@ def write(report: dict, out: Path, slug: str) -> str:
     return text
 
 
+def summary_line(report: dict) -> str:
+    """One line: the groups' shares, the device's busy share, host ops per image, the top kernel."""
+    shares = ", ".join(f"{g} {100 * ms / max(report['measured_ms'], 1e-9):.0f} %" for g, ms in report["groups_ms"].items())
+    busy = ("" if report["device_busy_share"] is None else f"device busy {100 * report['device_busy_share']:.0f} % of the "
+            f"wall, {report['device_kernels_per_image']:.0f} kernels per image, ")
+    return (f"{report['measured']}: {shares}; {busy}{report['host_aten_ops_per_image']:.0f} host aten ops per image; "
+            f"top: {report['top'][0]['name'][:60]}" + (f"; trace {report['trace_file']}" if report["trace_file"] else ""))
+
+
 def voc_inputs(device: torch.device, count: int) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
     voc = throughput.SETTINGS["voc"]
     return throughput.setting_images(voc, count, device), [voc["size"]] * count

@@ -118,6 +118,19 @@ def cpu_kernel_lines(report: dict) -> list[str]:
     return lines
 
 
+def methods_summary(report: dict) -> str:
+    """One line of method_cost.measure's report: each measured preset's images/s and peak memory, ProxyCLIP's MFU, failures."""
+    rows = report["presets"]
+    measured = [name for name, row in rows.items() if "images_per_s" in row]
+    failed = [name for name, row in rows.items() if "error" in row]
+    base = rows[report["baseline"]]
+    return (f"{len(measured)} of {len(rows)} presets measured ({report['image']}, {report['images']} images, "
+            f"{report['precision']}): " + ", ".join(f"{Path(n).stem} {rows[n]['images_per_s']:.1f} images/s "
+                                                     f"{rows[n]['peak_memory_bytes'] / 1e9:.2f} GB" for n in measured)
+            + (f"; ProxyCLIP {base['mfu_text']}" if "mfu_text" in base else "")
+            + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+
+
 def write_methods(report: dict, out: Path, suffix: str = "methods") -> str:
     """benchmarks/results/<machine>-<suffix>.json and .md of method_cost.measure; returns the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
