@@ -2,6 +2,7 @@
 
     python benchmarks/device_check.py                          # a CUDA machine: ~8-9 min on one H100 (--budget-s 480)
     python benchmarks/device_check.py --device cpu --smoke     # tiny sizes on a CPU: checks this script (CI)
+    python benchmarks/device_check.py --only methods profile   # some checks alone: <gpu>-methods-profile.json / .md
 
 One PASS / FAIL / INFO / SKIP line per check as it runs; results in <out>/<gpu>.json and .md (default
 benchmarks/results/; a smoke run measures nothing worth keeping, so its default is a new temporary folder, named on
@@ -73,7 +74,8 @@ class Check:
 
     def __init__(self, args: argparse.Namespace, device: torch.device):
         self.args, self.device, self.start = args, device, time.perf_counter()
-        self.slug = machine_slug(device) + ("-smoke" if args.smoke else "")
+        # a run of some checks alone (--only) names its files apart: it does not overwrite a whole run's
+        self.slug = machine_slug(device) + ("-smoke" if args.smoke else "") + "".join(f"-{n}" for n in args.only or ())
         self.results: dict = {"device": device_name(device), "smoke": args.smoke, "checks": {}, "flops_per_image": {}}
 
     def flops(self, setting: str) -> float:
@@ -546,6 +548,13 @@ def compile_benefit(check: Check):
         {"compile_s": compile_s, "compiled_images_per_s": rate, "eager_images_per_s": eager_rate}
 
 
+# in order of importance: (name, check, seconds it needs at least on one H100)
+CHECKS = (("environment", environment, 0), ("cuda_equals_cpu", cuda_equals_cpu, 30), ("no_host_sync", no_host_sync, 10),
+          ("cli_counts", cli_counts, 40), ("precision", precision, 10), ("throughput", run_throughput, 60),
+          ("memory", memory, 15), ("batch_sweep", batch_sweep, 30), ("end_to_end", end_to_end, 60),
+          ("profile", profile, 20), ("methods", methods, 60), ("compile", compile_benefit, 90))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -553,6 +562,8 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="folder for <machine>.json and .md (default: benchmarks/results/ of "
                                                     "the checkout; with --smoke, a new temporary folder)")
     parser.add_argument("--budget-s", type=float, default=480.0, help="skip checks that would end after this many seconds")
+    parser.add_argument("--only", nargs="+", choices=[name for name, _, _ in CHECKS], metavar="CHECK",
+                        help="run these checks alone (environment always runs), e.g. a rerun of `methods` in a short lease")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: no CUDA device is visible to torch; run with --device cpu --smoke to check the script on a CPU.",
@@ -564,18 +575,9 @@ def main() -> int:
     os.environ.setdefault("PROXYCLIP_CACHE_DIR", tempfile.mkdtemp(prefix="device-check-cache-"))
     device = torch.device(args.device)
     check = Check(args, device)
-    check.run("environment", environment)
-    check.run("cuda_equals_cpu", cuda_equals_cpu, 30)
-    check.run("no_host_sync", no_host_sync, 10)
-    check.run("cli_counts", cli_counts, 40)
-    check.run("precision", precision, 10)
-    check.run("throughput", run_throughput, 60)
-    check.run("memory", memory, 15)
-    check.run("batch_sweep", batch_sweep, 30)
-    check.run("end_to_end", end_to_end, 60)
-    check.run("profile", profile, 20)
-    check.run("methods", methods, 60)
-    check.run("compile", compile_benefit, 90)
+    for name, fn, estimate_s in CHECKS:
+        if args.only is None or name in args.only or name == "environment":
+            check.run(name, fn, estimate_s)
     statuses = [c["status"] for c in check.results["checks"].values()]
     print(f"device check: {statuses.count('PASS')} PASS, {statuses.count('FAIL')} FAIL, {statuses.count('SKIP')} SKIP, "
           f"{statuses.count('INFO')} INFO in {time.perf_counter() - check.start:.0f} s; results in {args.out}/{check.slug}.json/.md")

@@ -61,11 +61,14 @@ def test_device_check_smoke_on_cpu(tmp_path):
 
 
 def test_device_check_out_is_where_results_go(tmp_path):
-    """`--out DIR` is honoured (a zero budget skips every check, and each skip is written at once)."""
+    """`--out DIR` is honoured (a zero budget skips every check, and each skip is written at once); `--only` runs
+    the checks named (and the environment), into files named apart."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks/device_check.py"), "--device", "cpu", "--smoke",
-                             "--out", str(tmp_path / "mine"), "--budget-s", "0"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
+                             "--out", str(tmp_path / "mine"), "--budget-s", "0", "--only", "methods", "profile"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"results go to {tmp_path / 'mine'}/" in result.stdout
-    assert "environment" in json.loads(next((tmp_path / "mine").glob("*-smoke.json")).read_text())["checks"]
+    (written,) = (tmp_path / "mine").glob("*.json")
+    assert written.name.endswith("-smoke-methods-profile.json")
+    assert list(json.loads(written.read_text())["checks"]) == ["environment", "profile", "methods"]
