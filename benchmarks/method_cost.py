@@ -67,11 +67,13 @@ def shipped_presets() -> list[str]:
 
 
 def presets_by_importance(smoke: bool = False) -> list[str]:
-    """device_check.py's order: the nine methods' ViT-B/16 presets (ProxyCLIP's first), then the other backbones and
-    VFMs; a smoke run (tiny models) takes ProxyCLIP and SCLIP."""
+    """device_check.py's order: the nine methods' ViT-B/16 presets (ProxyCLIP's first), then the other presets from
+    the smallest CLIP up (ViT-B, L, H: a budget estimated from the runs so far is overrun least); a smoke run (tiny
+    models) takes ProxyCLIP and SCLIP."""
     if smoke:
         return [BASELINE, "sclip_vitb16.yaml"]
-    return list(DEFAULT_PRESETS) + [name for name in shipped_presets() if name not in DEFAULT_PRESETS]
+    rest = [name for name in shipped_presets() if name not in DEFAULT_PRESETS]
+    return list(DEFAULT_PRESETS) + sorted(rest, key=lambda name: 2 if "vith14" in name else 1 if "vitl14" in name else 0)
 
 
 def write_layout(folder: Path, height: int, width: int, count: int = 1) -> tuple[Path, Path]:
