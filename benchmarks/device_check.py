@@ -342,7 +342,7 @@ def run_throughput(check: Check):
     settings = {name: throughput.run_setting(name, cfg, counts[name], variants, check.device, peaks, args.images_per_step)
                 for name, cfg in throughput.SETTINGS.items()}
     loader = throughput.loader_share(variants, counts, check.device)
-    header = throughput.header(args, check.device, 0.0, time.perf_counter() - started)
+    header = throughput.header(args, check.device, 0.0, time.perf_counter() - started, variants["ours_fp32"][0])
     header["machine"] = check.slug + "-throughput"
     report = summarise(header, settings, loader, check.device)
     table = write_throughput(report, Path(check.args.out))
