@@ -89,6 +89,7 @@ def countable(seg: torch.nn.Module):
     """The kernels the counter knows: nn.Linear instead of oneDNN's, no MHA fast path, SDPA's math backend on a
     CPU; restored after."""
     onednn = getattr(seg, "onednn_linear", False)
+    setting = getattr(seg, "fp32_linear", {}).get("set", True)     # put back as set ("auto" stays "auto")
     if onednn:
         seg.use_onednn_linear(False)
     fastpath = torch.backends.mha.get_fastpath_enabled()
@@ -100,7 +101,7 @@ def countable(seg: torch.nn.Module):
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
         if onednn:
-            seg.use_onednn_linear(True)
+            seg.use_onednn_linear(setting)
 
 
 def count_flops(fn, model: torch.nn.Module) -> int:

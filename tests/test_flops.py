@@ -43,6 +43,9 @@ def test_onednn_linears_are_counted_and_restored(tiny_segmentor):
     counted = flops.flops_per_image(with_onednn, images)
     assert counted > 0 and counted == flops.flops_per_image(without, images)
     assert with_onednn.onednn_linear and not without.onednn_linear       # each left as it was
+    chosen = twin(tiny_segmentor, onednn_linear="auto")
+    flops.flops_per_image(chosen, images)
+    assert chosen.fp32_linear["set"] == "auto"                           # as set, not as resolved
 
 
 def test_mfu_against_each_cards_dense_peak():
