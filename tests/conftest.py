@@ -24,6 +24,41 @@ TINY_VFM = {"dino": TINY_VIT, "dinov2": TINY_VIT, "dinov3": TINY_VIT, "mae": TIN
             "sam": dict(depth=2, embed_dim=32, num_heads=2, global_attn_indexes=(1,), img_size=256, out_chans=32)}
 
 
+FAST_TEST_TIMEOUT_S = 300   # a test outside `slow` that takes this long belongs in it (pyproject.toml: the tiers)
+
+
+@pytest.hookimpl(tryfirst=True)     # before `-m` selects: a `subprocess` or `fullsize` test is `slow` too
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("subprocess") or item.get_closest_marker("fullsize"):
+            item.add_marker(pytest.mark.slow)
+        elif not item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(FAST_TEST_TIMEOUT_S))
+
+
+def starts_python(command) -> bool:
+    """Whether `command` (Popen's args) runs a Python interpreter or a virtual environment's console script."""
+    program = Path(str(command[0] if isinstance(command, (list, tuple)) else str(command).split()[0]))
+    return program.name.startswith("python") or (program.parent.parent / "pyvenv.cfg").exists()
+
+
+@pytest.fixture(autouse=True)
+def subprocesses_are_marked(request, monkeypatch):
+    """A test not marked `subprocess` that starts a Python process fails and says so: the development run
+    (`-m "not slow"`) never waits on an interpreter starting up. (git and uname start in an instant.)"""
+    if request.node.get_closest_marker("subprocess"):
+        return
+    real_init = subprocess.Popen.__init__
+
+    def refuse_python(self, args, *rest, **kwargs):
+        if starts_python(args):
+            raise AssertionError(f"{request.node.nodeid} starts a Python process: mark it @pytest.mark.subprocess "
+                                 "(the test tiers: pyproject.toml, tests/conftest.py)")
+        real_init(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse_python)
+
+
 def tiny_vfm_kwargs(name: str, **overrides) -> dict:
     """Tiny architecture arguments for the registered VFM `name` (its family's)."""
     return {**TINY_VFM[name.split("_")[0]], **overrides}

@@ -278,6 +278,7 @@ def test_each_method_runs_on_fake_voc_through_main(method, tmp_path, capsys):
     assert report["config"]["method_protocol"] == f"configs/{method}/voc21.yaml"     # the file the CLI added
 
 
+@pytest.mark.subprocess
 def test_eval_all_puts_methods_side_by_side(tmp_path):
     """Two model configs: one table, the methods as rows, the benchmarks as columns; a benchmark a method does
     not define (SCLIP has no PC459 protocol) is left out of its row as unsupported, not failed or missing."""
@@ -336,6 +337,7 @@ def _flatten(tree, prefix=""):
             yield f"{prefix}{key}", value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", BASELINES + OWN_TESTS)
 def test_each_protocol_resolves_over_its_benchmark(method):
     """`--config configs/<benchmark>.yaml --model <method preset>` resolves, for every benchmark the method defines,

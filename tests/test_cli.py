@@ -38,6 +38,7 @@ def ground_truth_counts(datamodule):
     return counts
 
 
+@pytest.mark.subprocess
 def test_voc21_end_to_end_in_a_subprocess(tmp_path):
     from proxyclip import build_segmentor
     from proxyclip.shell.metric import SegmentationMetric
@@ -73,7 +74,8 @@ def test_voc21_end_to_end_in_a_subprocess(tmp_path):
     assert metric.counts.tolist() == counts.tolist()
 
 
-@pytest.mark.parametrize("name", sorted(WRITERS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("ade847", "pc459") else n   # 847 / 459 classes
+                                  for n in sorted(WRITERS)])
 def test_every_benchmark_config_end_to_end(name, tmp_path):
     from proxyclip.commands.cli import cli_main
 
@@ -115,6 +117,7 @@ def ddp_data(tmp_path_factory):
     return tmp, root, reference, sorted(p.name for p in (folder / "panels").glob("*.png"))
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("devices, output_dir", [(2, False), (3, False), (2, True), (3, True)])
 def test_ddp_equals_one_process(ddp_data, devices, output_dir):
     """Multi-process runs finish (no collective reached by rank 0 alone) and count every image once."""
@@ -134,6 +137,7 @@ def test_ddp_equals_one_process(ddp_data, devices, output_dir):
     assert reference_panels[0].startswith("000_2007_000000")
 
 
+@pytest.mark.subprocess
 def test_ddp_predict_with_default_folders(tmp_path):
     """`predict` on 2 processes with 3 images (ranks hold different numbers of batches): finishes, writes all."""
     from PIL import Image
@@ -151,6 +155,7 @@ def test_ddp_predict_with_default_folders(tmp_path):
     assert "Segmented 3 images" in result.stdout          # each image by one process (no padding by repeats)
 
 
+@pytest.mark.subprocess
 def test_predict_demo_with_tiny_model(tmp_path):
     result = run_main("predict", "--config", "configs/demo.yaml", "--model", TINY,
                       "--prediction_writer.output_dir", str(tmp_path), "--prediction_writer.save_probabilities", "true",
@@ -232,6 +237,7 @@ def write_my_dataset(folder):
     return folder / "my_dataset.yaml", f"{REPO_ROOT}{os.pathsep}{folder}"
 
 
+@pytest.mark.subprocess
 def test_add_a_dataset_as_the_readme_shows(tmp_path):
     """A made-up dataset evaluated through main.py test from another working folder: the YAML's relative `root` and
     `names_file` are found next to it, as jsonargparse finds a config's own relative paths."""
@@ -252,6 +258,7 @@ def test_add_a_dataset_as_the_readme_shows(tmp_path):
                                                           str(tmp_path / "mine/my_dataset_names.txt"))
 
 
+@pytest.mark.subprocess
 def test_eval_all_runs_a_dataset_config_beside_the_benchmarks(tmp_path):
     """`--datasets voc21 path/to/my_dataset.yaml`: one more column, named by the file; its root from its config."""
     config, pythonpath = write_my_dataset(tmp_path / "mine")
@@ -267,6 +274,7 @@ def test_eval_all_runs_a_dataset_config_beside_the_benchmarks(tmp_path):
     assert mine["num_images"] == 3 and summary["rows"][0]["mIoU"]["my_dataset"] == mine["mIoU"]
 
 
+@pytest.mark.subprocess
 def test_the_installed_command_finds_its_configs_from_any_folder(installed, tmp_path):
     """From a folder outside the checkout, the README's names of the shipped configs, and the files they name (the
     demo's image and vocabulary), resolve in the installed package; the help describes this package."""
@@ -297,6 +305,7 @@ def test_the_installed_command_finds_its_configs_from_any_folder(installed, tmp_
         assert shown.returncode == 0 and needle in shown.stdout and "Lightning Trainer" not in shown.stdout, args
 
 
+@pytest.mark.subprocess
 def test_print_config_output_runs_as_given(tmp_path):
     root = WRITERS["voc21"](tmp_path / "data", n=2)
     printed = run_main(*cli_test_args("voc21", root, tmp_path / "out"), "--print_config")
@@ -329,6 +338,7 @@ def test_a_config_naming_the_former_class_name_still_runs(tmp_path):
     assert (report["method"], report["method_options"]) == ("proxyclip", {"beta": 1.2, "gamma": 2.5})
 
 
+@pytest.mark.subprocess
 def test_every_model_option_has_a_help_line():
     from proxyclip.commands.cli import ProxyCLIPCLI  # noqa: F401  (the CLI reads these docstrings)
     import inspect
@@ -354,6 +364,7 @@ def test_every_model_option_has_a_help_line():
             assert f"{name} (" in documented and f", {shown})" in documented, (method, name)
 
 
+@pytest.mark.subprocess
 def test_predict_folder_mixed_sizes_inline_vocabulary(tmp_path):
     from PIL import Image
 

@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import REPO_ROOT, TINY_CONFIG
@@ -18,6 +19,7 @@ def sizes(folder):
     return {p.name: Image.open(p).size for p in sorted(folder.glob("*.png"))}
 
 
+@pytest.mark.subprocess
 def test_eval_all_draws_every_setting_beside_the_others(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
     write_voc(tmp_path / "data", n=2)

@@ -51,7 +51,7 @@ def run_corrclip(bench, root, out, method_kwargs, folder):
     return json.loads((out / "metrics.json").read_text())
 
 
-@pytest.mark.parametrize("bench", BENCHMARKS)
+@pytest.mark.parametrize("bench", [b if b == "voc21" else pytest.param(b, marks=pytest.mark.slow) for b in BENCHMARKS])
 def test_the_three_mask_sources_give_the_same_run(bench, tiny_sam2, tmp_path, capsys):
     from fake_datasets import WRITERS
     from proxyclip.commands.masks import main as masks_main

@@ -385,6 +385,7 @@ def test_distributed_sampler_counts_each_image_once(world_size, tmp_path):
     assert dm.test_dataloader().sampler.__class__.__name__ == "SequentialSampler"
 
 
+@pytest.mark.subprocess
 def test_real_ddp_run_tests_each_image_once(tmp_path):
     """A real 2-process CPU DDP `trainer.test`: each rank logs the paths it saw."""
     script = tmp_path / "ddp_run.py"
@@ -668,6 +669,7 @@ def _workers_with(temp: Path) -> dict:
     return json.loads(result.stdout.splitlines()[-1])
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(sys.platform != "linux", reason="Unix-socket hand-over of worker batches is Linux's default")
 def test_a_temporary_folder_too_long_for_worker_sockets_is_refused():
     """DataLoader workers hang on a temporary folder too long for their sockets: the check refuses exactly those (a

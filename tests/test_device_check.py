@@ -8,6 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO_ROOT
 
 
@@ -17,6 +19,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
             if p.is_file() and "__pycache__" not in p.parts}
 
 
+@pytest.mark.subprocess
 def test_device_check_smoke_on_cpu(tmp_path):
     """Without --out a smoke run writes into a new temporary folder, says which, and leaves the checkout as it was."""
     before = snapshot(REPO_ROOT / "benchmarks")
@@ -60,6 +63,7 @@ def test_device_check_smoke_on_cpu(tmp_path):
     shutil.rmtree(temp)
 
 
+@pytest.mark.subprocess
 def test_device_check_out_is_where_results_go(tmp_path):
     """`--out DIR` is honoured (a zero budget skips every check, and each skip is written at once); `--only` runs
     the checks named (and the environment), into files named apart."""

@@ -24,6 +24,7 @@ def read_json(path):
     return json.loads(path.read_text())
 
 
+@pytest.mark.subprocess
 def test_evaluate_all_resume_and_summary(tmp_path):
     for name in ("voc21", "cityscapes"):
         WRITERS[name](tmp_path / "data", n=3)
@@ -212,6 +213,7 @@ def finished_elsewhere(folder, status="ok", config_hash="0" * 64):
     return {name: (folder / name).read_text() for name in ("metrics.json", "per_class.csv", "run.json")}
 
 
+@pytest.mark.subprocess
 def test_finished_results_of_another_config_are_kept_unless_overwrite(tmp_path, capsys, monkeypatch):
     """eval_all never replaces another config's finished results silently: that benchmark is not run and its status
     says why; `--overwrite` (eval_all's own) replaces them (review 4)."""
@@ -237,6 +239,7 @@ def test_finished_results_of_another_config_are_kept_unless_overwrite(tmp_path, 
     assert not (folder / "per_class.csv").read_text().startswith("earlier")
 
 
+@pytest.mark.subprocess
 def test_an_earlier_failed_run_is_run_again(tmp_path, capsys, monkeypatch):
     """A failed earlier run (its files are no result) is run again without eval_all's --overwrite."""
     from proxyclip.commands.eval_all import main

@@ -5,11 +5,13 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from interrupting import BEFORE_THE_RUN, Started, during_imports
 
 
+@pytest.mark.subprocess
 def test_installed_commands_keep_what_they_should(installed, tmp_path):
     bin_dir, cwd, env = installed
     assert not (cwd / "outputs").exists()

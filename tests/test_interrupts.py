@@ -5,6 +5,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -31,11 +32,13 @@ def write_photos(folder, n):
     return folder
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_while_main_py_starts(tmp_path):
     code, lines = during_imports(main_py("test", "--help"), tmp_path, {**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert (code, lines) == (130, [BEFORE_THE_RUN])
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_while_parsing(tmp_path):
     fifo = tmp_path / "benchmark.yaml"
     os.mkfifo(fifo)                 # reading it blocks until a writer comes: the process is held inside parsing
@@ -54,6 +57,7 @@ def test_ctrl_c_while_parsing(tmp_path):
         os.close(writer)
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_while_the_model_is_built(tmp_path):
     """The data are checked (a progress bar), then the model is built: a full-size random ViT-B takes seconds."""
     root = WRITERS["voc21"](tmp_path / "data", n=1)
@@ -64,6 +68,7 @@ def test_ctrl_c_while_the_model_is_built(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_during_the_test_loop_keeps_no_results(tmp_path):
     root = WRITERS["voc21"](tmp_path / "data", n=20)
     out = tmp_path / "out"
@@ -73,6 +78,7 @@ def test_ctrl_c_during_the_test_loop_keeps_no_results(tmp_path):
     assert not (out / "metrics.json").exists() and not (out / "panels").exists()
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_during_the_predict_loop_keeps_whole_images(tmp_path):
     photos = write_photos(tmp_path / "photos", 20)
     out = tmp_path / "out"
@@ -89,6 +95,7 @@ def test_ctrl_c_during_the_predict_loop_keeps_whole_images(tmp_path):
     assert sorted(p.name[:-len("_overlay.png")] for p in out.glob("*_overlay.png")) == kept
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_during_predict_into_a_new_version_folder_says_a_rerun_needs_no_overwrite(tmp_path):
     """Into Lightning's default version_N folder a rerun goes to a new folder: the line does not ask for --overwrite
     (review 22)."""
@@ -104,6 +111,7 @@ def test_ctrl_c_during_predict_into_a_new_version_folder_says_a_rerun_needs_no_o
                                      "command again segments every image into a new version folder"]
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_during_a_test_that_replaces_earlier_results_says_they_were_removed(tmp_path):
     """With --overwrite the earlier results go when the run starts: an interrupted rerun says so (review 23)."""
     root = WRITERS["voc21"](tmp_path / "data", n=20)
@@ -119,6 +127,7 @@ def test_ctrl_c_during_a_test_that_replaces_earlier_results_says_they_were_remov
     assert not (out / "metrics.json").exists() and not (out / "per_class.csv").exists()
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_under_ddp_says_it_once(tmp_path):
     root = WRITERS["voc21"](tmp_path / "data", n=20)
     out = tmp_path / "out"

@@ -73,6 +73,7 @@ def test_wings_import_only_what_they_may():
             assert not {m for m in imported if m.startswith("proxyclip")}, name
 
 
+@pytest.mark.subprocess
 def test_the_method_imports_neither_lightning_nor_jsonargparse():
     code = ("import sys, proxyclip.method.segmentor, proxyclip.method.builder, proxyclip.method.vfm; "
             "print(sorted(m for m in ('lightning', 'jsonargparse', 'pytorch_lightning') if m in sys.modules))")
@@ -87,6 +88,7 @@ def test_no_repository_root_lookups_in_library_code():
         assert "parents[1]" not in text and "REPO_ROOT" not in text, path
 
 
+@pytest.mark.subprocess
 def test_an_installed_wheel_works_from_another_folder(installed, tmp_path):
     bin_dir, cwd, env = installed
 

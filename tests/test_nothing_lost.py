@@ -146,6 +146,7 @@ def test_predict_check_reports_every_bad_input_before_the_model_is_built(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.subprocess
 def test_ddp_predict_lists_the_bad_inputs_of_every_process_once(tmp_path):
     """2 processes: each holds one bad input (a sampler deals them out in turn); one list, one file, exit code 1."""
     inputs = write_images(tmp_path / "photos", good=("c.png", "d.png"), bad=("a.png", "b.png"))

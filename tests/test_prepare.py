@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from fake_datasets import write_ade847, write_cityscapes, write_coco, write_voc
@@ -184,6 +185,7 @@ def test_prepare_missing_inputs(tmp_path, capsys):
     assert "gtFine/val" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_module_entry_point():
     """`python -m datamodules.prepare --help` works, and the data never imports the method."""
     code = ("import runpy, sys\n"

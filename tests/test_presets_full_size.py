@@ -110,6 +110,7 @@ def state_sums(state: dict[str, torch.Tensor]) -> dict[str, float]:
     return {k: float(v.double().sum()) for k, v in state.items()}
 
 
+@pytest.mark.fullsize
 @pytest.mark.parametrize("clip_key", list(CLIPS), ids=lambda key: "/".join(key))
 def test_clip_presets_at_full_size(clip_key, downloads):
     name, tag = clip_key
@@ -188,6 +189,7 @@ def test_clip_presets_at_full_size(clip_key, downloads):
     assert text.shape == (1, expected["out"])
 
 
+@pytest.mark.fullsize
 @pytest.mark.parametrize("vfm_name", list(VFMS))
 def test_vfm_presets_at_full_size(vfm_name, downloads):
     expected = VFMS[vfm_name]
@@ -285,6 +287,7 @@ def test_every_preset_is_a_checked_combination():
                                                  multi_end_idx=10, res_cls=0.3, n_neighbors=30, contamination=0.05), stem
 
 
+@pytest.mark.fullsize
 def test_default_preset_segmentor_runs_quickgelu_everywhere(downloads):
     """`build_segmentor("configs/model/default.yaml")`, the paper's model: every CLIP MLP is QuickGELU."""
     from proxyclip import build_segmentor
@@ -299,6 +302,7 @@ def test_default_preset_segmentor_runs_quickgelu_everywhere(downloads):
     assert seg.vfm_std.flatten().tolist() == torch.tensor([0.229, 0.224, 0.225]).tolist()
 
 
+@pytest.mark.fullsize
 def test_cass_preset_at_full_size(downloads):
     """configs/model/cass_vitb16.yaml built through the real loading code (random weights served): CLIP's 12 heads of
     64 pair with DINO ViT-B/8's; DINO's keys of a 224 crop are 28 x 28 over its native 1 + 28 x 28 table and equal the
@@ -329,6 +333,7 @@ def test_cass_preset_at_full_size(downloads):
     assert logits.shape == (1, 3, 224, 224) and torch.isfinite(logits).all()
 
 
+@pytest.mark.fullsize
 def test_trident_preset_at_full_size(downloads):
     """configs/model/trident_vitb16.yaml built through the real loading code (random weights served, SAM's the whole
     model as Meta's checkpoint holds it): SAM ViT-B's encoder (12 blocks of 768, the last global, 64 x 64 tokens of
@@ -375,6 +380,7 @@ def test_trident_preset_at_full_size(downloads):
     assert labels.shape == (120, 170)
 
 
+@pytest.mark.fullsize
 def test_corrclip_preset_at_full_size(downloads, tmp_path):
     """configs/model/corrclip_vitb16.yaml (MetaCLIP ViT-B-16-quickgelu, DINO ViT-B/8) built through the real loading
     code (random weights served), with a folder of one region mask: QuickGELU everywhere, OpenAI's statistics, DINO's
@@ -412,6 +418,7 @@ def test_corrclip_preset_at_full_size(downloads, tmp_path):
     del seg
 
 
+@pytest.mark.fullsize
 def test_sam2_hiera_l_region_masks_at_full_size(downloads, caplog):
     """CorrCLIP's SAM 2 (corrclip_segmentor.py:264-272): sam2_hiera_l through sam2's build_sam2, Meta's checkpoint
     (a random {"model": state_dict} served for its URL) loaded strictly by our loader without a word from sam2;

@@ -39,6 +39,7 @@ def run_eval_all(tmp_path, models, *more):
                      "--output", str(tmp_path / "out"), "--trainer.enable_progress_bar", "false", *more])
 
 
+@pytest.mark.subprocess
 def test_common_protocol_is_the_same_for_every_method(tmp_path):
     root = write_voc(tmp_path / "data", n=1)
     models = presets(tmp_path, root)
@@ -70,6 +71,7 @@ def test_common_protocol_is_the_same_for_every_method(tmp_path):
     assert [row["setting"] for row in summary["rows"]] == [m.stem for m in models]
 
 
+@pytest.mark.subprocess
 def test_original_protocol_is_unchanged_and_both_tables_are_written(tmp_path):
     write_voc(tmp_path / "data", n=1)
     sclip = tiny_preset(tmp_path, "sclip")

@@ -400,6 +400,7 @@ def test_crops_and_the_feedback_guide_equal_the_original_s(mode, monkeypatch):
         assert all(g.dtype == torch.float32 for g in guides)
 
 
+@pytest.mark.slow
 def test_each_protocol_resolves_over_its_benchmark():
     """`--config configs/<benchmark>.yaml --model configs/model/resclip_vitb16.yaml` resolves (parsed, not run) to every
     value of the protocol file, the FULL method_kwargs included, over the benchmark's dataset."""

@@ -119,6 +119,7 @@ def test_the_write_probe_leaves_nothing_behind(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["kept"]                     # not even the folder asked for
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("workers", [["--data.init_args.num_workers", "2"], ["--trainer.accelerator", "gpu"]])
 def test_a_temporary_folder_too_long_for_worker_sockets_is_refused_before_any_weights_are_loaded(tmp_path, workers):
     """Workers (asked for, or the loader's choice on a GPU) with a TMPDIR their sockets cannot live in would hang:

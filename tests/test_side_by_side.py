@@ -29,6 +29,7 @@ def tiny_preset(folder, method):
     return path
 
 
+@pytest.mark.subprocess
 def test_eval_all_puts_the_new_methods_beside_proxyclip(tmp_path):
     write_voc(tmp_path / "data", n=1)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
@@ -54,6 +55,7 @@ def test_eval_all_puts_the_new_methods_beside_proxyclip(tmp_path):
         "clip": "random", "vfm": "random"}
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("method", NEW)
 def test_weights_list_names_each_presets_sources(method, tmp_path):
     result = run_weights(tmp_path, "list", f"configs/model/{method}_vitb16.yaml")
@@ -63,6 +65,7 @@ def test_weights_list_names_each_presets_sources(method, tmp_path):
     assert ("vit_base_patch8_224.dino" in out) == (method == "cass")     # only CASS builds a VFM
 
 
+@pytest.mark.subprocess
 def test_eval_all_puts_trident_and_corrclip_beside_the_others(tmp_path):
     """Step 12's methods in the same table as ProxyCLIP: Trident (tiny CLIP, DINO ViT-B/16 and SAM) with its own
     voc21 protocol, CorrCLIP (tiny CLIP and DINO ViT-B/8) with a folder of region masks. Their own options come through
@@ -97,6 +100,7 @@ def test_eval_all_puts_trident_and_corrclip_beside_the_others(tmp_path):
     assert options["sam_refinement"] is True and options["coarse_thresh"] == trident["coarse_thresh"]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("method", ("trident", "corrclip"))
 def test_weights_list_names_step_12_sources(method, tmp_path):
     result = run_weights(tmp_path, "list", f"configs/model/{method}_vitb16.yaml")

@@ -210,6 +210,7 @@ def run_throughput(tmp_path, *args):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.subprocess
 def test_methods_tiny_runs_each_preset_in_its_own_process_with_ratios_to_proxyclip(tmp_path):
     """`throughput.py --methods ... --tiny`: each named preset (tiny encoders of its kind) through `main.py test` under
     its own Cityscapes protocol; ProxyCLIP first, as the ratios' baseline; the report's JSON and Markdown."""
@@ -246,6 +247,7 @@ def test_methods_past_the_budget_are_listed_as_skipped(tmp_path):
     assert "| sclip_vitb16.yaml | not run: over the 0 s budget | | | | | |" in write_methods(report, tmp_path)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("args, needle", [
     (["--rounds", "2"], "--rounds applies only to the per-method mode: add --methods"),
     (["--methods", "nope.yaml"], "--methods nope.yaml: not a preset in configs/model/; choose among default.yaml, "),
@@ -258,6 +260,7 @@ def test_methods_options_are_refused_where_they_would_not_apply(tmp_path, args, 
     assert not list(tmp_path.iterdir())                     # refused before anything ran
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="oneDNN is not in this build")
 def test_onednn_kernels_names_what_the_cpu_runs():
     """oneDNN's own log, read back: its ISA, its fp32 linear kernel, and bf16 matmuls on oneDNN exactly where

@@ -540,7 +540,7 @@ def tiny_trident_preset(folder):
     return path
 
 
-@pytest.mark.parametrize("bench", list(PROTOCOL))
+@pytest.mark.parametrize("bench", [pytest.param(b, marks=pytest.mark.slow) if b == "ade847" else b for b in PROTOCOL])
 def test_each_benchmark_runs_through_main(bench, tmp_path, capsys):
     """`main.py test --config configs/<bench>.yaml --model <the trident preset, tiny>` on the fake layout: the CLI adds
     configs/trident/<bench>.yaml and says so; SAM made tiny and random by a later --model.segmentor.method_kwargs
@@ -566,6 +566,7 @@ def test_each_benchmark_runs_through_main(bench, tmp_path, capsys):
     assert report["method"] == "trident" and report["method_options"] == options
 
 
+@pytest.mark.subprocess
 def test_weights_list_names_sam(tmp_path):
     """`proxyclip-weights list configs/model/trident_vitb16.yaml` names CLIP's, DINO ViT-B/16's and SAM's sources;
     run.json's provenance records SAM's."""

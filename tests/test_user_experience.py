@@ -27,6 +27,7 @@ def voc_test_args(root, *extra):
 
 
 # --- 1. predict keeps every output apart --------------------------------------------------------------------------
+@pytest.mark.subprocess
 def test_predict_outputs_of_same_stem_inputs_stay_apart(tmp_path):
     rng = np.random.default_rng(0)
     inputs = ["photos/rgb.jpg", "photos/rgb.png", "a/x.jpg", "b/x.jpg", "photos/solo.jpg"]
@@ -46,6 +47,7 @@ def test_predict_outputs_of_same_stem_inputs_stay_apart(tmp_path):
 
 
 # --- 2. and 6. where outputs go: checked before anything is built, and nothing elsewhere -----------------------------
+@pytest.mark.subprocess
 def test_an_unusable_output_folder_is_refused_before_the_model_is_built(tmp_path):
     root = WRITERS["voc21"](tmp_path / "data", n=1)
     (tmp_path / "a_file").write_text("not a folder")
@@ -64,6 +66,7 @@ def test_an_unusable_output_folder_is_refused_before_the_model_is_built(tmp_path
     assert "Traceback" not in predicted.stderr
 
 
+@pytest.mark.subprocess
 def test_with_an_output_dir_nothing_is_written_elsewhere(tmp_path):
     root = WRITERS["voc21"](tmp_path / "data", n=1)
     cwd = tmp_path / "cwd"
@@ -76,6 +79,7 @@ def test_with_an_output_dir_nothing_is_written_elsewhere(tmp_path):
 
 
 # --- 3. every bad file at once, before the model ------------------------------------------------------------------
+@pytest.mark.subprocess
 def test_check_reports_every_bad_file_before_the_model_is_built(tmp_path):
     root = WRITERS["voc21"](tmp_path / "data", n=6)
     jpeg = root / "JPEGImages" / "2007_000001.jpg"
@@ -95,6 +99,7 @@ def test_check_reports_every_bad_file_before_the_model_is_built(tmp_path):
 
 
 # --- 7. Ctrl-C during evaluate-all ----------------------------------------------------------------------------------
+@pytest.mark.subprocess
 def test_ctrl_c_during_evaluate_all_stops_cleanly_and_resumes(tmp_path):
     WRITERS["voc21"](tmp_path / "data", n=6)
     cmd = [sys.executable, "-m", "proxyclip.eval_all", "--model", TINY, "--datasets", "voc21", "--data-root",
@@ -160,6 +165,7 @@ def test_help_ends_with_the_options_most_runs_need(capsys):
 
 
 # --- 9. a refused DDP start says so once ---------------------------------------------------------------------------
+@pytest.mark.subprocess
 def test_refused_ddp_start_prints_its_error_once(tmp_path):
     root = WRITERS["voc21"](tmp_path / "data", n=1)
     result = run_main(*voc_test_args(root, "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy",
@@ -169,6 +175,7 @@ def test_refused_ddp_start_prints_its_error_once(tmp_path):
 
 
 # --- 10. quiet by default, everything with --all_messages --------------------------------------------------------------
+@pytest.mark.subprocess
 def test_runs_are_quiet_unless_asked(tmp_path):
     root = WRITERS["voc21"](tmp_path / "data", n=1)
     quiet = run_main(*voc_test_args(root, "--model.output_dir", str(tmp_path / "q")), cwd=tmp_path)

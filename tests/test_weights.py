@@ -27,12 +27,14 @@ def write_model_config(path, **segmentor):
     return path
 
 
+@pytest.mark.subprocess
 def test_list_random_weights_needs_nothing(tmp_path):
     result = run_weights(tmp_path, "list", str(TINY_CONFIG))
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("nothing to fetch (random initialisation)") == 2
 
 
+@pytest.mark.subprocess
 def test_list_default_names_the_sources_and_the_cache_state(tmp_path):
     cached = put_in_hub_cache(tmp_path / "hf" / "hub", "timm/vit_base_patch8_224.dino", "model.safetensors", b"weights")
     result = run_weights(tmp_path, "list", "configs/model/default.yaml")
@@ -44,6 +46,7 @@ def test_list_default_names_the_sources_and_the_cache_state(tmp_path):
     assert "python -m proxyclip.weights download configs/model/default.yaml" in out
 
 
+@pytest.mark.subprocess
 def test_download_without_network_fails_fast_with_the_offline_message(tmp_path):
     # HF_HUB_OFFLINE=1: the same failure as without network, and never a real download where there is one.
     result = run_weights(tmp_path, "download", "configs/voc21.yaml", HF_HUB_OFFLINE="1")

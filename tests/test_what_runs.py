@@ -396,6 +396,7 @@ def test_the_refusal_of_earlier_results_under_several_nodes_says_the_folder_must
                          "all nodes share.")
 
 
+@pytest.mark.subprocess
 def test_ddp_workers_settle_the_command_the_same_way(models, tmp_path):
     """DDP's workers start again from the command as given: on 2 processes, every process runs SCLIP's own VOC21 values
     (vocabulary, crop, thresholds) from `--model.segmentor.method sclip`, and the counts equal one process's."""
