@@ -1,5 +1,6 @@
 """Shared test helpers: paths, the tiny random model and its configs, images. Tests import these from here."""
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -129,9 +130,14 @@ def installed(tmp_path_factory):
     venv holding a non-editable install of the wheel built from this checkout, built once per session; the
     dependencies are the running interpreter's (a .pth file points at them), so nothing is downloaded."""
     work = tmp_path_factory.mktemp("wheel")
-    dist, venv = work / "dist", work / "venv"
+    dist, venv, source = work / "dist", work / "venv", work / "source"
+    # built from a copy: setuptools writes build/ and *.egg-info beside the sources, and tests running meanwhile
+    # check that nothing appears in the checkout
+    local = {".git", ".venv", ".ci-venv", "build", "outputs", "lightning_logs", ".pytest_cache", "data"}
+    shutil.copytree(REPO_ROOT, source, ignore=lambda folder, names: [
+        n for n in names if n == "__pycache__" or n.endswith(".egg-info") or (Path(folder) == REPO_ROOT and n in local)])
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
-                            str(REPO_ROOT)], capture_output=True, text=True, timeout=600)
+                            str(source)], capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr[-3000:]
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
