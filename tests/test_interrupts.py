@@ -2,6 +2,7 @@
 rank): one line on stderr that says what is kept, exit code 130, no traceback (item 11). Each signal is sent once a
 marker shows the process is in that phase, as a terminal sends it: to the whole process group."""
 import os
+import signal
 import sys
 
 import numpy as np
@@ -36,6 +37,26 @@ def write_photos(folder, n):
 def test_ctrl_c_while_main_py_starts(tmp_path):
     code, lines = during_imports(main_py("test", "--help"), tmp_path, {**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert (code, lines) == (130, [BEFORE_THE_RUN])
+
+
+def test_ctrl_c_swallowed_during_the_imports_still_ends_the_command(tmp_path, monkeypatch, capsys):
+    """A library may swallow the KeyboardInterrupt of a Ctrl-C while it imports (a bare `except:` around an optional
+    import; importlib's weakref callback prints it and goes on): the command still ends as interrupted, and its
+    main() never runs. (Seen once in CI: `proxyclip-eval-all --help` exited 0 after Ctrl-C.)"""
+    from proxyclip.commands import entry_points
+
+    (tmp_path / "swallowing_command.py").write_text(
+        "import os, signal, time\n"
+        "try:\n    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(5)\nexcept BaseException:\n    pass\n"
+        "def main():\n    raise AssertionError('main ran after Ctrl-C')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal (pytest's may differ)
+    try:
+        assert entry_points._run("swallowing_command", "interrupted (Ctrl-C) in the test") == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler                 # put back
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert capsys.readouterr().err == "interrupted (Ctrl-C) in the test\n"
 
 
 @pytest.mark.subprocess

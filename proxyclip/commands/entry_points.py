@@ -6,9 +6,12 @@ seconds, is imported inside the guard, so that Ctrl-C at any moment ends with on
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 
 INTERRUPTED = "interrupted (Ctrl-C)"
 
@@ -36,9 +39,35 @@ def say_interrupted(line: str) -> int:
     return 130
 
 
+@contextlib.contextmanager
+def ctrl_c_remembered():
+    """Yields a list that a Ctrl-C meanwhile appends to (and still raises KeyboardInterrupt). While modules import,
+    the KeyboardInterrupt can be swallowed: by a library's bare `except:` around an optional import, or when it
+    lands in importlib's weakref callback, where Python prints it and goes on. The list keeps the key press."""
+    pressed: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield pressed                         # Ctrl-C ignored (a background job) or handled by someone else: theirs
+        return
+
+    def remember(signum, frame):
+        pressed.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, remember)
+    try:
+        yield pressed
+    finally:
+        if signal.getsignal(signal.SIGINT) is remember:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _run(module: str, line: str) -> int:
     try:
-        code = importlib.import_module(module).main()
+        with ctrl_c_remembered() as pressed:
+            command = importlib.import_module(module)
+        if pressed:                           # pressed during the imports, and the KeyboardInterrupt was swallowed
+            raise KeyboardInterrupt
+        code = command.main()
     except KeyboardInterrupt as exc:
         return say_interrupted(getattr(exc, "line", line))
     return code if isinstance(code, int) else 0
