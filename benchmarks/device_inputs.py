@@ -34,15 +34,6 @@ def voc_images(count: int, device) -> list[torch.Tensor]:
     return throughput.setting_images(VOC, count, torch.device(device))
 
 
-def sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def labels_agreement(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    return 100.0 * sum(int((x.cpu() == y.cpu()).sum()) for x, y in zip(a, b)) / sum(y.numel() for y in b)
-
-
 def fake_voc(root: Path, count: int, size: tuple[int, int], workers: int = 1) -> Path:
     """`count` JPEGs of `size` (H, W) and palette labels (0..20, 255) in the VOC2012 layout."""
     voc = root / "VOCdevkit" / "VOC2012"

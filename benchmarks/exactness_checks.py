@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from benchmarks import throughput
-from benchmarks.device_inputs import REPO, build, fake_voc, labels_agreement, main_test, voc_images
+from benchmarks.device_inputs import REPO, build, fake_voc, main_test, voc_images
 from benchmarks.measure import cpu_capability
+from benchmarks.report import agreement
 from proxyclip import TrainingFreeSegmentor
 from proxyclip.shell.module import ProxyCLIPModule
 
@@ -158,7 +159,7 @@ def precision(check: Check):
             if check.device.type == "cpu" and dtype == torch.float16:
                 continue
             with torch.autocast(check.device.type, dtype=dtype):
-                out[f"{name}_agreement"] = labels_agreement(seg.segment_batch(images), ref)
+                out[f"{name}_agreement"] = agreement(seg.segment_batch(images), ref)
     ok = all(v >= 97.0 for v in out.values())
     summary = ", ".join(f"{k.split('_')[0]} agrees with fp32 on {v:.2f} % of pixels" for k, v in out.items()) + " (target >= 97 %)"
     return ("PASS" if ok else "FAIL"), summary, out

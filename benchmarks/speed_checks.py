@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from benchmarks import method_cost, profile_loop, throughput
-from benchmarks.device_inputs import CITY, VOC, build, fake_voc, main_test, real_size, sync, voc_images
-from benchmarks.measure import PeakMemory
+from benchmarks.device_inputs import CITY, VOC, build, fake_voc, main_test, real_size, voc_images
+from benchmarks.measure import PeakMemory, synchronize
 from benchmarks.report import methods_summary, summarise, write as write_throughput
 
 if TYPE_CHECKING:
@@ -65,10 +65,10 @@ def _images_per_s(seg, images, sizes, step: int, device, autocast) -> float:
             seg.segment_batch(images[i:i + step], sizes[i:i + step])
     with torch.no_grad(), autocast():
         once()                                                      # warm-up (kernel choice, allocator)
-        sync(device)
+        synchronize(device)
         start = time.perf_counter()
         once()
-        sync(device)
+        synchronize(device)
     return len(images) / (time.perf_counter() - start)
 
 
@@ -239,7 +239,7 @@ def compile_benefit(check: Check):
     start = time.perf_counter()
     with torch.no_grad(), autocast():
         compiled.segment_batch(images[:8], [VOC["size"]] * 8)
-        sync(device)
+        synchronize(device)
     compile_s = time.perf_counter() - start
     rate = _images_per_s(compiled, images, [VOC["size"]] * 16, 8, device, autocast)
     return "INFO", (f"compile {compile_s:.0f} s; steady {rate:.1f} images/s against eager {eager_rate:.1f} "
