@@ -54,21 +54,49 @@ def encode_prompts(model: nn.Module, tokens: torch.Tensor, batch_size: int = 512
     return out
 
 
+def distinct_queries(tokenizer: Callable, queries: Sequence[str],
+                     templates: Sequence[Callable[[str], str]] = TEMPLATES) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """(the prompt tokens [T, context] of each distinct query, in order of first appearance; per query, its row [Q]).
+
+    Queries are the same when their prompts tokenize alike: the text encoder sees nothing else, so they are one
+    text ("Bed" and "bed" too: CLIP's tokenizer lower-cases).
+    """
+    blocks: list[torch.Tensor] = []
+    rows: dict[bytes, int] = {}
+    by_text: dict[str, int] = {}
+    inverse = []
+    for query in queries:
+        if query not in by_text:     # a repeated string is not tokenized again
+            tokens = tokenizer([template(query) for template in templates])
+            key = tokens.contiguous().numpy().tobytes()
+            if key not in rows:
+                rows[key] = len(blocks)
+                blocks.append(tokens)
+            by_text[query] = rows[key]
+        inverse.append(by_text[query])
+    return blocks, torch.tensor(inverse, dtype=torch.long)
+
+
 @torch.no_grad()
 def encode_queries(model: nn.Module, tokenizer: Callable, queries: Sequence[str],
                    templates: Sequence[Callable[[str], str]] = TEMPLATES, batch_size: int = 2560) -> torch.Tensor:
     """Embeddings [Q, D]: per query, encode every template, L2-normalise each, average, L2-normalise.
 
+    Each distinct query is encoded once and its row copied to every position it holds. The originals encode
+    each query on its own, so a name in two classes (SCLIP's COCO-Object: "bed" is a background synonym and
+    class 60) gets two equal rows and an exact tie that argmax gives to the first class. Encoded twice in
+    different batches, the two rows would differ by rounding and break the tie either way.
     Prompts are encoded in chunks of about `batch_size` (whole queries per chunk), so 847-class
     vocabularies fit in memory.
     """
     device = next(model.parameters()).device
+    blocks, inverse = distinct_queries(tokenizer, queries, templates)
     per_chunk = max(1, batch_size // len(templates))
     out = []
-    for start in range(0, len(queries), per_chunk):
-        chunk = queries[start:start + per_chunk]
-        tokens = tokenizer([template(q) for q in chunk for template in templates]).to(device)
+    for start in range(0, len(blocks), per_chunk):
+        chunk = blocks[start:start + per_chunk]
+        tokens = torch.cat(chunk).to(device)
         emb = F.normalize(encode_prompts(model, tokens).float(), dim=-1)   # [q * T, D]
         emb = emb.view(len(chunk), len(templates), -1).mean(dim=1)         # [q, D]
         out.append(F.normalize(emb, dim=-1))
-    return torch.cat(out)
+    return torch.cat(out)[inverse.to(device)]

@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from ..vocabulary import query_key
 from .clip_encoder import clip_activation, model_identity
 from .text import TEMPLATES, encode_queries
 from .loading import file_sha256, is_local_path
@@ -65,9 +66,16 @@ def cache_key(model: nn.Module, model_name: str | dict, pretrained: str | os.Pat
     text_params = (p for name, p in model.named_parameters() if not name.startswith("visual."))
     dtype = str(next(text_params, next(model.parameters())).dtype)   # a half-precision text tower gives other numbers
     # the activation is not in the weights: the same tag built with GELU instead of QuickGELU gives other numbers
-    return {"version": FORMAT_VERSION, "model": arch, "weights": weights_fingerprint(model, pretrained), "dtype": dtype,
-            "activation": clip_activation(model), "queries": list(queries),
-            "templates": [template("{}") for template in templates]}
+    key = {"version": FORMAT_VERSION, "model": arch, "weights": weights_fingerprint(model, pretrained), "dtype": dtype,
+           "activation": clip_activation(model), "queries": list(queries),
+           "templates": [template("{}") for template in templates]}
+    if len({query_key(query) for query in queries}) < len(queries):
+        # A repeated query is now encoded once (text.py). An entry written before that holds its rows from two
+        # batches, apart by rounding, so such a vocabulary gets a new key. Without a repeat the numbers are the
+        # same as before: those entries stay valid and are not recomputed. (Names that only tokenize alike, such as
+        # two cut at the same 77th token, are not seen here; no packaged vocabulary has any.)
+        key["encoded_once"] = True
+    return key
 
 
 def _key_digest(key: dict) -> str:
