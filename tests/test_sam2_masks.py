@@ -269,3 +269,27 @@ def test_masks_command_without_sam2_names_the_extra(tmp_path, capsys, monkeypatc
     code, out, err = masks(["--images", str(tmp_path / "x.png"), "--output", str(tmp_path / "o")], capsys)
     assert code == 2 and err == f"error: {sam2_missing_message()}\n" and "1 to do" in out
     assert list((tmp_path / "o").iterdir()) == []
+
+
+def test_masks_command_offline_names_the_sam2_fix(tmp_path, capsys, monkeypatch):
+    """No network and nothing cached: the paragraph says how to get SAM 2's checkpoint (proxyclip-weights download
+    <the SAM 2 model> elsewhere, or --checkpoint FILE), never a model config's CLIP / VFM advice."""
+    import urllib.error
+    from PIL import Image
+
+    from proxyclip.commands.masks import main
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x.png")
+
+    def offline(*args, **kwargs):                          # torch.hub's download, as it fails without network
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    code = main(["--images", str(tmp_path / "x.png"), "--output", str(tmp_path / "o"), "--model", "sam2_hiera_t",
+                 "--points_per_side", "2", "--accelerator", "cpu", *[f"--hydra_override={o}" for o in TINY]])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: Cannot fetch the pretrained weights of SAM 2 Hiera-T") and err.count("\n") == 1
+    assert "`proxyclip-weights download sam2_hiera_t`" in err and "`--checkpoint FILE`" in err
+    assert SAM2_MODELS["sam2_hiera_t"].url in err
+    for other in ("configs/model", "clip_pretrained", "vfm_pretrained", "method_kwargs"):
+        assert other not in err, other

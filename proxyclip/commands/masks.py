@@ -20,8 +20,9 @@ from typing import Any, Sequence
 from datamodules.errors import examples
 
 from ..errors import ProxyCLIPError
+from ..method.loading import WeightsUnavailable
 from ..method.sam2_masks import (DEFAULT_SAM2, SAM2_MODELS, check_generator_options, mask_path, read_rgb,
-                                 require_sam2)
+                                 require_sam2, sam2_remedy)
 from .entry_points import interrupted_line, launch_rank
 from .messages import quiet_third_party
 from .user_errors import find_user_error
@@ -257,11 +258,14 @@ def run(args: argparse.Namespace) -> int:
             raise ProxyCLIPError(f"Lightning cannot run on --accelerator {args.accelerator} --devices {args.devices} "
                                  f"--num_nodes {args.num_nodes}: {exc} Choose devices this machine has (--devices auto "
                                  "takes them all).") from None
-        generator = SAM2MaskGenerator(args.model, checkpoint, points_per_side=args.points_per_side,
-                                      pred_iou_thresh=args.pred_iou_thresh,
-                                      stability_score_thresh=args.stability_score_thresh,
-                                      multimask_output=args.multimask_output, half=args.half,
-                                      hydra_overrides=args.hydra_override)
+        try:
+            generator = SAM2MaskGenerator(args.model, checkpoint, points_per_side=args.points_per_side,
+                                          pred_iou_thresh=args.pred_iou_thresh,
+                                          stability_score_thresh=args.stability_score_thresh,
+                                          multimask_output=args.multimask_output, half=args.half,
+                                          hydra_overrides=args.hydra_override)
+        except WeightsUnavailable as exc:     # this command's way to give the file: --checkpoint
+            raise WeightsUnavailable(exc.what, remedy=sam2_remedy(args.model, "`--checkpoint FILE`")) from exc
         try:
             trainer.predict(MaskWriter(generator, output), datamodule=ToDo(to_do, args.num_workers), return_predictions=False)
         except SystemExit as exc:     # Lightning's exit after Ctrl-C in its loop (see proxyclip/commands/interrupts.py)

@@ -12,7 +12,7 @@ import socket
 import urllib.error
 import warnings
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, NamedTuple
 
 import torch
 from torch import nn
@@ -20,32 +20,53 @@ from torch import nn
 from ..errors import ProxyCLIPError
 
 EXAMPLE_CONFIG = "configs/model/default.yaml"   # named where the config of the run is not known (the library)
+# The way forward without any weights at all (every shipped preset is downloaded weights; these are not).
+TRY_WITHOUT_WEIGHTS = ("To try the pipeline without any weights: `python main.py predict --config configs/demo.yaml "
+                       "--model configs/model/tiny_random.yaml` (tiny random models, ProxyCLIP's; "
+                       "configs/model/tiny_<method>.yaml for the other methods) runs end to end, but its labels are "
+                       "meaningless.")
 
 
-def network_hint(config: str | None = None) -> str:
-    """How to get weights onto a machine without network, for the model config `config` (else an example)."""
-    named = config or EXAMPLE_CONFIG
-    which = "" if config else " (or the model config you use)"
+class Remedy(NamedTuple):
+    """How to get one kind of weights onto a machine without network: the paragraph's parts that differ by kind."""
+
+    example: str    # what `<command> download` is given where the run's config is not known
+    command: str    # the weights command, as the user of this kind runs it
+    caches: str     # the caches that `download` fills, to copy
+    local: str      # how to give the weights as local files instead
+    extra: str = ""  # a last sentence (another way forward), or ""
+
+
+#: CLIP and the VFMs of a model config (the library's default kind)
+MODEL_WEIGHTS = Remedy(
+    EXAMPLE_CONFIG, "python -m proxyclip.weights", "~/.cache/huggingface, ~/.cache/torch/hub/checkpoints",
+    "point the config at local checkpoint files: `model.segmentor.clip_pretrained: /path/to/open_clip_model.bin` for "
+    "CLIP, `model.segmentor.vfm_pretrained: /path/to/vfm.pth` for the VFM (on the command line: "
+    "`--model.segmentor.clip_pretrained /path/to/open_clip_model.bin`)", TRY_WITHOUT_WEIGHTS)
+
+
+def network_hint(config: str | None = None, remedy: Remedy = MODEL_WEIGHTS) -> str:
+    """How to get weights onto a machine without network, for the model config `config` (else the remedy's example)."""
+    named = config or remedy.example
+    which = "" if config or not remedy.example.endswith(".yaml") else " (or the model config you use)"
     return ("No network is reachable (or HF_HUB_OFFLINE=1 is set) and the weights are not in the local cache. "
             "(On a machine without internet, set HF_HUB_OFFLINE=1 so that cached weights load without waiting for the "
-            f"network.) On a machine with internet access run `python -m proxyclip.weights download {named}`{which} and "
-            "copy its caches (~/.cache/huggingface, ~/.cache/torch/hub/checkpoints) to this machine "
-            f"(`python -m proxyclip.weights list {named}` shows what it needs and what is cached), or point the config "
-            "at local checkpoint files: `model.segmentor.clip_pretrained: /path/to/open_clip_model.bin` for CLIP, "
-            "`model.segmentor.vfm_pretrained: /path/to/vfm.pth` for the VFM "
-            "(on the command line: `--model.segmentor.clip_pretrained /path/to/open_clip_model.bin`).")
+            f"network.) On a machine with internet access run `{remedy.command} download {named}`{which} and "
+            f"copy its caches ({remedy.caches}) to this machine (`{remedy.command} list {named}` shows what it needs "
+            f"and what is cached), or {remedy.local}." + (f" {remedy.extra}" if remedy.extra else ""))
 
 
 class WeightsUnavailable(ProxyCLIPError):
     """Pretrained weights could not be fetched: no network (or HF_HUB_OFFLINE=1) and nothing cached. `config` is the
-    model config of the run where the caller knows it; `naming(config)` gives the same error for another."""
+    model config of the run where the caller knows it; `naming(config)` gives the same error for another. `remedy`:
+    how to get this kind of weights (MODEL_WEIGHTS: CLIP's and the VFM's; SAM 2's is sam2_masks.sam2_remedy)."""
 
-    def __init__(self, what: str, config: str | None = None) -> None:
-        self.what, self.config = what, config
-        super().__init__(f"Cannot fetch the pretrained weights of {what}. {network_hint(config)}")
+    def __init__(self, what: str, config: str | None = None, remedy: Remedy = MODEL_WEIGHTS) -> None:
+        self.what, self.config, self.remedy = what, config, remedy
+        super().__init__(f"Cannot fetch the pretrained weights of {what}. {network_hint(config, remedy)}")
 
     def naming(self, config: str | os.PathLike) -> "WeightsUnavailable":
-        return WeightsUnavailable(self.what, str(config))
+        return WeightsUnavailable(self.what, str(config), self.remedy)
 
 
 def is_local_path(value: object) -> bool:
@@ -156,16 +177,16 @@ def _is_network_error(exc: BaseException | None) -> bool:
 
 
 @contextlib.contextmanager
-def download_guard(what: str) -> Iterator[None]:
+def download_guard(what: str, remedy: Remedy = MODEL_WEIGHTS) -> Iterator[None]:
     """Fetch (or read from cache) the weights of `what`; a failure for want of network becomes a
-    ProxyCLIPError that says how to use local weights. The user's HF_HUB_OFFLINE setting is the libraries' own."""
+    WeightsUnavailable that says how to get them (`remedy`). The user's HF_HUB_OFFLINE setting is the libraries' own."""
     try:
         yield
     except ProxyCLIPError:
         raise
     except Exception as exc:
         if _is_network_error(exc):
-            raise WeightsUnavailable(what) from exc
+            raise WeightsUnavailable(what, remedy=remedy) from exc
         raise
 
 

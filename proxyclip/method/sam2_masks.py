@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import uuid
 import warnings
+import zipfile
+import zlib
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
@@ -29,7 +31,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import ProxyCLIPError
-from .loading import download_guard, load_state_dict_checked, load_state_dict_file
+from .loading import Remedy, download_guard, load_state_dict_checked, load_state_dict_file
 
 INSTALL = "pip install .[sam2]"   # the extra of pyproject.toml (from PyPI: pip install 'proxyclip[sam2]')
 NPZ_KEY = "instance_mask"          # the original's key (corrclip_segmentor.py:280)
@@ -52,6 +54,17 @@ SAM2_MODELS: dict[str, SAM2Model] = {
     "sam2_hiera_l": SAM2Model("Hiera-L", "sam2_hiera_l.yaml", _RELEASE + "sam2_hiera_large.pt"),
 }
 DEFAULT_SAM2 = "sam2_hiera_l"
+# How a run is given a downloaded SAM 2 checkpoint: CorrCLIP's masks made during the run, and `proxyclip-masks`
+IN_A_RUN = "`model.segmentor.method_kwargs.sam2_checkpoint: FILE` (CorrCLIP's masks made during the run)"
+IN_THE_COMMAND = "`proxyclip-masks --checkpoint FILE`"
+
+
+def sam2_remedy(model: str, give_file: str = f"{IN_A_RUN} or {IN_THE_COMMAND}") -> Remedy:
+    """How to get the SAM 2 checkpoint of `model` onto a machine without network (WeightsUnavailable's paragraph):
+    `proxyclip-weights download <model>` elsewhere, then torch.hub's cache; or the file itself, given as `give_file`."""
+    url = SAM2_MODELS[model].url
+    return Remedy(model, "proxyclip-weights", "~/.cache/torch/hub/checkpoints",
+                  f"download the checkpoint file ({url}) and give it: {give_file}")
 
 
 def sam2_missing_message() -> str:
@@ -126,20 +139,32 @@ def read_instance_mask(folder: str | os.PathLike, image_path: str | os.PathLike)
     if not path.is_file():
         raise ProxyCLIPError(f"No region mask for the image {image_path}: {path} does not exist. {make}")
     try:
+        mask = load_instance_mask(path)
+    except UnusableMask as exc:
+        raise ProxyCLIPError(f"The region mask file {path} {exc}. Delete it and make it again. {make}") from None
+    return torch.from_numpy(mask.astype(np.int64))
+
+
+class UnusableMask(ValueError):
+    """Why a region mask file cannot be used, as a clause that follows its name ("cannot be read (...)")."""
+
+
+def load_instance_mask(path: str | os.PathLike) -> np.ndarray:
+    """The `instance_mask` array of the npz file `path`, as stored: read whole, so that a damaged file (truncated: no
+    zip directory; corrupt: a bad CRC) shows here. Raises UnusableMask: the key is absent, the file cannot be read, or
+    the array is no [H, W] of integer ids (read_instance_mask and the CLI's check of a whole folder word it)."""
+    try:
         with np.load(path, allow_pickle=False) as data:
             if NPZ_KEY not in data.files:
-                raise ProxyCLIPError(f"The region mask file {path} holds no '{NPZ_KEY}' array (it has "
-                                     f"{', '.join(data.files) or 'none'}). Delete it and make it again. {make}")
+                raise UnusableMask(f"holds no '{NPZ_KEY}' array (it has {', '.join(data.files) or 'none'})")
             mask = data[NPZ_KEY]
-    except ProxyCLIPError:
+    except UnusableMask:
         raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise ProxyCLIPError(f"The region mask file {path} cannot be read ({exc}). Delete it and make it again. "
-                             f"{make}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise UnusableMask(f"cannot be read ({exc})") from None
     if mask.ndim != 2 or not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == np.bool_):
-        raise ProxyCLIPError(f"The region mask {path} is {mask.dtype} {mask.shape}; it must be an [H, W] array of "
-                             f"integer region ids. Delete it and make it again. {make}")
-    return torch.from_numpy(mask.astype(np.int64))
+        raise UnusableMask(f"is {mask.dtype} {mask.shape}, not an [H, W] array of integer region ids")
+    return mask
 
 
 def write_instance_mask(folder: str | os.PathLike, stem: str, mask: torch.Tensor | np.ndarray) -> Path:
@@ -212,7 +237,7 @@ class SAM2MaskGenerator(nn.Module):
         """Load `checkpoint` into the model strictly; returns its provenance (URL, file or "random")."""
         what = f"SAM 2 {spec.size} ({self.name})"
         if checkpoint is True:
-            with download_guard(what):
+            with download_guard(what, sam2_remedy(self.name)):
                 state = torch.hub.load_state_dict_from_url(spec.url, map_location="cpu", weights_only=True)
             state = state.get("model", state) if isinstance(state, Mapping) else state
             load_state_dict_checked(self.model, state, spec.url, what)

@@ -19,8 +19,14 @@ from segment_anything.modeling.image_encoder import add_decomposed_rel_pos
 from torch import nn
 
 from ..errors import ProxyCLIPError
-from .loading import download_guard, load_state_dict_checked, load_state_dict_file
+from .loading import MODEL_WEIGHTS, Remedy, download_guard, load_state_dict_checked, load_state_dict_file
 from .vfm.sam import _COMMON, SAM
+
+
+def sam_remedy(url: str) -> Remedy:
+    """WeightsUnavailable's advice for Trident's SAM: a local file goes into its method option `sam_checkpoint`."""
+    return MODEL_WEIGHTS._replace(example="configs/model/trident_vitb16.yaml", local=f"download the checkpoint file "
+                                  f"({url}) and set `model.segmentor.method_kwargs.sam_checkpoint: FILE`")
 
 
 def build_sam(variant: str = "vit_b", checkpoint: bool | str = True, encoder_kwargs: dict[str, Any] | None = None) -> Sam:
@@ -44,7 +50,7 @@ def build_sam(variant: str = "vit_b", checkpoint: bool | str = True, encoder_kwa
         pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375])
     what, url = f"SAM ({variant})", SAM.variants[variant].url
     if checkpoint is True:
-        with download_guard(what):
+        with download_guard(what, sam_remedy(url)):
             state = torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True)
         load_state_dict_checked(sam, state, url, what)
     elif checkpoint:
