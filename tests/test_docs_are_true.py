@@ -68,9 +68,12 @@ def test_every_usage_comment_in_configs_runs(name, args, monkeypatch):
     own = yaml.safe_load((REPO_ROOT / name).read_text())
     if name.startswith("configs/model/"):             # the preset is the model that runs
         preset = dict(own["segmentor"])
-        if resolved.get("method_protocol"):           # the method's benchmark file replaces method_kwargs wholesale
-            preset.pop("method_kwargs", None)
+        if resolved.get("method_protocol"):           # the method's benchmark values merge over the preset's, key by key
+            protocol = yaml.safe_load((REPO_ROOT / resolved["method_protocol"]).read_text())
+            given = ((protocol.get("model") or {}).get("segmentor") or {}).get("init_args", {}).get("method_kwargs")
+            preset["method_kwargs"] = {**(preset.get("method_kwargs") or {}), **(given or {})} or None
         assert contains(resolved["model"]["segmentor"]["init_args"], preset), name
+        assert resolved["model"]["segmentor"]["init_args"].get("method_kwargs") == preset.get("method_kwargs"), name
     elif "model" in own and isinstance(own["model"], dict):   # a method's own values, added on top
         assert contains(resolved, own), name
 
@@ -172,3 +175,21 @@ def test_the_weights_message_names_the_model_config(offline, tmp_path, capsys):
         build_clip("ViT-B-16", "openai")
     assert "`python -m proxyclip.weights download configs/model/default.yaml` (or the model config you use)" in str(info.value)
     assert (REPO_ROOT / "configs/model/default.yaml").is_file()
+
+
+def test_offline_the_quick_start_names_a_way_to_try_without_weights(offline, tmp_path, monkeypatch, capsys):
+    """Offline, the quick start stops with the weights paragraph, which ends with a command that needs no weights (tiny
+    random models, meaningless labels); that command, as written there and in the README, runs from a fresh folder."""
+    from proxyclip.commands.cli import cli_main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        cli_main(["predict", "--config", "configs/demo.yaml"])
+    err = capsys.readouterr().err
+    assert "Cannot fetch the pretrained weights" in err and "meaningless" in err
+    command = re.search(r"`python main\.py (predict [^`]*)`", err).group(1)
+    assert "--model configs/model/tiny_random.yaml" in command and "configs/model/tiny_<method>.yaml" in err
+    assert f"python main.py {command}" in (REPO_ROOT / "README.md").read_text()
+    cli_main(shlex.split(command))
+    assert sorted(p.name for p in (tmp_path / "outputs/demo/version_0/predictions").iterdir()) == [
+        "astronaut_labels.png", "astronaut_legend.json", "astronaut_overlay.png"]

@@ -3,8 +3,8 @@
 `--protocol original` (the default) runs each method with its own per-benchmark values (protocols.py). Under
 `common` the CLI adds configs/common/<benchmark>.yaml for every method, ProxyCLIP included, where the original
 protocol would add the method's own file, and then the method's options with its own post-processing switched off
-(its last block's `post_processing_off`, e.g. Trident's SAM refinement), as one inline value: a method_kwargs dict
-replaces the earlier one wholesale, so the run's own options go with it. Both come right after the argument that chose
+(its last block's `post_processing_off`, e.g. Trident's SAM refinement), as one inline value that the CLI merges over
+the method's options key by key (merged_options.py). Both come right after the argument that chose
 the method or the benchmark, so later command-line values still win. What a method keeps because it cannot run
 without it is its `common_exceptions` (CorrCLIP's vote), listed in metrics.json. The run's config records the protocol
 (`protocol`) and the file (`method_protocol`), so a saved config.yaml runs again as it ran.
@@ -66,14 +66,10 @@ def refuse_protocol(line: CommandLine, config: Any, benchmark: str | None, recor
             f"original (its config's values, as given).")
 
 
-def common_tokens(method: str, config: Any) -> list[str]:
-    """The method's options with its own post-processing off, as one inline value (empty when it has none)."""
+def common_tokens(method: str) -> list[str]:
+    """The method's own post-processing off, as one inline value merged over its options (empty when it has none)."""
     off = LAST_BLOCKS.lookup(method).post_processing_off
-    if not off:
-        return []
-    kwargs = dict(get(config, KWARGS) or {})
-    kwargs.update(off)
-    return [option(KWARGS, kwargs)]
+    return [option(KWARGS, dict(off))] if off else []
 
 
 def exceptions(method: str) -> dict[str, str]:

@@ -94,7 +94,7 @@ def add_method_protocol(line: CommandLine, config: Any) -> tuple[CommandLine, st
         and not _same(get(line.before(chooser.start), RECORD), own)
     if recorded:
         return line, protocol_name(own), note
-    return line.inserted(at, ["--config", str(own), *(common_tokens(method, config) if common else [])]), \
+    return line.inserted(at, ["--config", str(own), *(common_tokens(method) if common else [])]), \
         protocol_name(own), note
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Sequence
 
 from ..method.method_options import METHOD_OPTIONS, check_method_options
+from .common_protocol import KWARGS
 from .command_line import CommandLine, asks_for_help, get, option, without_print_config
 from .configs import with_shipped_configs
 from .data_paths import resolve_data_paths
 from .links import apply_model_side_links
+from .merged_options import merged_method_kwargs
 from .protocols import RECORD, add_method_protocol, refuse_record_by_hand
 
 
@@ -41,8 +43,10 @@ def parse_what_runs(parser: Any, argv: Sequence[str], links: Mapping[str, str], 
         settled = config[line.subcommand]
     added = apply_model_side_links(line, settled, links)
     segmentor = get(settled, "model.segmentor.init_args")
-    check_method_options(str(get(segmentor, "method")), get(segmentor, "method_kwargs"),
-                         **{k: get(segmentor, k) for k in METHOD_OPTIONS})
+    method_kwargs = merged_method_kwargs(line)            # key by key, never wholesale (merged_options.py)
+    if method_kwargs != get(segmentor, "method_kwargs"):
+        added.append(option(KWARGS, method_kwargs))
+    check_method_options(str(get(segmentor, "method")), method_kwargs, **{k: get(segmentor, k) for k in METHOD_OPTIONS})
     added += resolve_data_paths(line, settled)
     if get(settled, RECORD) != record:
         added.append(option(RECORD, record))
