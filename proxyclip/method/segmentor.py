@@ -44,7 +44,8 @@ class TrainingFreeSegmentor(nn.Module):
             (required for a local checkpoint file, whose weights do not say).
         method: the training-free method: <methods>. ProxyCLIP: docs/method.md; the others: docs/baselines/<method>.md.
         method_kwargs: the method's own options, checked against the method before any model is built; unset ones
-            are its defaults. <method options>. On the command line: --model.segmentor.method_kwargs '{beta: 1.0,
+            are its defaults. The CLI merges them key by key: the command line's over the method's protocol file's,
+            over the preset's. <method options>. On the command line: --model.segmentor.method_kwargs '{beta: 1.0,
             gamma: 3.0}'.
         vfm: registered VFM name (`proxyclip.method.vfm.list_vfms()`), e.g. dino_vitb8, dinov2_vitb14_reg, sam_vit_b,
             mae_vit_base; null: the method's default (dino_vitb8 for proxyclip, cass and corrclip). Refused for methods without a VFM.
@@ -72,7 +73,8 @@ class TrainingFreeSegmentor(nn.Module):
         channels_last: channels-last memory format for the patch convolutions and the crops (same results).
         onednn_linear: fp32 linear layers on CPU through oneDNN (true) or PyTorch's own MKL path (false); "auto":
             whichever is faster on this CPU, decided from its vendor and features (onednn_linear.py: oneDNN on
-            AVX-512 CPUs that are not Intel's). Same results up to rounding. No effect on GPUs or under autocast.
+            AVX-512 CPUs that are not Intel's; $PROXYCLIP_ONEDNN_LINEAR=true|false sets what "auto" takes on any
+            CPU). Same results up to rounding. No effect on GPUs or under autocast.
         clip_mean: CLIP's pixel mean, RGB in [0, 1] units; null: the weights' own (open_clip's pretrained config of
             the tag; OpenAI's for random weights). A value must agree with the tag's; a local checkpoint needs it.
         clip_std: CLIP's pixel standard deviation, RGB in [0, 1] units; null and rules as clip_mean.
