@@ -432,3 +432,27 @@ def test_the_subcommands_are_named_once_and_described_in_the_packages_words(caps
     assert info.value.code == 0 and "LightningTrainer" not in shown
     for name, text in SUBCOMMAND_DESCRIPTIONS.items():
         assert name + "".join(text.split()) in shown, name
+
+
+@pytest.mark.parametrize("method", ["trident", "corrclip", "resclip", "cass"])
+def test_the_method_kwargs_example_pastes_as_printed(method, capsys):
+    """The refusal's example, every option at its default, is YAML that reads back as those defaults (null, true /
+    false, lists for tuples, quoted strings; never Python's None, which YAML reads as the string 'None'), and pasted
+    on the command line it is accepted as printed."""
+    import shlex
+
+    from proxyclip.method.method_options import method_option_types
+
+    no_vfm = [] if method != "resclip" else [token for option in ("vfm", "vfm_pretrained", "vfm_kwargs", "vfm_mean",
+                                                                  "vfm_std") for token in (f"--model.segmentor.{option}", "null")]
+    args = ["test", "--config", "configs/voc21.yaml", "--model", TINY, "--model.segmentor.method", method, *no_vfm]
+    line = refused([*args, "--model.segmentor.method_kwargs", "{no_such_option: 1}"], capsys)
+    suggested = line[line.index("--model.segmentor.method_kwargs"):].split("; unset ones")[0]
+    example = shlex.split(suggested)[1]
+    defaults = {name: default for name, (_, default) in method_option_types(method).items()}
+    assert yaml.safe_load(example) == json.loads(json.dumps(defaults)), example      # tuples as lists
+    if method == "corrclip":        # its defaults name no mask source: refused for that alone, the values read as printed
+        assert "neither a region-mask folder nor a mask generator" in refused([*args, *shlex.split(suggested)], capsys)
+        return
+    config, _ = resolved([*args, *shlex.split(suggested)])
+    assert config["model"]["segmentor"]["init_args"]["method_kwargs"] == yaml.safe_load(example)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
+import math
 import re
 from typing import Any, Literal, Sequence, get_args, get_origin, get_type_hints
 
@@ -43,7 +44,7 @@ def method_option_types(method: str) -> dict[str, tuple[Any, Any]]:
 def _type_text(annotation: Any, article: bool = False) -> str:
     """float -> "float" ("a float"); a Literal -> its values, "'query-query' or 'query-key'"."""
     if get_origin(annotation) is Literal:
-        return " or ".join(repr(value) for value in get_args(annotation))
+        return " or ".join(repr(value) if isinstance(value, str) else yaml_value(value) for value in get_args(annotation))
     name = getattr(annotation, "__name__", str(annotation))
     return f"{'an' if name[0] in 'aeiou' else 'a'} {name}" if article else name
 
@@ -51,7 +52,7 @@ def _type_text(annotation: Any, article: bool = False) -> str:
 def describe_method_options(method: str) -> str:
     """"beta (float, default 1.2), gamma (float, default 3.0)"; "none" for a method without options."""
     options = method_option_types(method)
-    return ", ".join(f"{name} ({_type_text(kind)}, default {default!r})" for name, (kind, default) in options.items()) \
+    return ", ".join(f"{name} ({_type_text(kind)}, default {yaml_value(default)})" for name, (kind, default) in options.items()) \
         or "none"
 
 
@@ -62,9 +63,7 @@ def methods_help() -> str:
 
 def method_kwargs_help() -> str:
     """"proxyclip: beta (float, 1.2), gamma (float, 3.0); sclip: none; ...": every method's own options."""
-    def shown(value: Any) -> str:
-        return json.dumps(value) if isinstance(value, str) else repr(value)
-    return "; ".join(f"{method}: " + (", ".join(f"{name} ({_type_text(kind)}, {shown(default)})"
+    return "; ".join(f"{method}: " + (", ".join(f"{name} ({_type_text(kind)}, {yaml_value(default)})"
                                                  for name, (kind, default) in method_option_types(method).items()) or "none")
                      for method in LAST_BLOCKS)
 
@@ -76,10 +75,31 @@ def _owners(option: str) -> list[str]:
     return method_option_owners().get(option, [])
 
 
+def yaml_value(value: Any) -> str:
+    """`value` as YAML flow text that reads back as the same value (yaml.safe_load, as the CLI parses it): null,
+    true / false, floats with a dot (PyYAML reads 1e-05 as a string), strings double-quoted (a single-quoted shell
+    argument carries them), sequences (tuples too) as [...], mappings as {...}."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
+        mantissa, e, exponent = repr(value).partition("e")
+        return mantissa + ("" if "." in mantissa else ".0") + (f"e{'' if exponent[0] in '+-' else '+'}{exponent}" if e else "")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(yaml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return _show(value)
+    return json.dumps(str(value))
+
+
 def _show(options: dict[str, Any]) -> str:
-    """{beta: 1.2, similarity: "query-query"}: YAML that a single-quoted shell argument carries as it is."""
-    return "{" + ", ".join(f"{name}: {json.dumps(value) if isinstance(value, str) else repr(value)}"
-                           for name, value in options.items()) + "}"
+    """{beta: 1.2, similarity: "query-query", sam_kwargs: null}: YAML that a single-quoted shell argument carries as
+    it is, and that reads back as `options` (yaml_value)."""
+    return "{" + ", ".join(f"{name if re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', str(name)) else yaml_value(name)}: "
+                           f"{yaml_value(value)}" for name, value in options.items()) + "}"
 
 
 def method_kwargs_paragraph(method: str, problem: str) -> str:
