@@ -84,7 +84,9 @@ def test_a_quote_from_our_docs_is_that_line_verbatim():
                 lines = (ROOT / match.group(1)).read_text().splitlines()
                 assert lines[int(match.group(2)) - 1] == quote, (method, source)
                 checked += 1
-    assert checked >= 8 + 16 + 15 + 2   # resclip, trident, clearclip rows and the two headers
+    # resclip, trident, clearclip rows and the two headers; the quoted rows (proxyclip 32, clearclip 3, cass 8) and
+    # their headers (docs/published_quotations.md)
+    assert checked >= 8 + 16 + 15 + 2 + 32 + 3 + 8 + 4
 
 
 def test_spot_checks_against_the_readme_text():
@@ -102,10 +104,63 @@ def test_spot_checks_against_the_readme_text():
     assert pub.published_value("trident_vitb16", "voc21")[1].startswith("docs/baselines/trident.md:172 ")
     assert pub.published_value("clearclip_vitb16_laion2b", "ade20k")[0] == 18.9
     assert pub.published_value("clearclip_vitl14", "voc20")[0] == 80.0
-    assert pub.published_value("clearclip_vitb16", "voc21") is None          # the image has no VOC21 column
+    assert pub.published_value("clearclip_vitb16_laion2b", "voc21") is None  # the image has no VOC21 column
     # no number for the benchmarks the READMEs do not report
     assert pub.published_value("sclip_vitb16", "pc459") is None
     assert pub.published_value("naclip_vitb16", "ade847") is None
+
+
+def test_a_third_partys_table_is_named_as_such():
+    """Rows from another repository's README image (docs/published_quotations.md): `quoted_by`, and `reproduced`
+    where that table marks the number as its own run; the source says which."""
+    # Trident's image (docs/published_quotations.md:40, :44), ProxyCLIP's rows; the VFM assumed (note)
+    value, source = pub.published_value("default", "voc21")
+    assert value == 61.3 and source.startswith("docs/published_quotations.md:40 ")
+    assert source.endswith("(as quoted by YuHengsss/Trident)")
+    assert pub.published_value("vitb16_dino_vitb8", "ade20k")[0] == 20.2
+    assert pub.published_value("vith14_dino_vitb8", "cityscapes")[0] == 42.0
+    assert all("assumed DINO ViT-B/8" in r["note"] for r in pub.published_rows("vith14_dino_vitb8"))
+    # ConceptBank's image (:97, :99, :85): ProxyCLIP + DINOv2-reg, CASS (its "*": reproduced), ClearCLIP's VOC21
+    assert pub.published_value("vitb16_dinov2_vitb14_reg", "voc21")[0] == 58.6
+    value, source = pub.published_value("cass_vitb16", "voc20")
+    assert value == 87.8 and source.endswith("(as reproduced by PGSmall/ConceptBank)")
+    value, source = pub.published_value("clearclip_vitb16", "voc21")
+    assert value == 51.8 and source.endswith("(as quoted by PGSmall/ConceptBank)")
+    own = pub.published_rows("clearclip_vitb16")[0]["source"]
+    assert pub.published_value("clearclip_vitb16", "voc20") == (80.9, own)      # ClearCLIP's own image
+    # no image has a row for these
+    assert pub.published_value("vitl14_dino_vitb8", "voc21") is None and pub.none_reason("vitl14_dino_vitb8")
+    assert pub.published_value("scclip_vitb16", "voc21") is None and pub.none_reason("scclip_vitb16")
+    cass = pub.published_rows("cass_vitb16")
+    assert len(cass) == 8 and all(r["reproduced"] for r in cass)
+
+
+def test_validation_rejects_a_bad_quotation(tmp_path):
+    good = {"preset": "sclip_vitb16", "clip": "ViT-B/16", "vfm": None, "benchmark": "voc21", "miou": 59.1,
+            "source": "docs/published_quotations.md:36 (an image)", "quote": "| SCLIP | 59.1 |",
+            "quoted_by": "YuHengsss/Trident"}
+    bad = [({"quoted_by": "a/b"}, "is not another repository's"), ({"quoted_by": "Trident"}, "is not another"),
+           ({"reproduced": "yes"}, "must be true or false"),
+           ({"quoted_by": None, "reproduced": True}, "with quoted_by")]
+    for change, message in [({}, None)] + bad:
+        (tmp_path / "x.yaml").write_text(yaml.safe_dump({"method": "x", "repository": "a/b", "commit": "c",
+                                                         "rows": [{**good, **change}], "none": []}))
+        problems = pub.validate(pub.load_published(tmp_path), ["sclip_vitb16"])
+        assert (problems == []) if message is None else any(message in p for p in problems), (change, problems)
+
+
+def test_the_summary_names_a_quoted_number(tmp_path):
+    from proxyclip.commands.summary_table import write_summary
+    _result(tmp_path, "clearclip_vitb16", "voc21", 52.0, {"status": "ok", "preset": "clearclip_vitb16"})
+    _result(tmp_path, "clearclip_vitb16", "voc20", 81.0, {"status": "ok", "preset": "clearclip_vitb16"})
+    markdown = write_summary(tmp_path)
+    assert "| clearclip_vitb16 | 52.00 (published 51.8, +0.20) | 81.00 (published 80.9, +0.10) |" in markdown
+    assert "VOC21 docs/published_quotations.md:85 (ConceptBank's README image assets/cb_ns.png, README.md:261 " \
+           "@3c890c7) (as quoted by PGSmall/ConceptBank); VOC20 docs/baselines/clearclip.md:630 " in markdown
+    assert '"as quoted by" (their number in another repository\'s table)' in markdown
+    (entry,) = json.loads((tmp_path / "summary.json").read_text())["rows"]
+    assert entry["published"]["voc21"]["source"].endswith("(as quoted by PGSmall/ConceptBank)")
+    assert "as quoted by" not in entry["published"]["voc20"]["source"]
 
 
 def test_a_row_run_in_another_setting_is_never_the_presets_own_number():
@@ -184,10 +239,12 @@ def test_the_summary_shows_the_published_number_beside_the_measured_one(tmp_path
 def test_a_failed_run_or_a_setting_without_numbers_shows_none(tmp_path):
     from proxyclip.commands.summary_table import write_summary
     _result(tmp_path, "naclip_vitb16", "voc21", 64.0, {"status": "failed: boom", "preset": "naclip_vitb16"})
-    _result(tmp_path, "default", "voc21", 61.0, {"status": "ok", "preset": "default"})   # ProxyCLIP: marked none
+    _result(tmp_path, "vitl14_dino_vitb8", "voc21", 61.0, {"status": "ok", "preset": "vitl14_dino_vitb8"})  # none
     _result(tmp_path, "corrclip_vitb16", "voc21", 74.0, {"status": "ok", "preset": "corrclip_vitb16"})  # rows with a setting only
     markdown = write_summary(tmp_path)
-    assert "published" not in markdown and "| default | 61.00 |" in markdown and "| corrclip_vitb16 | 74.00 |" in markdown
+    assert pub.none_reason("vitl14_dino_vitb8")
+    assert "published" not in markdown and "| vitl14_dino_vitb8 | 61.00 |" in markdown
+    assert "| corrclip_vitb16 | 74.00 |" in markdown
 
 
 def test_only_a_shipped_preset_run_as_it_is_counts_as_the_preset(tmp_path):

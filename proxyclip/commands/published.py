@@ -3,10 +3,12 @@ read, checked and looked up here, so that a results table can show the published
 
 A file holds the method's repository and commit and two lists: `rows`, each {preset (a configs/model file stem), clip,
 vfm, benchmark, miou, source ("README.md:<line> @<commit>", or a doc's file:line that transcribes an image, or
-"paper Table N"), quote (the source line's text, holding the number), optional column, setting, note}, and `none`,
-each {preset, reason}: the presets the sources give no number for. A row with a `setting` was run differently from the
-bare preset (e.g. another mask source): `published_value` returns it only when asked for that setting, never as the
-preset's own number. Nothing here imports torch.
+"paper Table N"), quote (the source line's text, holding the number), optional column, setting, note, quoted_by,
+reproduced}, and `none`, each {preset, reason}: the presets the sources give no number for. A row with a `setting` was
+run differently from the bare preset (e.g. another mask source): `published_value` returns it only when asked for that
+setting, never as the preset's own number. A row with `quoted_by` ("owner/name") comes from a third party's table
+(docs/published_quotations.md), not the method's own source; `reproduced: true` when that table marks the number as the
+third party's own run. Its source then says so ("as quoted by", "as reproduced by"). Nothing here imports torch.
 """
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ from ..shipped_configs import packaged_configs
 BENCHMARKS = ("voc21", "context60", "coco_object", "voc20", "context59", "coco_stuff", "cityscapes", "ade20k",
               "pc459", "ade847")
 ROW_KEYS = {"preset", "clip", "vfm", "benchmark", "miou", "source", "quote"}
-OPTIONAL_ROW_KEYS = {"column", "setting", "note"}
+OPTIONAL_ROW_KEYS = {"column", "setting", "note", "quoted_by", "reproduced"}
+#: A third party's repository, as GitHub spells it (owner/name).
+REPOSITORY = re.compile(r"^[\w.-]+/[\w.-]+$")
 #: A source names a file and line ("README.md:70 @b56bd30", "docs/baselines/resclip.md:69 (...)") or a paper table.
 SOURCE = re.compile(r"^(?:[\w./-]+\.(?:md|txt|py|rst):\d+(?:-\d+)?\b.*|paper Table \d+\b.*)$")
 
@@ -88,6 +92,12 @@ def validate(data: dict[str, dict[str, Any]], presets: Iterable[str] | None = No
                 problems.append(f"{where}: {miou} does not appear in its quote {row['quote']!r}")
             if not SOURCE.match(str(row["source"])):
                 problems.append(f"{where}: source {row['source']!r} names neither a file:line nor a paper table")
+            quoted_by = row.get("quoted_by")
+            if "quoted_by" in row and (not REPOSITORY.match(str(quoted_by))
+                                       or str(quoted_by).lower() == str(content.get("repository")).lower()):
+                problems.append(f"{where}: quoted_by {quoted_by!r} is not another repository's owner/name")
+            if "reproduced" in row and (not isinstance(row["reproduced"], bool) or not quoted_by):
+                problems.append(f"{where}: reproduced {row['reproduced']!r} must be true or false, with quoted_by")
             key = (row["preset"], row["benchmark"], row.get("setting"))
             if key in seen:
                 problems.append(f"{where}: given twice (setting {key[2]!r})")
@@ -121,13 +131,22 @@ def published_rows(preset: str, data: dict[str, dict[str, Any]] | None = None) -
     return [row for content in data.values() for row in content["rows"] if row.get("preset") == preset]
 
 
+def row_source(row: dict[str, Any]) -> str:
+    """The row's source, and whose table it is when not the method's own: "... (as quoted by owner/name)", or "as
+    reproduced by" for a number the third party marks as its own run."""
+    if not row.get("quoted_by"):
+        return str(row["source"])
+    return f"{row['source']} (as {'reproduced' if row.get('reproduced') else 'quoted'} by {row['quoted_by']})"
+
+
 def published_value(preset: str, benchmark: str, setting: str | None = None,
                     data: dict[str, dict[str, Any]] | None = None) -> tuple[float, str] | None:
     """(miou, source) published for `preset` (a configs/model file stem) on `benchmark`, run as the preset is
-    (`setting` None) or in the named setting; None when no such number is published."""
+    (`setting` None) or in the named setting; None when no such number is published. The source names a third
+    party's table (row_source)."""
     for row in published_rows(preset, data):
         if row["benchmark"] == benchmark and row.get("setting") == setting:
-            return float(row["miou"]), str(row["source"])
+            return float(row["miou"]), row_source(row)
     return None
 
 

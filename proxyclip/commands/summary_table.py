@@ -141,8 +141,10 @@ def write_summary(output: Path, first: Sequence[str] = (), protocol: str = "orig
     markdown += "\n".join(lines) + "\n" + run_cost.cost_note(costs, places)
     sourced = [row for row in rows if row["published"]]
     if sourced:
-        markdown += ("\nIn parentheses: the number the method's authors published for that preset and benchmark (not "
-                     "measured here) and the measured one's difference from it; sources (proxyclip/published/):\n\n")
+        markdown += ("\nIn parentheses: the number published for that preset and benchmark (not measured here) and the "
+                     "measured one's difference from it. The method's authors published it, unless its source says "
+                     "\"as quoted by\" (their number in another repository's table) or \"as reproduced by\" (that "
+                     "repository's own run); sources (proxyclip/published/):\n\n")
         for row in sourced:
             origin = method_of(row["setting"]) or {}
             markdown += (f"- {row['setting']} ({origin.get('repository')}, proxyclip/published/{origin.get('method')}.yaml): "
