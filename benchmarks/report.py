@@ -101,7 +101,8 @@ def write(report: dict, out: Path) -> str:
 
 def cpu_kernel_lines(report: dict) -> list[str]:
     """What a CPU report says about its kernels: which fp32 linear path ran and whether the other one was faster;
-    which oneDNN kernels autocast's bf16 matmuls took (none: emulated bf16, slower than fp32)."""
+    which oneDNN kernels autocast's bf16 matmuls took (none: emulated bf16, slower than fp32), and whether the CPU has
+    native bf16 instructions."""
     lines = []
     chosen = report.get("fp32_linear")
     other = next((key for key in ("speedup_fp32_torch_linear", "speedup_fp32_onednn") if key in report), None)
@@ -115,6 +116,8 @@ def cpu_kernel_lines(report: dict) -> list[str]:
                                                            "emulated bf16 GEMM runs (slower than fp32; no AVX-512 bf16 or AMX)")
         lines += [f"oneDNN ISA: {report['onednn_isa']}; fp32 linear on oneDNN: {', '.join(report['onednn_fp32_linear']) or 'none'}; "
                   f"bf16 autocast matmuls on oneDNN: {bf16}.", ""]
+    if report.get("cpu_bf16"):    # the fact `proxyclip` reads before a bf16 run on a CPU (metrics.json: precision.cpu_bf16)
+        lines += [f"bf16 on this CPU, as proxyclip reads it: {report['cpu_bf16']['why']}.", ""]
     return lines
 
 

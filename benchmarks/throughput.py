@@ -48,6 +48,7 @@ from benchmarks.original_like import fused_attention_report, make_original_like 
 from benchmarks.method_cost import add_method_arguments, image_size, measure, settle_method_arguments  # noqa: E402
 from benchmarks.report import setting_stats, summarise, write, write_methods  # noqa: E402
 from proxyclip import TrainingFreeSegmentor  # noqa: E402
+from proxyclip.method.onednn_linear import cpu_bf16  # noqa: E402
 from proxyclip.method.sliding_window import sliding_windows  # noqa: E402
 
 # CLIP ViT-B-16 (QuickGELU, as OpenAI's weights) + DINO ViT-B/8 at full size with random weights: no checkpoint needed.
@@ -292,7 +293,7 @@ def header(args: argparse.Namespace, device: torch.device, other_load: float, wa
             "models": "tiny random CLIP + ViT (smoke run: no timings to keep)" if args.tiny else
             "CLIP ViT-B-16 + DINO ViT-B/8, random weights", "vocabulary_classes": 20,
             "baseline_precision": "fp16" if device.type == "cuda" else "fp32", "other_load_share": other_load, "wall_s": wall_s,
-            **cpu_capability(), **({"fp32_linear": ours.fp32_linear, **onednn_kernels()} if device.type == "cpu" else {})}
+            **cpu_capability(), **({"fp32_linear": ours.fp32_linear, "cpu_bf16": cpu_bf16(), **onednn_kernels()} if device.type == "cpu" else {})}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What a run asks of the machine and of its folders is checked before any weights are loaded, and what ran is
-recorded: precision (float16 AMP on a CPU), a missing accelerator, an output folder that cannot be written, and
-`--trainer.default_root_dir` moving the logs and results."""
+recorded: precision (float16 AMP on a CPU refused, bf16 on a CPU that emulates it said), a missing accelerator, an
+output folder that cannot be written, and `--trainer.default_root_dir` moving the logs and results."""
 import json
 import os
 import shutil
@@ -61,11 +61,70 @@ def test_metrics_json_records_the_precision_that_ran(precision, ran, autocast, t
     cli_main(voc_args(root, "--trainer.accelerator", "cpu", "--trainer.precision", precision, "--model.output_dir",
                       str(tmp_path / "out"), "--trainer.logger", "false", "--model.num_panels", "0"))
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    from proxyclip.method.onednn_linear import onednn_choice
+    from proxyclip.method.onednn_linear import cpu_bf16, onednn_choice
 
     onednn, why = onednn_choice()      # the tiny preset leaves onednn_linear at "auto": this CPU's choice, and why
     assert report["precision"] == {"precision": ran, "autocast_dtype": autocast, "device": "cpu", "cpu_fp32_linear": {
-        "set": "auto", "kernel": "oneDNN" if onednn else "PyTorch's own", "why": why}}
+        "set": "auto", "kernel": "oneDNN" if onednn else "PyTorch's own", "why": why}, "cpu_bf16": cpu_bf16()}
+
+
+# --- item 8: bf16 on a CPU without bf16 instructions is emulated, slower than fp32: said before the run ----------
+AVX2_ONLY = ("AuthenticAMD", frozenset({"sse4_2", "avx", "avx2", "fma"}))
+BF16_NATIVE = ("AuthenticAMD", frozenset({"avx2", "fma", "avx512f", "avx512bw", "avx512_bf16"}))
+ADVICE = "note: --trainer.precision bf16-mixed on this CPU: it has no AVX512_BF16 or AMX_BF16 instructions"
+
+
+def this_cpu_is(cpu, monkeypatch):
+    """The CPU's vendor and flags, as /proc/cpuinfo gives them (a hardware fact, not this package's logic)."""
+    from proxyclip.method import onednn_linear
+
+    onednn_linear.onednn_choice()      # the fp32 linear path, decided once per process: this machine's, kept so
+    monkeypatch.setattr(onednn_linear, "cpu_vendor_and_flags", lambda: cpu)
+    monkeypatch.setattr(onednn_linear.platform, "machine", lambda: "x86_64")
+
+
+@pytest.mark.parametrize("cpu, precision, advised", [(AVX2_ONLY, "bf16-mixed", True), (BF16_NATIVE, "bf16-mixed", False),
+                                                     (AVX2_ONLY, "32", False)])
+def test_emulated_bf16_is_said_once_before_the_run_and_recorded(cpu, precision, advised, tmp_path, monkeypatch, capsys):
+    from proxyclip.commands.cli import cli_main
+
+    this_cpu_is(cpu, monkeypatch)
+    root = WRITERS["voc21"](tmp_path / "data", n=1)
+    cli_main(voc_args(root, "--trainer.accelerator", "cpu", "--trainer.precision", precision, "--model.output_dir",
+                      str(tmp_path / "out"), "--trainer.logger", "false", "--model.num_panels", "0"))
+    err = capsys.readouterr().err
+    assert [line.startswith(ADVICE) for line in err.splitlines()].count(True) == (1 if advised else 0), err
+    assert ("note: --trainer.precision" in err) == advised                    # no other wording of it either
+    recorded = json.loads((tmp_path / "out" / "metrics.json").read_text())["precision"]["cpu_bf16"]
+    assert recorded == ({"native": False, "why": "emulated: the CPU has no AVX512_BF16 or AMX_BF16 instructions"}
+                        if cpu is AVX2_ONLY else {"native": True, "why": "native: the CPU has AVX512_BF16"})
+
+
+def test_emulated_bf16_is_said_before_the_model_is_built(tmp_path, monkeypatch, capsys):
+    """The note comes first; the missing checkpoint, found while building the model, after it: advice, not a refusal."""
+    from proxyclip.commands.cli import cli_main
+
+    this_cpu_is(AVX2_ONLY, monkeypatch)
+    root = WRITERS["voc21"](tmp_path / "data", n=1)
+    with pytest.raises(SystemExit):
+        cli_main(voc_args(root, "--trainer.accelerator", "cpu", "--trainer.precision", "bf16-mixed", *NO_MODEL))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(ADVICE) and "fp32 is faster here" in lines[0], lines
+    assert lines[1].startswith("error: ") and "missing.bin" in lines[1]
+
+
+def test_the_bf16_note_follows_the_precision_and_the_accelerator(monkeypatch):
+    from proxyclip.commands.hardware import bf16_advice
+    from proxyclip.method.onednn_linear import bf16_support
+
+    this_cpu_is(AVX2_ONLY, monkeypatch)
+    for precision in ("bf16", "bf16-mixed", "bf16-true"):
+        assert bf16_advice(precision, "cpu").startswith(f"note: --trainer.precision {precision} on this CPU: ")
+    assert bf16_advice("bf16-mixed", "gpu") is None and bf16_advice("32-true", "cpu") is None
+    this_cpu_is(("GenuineIntel", frozenset({"avx2", "avx512f", "amx_tile", "amx_bf16"})), monkeypatch)
+    assert bf16_advice("bf16-mixed", "cpu") is None
+    assert bf16_support("x86_64", frozenset({"amx_bf16"})) == (True, "native: the CPU has AMX_BF16")
+    assert bf16_support("x86_64", None)[0] is None and bf16_support("aarch64", frozenset())[0] is None   # no note
 
 
 # --- item 5: --trainer.default_root_dir holds the logs and the results --------------------------------------------

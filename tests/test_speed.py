@@ -192,7 +192,8 @@ def test_benchmark_report_names_a_speedup_per_variant(tmp_path):
               "models": "tiny", "vocabulary_classes": 3, "crop_batch_size": 4, "baseline_precision": "fp32",
               "other_load_share": 0.0, "wall_s": 1.0,
               "fp32_linear": {"set": "auto", "kernel": "PyTorch's own", "why": "the rule's reason"},
-              "onednn_isa": "Intel AVX2", "onednn_fp32_linear": ["inner_product brg_matmul:avx2"], "onednn_bf16_matmuls": []}
+              "onednn_isa": "Intel AVX2", "onednn_fp32_linear": ["inner_product brg_matmul:avx2"], "onednn_bf16_matmuls": [],
+              "cpu_bf16": {"native": False, "why": "emulated: the CPU has no AVX512_BF16 or AMX_BF16 instructions"}}
     report = summarise(header, settings, {}, torch.device("cpu"))
     assert report["speedup_fp32"] == pytest.approx(1.0) and report["targets_met"] == {"speedup_fp32": False, "speedup_bf16": True}
     text = write(report, tmp_path)
@@ -201,6 +202,7 @@ def test_benchmark_report_names_a_speedup_per_variant(tmp_path):
     assert ("ours_fp32 ran PyTorch's own fp32 linears (onednn_linear=\"auto\" chose the rule's reason). ours_fp32_onednn takes "
             "the other path: 1.33x against ours_fp32's 1.00x, so the choice was NOT the faster one on this CPU.") in text
     assert "bf16 autocast matmuls on oneDNN: none: oneDNN takes no bf16 matmul on this CPU" in text
+    assert "bf16 on this CPU, as proxyclip reads it: emulated: the CPU has no AVX512_BF16 or AMX_BF16 instructions." in text
     assert (tmp_path / "test-machine.json").is_file()
 
 
@@ -266,10 +268,12 @@ def test_onednn_kernels_names_what_the_cpu_runs():
     """oneDNN's own log, read back: its ISA, its fp32 linear kernel, and bf16 matmuls on oneDNN exactly where
     PyTorch says oneDNN serves bf16 on this CPU (AVX-512 bf16 or AMX; elsewhere autocast emulates bf16)."""
     from benchmarks.measure import onednn_kernels
-    from proxyclip.method.onednn_linear import _AVAILABLE
+    from proxyclip.method.onednn_linear import _AVAILABLE, cpu_bf16
 
     kernels = onednn_kernels()
     assert kernels["onednn_isa"] != "unknown"
     assert bool(kernels["onednn_fp32_linear"]) is _AVAILABLE
     assert all(" " in kernel for kernel in kernels["onednn_fp32_linear"] + kernels["onednn_bf16_matmuls"])  # kind impl
     assert bool(kernels["onednn_bf16_matmuls"]) is torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if cpu_bf16()["native"]:    # the instructions proxyclip's bf16 note reads are the ones oneDNN's bf16 kernels take
+        assert any("bf16" in kernel or "amx" in kernel for kernel in kernels["onednn_bf16_matmuls"]), kernels

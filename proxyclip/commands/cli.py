@@ -56,7 +56,11 @@ _MOST_USED = [
     ("--config configs/<benchmark>.yaml", "a benchmark with the paper's default model (configs/voc21.yaml, ...)"),
     ("--data.init_args.root DIR", "the dataset folder (e.g. /data/VOCdevkit/VOC2012)"),
     ("--data.init_args.check true", "check every file of the dataset before the model is built"),
-    ("--model configs/model/<preset>.yaml", "another model (CLIP x VFM preset)"),
+    ("--model configs/model/<preset>.yaml", "another model (CLIP x VFM preset) or method (SCLIP, ..., CorrCLIP)"),
+    ("--model.segmentor.method_kwargs '{...}'", "the method's own options, e.g. '{beta: 1.0}' for ProxyCLIP (every "
+                                                "method's: --model.segmentor.help TrainingFreeSegmentor)"),
+    ("--protocol original|common", "test only: each method's own per-benchmark values (original, the default) or one "
+                                   "protocol for every method (common: configs/common/<benchmark>.yaml)"),
     ("--trainer.accelerator gpu --trainer.devices N --trainer.strategy ddp", "N GPUs"),
     ("--trainer.precision bf16-mixed", "mixed precision (fp32 is the exact reference)"),
     ("--model.output_dir DIR", "where results go (default: outputs/lightning_logs/version_N/)"),
@@ -115,7 +119,7 @@ class ProxyCLIPCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         route_outputs(config)
         check_output_locations(config)
-        check_hardware(config)
+        check_hardware(config, say)
         self._names = prediction_names(config.data) if self.subcommand == "predict" else []
         self._folder, self._earlier = earlier_outputs(config, self.subcommand, self._names)
         if self._earlier and not config.get("overwrite"):

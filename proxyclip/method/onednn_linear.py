@@ -17,6 +17,10 @@ and features (no timing: the same machine always takes the same path, on every r
                                          model 207: 1.54x against 1.37x the original-like baseline, VOC-like).
   AVX2 only                             MKL: both take AVX2 kernels; MKL's were as fast or faster (Zen 3).
 benchmarks/throughput.py times both paths on the machine at hand and says whether the choice was the faster one.
+
+`cpu_bf16` reads the other CPU fact a run depends on: whether bf16 matrix products run on native instructions
+(AVX512_BF16, or Intel's AMX-BF16). Without them bf16 autocast is emulated and slower than fp32: 6x on an AVX2-only
+AMD EPYC (benchmarks/README.md), where PyTorch's own bf16 GEMM loop runs instead of oneDNN's kernels.
 """
 from __future__ import annotations
 
@@ -56,6 +60,34 @@ def cpu_vendor_and_flags() -> tuple[str, frozenset[str]]:
     vendor = re.search(r"^vendor_id\s*:\s*(\S+)", text, flags=re.M)
     flags = re.search(r"^flags\s*:(.*)$", text, flags=re.M)
     return (vendor.group(1) if vendor else ""), frozenset(flags.group(1).split() if flags else ())
+
+
+# /proc/cpuinfo's names of the instructions a bf16 matrix product runs on natively, and PyTorch's probe of each
+# (its cpuinfo reading, for CPUs whose /proc/cpuinfo cannot be read; an AMX tile unit always has AMX-BF16 so far)
+BF16_FEATURES = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_bf16": "_is_amx_tile_supported"}
+
+
+def bf16_support(machine: str, flags: frozenset[str] | None) -> tuple[bool | None, str]:
+    """(bf16 matmuls run on native instructions, why) for a `machine` CPU (platform.machine()) with these feature
+    flags (None: not read); native None where this cannot be told."""
+    if machine.lower() not in ("x86_64", "amd64"):
+        return None, f"unknown: a {machine or 'non-x86'} CPU, whose bf16 instructions this check does not read"
+    if flags is None:
+        return None, "unknown: the CPU's feature flags could not be read"
+    native = [name.upper() for name in BF16_FEATURES if name in flags]
+    if native:
+        return True, f"native: the CPU has {' and '.join(native)}"
+    return False, "emulated: the CPU has no AVX512_BF16 or AMX_BF16 instructions"
+
+
+def cpu_bf16() -> dict[str, bool | None | str]:
+    """{"native": True | False | None, "why": ...}: whether this CPU multiplies bf16 natively (see `bf16_support`)."""
+    flags: frozenset[str] | None = cpu_vendor_and_flags()[1] or None
+    probes = [getattr(torch.cpu, probe, None) for probe in BF16_FEATURES.values()]
+    if flags is None and all(probes):   # no /proc/cpuinfo (Windows, macOS): PyTorch's own reading of the features
+        flags = frozenset(name for name, probe in zip(BF16_FEATURES, probes) if probe())
+    native, why = bf16_support(platform.machine(), flags)
+    return {"native": native, "why": why}
 
 
 def choose_onednn(available: bool, vendor: str, flags: frozenset[str]) -> tuple[bool, str]:

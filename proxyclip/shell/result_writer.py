@@ -14,6 +14,7 @@ from lightning.pytorch.cli import SaveConfigCallback
 from PIL import Image
 
 from ..config_files import config_from_text
+from ..method.onednn_linear import cpu_bf16
 from .fonts import font_note
 from .protocol_record import protocol_record
 from .results import markdown_summary, nan_line, write_report
@@ -34,13 +35,15 @@ def run_config(trainer: Trainer) -> dict[str, Any] | None:
 
 def run_precision(trainer: Trainer, segmentor: Any) -> dict[str, Any]:
     """The precision that ran, as Lightning resolved it (its precision plugin), the autocast dtype, if any, and on a
-    CPU which kernels ran the fp32 linear layers (oneDNN or PyTorch's own: the segmentor's `fp32_linear`)."""
+    CPU which kernels ran the fp32 linear layers (oneDNN or PyTorch's own: the segmentor's `fp32_linear`) and whether
+    it multiplies bf16 natively (`cpu_bf16`: where it does not, bf16 is emulated and slower than fp32)."""
     plugin = trainer.strategy.precision_plugin
     autocast = plugin.autocast_context_manager() if hasattr(plugin, "autocast_context_manager") else None
     dtype = getattr(autocast, "fast_dtype", None)
     device = trainer.strategy.root_device.type
     return {"precision": str(trainer.precision), "autocast_dtype": None if dtype is None else str(dtype).replace("torch.", ""),
-            "device": device, "cpu_fp32_linear": getattr(segmentor, "fp32_linear", None) if device == "cpu" else None}
+            "device": device, "cpu_fp32_linear": getattr(segmentor, "fp32_linear", None) if device == "cpu" else None,
+            "cpu_bf16": cpu_bf16() if device == "cpu" else None}
 
 
 class ResultWriter(Callback):
