@@ -252,3 +252,24 @@ def test_an_earlier_failed_run_is_run_again(tmp_path, capsys, monkeypatch):
                  "--output", str(tmp_path / "out"), "--model.num_panels", "0"]) == 0
     assert "tiny_random / voc21: ok" in capsys.readouterr().out
     assert read_json(folder / "run.json")["status"] == "ok" and read_json(folder / "metrics.json")["num_images"] == 1
+
+
+@pytest.mark.parametrize("protocol", ["common", "both"])
+def test_the_common_protocol_of_a_dataset_of_your_own_is_refused_before_any_run(protocol, tmp_path, capsys):
+    """As `proxyclip test --protocol common --data my_dataset.yaml` refuses it (exit code 2, the same paragraph): no
+    run, no folder, no empty table that exits 0."""
+    from test_cli import write_my_dataset
+
+    from proxyclip.commands.common_protocol import no_common_protocol
+    from proxyclip.commands.eval_all import main
+
+    data, _ = write_my_dataset(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["--model", str(TINY_CONFIG), "--datasets", "voc21", str(data), "--output", str(tmp_path / "out"),
+              "--protocol", protocol])
+    out, err = capsys.readouterr()
+    assert info.value.code == 2 and "[eval_all]" not in out
+    assert f"error: --protocol {protocol}: there is no common protocol for my_dataset ({data})" in err
+    assert no_common_protocol(f"my_dataset ({data})", protocol) in " ".join(err.split())
+    assert "run your own dataset with --protocol original" in err
+    assert not (tmp_path / "out").exists()

@@ -59,11 +59,14 @@ def refuse_protocol(line: CommandLine, config: Any, benchmark: str | None, recor
             "vocabulary, window and thresholds, which no protocol fixes. Leave --protocol out (predict runs what its "
             "config and flags say), or evaluate a benchmark with `proxyclip test --protocol common`.")
     if common_file(benchmark) is None:
-        dataset = benchmark or get(config, "data.class_path")
-        raise ProxyCLIPError(
-            f"--protocol common: there is no common protocol for {dataset}; configs/common/ states one for each benchmark "
-            f"({', '.join(common_benchmarks())}). Evaluate one of them, or run your own dataset with --protocol "
-            f"original (its config's values, as given).")
+        raise ProxyCLIPError(no_common_protocol(benchmark or get(config, "data.class_path")))
+
+
+def no_common_protocol(dataset: str, asked: str = COMMON) -> str:
+    """The refusal of `--protocol <asked>` for a dataset that is not one of the benchmarks (`test`'s and eval_all's)."""
+    return (f"--protocol {asked}: there is no common protocol for {dataset}; configs/common/ states one for each "
+            f"benchmark ({', '.join(common_benchmarks())}). Evaluate one of them, or run your own dataset with "
+            f"--protocol original (its config's values, as given).")
 
 
 def common_tokens(method: str) -> list[str]:

@@ -39,6 +39,7 @@ from .cli import cli_main
 from .command_line import get
 from ..config_files import config_from_text, config_section
 from ..shipped_configs import find_config, packaged_configs
+from .common_protocol import no_common_protocol
 from .earlier_outputs import OVERWRITE_FLAG
 from .protocols import DEFAULT_METHOD, RECORD
 from .eval_protocols import CHOICES, HELP as PROTOCOL_HELP, protocol_runs, refuse_common_setting
@@ -256,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"model config '{given}' does not exist")
     if refuse_common_setting(models):
         parser.error(refuse_common_setting(models))
+    if args.protocol != "original" and custom:       # as `proxyclip test --protocol common` refuses it, before any run
+        parser.error(no_common_protocol(", ".join(f"{name} ({path})" for name, path in custom.items()), args.protocol))
     output = Path(args.output).expanduser().resolve()
     statuses: dict[str, str] = {}
     runs = protocol_runs(args.protocol, output)
@@ -267,11 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 root = Path(overrides.get(name) or Path(args.data_root) / default_root(name)).expanduser().resolve()
             try:
-                if asks and name in custom:        # a dataset of your own has no common protocol file
-                    status = "unsupported: the common protocol is stated for the benchmarks only"
-                else:
-                    status = evaluate(name, root, model, folder / model.stem / name, [*asks, *passthrough],
-                                      custom.get(name), args.overwrite)
+                status = evaluate(name, root, model, folder / model.stem / name, [*asks, *passthrough],
+                                  custom.get(name), args.overwrite)
             except KeyboardInterrupt:
                 where = name if len(models) == 1 else f"{model.stem} / {name}"
                 print(f"[eval_all] interrupted at {where}; run the same command again to resume "
