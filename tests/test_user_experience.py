@@ -160,8 +160,18 @@ def test_help_ends_with_the_options_most_runs_need(capsys):
     assert info.value.code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     start = max(i for i, line in enumerate(lines) if line.startswith("The options most runs need"))
-    assert len(lines) - start <= 12                                             # the help's last lines
-    assert any("--data.init_args.root DIR" in line for line in lines[start:])
+    assert len(lines) - start <= 16                                             # the help's last lines
+    for needed in ("--data.init_args.root DIR", "--protocol original|common", "--model.segmentor.method_kwargs '{...}'"):
+        assert any(line.strip().startswith(needed) for line in lines[start:]), needed
+
+
+def test_the_readme_lists_the_options_most_runs_need_as_the_help_does():
+    """The table at the top of README.md and the end of `--help` (cli._MOST_USED) name the same options, in order."""
+    from proxyclip.commands.cli import _MOST_USED
+
+    readme = (REPO_ROOT / "README.md").read_text().split("The options most runs need", 1)[1].split("\n\n")[1]
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1].replace("\\|", "|") for row in rows] == [option for option, _ in _MOST_USED]
 
 
 # --- 9. a refused DDP start says so once ---------------------------------------------------------------------------
