@@ -17,6 +17,8 @@ and features (no timing: the same machine always takes the same path, on every r
                                          model 207: 1.54x against 1.37x the original-like baseline, VOC-like).
   AVX2 only                             MKL: both take AVX2 kernels; MKL's were as fast or faster (Zen 3).
 benchmarks/throughput.py times both paths on the machine at hand and says whether the choice was the faster one.
+`PROXYCLIP_ONEDNN_LINEAR=true|false` sets what "auto" takes in place of this rule, on any machine (the tests run
+either path so: README, Tests). An explicit true or false still wins; oneDNN is still taken only where it exists.
 
 `cpu_bf16` reads the other CPU fact a run depends on: whether bf16 matrix products run on native instructions
 (AVX512_BF16, or Intel's AMX-BF16). Without them bf16 autocast is emulated and slower than fp32: 6x on an AVX2-only
@@ -25,6 +27,7 @@ AMD EPYC (benchmarks/README.md), where PyTorch's own bf16 GEMM loop runs instead
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import re
 from pathlib import Path
@@ -90,10 +93,26 @@ def cpu_bf16() -> dict[str, bool | None | str]:
     return {"native": native, "why": why}
 
 
-def choose_onednn(available: bool, vendor: str, flags: frozenset[str]) -> tuple[bool, str]:
-    """(use oneDNN for fp32 CPU linears, why): the rule in this module's docstring."""
+AUTO_ENV = "PROXYCLIP_ONEDNN_LINEAR"     # true | false: the path "auto" takes, in place of the rule below
+
+
+def forced_by_env(value: str | None) -> bool | None:
+    """AUTO_ENV's value as the path "auto" takes: None where unset or empty; anything but true or false refused."""
+    if not value:
+        return None
+    if value in ("true", "false"):
+        return value == "true"
+    raise ValueError(f"{AUTO_ENV}={value!r} is not a choice: set it to true (oneDNN) or false (PyTorch's own linears) "
+                     "for onednn_linear=\"auto\" to take that path, or unset it for this CPU's faster one.")
+
+
+def choose_onednn(available: bool, vendor: str, flags: frozenset[str], forced: bool | None = None) -> tuple[bool, str]:
+    """(use oneDNN for fp32 CPU linears, why): the rule in this module's docstring, unless `forced` (AUTO_ENV's)."""
     if not available:
         return False, "PyTorch's own (MKL): oneDNN's linear op is not available on this CPU or build"
+    if forced is not None:
+        kernel = "oneDNN" if forced else "PyTorch's own (MKL)"
+        return forced, f"{kernel}: {AUTO_ENV}={str(forced).lower()} sets what \"auto\" takes"
     if vendor == "GenuineIntel":
         return False, "PyTorch's own (MKL): on Intel CPUs MKL's fp32 kernels use AVX-512 themselves and beat oneDNN's"
     if "avx512f" in flags:
@@ -104,7 +123,7 @@ def choose_onednn(available: bool, vendor: str, flags: frozenset[str]) -> tuple[
 @functools.cache
 def onednn_choice() -> tuple[bool, str]:
     """This machine's fp32 linear path, decided once per process (see the module docstring)."""
-    return choose_onednn(_AVAILABLE, *cpu_vendor_and_flags())
+    return choose_onednn(_AVAILABLE, *cpu_vendor_and_flags(), forced=forced_by_env(os.environ.get(AUTO_ENV)))
 
 
 def linear_path(setting: bool | str) -> tuple[bool, str]:
