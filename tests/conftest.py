@@ -10,6 +10,8 @@ import pytest
 import torch
 import yaml
 
+from proxyclip.method.onednn_linear import _AVAILABLE as ONEDNN_AVAILABLE, onednn_choice
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # text-embedding cache of the test runs (also for main.py subprocesses): never the user's ~/.cache
 os.environ.setdefault("PROXYCLIP_CACHE_DIR", tempfile.mkdtemp(prefix="proxyclip-test-cache-"))
@@ -26,6 +28,19 @@ TINY_VFM = {"dino": TINY_VIT, "dinov2": TINY_VIT, "dinov3": TINY_VIT, "mae": TIN
 
 
 FAST_TEST_TIMEOUT_S = 300   # a test outside `slow` that takes this long belongs in it (pyproject.toml: the tiers)
+
+# The fp32 CPU linear path of onednn_linear="auto", which the tiny segmentor and the presets and CLI runs the tests
+# build take: PROXYCLIP_ONEDNN_LINEAR=true (oneDNN) or false (PyTorch's own, MKL) sets it on any machine, subprocesses
+# included; unset, this CPU's (oneDNN on non-Intel AVX-512, MKL elsewhere). The suite passes on either: two runs compared
+# bit for bit are built the same way (`twin`). A bad value stops the run here, with its message.
+LINEAR_PATH = onednn_choice()
+# for a test that needs oneDNN's linear op itself (its kernels, its calls): skipped, with the reason, where it is missing
+needs_onednn = pytest.mark.skipif(not ONEDNN_AVAILABLE, reason="oneDNN's fp32 linear op is not available: not an x86 "
+                                  "CPU, or a torch build without mkldnn (proxyclip/method/onednn_linear.py: _probe)")
+
+
+def pytest_report_header():
+    return f"proxyclip fp32 CPU linears, onednn_linear=\"auto\": {LINEAR_PATH[1]}"
 
 
 @pytest.hookimpl(tryfirst=True)     # before `-m` selects: a `subprocess` or `fullsize` test is `slow` too
@@ -105,9 +120,10 @@ def put_in_hub_cache(cache: Path, repo: str, filename: str, content: dict | byte
 
 
 def twin(seg, **options):
-    """A tiny segmentor with `seg`'s weights and geometry, built with extra init options."""
+    """A tiny segmentor with `seg`'s weights, geometry and fp32 linear path, built with extra init options."""
     from proxyclip import build_segmentor
 
+    options = {"onednn_linear": seg.onednn_linear, **options}   # the same kernels, so that the two compare bit for bit
     other = build_segmentor(TINY_CONFIG, class_names=VOCAB, crop_size=seg.crop_size, stride=seg.stride,
                             crop_batch_size=seg.crop_batch_size, **options).eval()
     other.load_state_dict(seg.state_dict())
@@ -119,8 +135,9 @@ def tiny_segmentor():
     from proxyclip import build_segmentor
 
     torch.manual_seed(0)
-    # oneDNN's fp32 linears set, not "auto": the same kernels on every machine (test_onednn_linear tests the choice)
-    seg = build_segmentor(TINY_CONFIG, class_names=VOCAB, crop_size=112, stride=56, crop_batch_size=4, onednn_linear=True)
+    # onednn_linear "auto", as every segmentor the tests build from a preset or the CLI: all on one path, the one
+    # PROXYCLIP_ONEDNN_LINEAR sets (see LINEAR_PATH), else this CPU's (test_onednn_linear tests the choice)
+    seg = build_segmentor(TINY_CONFIG, class_names=VOCAB, crop_size=112, stride=56, crop_batch_size=4, onednn_linear="auto")
     return seg.eval()
 
 

@@ -1,15 +1,15 @@
 """fp32 CPU linears through oneDNN compute what PyTorch's own do, and step aside where they must."""
+import os
+
 import pytest
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from proxyclip.method.onednn_linear import (OneDNNLinear, _AVAILABLE, choose_onednn, cpu_vendor_and_flags, linear,
-                                          onednn_applies, onednn_choice, swap_linears)
+from proxyclip.method.onednn_linear import (AUTO_ENV, OneDNNLinear, _AVAILABLE, choose_onednn, cpu_vendor_and_flags,
+                                          forced_by_env, linear, onednn_applies, onednn_choice, swap_linears)
 from proxyclip.method.vfm import build_vfm, list_vfms
-from conftest import BORDER_IMAGES as IMAGES, tiny_vfm_kwargs as tiny, twin
-
-pytestmark = pytest.mark.skipif(not _AVAILABLE, reason="oneDNN's linear is only used on x86 CPUs with mkldnn")
+from conftest import BORDER_IMAGES as IMAGES, needs_onednn, tiny_vfm_kwargs as tiny, twin
 
 
 class LinearOps(TorchDispatchMode):
@@ -26,6 +26,7 @@ class LinearOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+@needs_onednn
 def test_linear_matches_torch_and_falls_back_where_it_must():
     x, weight, bias = torch.randn(2, 50, 64), torch.randn(96, 64), torch.randn(96)
     with torch.no_grad():
@@ -55,15 +56,16 @@ def test_swap_linears_round_trip_keeps_parameters():
     assert [p.data_ptr() for p in model.parameters()] == weights
 
 
+@needs_onednn
 def test_segmentor_with_onednn_linears_computes_the_same(tiny_segmentor):
-    assert tiny_segmentor.onednn_linear and any(isinstance(m, OneDNNLinear) for m in tiny_segmentor.vfm.modules())
-    stock = twin(tiny_segmentor, onednn_linear=False)
+    onednn, stock = twin(tiny_segmentor, onednn_linear=True), twin(tiny_segmentor, onednn_linear=False)
+    assert onednn.onednn_linear and any(isinstance(m, OneDNNLinear) for m in onednn.vfm.modules())
     assert not any(isinstance(m, OneDNNLinear) for m in stock.modules())
-    assert list(stock.state_dict()) == list(tiny_segmentor.state_dict())
+    assert list(stock.state_dict()) == list(onednn.state_dict())
     with torch.no_grad():
-        tiny_segmentor.text_embeddings(), stock.text_embeddings()  # once per vocabulary; the image path is what counts
+        onednn.text_embeddings(), stock.text_embeddings()  # once per vocabulary; the image path is what counts
         with LinearOps() as ops:
-            ours = tiny_segmentor(IMAGES)
+            ours = onednn(IMAGES)
         assert ops.onednn > 0 and ops.torch == 0, "an fp32 CPU linear left oneDNN"
         with LinearOps() as ops:
             theirs = stock(IMAGES)
@@ -72,6 +74,7 @@ def test_segmentor_with_onednn_linears_computes_the_same(tiny_segmentor):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
+@needs_onednn
 @pytest.mark.parametrize("name", list_vfms())
 def test_every_registered_vfm_computes_the_same_on_onednn(name):
     """Every family's linears (timm's [B, N, C], SAM's windowed [B, H, W, C]) go to oneDNN with unchanged features."""
@@ -105,12 +108,43 @@ def test_auto_takes_this_cpus_path_and_records_why():
 
     seg = build_segmentor(TINY_CONFIG, class_names=VOCAB)                  # onednn_linear defaults to "auto"
     onednn, why = onednn_choice()
-    assert choose_onednn(_AVAILABLE, *cpu_vendor_and_flags()) == (onednn, why)
+    forced = forced_by_env(os.environ.get(AUTO_ENV))                       # the tests' switch (conftest.py), if set
+    assert choose_onednn(_AVAILABLE, *cpu_vendor_and_flags(), forced=forced) == (onednn, why)
     assert seg.onednn_linear is onednn and any(isinstance(m, OneDNNLinear) for m in seg.vfm.modules()) is onednn
     assert seg.fp32_linear == {"set": "auto", "kernel": "oneDNN" if onednn else "PyTorch's own", "why": why}
     seg.use_onednn_linear(not onednn)                                      # a user's setting wins, and says so
     assert seg.fp32_linear["set"] is (not onednn) and seg.fp32_linear["why"] == "set by the user"
     assert any(isinstance(m, OneDNNLinear) for m in seg.vfm.modules()) is (not onednn)
+
+
+def test_the_environment_sets_what_auto_takes(monkeypatch):
+    """PROXYCLIP_ONEDNN_LINEAR=true|false: "auto" takes that path on any CPU, and says why; oneDNN only where its op
+    exists; an explicit setting still wins; any other value is refused before a model is built."""
+    from proxyclip import TrainingFreeSegmentor, build_segmentor
+    from conftest import TINY_CONFIG, VOCAB
+
+    for value in ("true", "false"):
+        for vendor, flags in (("AuthenticAMD", {"avx2", "avx512f"}), ("GenuineIntel", {"avx2", "avx512f"}), ("", set())):
+            chosen, why = choose_onednn(True, vendor, frozenset(flags), forced=forced_by_env(value))
+            assert chosen is (value == "true") and why.endswith(f"{AUTO_ENV}={value} sets what \"auto\" takes")
+        assert choose_onednn(False, "AuthenticAMD", frozenset({"avx512f"}), forced=forced_by_env(value))[0] is False
+    assert forced_by_env(None) is None and forced_by_env("") is None
+    other = "false" if onednn_choice()[0] else "true"                     # the path this run's "auto" does not take
+    monkeypatch.setenv(AUTO_ENV, other)
+    onednn_choice.cache_clear()                                            # read once per process: read it again
+    try:
+        seg = build_segmentor(TINY_CONFIG, class_names=VOCAB)
+        assert seg.onednn_linear is (other == "true" and _AVAILABLE) and seg.fp32_linear["set"] == "auto"
+        assert seg.fp32_linear["why"] == onednn_choice()[1]
+        assert seg.use_onednn_linear(other != "true").fp32_linear["why"] == "set by the user"
+        monkeypatch.setenv(AUTO_ENV, "yes")
+        onednn_choice.cache_clear()
+        with pytest.raises(ValueError, match=r"PROXYCLIP_ONEDNN_LINEAR='yes' is not a choice: set it to true \(oneDNN\) "
+                                             r"or false .* or unset it"):
+            TrainingFreeSegmentor(clip_pretrained="/nonexistent/clip.bin", clip_quick_gelu=True,   # refused first
+                                  clip_mean=(0.5, 0.5, 0.5), clip_std=(0.5, 0.5, 0.5))
+    finally:
+        onednn_choice.cache_clear()                                        # the next call reads the restored variable
 
 
 def test_a_setting_that_is_not_a_choice_is_refused():

@@ -18,7 +18,7 @@ from benchmarks.original_like import fused_attention_report, make_original_like
 from proxyclip.method.clip_tower import _is_plain_block, _residual_block
 from proxyclip.method.proxy_attention import proxy_attention
 from proxyclip.method.vfm import build_vfm
-from conftest import BORDER_IMAGES, REPO_ROOT, random_image, twin
+from conftest import BORDER_IMAGES, REPO_ROOT, needs_onednn, random_image, twin
 
 TINY_VIT = dict(depth=2, embed_dim=32, num_heads=2)
 IMAGES = BORDER_IMAGES
@@ -100,19 +100,20 @@ def count_calls(owner, name, run):
     return len(calls)
 
 
+@needs_onednn
 def test_clip_blocks_use_fused_attention(tiny_segmentor):
     transformer = tiny_segmentor.clip.visual.transformer
     mha = [m for m in transformer.modules() if isinstance(m, nn.MultiheadAttention)]
     assert transformer.batch_first and mha and all(m.batch_first for m in mha)
     assert fused_attention_report(tiny_segmentor) == {"vfm_fused_attn": True, "clip_batch_first": True}
     crops = torch.rand(2, 3, 112, 112)
-    stock = twin(tiny_segmentor, onednn_linear=False)
+    stock, onednn = twin(tiny_segmentor, onednn_linear=False), twin(tiny_segmentor, onednn_linear=True)
     # PyTorch's linears: open_clip's own blocks, on nn.MultiheadAttention's fast path
     calls = count_calls(torch, "_native_multi_head_attention", lambda: stock.dense_features(crops))
     assert calls == len(transformer.resblocks) - 1  # every block but the last (proxy attention)
     # oneDNN linears (fp32 CPU): the same blocks through `_residual_block`, i.e. SDPA, as the VFM's blocks
-    calls = count_calls(torch.nn.functional, "scaled_dot_product_attention", lambda: tiny_segmentor.dense_features(crops))
-    assert calls == len(transformer.resblocks) - 1 + len(tiny_segmentor.vfm.model.blocks)
+    calls = count_calls(torch.nn.functional, "scaled_dot_product_attention", lambda: onednn.dense_features(crops))
+    assert calls == len(transformer.resblocks) - 1 + len(onednn.vfm.model.blocks)
 
 
 class OpCounter(TorchDispatchMode):
@@ -155,8 +156,12 @@ def test_channels_last_does_not_change_results(tiny_segmentor):
 
 @pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile (inductor) needs a C++ compiler on CPU")
 @pytest.mark.skipif(bool(os.environ.get("PROXYCLIP_SKIP_COMPILE_TEST")), reason="PROXYCLIP_SKIP_COMPILE_TEST is set")
+@pytest.mark.subprocess
 def test_compile_builds_and_runs(tiny_segmentor):
-    """Cold, inductor compiles the tiny model in ~15 s on 2 cores (~2 s from its on-disk cache): one crop shape only."""
+    """Cold, inductor compiles the tiny model in ~15 s on 2 cores (~2 s from its on-disk cache): one crop shape only.
+    A `subprocess` test: with a cold cache (TORCHINDUCTOR_CACHE_DIR) inductor starts Python processes, a child that
+    loads its probe library per vector ISA (cpu_vec_isa.py; also for the bf16 and VNNI variants, whatever
+    `cpp.vec_isa_ok` says) and a pool of compile workers; compiled here as a user's run compiles."""
     seg = twin(tiny_segmentor, compile=True)
     image = [random_image(112, 112, 3)]
     with torch.no_grad():
