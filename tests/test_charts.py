@@ -47,6 +47,32 @@ def test_a_missing_number_draws_no_bar():
         assert (90, 90, 90) not in drawn                        # no outline: not even a bar of zero
 
 
+def test_failed_cells_are_marked_as_the_table_marks_them(tmp_path):
+    """Every run failed: not empty axes but the table's word, "failed" in red, upright where each bar would be; a
+    missing cell's word in grey, no red (summary cells through pictures.write_pictures, as eval_all draws them)."""
+    from PIL import Image
+
+    from proxyclip.commands.pictures import write_pictures
+
+    def reds(chart):                                            # red text, antialiased: the rows and columns it covers
+        chart = chart[40:].astype(int)                          # below the legend
+        rows, cols = np.nonzero((chart[..., 0] > 150) & (chart[..., 1] < 120) & (chart[..., 2] < 120))
+        return rows, cols
+
+    titles = {"voc21": "VOC21", "voc20": "VOC20"}
+    cells = {"voc21": "failed: ValueError: boom", "voc20": "failed: out of memory"}
+    write_pictures(tmp_path, list(titles), [{"setting": "a", "mIoU": cells, "avg8": None}], titles)
+    rows, cols = reds(np.asarray(Image.open(tmp_path / "methods.png").convert("RGB")))
+    left, right = cols[cols < cols.mean()], cols[cols > cols.mean()]     # one word in each benchmark's group
+    assert len(left) > 20 and len(right) > 20
+    for word in (left, right):
+        assert word.max() - word.min() < 16                     # as wide as a bar ...
+    assert rows.max() - rows.min() > 20                         # ... and upright, standing on the axis
+    missing = methods_chart(["VOC21"], ["a"], {"a": {"VOC21": "missing"}}, colours={"a": BLUE})
+    nothing = methods_chart(["VOC21"], ["a"], {"a": {"VOC21": None}}, colours={"a": BLUE})
+    assert len(reds(missing)[0]) == 0 and (missing != nothing).any()
+
+
 def black_in_bar(chart, colour):
     """Rows of pure black pixels in the columns of `colour`'s bar, between the legend and the axis (the bar's outline is
     grey, the gridlines light grey: only the published tick is black there)."""

@@ -1,6 +1,7 @@
 """The pictures of an eval_all folder, drawn from its summary rows: methods.png, cost_vs_miou.png, compare_panels/.
 
-methods.png: mIoU per benchmark, a bar per setting, the published value (summary rows' `published`) as a black tick.
+methods.png: mIoU per benchmark, a bar per setting, the published value (summary rows' `published`) as a black tick;
+a cell without a number shows the table's word for it (failed, missing, ...) where its bar would be.
 cost_vs_miou.png: each setting's images/s (summary rows' `cost`) against its average mIoU: avg8 when every plotted
 setting has it, else the mean over the benchmarks every plotted setting has a number for (the axis says which); not
 drawn, with a line saying why, when no setting has images/s. compare_panels/: compare_panels.py.
@@ -20,6 +21,14 @@ from .compare_panels import FOLDER, write_compare_panels
 def measured(value: Any) -> float | None:
     """A summary cell as a number, None for a missing, failed or NaN one."""
     return value if isinstance(value, float) and not math.isnan(value) else None
+
+
+def bar_or_word(value: Any) -> float | str | None:
+    """What methods.png draws for a summary cell: its number, else the word the table's cell starts with ("failed",
+    "missing", "kept", "unsupported", "nan"); None where the setting has no result for the benchmark."""
+    if value is None or measured(value) is not None:
+        return value
+    return str(value).split(":", 1)[0].strip() or "?"
 
 
 def cost_points(columns: Sequence[str], rows: Sequence[dict[str, Any]],
@@ -46,7 +55,7 @@ def write_pictures(output: Path, columns: Sequence[str], rows: Sequence[dict[str
         return ""
     settings = [row["setting"] for row in rows]
     colours = setting_colours(settings)
-    miou = {row["setting"]: {titles.get(b, b): measured(row["mIoU"].get(b)) for b in columns} for row in rows}
+    miou = {row["setting"]: {titles.get(b, b): bar_or_word(row["mIoU"].get(b)) for b in columns} for row in rows}
     published = {row["setting"]: {titles.get(b, b): entry["mIoU"] for b, entry in row.get("published", {}).items()}
                  for row in rows}
     chart = methods_chart([titles.get(b, b) for b in columns], settings, miou, published, colours=colours)

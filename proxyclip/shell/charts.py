@@ -1,8 +1,9 @@
 """Charts that compare settings (methods, presets): mIoU per benchmark as grouped bars, mIoU against speed.
 
 Plain data in, an [H, W, 3] uint8 picture out, drawn with PIL in visualize.py's style (white ground, grey gridlines,
-the fonts of fonts.py). A setting has one colour in both charts (`setting_colours`). A missing number draws nothing
-but a grey "-" where its bar would be: never a bar of zero.
+the fonts of fonts.py). A setting has one colour in both charts (`setting_colours`). A cell without a number is never
+a bar of zero: where its bar would be, the word the table's cell starts with, upright ("failed" in red; "missing",
+"kept", "unsupported", "nan" in grey), or a grey "-" where the setting has no result for that benchmark at all.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ SCATTER_WIDTH = 420
 LEFT, BOTTOM = 48, 40       # room for the value labels and, below the plot, the tick labels and the axis title
 MARKER = (0, 0, 0)          # the published value's tick
 MISSING = (150, 150, 150)
+FAILED = (205, 30, 30)      # a failed run's word: the cell a reader must not miss
 GRID = (225, 225, 225)
 
 
@@ -56,17 +58,28 @@ def _legend(draw: ImageDraw.ImageDraw, font, x0: int, y0: int, width: int,
     return y + ROW
 
 
-def methods_chart(benchmarks: Sequence[str], settings: Sequence[str], miou: Mapping[str, Mapping[str, float | None]],
+def _upright(chart: Image.Image, font, word: str, x: int, bottom: int, colour: tuple) -> None:
+    """`word` read bottom to top, centred on the slot that starts at `x`, standing on the axis at `bottom`."""
+    strip = Image.new("RGB", (int(font.getlength(word)) + 4, ROW), "white")
+    ImageDraw.Draw(strip).text((2, 0), word, fill=colour, font=font)
+    upright = strip.rotate(90, expand=True)
+    chart.paste(upright, (x + (BAR - upright.width) // 2, bottom - 2 - upright.height))
+
+
+def methods_chart(benchmarks: Sequence[str], settings: Sequence[str],
+                  miou: Mapping[str, Mapping[str, float | str | None]],
                   published: Mapping[str, Mapping[str, float]] | None = None, title: str = "mIoU (%) per benchmark",
                   colours: Mapping[str, tuple] | None = None) -> np.ndarray:
     """One bar group per benchmark (`benchmarks`: the keys of miou's rows, drawn as they are), one bar per setting in
     its colour, over a 0..max value axis with gridlines; a published value is a black tick across its setting's bar
-    position (there only), named in the legend as not measured here."""
+    position (there only), named in the legend as not measured here. A value that is a word (the table cell's
+    "failed", "missing", ...) is drawn upright in the bar's place; None (no result) is a grey "-"."""
     published = published or {}
     colours = colours or setting_colours(settings)
-    font = text_font([title, *benchmarks, *settings, "published (not measured here)"])
+    words = sorted({v for s in settings for v in miou.get(s, {}).values() if isinstance(v, str)})
+    font = text_font([title, *benchmarks, *settings, *words, "published (not measured here)"])
     title, labels = drawable(title, font), [drawable(b, font) for b in benchmarks]
-    values = [v for s in settings for v in miou.get(s, {}).values() if v is not None]
+    values = [v for s in settings for v in miou.get(s, {}).values() if isinstance(v, (int, float))]
     values += [v for s in settings for v in published.get(s, {}).values()]
     step = nice_step(max(values, default=10.0))
     top_value = step * max(1, math.ceil(max(values, default=10.0) / step))
@@ -101,7 +114,9 @@ def methods_chart(benchmarks: Sequence[str], settings: Sequence[str], miou: Mapp
         for i, setting in enumerate(settings):
             x = x0 + i * BAR
             value = miou.get(setting, {}).get(bench)
-            if value is None:                                       # no number: no bar, a grey dash on the axis
+            if isinstance(value, str):                              # the table's word for the cell, upright
+                _upright(chart, font, drawable(value, font), x, bottom, FAILED if value == "failed" else MISSING)
+            elif value is None:                                     # no result: no bar, a grey dash on the axis
                 draw.text((x + BAR / 2 - font.getlength("-") / 2, bottom - ROW), "-", fill=MISSING, font=font)
             else:
                 draw.rectangle([x + 1, min(y_of(value), bottom - 1), x + BAR - 2, bottom - 1], fill=colours[setting],
