@@ -72,6 +72,9 @@ def test_every_usage_comment_in_configs_runs(name, args, monkeypatch):
             protocol = yaml.safe_load((REPO_ROOT / resolved["method_protocol"]).read_text())
             given = ((protocol.get("model") or {}).get("segmentor") or {}).get("init_args", {}).get("method_kwargs")
             preset["method_kwargs"] = {**(preset.get("method_kwargs") or {}), **(given or {})} or None
+        if "--model.segmentor.method_kwargs" in args:   # and the command line's over both
+            typed = yaml.safe_load(args[args.index("--model.segmentor.method_kwargs") + 1])
+            preset["method_kwargs"] = {**(preset.get("method_kwargs") or {}), **typed}
         assert contains(resolved["model"]["segmentor"]["init_args"], preset), name
         assert resolved["model"]["segmentor"]["init_args"].get("method_kwargs") == preset.get("method_kwargs"), name
     elif "model" in own and isinstance(own["model"], dict):   # a method's own values, added on top
