@@ -3,16 +3,21 @@
 - `cass_vfm_pixels`: the VFM input CASS derives from CLIP's (an ImageNet inverse with a 0.255 typo, uint8
   truncation, PIL resize to a square, DINO's ToTensor / Normalize), not our shared `vfm_input`;
 - `spectral_blend`: per head, CLIP's key-key logits blended with a low-rank, range-matched copy of the VFM's, head
-  pairs from a Hungarian matching of their eigenvalue spectra;
+  pairs from a Hungarian matching of their eigenvalue spectra; `svd_draws`: the generator its randomised SVD draws from;
 - `text_clusters` / `adjust_text`: Ward clusters of the query embeddings, and per crop the query of each cluster
   closest to the image pulled towards its two best-matching patches.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from ..errors import ProxyCLIPError
 
 #: the original's inverse normalisation (cass_segmentor.py:78-81): ImageNet's mean and std, the last std 0.255 (sic)
 INVERSE_MEAN = (0.485, 0.456, 0.406)
@@ -72,17 +77,62 @@ def stretch(singular: torch.Tensor) -> torch.Tensor:
     return (singular - smin) / (smax - smin) * (1.5 * smax - 0.5 * smin) + 0.5 * smin
 
 
+@contextmanager
+def svd_draws(device: torch.device, seed: int, stream: dict[str, torch.Tensor] | None = None) -> Iterator[None]:
+    """The generator one crop's randomised SVDs draw from (svd_lowrank calls torch.randn on `device`, so that device's
+    global generator), restored afterwards: nothing else sees these draws or moves them.
+
+    stream None ("per_crop"): seeded with `seed` for this crop, so a crop draws the same whatever the order, the
+    batching or the number of processes. stream a dict ("one_stream", kept by the block for its run): one stream per
+    device, seeded with `seed` at its first crop and its state stored after each crop, so the crops draw in the
+    order they come, as the original's single process does (seeded once, configs/base_config.py:35; nothing else
+    draws from its CUDA generator). Refused under torch.distributed with several processes (`one_process`).
+    """
+    cuda = device.type == "cuda"
+    key = str(device)
+    if stream is not None:
+        one_process()
+    state = None if stream is None else stream.get(key)
+    with torch.random.fork_rng(devices=[device] if cuda else []):   # restores the generator set below
+        if state is not None:                                       # the stream where the last crop left it
+            if cuda:
+                torch.cuda.set_rng_state(state, device)
+            else:
+                torch.random.set_rng_state(state)
+        elif cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        else:
+            torch.random.default_generator.manual_seed(seed)
+        yield
+        if stream is not None:
+            stream[key] = torch.cuda.get_rng_state(device) if cuda else torch.random.get_rng_state()
+
+
+def one_process() -> None:
+    """Refuse svd_draws "one_stream" under torch.distributed with several processes: each would start its own stream
+    on its share of the images, neither the original's draws nor the same run on another number of devices."""
+    dist = torch.distributed
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if world > 1:
+        raise ProxyCLIPError(
+            f"The cass method's svd_draws 'one_stream' continues one random stream from crop to crop in the order the "
+            f"images come, as the original's single process does, but this run has {world} processes: each would "
+            "start its own stream on its share of the images, so the draws would be neither the original's nor those "
+            "of a run on another number of devices. Run it in one process (--trainer.devices 1), or use svd_draws "
+            "'per_crop' (the default: each crop reseeded, the same on any number of devices).")
+
+
 def spectral_blend(clip_keys: torch.Tensor, vfm_keys: torch.Tensor, scale: float, stretch_singular: bool,
-                   generator_seed: int) -> torch.Tensor:
+                   generator_seed: int, stream: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """One crop's attention logits before the Gaussian (_apply_spectral_strategy :367-428): [H, N, d] x 2 -> [H, N, N].
 
     Wc = k kᵀ s (CLIP), Wd = kd kdᵀ s (the VFM's keys, already on CLIP's grid and range); heads paired by
     scipy's linear_sum_assignment on `matching_cost` (minimised). Head h takes, with c = col[h], w = 1 - cost[h, c]:
     R = rank-10 randomised SVD of Wd[c] (float64; singular values `stretch`ed when `stretch_singular`), diagonal
     zeroed, range-matched to Wc[h]; out[h] = (10 w R + Wc[h]) / (10 w + 1). Wd[c] with Wc[h] although the cost
-    paired VFM head h with CLIP head c: the original's indices, kept. The SVD's random draws come from the device's
-    generator seeded with `generator_seed` for this crop, then restored (the original seeds its run once,
-    configs/base_config.py:35, and draws in dataset order).
+    paired VFM head h with CLIP head c: the original's indices, kept. The SVD's random draws (one torch.randn per
+    head) come from `svd_draws(device, generator_seed, stream)`: reseeded for this crop, or continuing one stream.
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -92,14 +142,7 @@ def spectral_blend(clip_keys: torch.Tensor, vfm_keys: torch.Tensor, scale: float
     rows, cols = linear_sum_assignment(cost.cpu().numpy())
     out = torch.empty_like(clip_logits)
     rank = min(RANK, clip_logits.shape[-1])
-    device = clip_logits.device
-    cuda = device.type == "cuda"
-    with torch.random.fork_rng(devices=[device] if cuda else []):   # restores the generator seeded below
-        if cuda:                                                    # svd_lowrank draws torch.randn on `device`
-            with torch.cuda.device(device):
-                torch.cuda.manual_seed(generator_seed)
-        else:
-            torch.random.default_generator.manual_seed(generator_seed)
+    with svd_draws(clip_logits.device, generator_seed, stream):
         for h, c in zip(rows.tolist(), cols.tolist()):
             weight = (1 - cost[h, c]) * SCALE_FACTOR                            # float32, as the original's w_d * 10
             u, s, v = torch.svd_lowrank(vfm_logits[c].double(), q=rank, niter=2)

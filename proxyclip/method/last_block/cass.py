@@ -43,7 +43,13 @@ class SpectralObjectContext(LastBlock):
         global_vector: "image": the whole image's CLS embedding through the unchanged CLIP, shared by its crops
             (the original in sliding windows); "crop": each crop's own (Cityscapes; VOC21's whole image).
         gaussian_std: the Gaussian neighbourhood's standard deviation in patches.
-        seed: seeds the randomised SVD's draws per crop (the original seeds its run once, base_config.py:35).
+        seed: the seed of the randomised SVD's draws (torch.randn on the crop's device).
+        svd_draws: "per_crop": the draws reseeded with `seed` for every crop, so a crop's result does not depend on
+            the order, batching or number of processes. "one_stream": one stream seeded with `seed` at the block's
+            first crop and continued crop after crop, as the original's run (seeded once with 42,
+            configs/base_config.py:35); with seed 42, one process and the images in dataset order (data batch_size 1)
+            the draws come in the original's order. The stream differs under another order or batching; several
+            processes (DDP) are refused at the first crop.
     """
 
     summary = "key-key attention blended with the VFM's last-block keys, queries adjusted per crop"
@@ -53,7 +59,7 @@ class SpectralObjectContext(LastBlock):
 
     def __init__(self, global_semantics_weight: float = 0.0, mean_vector_weight: float = 0.0, h_threshold: float = 0.0,
                  stretch_singular_values: bool = False, global_vector: Literal["image", "crop"] = "image",
-                 gaussian_std: float = 5.0, seed: int = 0):
+                 gaussian_std: float = 5.0, seed: int = 0, svd_draws: Literal["per_crop", "one_stream"] = "per_crop"):
         super().__init__()
         try:
             import scipy.cluster.hierarchy  # noqa: F401
@@ -62,9 +68,13 @@ class SpectralObjectContext(LastBlock):
             raise ProxyCLIPError(SCIPY_MISSING) from None
         if global_vector not in ("image", "crop"):
             raise ProxyCLIPError(f"The cass method's global_vector is 'image' or 'crop', not {global_vector!r}.")
+        if svd_draws not in ("per_crop", "one_stream"):
+            raise ProxyCLIPError(f"The cass method's svd_draws is 'per_crop' or 'one_stream', not {svd_draws!r}.")
         self.global_semantics_weight, self.mean_vector_weight = global_semantics_weight, mean_vector_weight
         self.h_threshold, self.stretch_singular_values = h_threshold, stretch_singular_values
         self.global_vector, self.gaussian_std, self.seed = global_vector, gaussian_std, seed
+        self.svd_draws = svd_draws
+        self._svd_stream: dict[str, torch.Tensor] = {}   # "one_stream": per device, the generator's state after a crop
         self._clusters: tuple[torch.Tensor, float, torch.Tensor] | None = None   # (text, threshold, [Q] ids)
 
     def check_encoders(self, visual: nn.Module, vfm: nn.Module | None) -> None:
@@ -100,8 +110,9 @@ class SpectralObjectContext(LastBlock):
         kd = F.interpolate(keys.flatten(0, 1).to(k.dtype), size=grid, mode="bilinear", align_corners=False)
         kd = kd.view(b, heads, d, n).transpose(-1, -2)                                # [B, H, N, d]
         bias = gaussian_neighbourhood(grid, self.gaussian_std, k.device, k.dtype)[1:, 1:]   # no CLS row or column
+        stream = self._svd_stream if self.svd_draws == "one_stream" else None
         logits = torch.stack([spectral_blend(k[i], range_match(kd[i], k[i]), scale_of(block),
-                                                      self.stretch_singular_values, self.seed) for i in range(b)])
+                                             self.stretch_singular_values, self.seed, stream) for i in range(b)])
         return merge_heads(block, torch.softmax(logits + bias, dim=-1) @ v, lin)
 
     def forward(self, block, tokens, grid, linear, feats=None):
