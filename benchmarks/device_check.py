@@ -26,7 +26,7 @@ of importance (a check that would overrun `--budget-s` is skipped, and says so):
   profile            benchmarks/profile_loop.py: torch.profiler over 3 steps of 8 VOC-like images (bf16): top kernels,
                      GEMM / attention / elementwise / memcpy shares, device busy against wall, kernels per image (INFO);
                      results/<gpu>-profile.json / .md, and the Chrome trace <gpu>-profile.trace.json beside (not in git)
-  methods            every shipped preset but tiny_random through method_cost.measure (`main.py test`, 8 Cityscapes-like
+  methods            every shipped preset but tiny_*.yaml through method_cost.measure (`main.py test`, 8 Cityscapes-like
                      images, bf16-mixed, one process each; the nine ViT-B/16 methods first), images/s, peak memory,
                      ratios to ProxyCLIP, until the budget is spent (the rest listed as skipped); results/<gpu>-methods.*
   compile            torch.compile on the GPU: compile time and steady speed against eager (INFO)

@@ -206,7 +206,7 @@ def profile(check: Check):
 
 
 def methods(check: Check):
-    """Every shipped preset but tiny_random through method_cost.measure (`main.py test` per preset in its own process,
+    """Every shipped preset but tiny_*.yaml through method_cost.measure (`main.py test` per preset in its own process,
     Cityscapes-like images, bf16-mixed on a GPU), within what is left of the budget: the nine methods' ViT-B/16 presets
     first, then the other backbones and VFMs; presets that would overrun it are listed as skipped. Smoke: ProxyCLIP
     and SCLIP with tiny models on 128x64 images. MFU for ProxyCLIP's row (the model `throughput` counts); the other

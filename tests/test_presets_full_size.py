@@ -36,7 +36,7 @@ from proxyclip.method.vfm import build_vfm
 from proxyclip.method.vfm.registry import get_vfm_entry
 from proxyclip.commands.weights import load_model_spec
 
-PRESETS = sorted(p for p in (REPO_ROOT / "configs" / "model").glob("*.yaml") if p.stem != "tiny_random")
+PRESETS = sorted(p for p in (REPO_ROOT / "configs" / "model").glob("*.yaml") if not p.stem.startswith("tiny_"))   # random
 
 # What the original builds (open_clip 2.24's OpenAI loader: QuickGELU; LAION's ViT-H-14: GELU).
 CLIPS = {
