@@ -236,15 +236,6 @@ def test_protocol_configs_change_only_what_their_method_sets():
 
 
 # --- the CLI and eval_all ----------------------------------------------------------------------------------
-def tiny_preset(folder, method):
-    """The method's preset with a tiny random CLIP of its architecture (the preset's activation kept)."""
-    spec = yaml.safe_load((REPO_ROOT / "configs" / "model" / f"{method}_vitb16.yaml").read_text())
-    spec["segmentor"].update(clip_model=TINY_CLIP, clip_pretrained=None)
-    path = folder / f"tiny_{method}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
-
 EXPECTED_VOC21 = {   # what each method's repository runs on VOC21 (docs/baselines/<method>.md)
     "sclip": dict(logit_scale=65.0, area_thd=0.1, prob_thd=0.1, crop_size=224, stride=112, mode="slide", pamr_steps=0,
                   names_file="sclip/voc21", scale=[2048, 336]),
@@ -257,12 +248,13 @@ EXPECTED_VOC21 = {   # what each method's repository runs on VOC21 (docs/baselin
 
 @pytest.mark.parametrize("method", BASELINES)
 def test_each_method_runs_on_fake_voc_through_main(method, tmp_path, capsys):
-    """`main.py test --config configs/voc21.yaml --model <method preset>`: the method's own VOC21 values come with it."""
+    """`main.py test --config configs/voc21.yaml --model configs/model/tiny_<method>.yaml` (the method's preset, tiny
+    and random): the method's own VOC21 values come with it."""
     from proxyclip.commands.cli import cli_main
 
     root = write_voc(tmp_path / "data", n=2)
     out = tmp_path / "out"
-    cli = cli_main(["test", "--config", "configs/voc21.yaml", "--model", str(tiny_preset(tmp_path, method)),
+    cli = cli_main(["test", "--config", "configs/voc21.yaml", "--model", f"configs/model/tiny_{method}.yaml",
                     "--data.init_args.root", str(root), "--model.output_dir", str(out), "--trainer.logger", "false"])
     assert f"{method}'s own voc21 values" in capsys.readouterr().err
     seg, data = cli.model.segmentor, cli.datamodule
@@ -284,7 +276,7 @@ def test_eval_all_puts_methods_side_by_side(tmp_path):
     not define (SCLIP has no PC459 protocol) is left out of its row as unsupported, not failed or missing."""
     write_voc(tmp_path / "data", n=2)      # no PC459 data: missing for ProxyCLIP, allowed below
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    cmd = [sys.executable, "-m", "proxyclip.eval_all", "--model", str(tiny_preset(tmp_path, "sclip")), str(TINY_CONFIG),
+    cmd = [sys.executable, "-m", "proxyclip.eval_all", "--model", str(TINY_CONFIG.with_name("tiny_sclip.yaml")), str(TINY_CONFIG),
            "--datasets", "voc21", "pc459", "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
            "--allow-missing"]
     run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

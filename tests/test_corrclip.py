@@ -443,10 +443,10 @@ def test_protocol_files_and_vocabularies_are_the_originals():
 
 
 def tiny_corrclip_preset(folder):
-    """configs/model/corrclip_vitb16.yaml with a tiny random CLIP of 8 blocks and a tiny random DINO."""
-    spec = yaml.safe_load((REPO_ROOT / "configs" / "model" / "corrclip_vitb16.yaml").read_text())
-    spec["segmentor"].update(clip_model=TINY_CLIP_8, clip_pretrained=None, clip_quick_gelu=None, vfm_pretrained=False,
-                             vfm_kwargs=TINY_DINO)
+    """configs/model/tiny_corrclip.yaml without its mask source (its tiny SAM 2 needs the optional sam2 extra), as
+    corrclip_vitb16.yaml carries none: the caller gives one, mostly a folder of masks (write_masks)."""
+    spec = yaml.safe_load((REPO_ROOT / "configs" / "model" / "tiny_corrclip.yaml").read_text())
+    del spec["segmentor"]["method_kwargs"]        # all of them the mask source's (tests/test_tiny_presets.py)
     path = folder / "tiny_corrclip.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path

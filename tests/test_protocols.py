@@ -12,7 +12,7 @@ from fake_datasets import write_voc
 from proxyclip.commands.eval_all import BENCHMARKS as ALL_BENCHMARKS, main as eval_all
 from test_corrclip import tiny_corrclip_preset, write_masks
 from test_side_by_side import tiny_preset
-from test_trident import TINY_SAM, tiny_trident_preset
+from test_trident import TINY_SAM
 
 BENCHMARKS = ("voc21", "voc20")            # one background benchmark, one without
 SHARED = ("names_file", "vocabulary_file", "class_names", "scale", "mode", "crop_size", "stride", "prob_thd",
@@ -29,8 +29,7 @@ def with_kwargs(path, **kwargs):
 
 def presets(tmp_path, root):
     write_masks(root, tmp_path / "masks")
-    return [TINY_CONFIG, tiny_preset(tmp_path, "sclip"), tiny_preset(tmp_path, "cass"),
-            with_kwargs(tiny_trident_preset(tmp_path), sam_checkpoint=False, sam_kwargs=TINY_SAM),
+    return [TINY_CONFIG, tiny_preset("sclip"), tiny_preset("cass"), tiny_preset("trident"),
             with_kwargs(tiny_corrclip_preset(tmp_path), instance_mask_path=str(tmp_path / "masks"))]
 
 
@@ -74,7 +73,7 @@ def test_common_protocol_is_the_same_for_every_method(tmp_path):
 @pytest.mark.subprocess
 def test_original_protocol_is_unchanged_and_both_tables_are_written(tmp_path):
     write_voc(tmp_path / "data", n=1)
-    sclip = tiny_preset(tmp_path, "sclip")
+    sclip = tiny_preset("sclip")
     code = eval_all(["--model", str(TINY_CONFIG), str(sclip), "--datasets", "voc21", "--data-root", str(tmp_path / "data"),
                      "--output", str(tmp_path / "out"), "--protocol", "both", "--trainer.enable_progress_bar", "false"])
     assert code == 0
@@ -133,7 +132,7 @@ def test_a_model_named_common_is_refused(tmp_path, capsys):
 def test_common_adds_one_file_for_every_method_and_later_values_still_win(tmp_path):
     from test_what_runs import resolved
 
-    sclip = tiny_preset(tmp_path, "sclip")
+    sclip = tiny_preset("sclip")
     config, lines = resolved(["test", "--protocol", "common", "--config", "configs/voc21.yaml", "--model", str(sclip),
                               "--data.init_args.prob_thd", "0.3"])
     common = REPO_ROOT / "proxyclip" / "configs" / "common" / "voc21.yaml"
@@ -149,8 +148,8 @@ def test_common_adds_one_file_for_every_method_and_later_values_still_win(tmp_pa
 def test_a_saved_common_config_runs_again_as_it_ran(tmp_path):
     from test_what_runs import resolved
 
-    trident = with_kwargs(tiny_trident_preset(tmp_path), sam_checkpoint=False, sam_kwargs=TINY_SAM)
-    config, _ = resolved(["test", "--config", "configs/voc20.yaml", "--model", str(trident), "--protocol", "common"])
+    config, _ = resolved(["test", "--config", "configs/voc20.yaml", "--model", str(tiny_preset("trident")),
+                          "--protocol", "common"])
     assert config["model"]["segmentor"]["init_args"]["method_kwargs"]["sam_refinement"] is False
     assert config["model"]["segmentor"]["init_args"]["method_kwargs"]["sam_kwargs"] == TINY_SAM   # the run's own kept
     (tmp_path / "saved.yaml").write_text(yaml.safe_dump(config))

@@ -337,28 +337,23 @@ def test_protocol_values():
         spec = protocol(name)
         seg, data = spec["model"]["segmentor"]["init_args"], spec["data"]["init_args"]
         assert seg["mode"] == mode and (data["names_file"], data["scale"], data["prob_thd"]) == (names, scale, prob)
-        kwargs = seg["method_kwargs"]                         # the full options: a protocol file replaces them whole
-        assert set(kwargs) == set(preset["method_kwargs"])
+        kwargs = seg["method_kwargs"]                         # what the cfg files vary, merged over the preset's
+        assert set(kwargs) == {"temp_thd", "rcs_weights", "sfr_weights", "delete_same_entity"}
         assert (kwargs["temp_thd"], kwargs["rcs_weights"], kwargs["sfr_weights"]) == (temp, rcs, sfr), name
-        assert {k: v for k, v in kwargs.items() if k not in ("temp_thd", "rcs_weights", "sfr_weights")} == \
-            {k: v for k, v in preset["method_kwargs"].items() if k not in ("temp_thd", "rcs_weights", "sfr_weights")}
+        assert kwargs["delete_same_entity"] is True
         assert (data.get("crop_size"), data.get("stride")) == ((None, None) if mode == "whole" else (224, 112))
 
 
 @pytest.mark.parametrize("benchmark", BENCHMARKS)
 def test_main_runs_every_benchmark_with_its_protocol(benchmark, tmp_path, capsys):
-    """`main.py test --config configs/<benchmark>.yaml --model <resclip preset with a tiny 12-block CLIP>` on the fake
-    layout: the CLI adds and names the protocol file, whose values run, and metrics.json records the method and its
-    options. Images are resized to a small scale here (a later command-line value wins over the protocol's)."""
+    """`main.py test --config configs/<benchmark>.yaml --model configs/model/tiny_resclip.yaml` (a tiny 12-block CLIP)
+    on the fake layout: the CLI adds and names the protocol file, whose values run, and metrics.json records the method
+    and its options. Images are resized to a small scale here (a later command-line value wins over the protocol's)."""
     from proxyclip.commands.cli import cli_main
 
-    spec = yaml.safe_load((REPO_ROOT / "configs" / "model" / "resclip_vitb16.yaml").read_text())
-    spec["segmentor"].update(clip_model=TINY_CLIP_12, clip_pretrained=None)
-    preset = tmp_path / "tiny_resclip.yaml"
-    preset.write_text(yaml.safe_dump(spec))
     root = WRITERS[benchmark](tmp_path / "data", n=1)
     out = tmp_path / "out"
-    cli = cli_main(["test", "--config", f"configs/{benchmark}.yaml", "--model", str(preset),
+    cli = cli_main(["test", "--config", f"configs/{benchmark}.yaml", "--model", "configs/model/tiny_resclip.yaml",
                     "--data.init_args.root", str(root), "--data.init_args.scale", "[80, 40]",
                     "--model.output_dir", str(out), "--trainer.logger", "false"])
     printed = capsys.readouterr()
@@ -373,8 +368,9 @@ def test_main_runs_every_benchmark_with_its_protocol(benchmark, tmp_path, capsys
     init = report["config"]["model"]["segmentor"]["init_args"]
     assert init["method"] == "resclip"
     recorded = report["method_options"]
+    preset = yaml.safe_load((REPO_ROOT / "configs" / "model" / "tiny_resclip.yaml").read_text())["segmentor"]
     assert {k: list(v) if isinstance(v, tuple) else v for k, v in recorded.items()} == \
-        own["model"]["segmentor"]["init_args"]["method_kwargs"]
+        {**preset["method_kwargs"], **own["model"]["segmentor"]["init_args"]["method_kwargs"]}   # merged, key by key
 
 
 @pytest.mark.parametrize("mode", ["whole", "slide"])
@@ -385,9 +381,8 @@ def test_crops_and_the_feedback_guide_equal_the_original_s(mode, monkeypatch):
     from proxyclip import build_segmentor
     from test_numerics import IMAGES, assert_same_crops, captured_inputs, original_clip_input, original_crops
 
-    preset = yaml.safe_load((REPO_ROOT / "configs" / "model" / "resclip_vitb16.yaml").read_text())["segmentor"]
-    preset.update(clip_model=TINY_CLIP_12, clip_pretrained=None, crop_size=112, stride=56, crop_batch_size=1,
-                  numerics="original", mode=mode)
+    preset = yaml.safe_load((REPO_ROOT / "configs" / "model" / "tiny_resclip.yaml").read_text())["segmentor"]
+    preset.update(crop_size=112, stride=56, crop_batch_size=1, numerics="original", mode=mode)
     torch.manual_seed(0)
     seg = build_segmentor({"segmentor": preset}, class_names=VOCAB).eval()
     guides, real_pamr = [], resclip_module.pamr
@@ -403,7 +398,7 @@ def test_crops_and_the_feedback_guide_equal_the_original_s(mode, monkeypatch):
 @pytest.mark.slow
 def test_each_protocol_resolves_over_its_benchmark():
     """`--config configs/<benchmark>.yaml --model configs/model/resclip_vitb16.yaml` resolves (parsed, not run) to every
-    value of the protocol file, the FULL method_kwargs included, over the benchmark's dataset."""
+    value of the protocol file, its method_kwargs merged over the preset's, over the benchmark's dataset."""
     from proxyclip.commands.eval_all import resolved_config
     from test_baselines import _flatten
 

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
 from conftest import REPO_ROOT, TINY_CLIP
 from fake_datasets import WRITERS
@@ -257,18 +256,14 @@ def test_scclip_defines_every_benchmark_of_the_original():
 
 @pytest.mark.parametrize("benchmark", list(EXPECTED))
 def test_scclip_runs_every_benchmark_through_main(benchmark, tmp_path, capsys):
-    """`main.py test --config configs/<benchmark>.yaml --model <scclip preset>` with a tiny random 12-block CLIP, on
-    the fake layout: the CLI adds configs/scclip/<benchmark>.yaml and says so; metrics.json records the method."""
+    """`main.py test --config configs/<benchmark>.yaml --model configs/model/tiny_scclip.yaml` (a tiny random 12-block
+    CLIP) on the fake layout: the CLI adds configs/scclip/<benchmark>.yaml and says so; metrics.json records the method."""
     from proxyclip.commands.cli import cli_main
 
-    spec = yaml.safe_load((REPO_ROOT / "configs" / "model" / "scclip_vitb16.yaml").read_text())
-    spec["segmentor"].update(clip_model=TINY_CLIP_12, clip_pretrained=None, clip_quick_gelu=None)
-    preset = tmp_path / "tiny_scclip.yaml"
-    preset.write_text(yaml.safe_dump(spec))
     root = WRITERS[benchmark](tmp_path / "data", n=1)
     out = tmp_path / "out"
-    cli = cli_main(["test", "--config", f"configs/{benchmark}.yaml", "--model", str(preset), "--data.init_args.root",
-                    str(root), "--model.output_dir", str(out), "--trainer.logger", "false"])
+    cli = cli_main(["test", "--config", f"configs/{benchmark}.yaml", "--model", "configs/model/tiny_scclip.yaml",
+                    "--data.init_args.root", str(root), "--model.output_dir", str(out), "--trainer.logger", "false"])
     printed = capsys.readouterr()
     assert f"scclip's own {benchmark} values: --config " in printed.out + printed.err
     seg, data = cli.model.segmentor, cli.datamodule

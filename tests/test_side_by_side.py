@@ -9,31 +9,23 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, TINY_CLIP, TINY_CONFIG
+from conftest import REPO_ROOT, TINY_CONFIG
 from fake_datasets import write_voc
 from test_weights import run_weights
 
 NEW = ("resclip", "scclip", "cass")
-TINY_CLIP_12 = {**TINY_CLIP, "vision_cfg": {**TINY_CLIP["vision_cfg"], "layers": 12}}   # their block indices exist
-TINY_DINO = {"depth": 2, "embed_dim": 64, "num_heads": 4}                               # CASS: CLIP's heads and width
 
 
-def tiny_preset(folder, method):
-    """The method's preset with tiny random encoders of its architecture (12 CLIP blocks; CASS's DINO of CLIP's heads)."""
-    spec = yaml.safe_load((REPO_ROOT / "configs" / "model" / f"{method}_vitb16.yaml").read_text())
-    spec["segmentor"].update(clip_model=TINY_CLIP_12, clip_pretrained=None)
-    if method == "cass":
-        spec["segmentor"].update(vfm_pretrained=False, vfm_kwargs=TINY_DINO)
-    path = folder / f"tiny_{method}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+def tiny_preset(method):
+    """The method's shipped tiny random preset (configs/model/tiny_<method>.yaml)."""
+    return REPO_ROOT / "configs" / "model" / f"tiny_{method}.yaml"
 
 
 @pytest.mark.subprocess
 def test_eval_all_puts_the_new_methods_beside_proxyclip(tmp_path):
     write_voc(tmp_path / "data", n=1)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    presets = [str(tiny_preset(tmp_path, method)) for method in NEW]
+    presets = [str(tiny_preset(method)) for method in NEW]
     cmd = [sys.executable, "-m", "proxyclip.eval_all", "--model", *presets, str(TINY_CONFIG), "--datasets", "voc21",
            "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out")]
     run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
@@ -46,9 +38,9 @@ def test_eval_all_puts_the_new_methods_beside_proxyclip(tmp_path):
         segmentor = record["config"]["model"]["segmentor"]["init_args"]
         own = yaml.safe_load((REPO_ROOT / "configs" / method / "voc21.yaml").read_text())
         assert segmentor["method"] == method and record["config"]["method_protocol"] == f"configs/{method}/voc21.yaml"
-        stated = own["model"]["segmentor"]["init_args"].get("method_kwargs")
-        if stated is not None:                    # a protocol that sets the method's options sets all of them
-            assert segmentor["method_kwargs"] == stated, method
+        stated = own["model"]["segmentor"]["init_args"].get("method_kwargs") or {}
+        preset = yaml.safe_load(tiny_preset(method).read_text())["segmentor"].get("method_kwargs") or {}
+        assert segmentor["method_kwargs"] == {**preset, **stated}, method   # the protocol's merged over the preset's
         metrics = json.loads((tmp_path / "out" / f"tiny_{method}" / "voc21" / "metrics.json").read_text())
         assert rows[f"tiny_{method}"]["mIoU"]["voc21"] == metrics["mIoU"] and metrics["method"] == method
     assert json.loads((tmp_path / "out" / "tiny_cass" / "voc21" / "run.json").read_text())["weights"] == {
@@ -67,18 +59,18 @@ def test_weights_list_names_each_presets_sources(method, tmp_path):
 
 @pytest.mark.subprocess
 def test_eval_all_puts_trident_and_corrclip_beside_the_others(tmp_path):
-    """Step 12's methods in the same table as ProxyCLIP: Trident (tiny CLIP, DINO ViT-B/16 and SAM) with its own
-    voc21 protocol, CorrCLIP (tiny CLIP and DINO ViT-B/8) with a folder of region masks. Their own options come through
-    eval_all's passthrough (a protocol file's method_kwargs, Trident's, replace the preset's wholesale), so each runs
-    by itself into the one output folder, whose summary then holds every setting."""
+    """Step 12's methods in the same table as ProxyCLIP: Trident (its tiny preset: tiny CLIP, DINO ViT-B/16 and SAM)
+    with its own voc21 protocol, which keeps the preset's tiny SAM, and CorrCLIP (tiny CLIP and DINO ViT-B/8) with a
+    folder of region masks through eval_all's passthrough, so each runs by itself into the one output folder, whose
+    summary then holds every setting."""
     from test_corrclip import tiny_corrclip_preset, write_masks
-    from test_trident import BASE, PROTOCOL, TINY_SAM, tiny_trident_preset
+    from test_trident import BASE, PROTOCOL, TINY_SAM
 
     root = write_voc(tmp_path / "data", n=1)
     write_masks(root, tmp_path / "masks")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     trident = {**BASE, **PROTOCOL["voc21"][3], "sam_checkpoint": False, "sam_kwargs": TINY_SAM}
-    runs = [([str(tiny_trident_preset(tmp_path))], trident),
+    runs = [([str(tiny_preset("trident"))], None),
             ([str(tiny_corrclip_preset(tmp_path))], {"instance_mask_path": str(tmp_path / "masks")}),
             ([str(TINY_CONFIG)], None)]
     for models, method_kwargs in runs:
@@ -97,7 +89,7 @@ def test_eval_all_puts_trident_and_corrclip_beside_the_others(tmp_path):
         metrics = json.loads((tmp_path / "out" / f"tiny_{method}" / "voc21" / "metrics.json").read_text())
         assert metrics["method"] == method and rows[f"tiny_{method}"]["mIoU"]["voc21"] == metrics["mIoU"]
     options = json.loads((tmp_path / "out" / "tiny_trident" / "voc21" / "metrics.json").read_text())["method_options"]
-    assert options["sam_refinement"] is True and options["coarse_thresh"] == trident["coarse_thresh"]
+    assert options == trident                     # the protocol's values over the preset's, its tiny random SAM kept
 
 
 @pytest.mark.subprocess

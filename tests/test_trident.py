@@ -21,9 +21,9 @@ from conftest import REPO_ROOT, TINY_CLIP, TINY_CONFIG, VOCAB
 from proxyclip.errors import ProxyCLIPError
 from test_cass import reference_dino_forward
 
-TINY_DINO = {"depth": 2, "embed_dim": 32, "num_heads": 2}
-TINY_SAM = {"img_size": 128, "embed_dim": 32, "depth": 2, "num_heads": 2, "global_attn_indexes": [1], "window_size": 4,
-            "out_chans": 32}
+TINY_PRESET = yaml.safe_load((REPO_ROOT / "configs" / "model" / "tiny_trident.yaml").read_text())["segmentor"]
+TINY_DINO = TINY_PRESET["vfm_kwargs"]                       # {depth: 2, embed_dim: 32, num_heads: 2}
+TINY_SAM = TINY_PRESET["method_kwargs"]["sam_kwargs"]       # SAM ViT-B's kind at 128 pixels, its last block global
 MMSEG_MEAN, MMSEG_STD = (122.771, 116.746, 104.094), (68.501, 66.632, 70.323)          # trident.py:37-38
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -525,26 +525,17 @@ def test_presets_and_protocol_files_are_the_originals():
     for bench, (short, prob, stride, own) in PROTOCOL.items():
         spec = yaml.safe_load((REPO_ROOT / "configs" / "trident" / f"{bench}.yaml").read_text())
         seg, data = spec["model"]["segmentor"]["init_args"], spec["data"]["init_args"]
-        assert seg["method_kwargs"] == {**BASE, **own}, bench
+        per_benchmark = ("cos_fac", "refine_neg_cos", "coarse_thresh", "split_halves")   # what the cfg files vary
+        assert seg["method_kwargs"] == {key: {**BASE, **own}[key] for key in per_benchmark}, bench
+        assert {**BASE, **seg["method_kwargs"]} == {**BASE, **own}, bench             # merged over the preset's
         assert (data["scale"], data["prob_thd"], data["crop_size"], data["stride"]) == ([2048, short], prob, 336, stride)
-
-
-def tiny_trident_preset(folder):
-    """configs/model/trident_vitb16.yaml with a tiny random CLIP, DINO ViT-B/16 and SAM."""
-    spec = yaml.safe_load((REPO_ROOT / "configs" / "model" / "trident_vitb16.yaml").read_text())
-    tiny = yaml.safe_load(TINY_CONFIG.read_text())["segmentor"]["clip_model"]
-    spec["segmentor"].update(clip_model=tiny, clip_pretrained=None, clip_quick_gelu=None, vfm_pretrained=False,
-                             vfm_kwargs=TINY_DINO)
-    path = folder / "tiny_trident.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 @pytest.mark.parametrize("bench", [pytest.param(b, marks=pytest.mark.slow) if b == "ade847" else b for b in PROTOCOL])
 def test_each_benchmark_runs_through_main(bench, tmp_path, capsys):
-    """`main.py test --config configs/<bench>.yaml --model <the trident preset, tiny>` on the fake layout: the CLI adds
-    configs/trident/<bench>.yaml and says so; SAM made tiny and random by a later --model.segmentor.method_kwargs
-    (the protocol's values with sam_checkpoint false and sam_kwargs), which the run records."""
+    """`main.py test --config configs/<bench>.yaml --model configs/model/tiny_trident.yaml` on the fake layout: the CLI
+    adds configs/trident/<bench>.yaml and says so; its values merge over the preset's, whose tiny random SAM stays,
+    and the run records them."""
     from fake_datasets import WRITERS
     from proxyclip.commands.cli import cli_main
 
@@ -552,9 +543,8 @@ def test_each_benchmark_runs_through_main(bench, tmp_path, capsys):
     out = tmp_path / "out"
     short, prob, stride, own = PROTOCOL[bench]
     options = {**BASE, **own, "sam_checkpoint": False, "sam_kwargs": TINY_SAM}
-    cli = cli_main(["test", "--config", f"configs/{bench}.yaml", "--model", str(tiny_trident_preset(tmp_path)),
-                    "--data.init_args.root", str(root), "--model.output_dir", str(out), "--trainer.logger", "false",
-                    "--model.segmentor.init_args.method_kwargs", json.dumps(options)])
+    cli = cli_main(["test", "--config", f"configs/{bench}.yaml", "--model", "configs/model/tiny_trident.yaml",
+                    "--data.init_args.root", str(root), "--model.output_dir", str(out), "--trainer.logger", "false"])
     printed = capsys.readouterr()
     assert f"trident's own {bench} values: --config" in printed.out + printed.err
     seg = cli.model.segmentor
