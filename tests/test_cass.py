@@ -19,7 +19,8 @@ from conftest import REPO_ROOT, TINY_CLIP, TINY_CONFIG, VOCAB
 from proxyclip.errors import ProxyCLIPError
 
 TINY_CLIP_12 = {**TINY_CLIP, "vision_cfg": {**TINY_CLIP["vision_cfg"], "layers": 12}}   # 4 heads of 16
-TINY_DINO = {"depth": 2, "embed_dim": 64, "num_heads": 4}                               # CLIP's heads and width
+# the shipped tiny preset's DINO: CLIP's width and heads (64, 4 of 16), which CASS pairs
+TINY_DINO = yaml.safe_load((REPO_ROOT / "configs" / "model" / "tiny_cass.yaml").read_text())["segmentor"]["vfm_kwargs"]
 MMSEG_MEAN, MMSEG_STD = (122.771, 116.746, 104.094), (68.501, 66.632, 70.323)          # cass_segmentor.py:35
 
 
@@ -388,26 +389,17 @@ def test_protocol_files_are_every_benchmark_of_the_original():
         assert mode == "whole" or (data["crop_size"], data["stride"]) == (224, 112), bench
 
 
-def tiny_cass_preset(folder):
-    """configs/model/cass_vitb16.yaml with a tiny random CLIP of 12 blocks and a tiny random DINO of its heads."""
-    spec = yaml.safe_load((REPO_ROOT / "configs" / "model" / "cass_vitb16.yaml").read_text())
-    spec["segmentor"].update(clip_model=TINY_CLIP_12, clip_pretrained=None, vfm_pretrained=False, vfm_kwargs=TINY_DINO)
-    path = folder / "tiny_cass.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
-
 @pytest.mark.parametrize("bench", BENCHMARKS)
 def test_each_benchmark_runs_through_main(bench, tmp_path, capsys):
-    """`main.py test --config configs/<bench>.yaml --model <the cass preset, tiny>` on the fake layout: the CLI adds
-    configs/cass/<bench>.yaml and says so, and the run records the method and its options. Images resized small
+    """`main.py test --config configs/<bench>.yaml --model configs/model/tiny_cass.yaml` on the fake layout: the CLI
+    adds configs/cass/<bench>.yaml and says so, and the run records the method and its options. Images resized small
     (the last --data.init_args.scale wins over the protocol's) to keep it fast."""
     from fake_datasets import WRITERS
     from proxyclip.commands.cli import cli_main
 
     root = WRITERS[bench](tmp_path / "data", n=1)
     out = tmp_path / "out"
-    cli = cli_main(["test", "--config", f"configs/{bench}.yaml", "--model", str(tiny_cass_preset(tmp_path)),
+    cli = cli_main(["test", "--config", f"configs/{bench}.yaml", "--model", "configs/model/tiny_cass.yaml",
                     "--data.init_args.root", str(root), "--model.output_dir", str(out), "--trainer.logger", "false",
                     "--data.init_args.scale", "[400, 230]"])
     printed = capsys.readouterr()
