@@ -230,8 +230,10 @@ def settle_method_arguments(parser: argparse.ArgumentParser, args: argparse.Name
         shipped = shipped_presets()
         unknown = [name for name in args.methods if name not in shipped]
         if unknown:
-            parser.error(f"--methods {' '.join(unknown)}: not a preset in configs/model/; choose among "
-                         f"{', '.join(shipped)}")
+            tiny = [name for name in unknown if name.startswith("tiny_")]
+            what = (f"{' '.join(tiny)}: tiny random models, no cost worth timing (--tiny times tiny models of each "
+                    "preset's kind)" if tiny else f"{' '.join(unknown)}: not a preset in configs/model/")
+            parser.error(f"--methods {what}; choose among {', '.join(shipped)}")
         args.methods = args.methods or shipped
         args.methods.sort(key=lambda name: name != BASELINE)    # ProxyCLIP first, the others in their order
         args.images = (8 if args.device == "cuda" else 1) if args.images is None else args.images

@@ -258,6 +258,7 @@ def test_methods_past_the_budget_are_listed_as_skipped(tmp_path):
 @pytest.mark.parametrize("args, needle", [
     (["--rounds", "2"], "--rounds applies only to the per-method mode: add --methods"),
     (["--methods", "nope.yaml"], "--methods nope.yaml: not a preset in configs/model/; choose among default.yaml, "),
+    (["--methods", "tiny_sclip.yaml"], "--methods tiny_sclip.yaml: tiny random models, no cost worth timing (--tiny "),
     (["--methods", "--rounds", "0"], "--rounds 0 --size 2048x1024: give at least one image and one round"),
     (["--methods", "--quick", "--voc", "2"], "--quick, --voc apply to the variants' comparison, not to --methods"),
 ])
