@@ -354,13 +354,13 @@ def test_every_model_option_has_a_help_line():
     flat = " ".join(help_text.split())
     assert "beta (float, 1.2)" in flat and "sliding-window crop side" in flat
     from proxyclip.method.last_block import LAST_BLOCKS
-    from proxyclip.method.method_options import method_option_types
+    from proxyclip.method.method_options import method_option_types, yaml_value
 
     documented = " ".join(inspect.getdoc(TrainingFreeSegmentor).split("method_kwargs: ", 1)[1].split("\n    vfm: ")[0].split())
     for method in LAST_BLOCKS:           # every method's own options, with their defaults, on method_kwargs' help line
         assert f"{method}: " in documented, method
         for name, (_, default) in method_option_types(method).items():
-            shown = f'"{default}"' if isinstance(default, str) else repr(default)
+            shown = yaml_value(default)          # as YAML, so that it pastes as printed
             assert f"{name} (" in documented and f", {shown})" in documented, (method, name)
 
 

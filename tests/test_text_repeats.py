@@ -16,23 +16,13 @@ from proxyclip.method.text import TEMPLATES, encode_queries
 from proxyclip.method.text_cache import _key_digest, cache_key, save_entry
 from proxyclip.vocabulary import parse_vocabulary, query_key
 from conftest import TINY_CLIP, TINY_CONFIG, VOCAB
+from test_text_cache import CountingEncoder
 
 # "bed" in classes 0 and 3, "wall" in 0 and 4, and "Bed" (the same text to CLIP's tokenizer, which lower-cases); the
 # long name makes batches of different lengths (encoded twice, the rows of "bed" differ on some CPUs)
 REPEATS = ["background; bed; wall", "person", "chest of drawers, chest, bureau, dresser", "bed", "wall; Bed", "dining table"]
 QUERIES = parse_vocabulary(REPEATS)[0]
 DISTINCT = 6                                          # background, bed, wall, person, chest of drawers..., dining table
-
-
-class CountingEncoder:
-    """Counts the prompts the text tower receives (a hook on its token embedding: every path passes there)."""
-
-    def __init__(self, model):
-        self.prompts = 0
-        model.token_embedding.register_forward_hook(self.count)
-
-    def count(self, module, args, output):
-        self.prompts += args[0].shape[0]
 
 
 def tiny_clip(onednn=False):
