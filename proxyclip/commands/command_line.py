@@ -119,15 +119,16 @@ class CommandLine:
             self._prefixes[end] = parsed
         return self._prefixes[end]
 
-    def sets(self, argument: Argument, dotted: str) -> bool:
+    def sets(self, argument: Argument, dotted: str, marker: Any = _MARKER) -> bool:
         """Whether `argument` sets the value at `dotted`, also to the value it already had: it changes the value, or a
-        marker value put just before it does not survive it (one more parse, only when the value did not change)."""
+        marker value put just before it does not survive it (one more parse, only when the value did not change).
+        `marker` must fit the option's type (a dict for a dict option), else every argument counts as setting it."""
         before, after = self.before(argument.start), self.before(argument.end)
         if before is None or after is None or get(before, dotted, _UNSET) != get(after, dotted, _UNSET):
             return True
-        marked = [*self.argv[:argument.start], option(dotted, _MARKER), *self.argv[argument.start:argument.end]]
+        marked = [*self.argv[:argument.start], option(dotted, marker), *self.argv[argument.start:argument.end]]
         try:
-            return get(self.parser.parse_args(marked, _skip_validation=True)[self.subcommand], dotted) != _MARKER
+            return get(self.parser.parse_args(marked, _skip_validation=True)[self.subcommand], dotted) != marker
         except Exception:  # noqa: BLE001 - the marker does not fit the option's type: the value is not a path
             return True
 

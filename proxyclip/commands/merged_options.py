@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .command_line import Argument, CommandLine, get, option, spellings
+from .command_line import CommandLine, get, spellings
 from .common_protocol import KWARGS
 from .protocols import DEFAULT_METHOD
 
 METHOD = "model.segmentor.init_args.method"
 #: the arguments that can change the parsed method or its options; any other leaves both as they were
 SETTERS = spellings(METHOD) | spellings(KWARGS)
-_MARKER = {"<set before this argument>": 0}
+_MARKER = {"<set before this argument>": 0}   # a dict: the marker must fit the option's type
 
 
 def merged_method_kwargs(line: CommandLine) -> dict[str, Any] | None:
@@ -42,7 +42,8 @@ def merged_method_kwargs(line: CommandLine) -> dict[str, Any] | None:
         if changed_method:                      # another method: its own defaults, not the last one's options
             merged, method = None, now
         given = get(after, KWARGS)
-        if before is not None and given == get(before, KWARGS) and not (changed_method and _sets(line, argument)):
+        unchanged = before is not None and given == get(before, KWARGS)
+        if unchanged and not (changed_method and line.sets(argument, KWARGS, _MARKER)):
             continue                            # the options as they were (or restated: the same merge)
         if given is None:
             merged = None                       # an explicit null: the method's defaults again
@@ -51,13 +52,4 @@ def merged_method_kwargs(line: CommandLine) -> dict[str, Any] | None:
         else:
             return given                        # not a mapping: check_method_kwargs refuses it in one paragraph
     return merged
-
-
-def _sets(line: CommandLine, argument: Argument) -> bool:
-    """Whether `argument` sets the options itself (to the value they had): a marker put just before it is gone."""
-    marked = [*line.argv[:argument.start], option(KWARGS, _MARKER), *line.argv[argument.start:argument.end]]
-    try:
-        return get(line.parser.parse_args(marked, _skip_validation=True)[line.subcommand], KWARGS) != _MARKER
-    except Exception:  # noqa: BLE001 - a prefix that does not parse: count it as set
-        return True
 
