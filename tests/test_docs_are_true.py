@@ -1,9 +1,7 @@
 """What the docs and the configs' comments tell a user runs as told, and nothing points outside the repository."""
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
 import re
 import shlex
 import subprocess
@@ -33,17 +31,10 @@ def usage_comments() -> list[tuple[str, list[str]]]:
 
 
 def print_config(args: list[str]) -> tuple[int, str, str]:
-    """`main.py <args> --print_config` in this process: parsed, never built."""
-    from proxyclip.commands.cli import cli_main
+    """`main.py <args> --print_config` in this process: parsed, never built (eval_all's own resolution)."""
+    from proxyclip.commands.eval_all import resolved_config
 
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            cli_main([*args, "--print_config"])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
+    return resolved_config(args)
 
 
 def contains(whole, part) -> bool:
