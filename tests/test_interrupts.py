@@ -194,3 +194,36 @@ def test_every_ddp_rank_removes_the_panels_it_wrote(tmp_path, tiny_segmentor):
     trainer.strategy.cluster_environment.set_global_rank(0)        # rank 0 then: nothing of this run is left
     writer.on_exception(trainer, module, KeyboardInterrupt())
     assert not panels.exists()
+
+
+@pytest.mark.parametrize("moment", ["before the legend is whole", "just after the legend is whole"])
+def test_ctrl_c_while_an_image_is_written_keeps_it_whole_or_not_at_all(tmp_path, tiny_segmentor, monkeypatch, moment):
+    """The legend is written aside and renamed, so its presence means the image is complete: a Ctrl-C before the
+    rename removes the image's files (and the partial legend), one just after it keeps them all. Before, a Ctrl-C
+    while the legend was being written removed an image whose legend a reader had already seen."""
+    from lightning.pytorch import Trainer
+
+    from proxyclip.shell import prediction_writer
+    from proxyclip.shell.module import ProxyCLIPModule
+
+    module = ProxyCLIPModule(tiny_segmentor)
+    names = module.segmentor.class_names
+    writer = prediction_writer.PredictionWriter(output_dir=str(tmp_path / "out"))
+    writer.setup(Trainer(accelerator="cpu", logger=False), module, "predict")
+    writer.on_predict_start(None, module)
+    real_replace = os.replace
+
+    def interrupted_replace(source, target):
+        if moment.startswith("just after"):
+            real_replace(source, target)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prediction_writer.os, "replace", interrupted_replace)
+    item = {"name": "a", "path": "a.png", "pred": torch.zeros(6, 8, dtype=torch.long),
+            "probs": torch.full((len(names), 6, 8), 1.0 / len(names))}
+    with pytest.raises(KeyboardInterrupt):
+        writer.write_on_batch_end(None, module, [item], None, {"originals": [np.zeros((6, 8, 3), np.uint8)]}, 0, 0)
+    left = sorted(p.name for p in (tmp_path / "out").iterdir())
+    kept = ["a_labels.png", "a_legend.json", "a_overlay.png"]
+    assert left == ([] if moment.startswith("before") else kept)
+    assert writer.complete_outputs(["a"]) == (0 if moment.startswith("before") else 1)

@@ -3,6 +3,7 @@ of the inputs that could not be read."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -95,8 +96,9 @@ class PredictionWriter(BasePredictionWriter):
                 image = originals[position] if originals is not None else self.original_image(item["path"])
                 self.write_one(folder, stem, item, image, names, words, colours)
             except BaseException:                               # Ctrl-C or a failure: no input is left half-written
-                for file in output_files(stem):
-                    (folder / file).unlink(missing_ok=True)
+                if not (folder / f"{stem}_legend.json").is_file():  # the legend appears last and whole: then it is done
+                    for file in [*output_files(stem), f".{stem}_legend.json.partial"]:
+                        (folder / file).unlink(missing_ok=True)
                 raise
             self._written += 1
             # the trainer keeps what predict_step returned: keep it small (labels on the CPU, no probabilities)
@@ -115,7 +117,10 @@ class PredictionWriter(BasePredictionWriter):
                                 class_names=np.array(names))
         counts = np.bincount(pred.ravel(), minlength=len(names))
         legend = [{"index": i, "name": n, "rgb": colours[i].tolist(), "pixels": int(counts[i])} for i, n in enumerate(names)]
-        (folder / f"{stem}_legend.json").write_text(json.dumps({"image": str(item["path"]), "classes": legend}, indent=2))
+        # written aside and renamed: a legend on disk is always whole, so its presence means the input is complete
+        partial = folder / f".{stem}_legend.json.partial"
+        partial.write_text(json.dumps({"image": str(item["path"]), "classes": legend}, indent=2))
+        os.replace(partial, folder / f"{stem}_legend.json")
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         written, skipped = [self._written], self._skipped
