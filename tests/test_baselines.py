@@ -1,5 +1,5 @@
 """SCLIP, ClearCLIP and NACLIP in the same harness: each last block against a float64 loop over crops and heads
-written from docs/baselines/, PAMR and the area threshold against references and hand cases, each method's
+written from proxyclip/methods/<method>/README.md, PAMR and the area threshold against references and hand cases, each method's
 vocabularies, and each method run through main.py's CLI and eval_all on the fake VOC layout."""
 import json
 import math
@@ -93,7 +93,7 @@ def test_last_block_equals_the_loop_over_crops_and_heads(method, options, quick_
 
 
 def test_neighbourhood_bias_on_a_rectangular_grid():
-    from proxyclip.method.last_block.naclip import gaussian_neighbourhood
+    from proxyclip.methods.naclip.block import gaussian_neighbourhood
 
     torch.testing.assert_close(gaussian_neighbourhood((3, 5), 5.0).double(), gaussian_loop(3, 5, 5.0), rtol=1e-6, atol=1e-7)
 
@@ -236,7 +236,7 @@ def test_protocol_configs_change_only_what_their_method_sets():
 
 
 # --- the CLI and eval_all ----------------------------------------------------------------------------------
-EXPECTED_VOC21 = {   # what each method's repository runs on VOC21 (docs/baselines/<method>.md)
+EXPECTED_VOC21 = {   # what each method's repository runs on VOC21 (proxyclip/methods/<method>/README.md)
     "sclip": dict(logit_scale=65.0, area_thd=0.1, prob_thd=0.1, crop_size=224, stride=112, mode="slide", pamr_steps=0,
                   names_file="sclip/voc21", scale=[2048, 336]),
     "clearclip": dict(logit_scale=50, area_thd=None, prob_thd=0.5, crop_size=448, stride=224, mode="slide", pamr_steps=0,

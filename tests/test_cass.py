@@ -1,4 +1,4 @@
-"""CASS (docs/baselines/cass.md) against references written from the original's code (github MICV-yonsei/CASS at
+"""CASS (proxyclip/methods/cass/README.md) against references written from the original's code (github MICV-yonsei/CASS at
 228ecdd): DINO's last-block keys (dino/vision_transformer.py), the VFM input (cass_segmentor.py:78-81, 180-181,
 clip/model.py:107-108, dino/dino_attention.py:78-86), the whole method as a float64 loop over crops and heads, each
 op against a hand-computed case, the options refused in one paragraph, and the CLI on every benchmark it defines."""
@@ -216,7 +216,7 @@ def test_timm_dino_keys_equal_the_vendored_dino(size):
 def test_vfm_pixels_are_the_originals(size):
     """cass_vfm_pixels = torchvision's Normalize with the 0.255 typo, numpy x 255, uint8, PIL's square resize,
     ToTensor, Normalize, the crop to a multiple of 8: bit for bit, on CLIP's input of a real 8-bit image."""
-    from proxyclip.method.cass_ops import cass_vfm_pixels
+    from proxyclip.methods.cass.ops import cass_vfm_pixels
 
     g = torch.Generator().manual_seed(1)
     image = (torch.rand(3, *size, generator=g) * 256).to(torch.uint8)
@@ -276,7 +276,7 @@ def test_cass_equals_the_float64_loop_over_crops_and_heads(case):
 
 
 def test_spectral_ops_on_hand_cases():
-    from proxyclip.method.cass_ops import matching_cost, range_match, spectrum, stretch
+    from proxyclip.methods.cass.ops import matching_cost, range_match, spectrum, stretch
 
     # [1, 4] -> [0.5, 6]: s' = (s - 1) / 3 * (6 - 0.5) + 0.5; 2 -> 1/3 * 5.5 + 0.5
     torch.testing.assert_close(stretch(torch.tensor([4.0, 2.0, 1.0], dtype=torch.float64)),
@@ -293,7 +293,7 @@ def test_spectral_ops_on_hand_cases():
 
 
 def test_text_clusters_and_adjustment_on_hand_cases():
-    from proxyclip.method.cass_ops import adjust_text, text_clusters
+    from proxyclip.methods.cass.ops import adjust_text, text_clusters
 
     # two near-identical directions and one orthogonal: one merge below 0.1, none at 0
     text = F.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.99, 0.141, 0.0], [0.0, 0.0, 1.0]]), dim=1)
@@ -359,7 +359,7 @@ def test_svd_draws_are_seeded_and_leave_the_global_generator_alone():
 
 # --- presets, protocol files and the CLI ------------------------------------------------------------------------
 BENCHMARKS = ("voc21", "voc20", "context60", "context59", "coco_object", "coco_stuff", "cityscapes", "ade20k")
-# configs/cfg_*.py (docs/baselines/cass.md): mode, prob_thd, gsw, mvw, h_threshold, stretch, global vector, scale
+# configs/cfg_*.py (proxyclip/methods/cass/README.md): mode, prob_thd, gsw, mvw, h_threshold, stretch, global vector, scale
 PROTOCOL = {
     "voc21": ("whole", 0.1, 0.1, 0.03, 0.10, True, "crop", [2048, 336]),
     "voc20": ("slide", 0.0, 0.4, 0.02, 0.10, False, "image", [2048, 336]),

@@ -1,4 +1,4 @@
-"""CASS's randomised SVD draws (docs/baselines/cass.md "The SVD's random draws"): `svd_draws` "per_crop" (the
+"""CASS's randomised SVD draws (proxyclip/methods/cass/README.md "The SVD's random draws"): `svd_draws` "per_crop" (the
 default) reseeds every crop; "one_stream" draws one stream crop after crop, as the original's run seeded once
 (configs/base_config.py:35, seed 42) draws in dataset order. Checked against the float64 loop of test_cass.py."""
 import pytest

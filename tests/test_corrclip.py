@@ -1,4 +1,4 @@
-"""CorrCLIP (docs/baselines/corrclip.md) against a float64 reference written from the original's code (github
+"""CorrCLIP (proxyclip/methods/corrclip/README.md) against a float64 reference written from the original's code (github
 zdk258/CorrCLIP, CorrCLIPv1: corrclip_segmentor.py (S), open_clip/transformer.py (T)) with explicit loops: DINO's
 last-block q + k, mask merging (DBSCAN by a breadth-first search), scope reconstruction with the unsegmented-region
 rule, the semantic branch's bool attention mask (True = not allowed) through hand-written blocks, the spatial
@@ -228,7 +228,7 @@ def test_timm_dino_query_plus_key_equals_the_vendored_dino(size):
 
 
 def test_dbscan_is_connected_components_in_order():
-    from proxyclip.method.corrclip_ops import dbscan_single_linkage
+    from proxyclip.methods.corrclip.ops import dbscan_single_linkage
 
     # hand case: 0-2 close, 2-4 close (a chain), 1 and 3 close, 5 alone; eps inclusive
     d = torch.full((6, 6), 1.0)
@@ -248,7 +248,7 @@ def test_dbscan_is_connected_components_in_order():
 
 
 def test_region_ops_on_hand_cases():
-    from proxyclip.method.corrclip_ops import merge_regions, scope_attention, semantic_attention_mask, spatial_blocks
+    from proxyclip.methods.corrclip.ops import merge_regions, scope_attention, semantic_attention_mask, spatial_blocks
 
     # three regions besides the unsegmented 0: 1 and 2 point the same way, 3 elsewhere
     regions = torch.tensor([[0, 1, 1], [2, 2, 3]])
@@ -281,7 +281,7 @@ def test_region_ops_on_hand_cases():
 
 
 def test_vote_on_a_hand_case():
-    from proxyclip.method.corrclip_ops import region_vote
+    from proxyclip.methods.corrclip.ops import region_vote
 
     labels = torch.tensor([[1, 1, 2, 2], [3, 3, 2, 0], [1, 2, 0, 0]])
     regions = torch.tensor([[0, 0, 5, 5], [4, 4, 5, 5], [4, 4, 9, 9]])
@@ -367,7 +367,7 @@ def test_sam2_generator_without_sam2_is_refused_before_any_model(monkeypatch):
     import sys
 
     from proxyclip import build_segmentor
-    from proxyclip.method.sam2_masks import sam2_missing_message
+    from proxyclip.methods.corrclip.sam2_masks import sam2_missing_message
 
     monkeypatch.setitem(sys.modules, "sam2.build_sam", None)        # import raises ImportError
     with pytest.raises(ProxyCLIPError) as info:

@@ -15,7 +15,7 @@ from PIL import Image
 from conftest import REPO_ROOT
 from proxyclip.commands.cli import ProxyCLIPCLI, cli_main
 from proxyclip.errors import ProxyCLIPError
-from proxyclip.method.sam2_masks import read_instance_mask
+from proxyclip.methods.corrclip.sam2_masks import read_instance_mask
 from test_corrclip import region_image, tiny_corrclip_preset, write_masks
 
 

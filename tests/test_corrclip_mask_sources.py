@@ -33,7 +33,7 @@ OPEN = {"points_per_side": 2, "pred_iou_thresh": 0.0, "stability_score_thresh": 
 @pytest.fixture(scope="module")
 def tiny_sam2(tmp_path_factory):
     """A tiny random Hiera's checkpoint file, {"model": state_dict} as Meta publishes them."""
-    from proxyclip.method.sam2_masks import SAM2MaskGenerator
+    from proxyclip.methods.corrclip.sam2_masks import SAM2MaskGenerator
 
     torch.manual_seed(0)
     generator = SAM2MaskGenerator("sam2_hiera_t", False, hydra_overrides=TINY, **OPEN)
@@ -55,7 +55,7 @@ def run_corrclip(bench, root, out, method_kwargs, folder):
 def test_the_three_mask_sources_give_the_same_run(bench, tiny_sam2, tmp_path, capsys):
     from fake_datasets import WRITERS
     from proxyclip.commands.masks import main as masks_main
-    from proxyclip.method.sam2_masks import SAM2MaskGenerator, read_instance_mask, read_rgb
+    from proxyclip.methods.corrclip.sam2_masks import SAM2MaskGenerator, read_instance_mask, read_rgb
 
     root = WRITERS[bench](tmp_path / "data", n=1)
     folder = tmp_path / "masks"

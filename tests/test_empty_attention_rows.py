@@ -15,7 +15,7 @@ from PIL import Image
 from conftest import TINY_CONFIG, VOCAB, random_image
 from fake_datasets import WRITERS
 from proxyclip import SegmentationMetric, build_segmentor
-from proxyclip.method.proxy_attention import proxy_attention_weights
+from proxyclip.methods.proxyclip.proxy_attention import proxy_attention_weights
 
 
 def test_hand_case_uniform_crop():

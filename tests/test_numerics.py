@@ -1,5 +1,5 @@
 """numerics "original": CLIP's and the VFM's inputs bit for bit as each original harness computes them from the same
-uint8 pixels (docs/method.md §1-§2, docs/baselines/); "defined": the weights' own statistics on x / 255.
+uint8 pixels (docs/method.md §1-§2, proxyclip/methods/<method>/README.md); "defined": the weights' own statistics on x / 255.
 
 The originals' preprocessing is written out below from their code, with its file:line. Every original builds mmseg
 1.1.1's SegDataPreProcessor (ProxyCLIP proxyclip_segmentor.py:33-37, SCLIP clip_segmentor.py:23-26, ClearCLIP

@@ -29,7 +29,7 @@ from conftest import REPO_ROOT
 from proxyclip.method.clip_encoder import build_clip, clip_activation
 from proxyclip.method.clip_tower import dense_clip_features
 from proxyclip.method.last_block import Crops, build_last_block
-from proxyclip.method.last_block.proxy import ProxyAttention
+from proxyclip.methods.proxyclip.block import ProxyAttention
 from proxyclip.method.pixel_statistics import clip_statistics, vfm_statistics
 from proxyclip.method.pos_embed import resize_pos_embed_offset
 from proxyclip.method.vfm import build_vfm
@@ -175,7 +175,7 @@ def test_clip_presets_at_full_size(clip_key, downloads):
                 regions[150:, 100:] = 10000
                 feats = block.features(visual, torch.randn(1, 3, 224, 224), torch.randn(768, 28, 28), regions)
                 assert feats.shape == (28 * 28, expected["out"]) and torch.isfinite(feats).all()
-                from proxyclip.method.corrclip_ops import spatial_blocks
+                from proxyclip.methods.corrclip.ops import spatial_blocks
                 spatial = spatial_blocks(expected["layers"])   # 5 / 12 / 28 blocks ending at the third last
                 assert len(spatial) == {12: 5, 24: 12, 32: 28}[expected["layers"]] and spatial[-1] == expected["layers"] - 3
             elif method == "trident":   # whole images with SAM only: test_trident_preset_at_full_size
@@ -266,17 +266,17 @@ def test_every_preset_is_a_checked_combination():
         assert (spec["clip_model"], spec["clip_pretrained"]) in CLIPS, stem
         assert spec["clip_mean"] is not None and spec["clip_std"] is not None, stem   # stated (checked per CLIP above)
         assert (spec["vfm_mean"] is not None) == (spec["vfm_std"] is not None) == (spec["method"] in ("proxyclip", "cass", "trident", "corrclip")), stem
-        if spec["method"] == "trident":   # docs/baselines/trident.md: DINO ViT-B/16, 56-pixel padding, no PAMR
+        if spec["method"] == "trident":   # proxyclip/methods/trident/README.md: DINO ViT-B/16, 56-pixel padding, no PAMR
             assert (spec["vfm"], spec["pad_multiple"], spec["pamr_steps"], spec["logit_scale"]) == ("dino_vitb16", 56, 0, 40.0)
-        elif spec["method"] == "corrclip":   # docs/baselines/corrclip.md: DINO ViT-B/8, pad 56, no PAMR, no mask source
+        elif spec["method"] == "corrclip":   # proxyclip/methods/corrclip/README.md: DINO ViT-B/8, pad 56, no PAMR, no mask source
             assert (spec["vfm"], spec["pad_multiple"], spec["pamr_steps"], spec["logit_scale"]) == ("dino_vitb8", 56, 0, 40.0)
             assert stem.startswith("corrclip_") and not spec["method_kwargs"], stem
-        elif spec["method"] == "cass":   # docs/baselines/cass.md: DINO ViT-B/8, no padding, no PAMR
+        elif spec["method"] == "cass":   # proxyclip/methods/cass/README.md: DINO ViT-B/8, no padding, no PAMR
             assert (spec["vfm"], spec["pad_multiple"], spec["pamr_steps"], spec["logit_scale"]) == ("dino_vitb8", 1, 0, 40.0)
         elif spec["method"] == "proxyclip":
             assert spec["vfm"] in VFMS, stem
             assert spec["method_kwargs"] == {"beta": 1.2, "gamma": 3.0}, stem   # ProxyCLIP's own, as its defaults
-        else:   # docs/baselines/: no VFM; SCLIP and NACLIP never pad a crop, ClearCLIP pads to CLIP's patch
+        else:   # proxyclip/methods/<method>/README.md: no VFM; SCLIP and NACLIP never pad a crop, ClearCLIP pads to CLIP's patch
             assert stem.startswith(spec["method"] + "_") and spec["vfm"] is None, stem
             patch = CLIPS[spec["clip_model"], spec["clip_pretrained"]]["patch"]
             assert spec["pad_multiple"] == (patch if spec["method"] == "clearclip" else 1), stem
@@ -325,7 +325,7 @@ def test_cass_preset_at_full_size(downloads):
         crop = torch.randn(1, 3, 224, 224).clamp(-1.5, 1.5)
         keys = seg.last_block.vfm_features(seg.vfm, crop, statistics, 224)
         assert keys.shape == (1, 12, 64, 28, 28)
-        from proxyclip.method.cass_ops import cass_vfm_pixels
+        from proxyclip.methods.cass.ops import cass_vfm_pixels
         expected = reference_dino_keys(dino, cass_vfm_pixels(crop, seg.vfm_mean, seg.vfm_std))
         torch.testing.assert_close(keys[0], expected, rtol=1e-4, atol=1e-4)
         assert seg.last_block.vfm_features(seg.vfm, torch.zeros(1, 3, 336, 500), statistics, None).shape == (1, 12, 64, 42, 42)
@@ -429,7 +429,7 @@ def test_sam2_hiera_l_region_masks_at_full_size(downloads, caplog):
 
     from sam2.build_sam import build_sam2
 
-    from proxyclip.method.sam2_masks import SAM2_MODELS, SAM2MaskGenerator
+    from proxyclip.methods.corrclip.sam2_masks import SAM2_MODELS, SAM2MaskGenerator
 
     url = SAM2_MODELS["sam2_hiera_l"].url
     assert url == "https://dl.fbaipublicfiles.com/segment_anything_2/072824/sam2_hiera_large.pt"   # CorrCLIP README:59

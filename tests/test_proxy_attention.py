@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from proxyclip.method.clip_encoder import build_clip
 from proxyclip.method.clip_tower import dense_clip_features
-from proxyclip.method.last_block.proxy import ProxyAttention
+from proxyclip.methods.proxyclip.block import ProxyAttention
 from conftest import TINY_CLIP
 
 

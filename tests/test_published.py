@@ -1,4 +1,4 @@
-"""The published numbers as data (proxyclip/published/<method>.yaml, proxyclip/commands/published.py): every preset
+"""The published numbers as data (proxyclip/methods/<method>/published.yaml, proxyclip/commands/published.py): every preset
 has its published mIoU with a source, or is marked as having none with the reason; each number is the one printed
 in the quoted source line."""
 from __future__ import annotations
@@ -79,7 +79,7 @@ def test_a_quote_from_our_docs_is_that_line_verbatim():
     for method, content in DATA.items():
         quoted = [(row["source"], row["quote"]) for row in content["rows"]] + list((content.get("headers") or {}).items())
         for source, quote in quoted:
-            match = re.match(r"(docs/[\w./-]+\.md):(\d+)", source)
+            match = re.match(r"((?:docs|proxyclip/methods)/[\w./-]+\.md):(\d+)", source)
             if match:
                 lines = (ROOT / match.group(1)).read_text().splitlines()
                 assert lines[int(match.group(2)) - 1] == quote, (method, source)
@@ -96,14 +96,14 @@ def test_spot_checks_against_the_readme_text():
     # NACLIP README.md:84 @0cac3a6 "<td>19.05</td>" under <th>ADE20K</th> (README.md:71)
     assert pub.published_value("naclip_vitb16", "ade20k") == (19.05, "README.md:84 @0cac3a6")
     assert pub.published_value("naclip_vitb16", "voc20")[0] == 83.03
-    # ResCLIP: docs/baselines/resclip.md transcribes the README's images; NACLIP + ResCLIP, ViT-B/16
+    # ResCLIP: proxyclip/methods/resclip/README.md transcribes the README's images; NACLIP + ResCLIP, ViT-B/16
     assert pub.published_value("resclip_vitb16", "coco_object")[0] == 35.0
     assert pub.published_value("resclip_vitb16", "cityscapes")[0] == 35.9
-    # Trident and ClearCLIP: the READMEs' images, transcribed in docs/baselines/<method>.md "Published numbers"
+    # Trident and ClearCLIP: the READMEs' images, transcribed in proxyclip/methods/<method>/README.md "Published numbers"
     assert pub.published_value("trident_vith14", "cityscapes")[0] == 47.6
     source = pub.published_value("trident_vitb16", "voc21")[1]     # the line that transcribes the image's row
-    line = int(source.split(" ")[0].removeprefix("docs/baselines/trident.md:"))
-    assert (ROOT / "docs/baselines/trident.md").read_text().splitlines()[line - 1].startswith("| trident_vitb16 |")
+    line = int(source.split(" ")[0].removeprefix("proxyclip/methods/trident/README.md:"))
+    assert (ROOT / "proxyclip/methods/trident/README.md").read_text().splitlines()[line - 1].startswith("| trident_vitb16 |")
     assert pub.published_value("clearclip_vitb16_laion2b", "ade20k")[0] == 18.9
     assert pub.published_value("clearclip_vitl14", "voc20")[0] == 80.0
     assert pub.published_value("clearclip_vitb16_laion2b", "voc21") is None  # the image has no VOC21 column
@@ -158,7 +158,7 @@ def test_the_summary_names_a_quoted_number(tmp_path):
     markdown = write_summary(tmp_path)
     assert "| clearclip_vitb16 | 52.00 (published 51.8, +0.20) | 81.00 (published 80.9, +0.10) |" in markdown
     assert "VOC21 docs/published_quotations.md:85 (ConceptBank's README image assets/cb_ns.png, README.md:261 " \
-           "@3c890c7) (as quoted by PGSmall/ConceptBank); VOC20 docs/baselines/clearclip.md:630 " in markdown
+           "@3c890c7) (as quoted by PGSmall/ConceptBank); VOC20 proxyclip/methods/clearclip/README.md:630 " in markdown
     assert '"as quoted by" (their number in another repository\'s table)' in markdown
     (entry,) = json.loads((tmp_path / "summary.json").read_text())["rows"]
     assert entry["published"]["voc21"]["source"].endswith("(as quoted by PGSmall/ConceptBank)")
@@ -193,8 +193,9 @@ def test_validation_rejects_bad_rows(tmp_path):
 
 def test_the_files_ship_with_the_package():
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["proxyclip"]
-    assert "published/*.yaml" in patterns
-    assert pub.published_folder().is_dir() and sorted(DATA) == sorted(p.stem for p in pub.published_folder().glob("*.yaml"))
+    assert "methods/*/published.yaml" in patterns
+    files = pub.published_files()       # every shipped method has its numbers in its folder
+    assert sorted(DATA) == sorted(files) == sorted(p.parent.name for p in (ROOT / "proxyclip/methods").glob("*/published.yaml"))
 
 
 # --- the summary: the published number beside the measured one (proxyclip/commands/eval_all.py) ---
@@ -216,7 +217,7 @@ def test_the_summary_shows_the_published_number_beside_the_measured_one(tmp_path
     _result(tmp_path / "other", "sclip_vitb16", "voc21", 50.0, {"status": "ok", "preset": None})
     markdown = write_summary(tmp_path)
     assert "| sclip_vitb16 | 59.75 (published 59.63, +0.12) | 16.00 (published 16.45, -0.45) | 10.00 |" in markdown
-    assert "- sclip_vitb16 (wangf3014/SCLIP, proxyclip/published/sclip.yaml): VOC21 README.md:78 @b56bd30; " \
+    assert "- sclip_vitb16 (wangf3014/SCLIP, proxyclip/methods/sclip/published.yaml): VOC21 README.md:78 @b56bd30; " \
            "ADE20K README.md:70 @b56bd30" in markdown
     with open(tmp_path / "summary.csv") as f:
         reader = csv.DictReader(f)

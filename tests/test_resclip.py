@@ -1,4 +1,4 @@
-"""ResCLIP (docs/baselines/resclip.md): the method's dense features against a float64 loop over crops and heads
+"""ResCLIP (proxyclip/methods/resclip/README.md): the method's dense features against a float64 loop over crops and heads
 written from the specification (both passes of the last block and the whole semantic-feedback pipeline), each SFR
 op on a hand-computed case, the typed options, and main.py's CLI on every benchmark the original defines."""
 import collections
@@ -16,7 +16,7 @@ from fake_datasets import WRITERS
 from test_baselines import gaussian_loop, reference_pamr
 from proxyclip.errors import ProxyCLIPError
 from proxyclip.method.clip_encoder import build_clip
-from proxyclip.method.feedback_affinity import (blur_keys, feedback_affinity, patch_votes, query_labels,
+from proxyclip.methods.resclip.feedback_affinity import (blur_keys, feedback_affinity, patch_votes, query_labels,
                                                 straight_path_valid)
 from proxyclip.method.last_block import LAST_BLOCKS, Crops, build_last_block
 
@@ -319,7 +319,7 @@ def protocol(benchmark):
 
 
 def test_protocol_values():
-    """The original's per-benchmark values (configs/cfg_*.py; docs/baselines/resclip.md §8)."""
+    """The original's per-benchmark values (configs/cfg_*.py; proxyclip/methods/resclip/README.md §8)."""
     table = {  # mode, names, scale, prob_thd, temp_thd, rcs, sfr
         "voc21": ("whole", "sclip/voc21", [2048, 336], 0.1, 0.5, [2.0, 0.3], [2.2, 0.7]),
         "voc20": ("whole", "sclip/voc20", [2048, 336], 0.0, 0.1, [2.0, 0.6], [2.1, 0.6]),
@@ -377,7 +377,7 @@ def test_main_runs_every_benchmark_with_its_protocol(benchmark, tmp_path, capsys
 def test_crops_and_the_feedback_guide_equal_the_original_s(mode, monkeypatch):
     """Numerics "original": CLIP's crops are the original's bit for bit (mmseg's constants; whole image for VOC, 224/112
     windows otherwise, never padded), and SFR's PAMR is guided by that crop itself (clip/model.py:279-281), in fp32."""
-    import proxyclip.method.last_block.resclip as resclip_module
+    import proxyclip.methods.resclip.block as resclip_module
     from proxyclip import build_segmentor
     from test_numerics import IMAGES, assert_same_crops, captured_inputs, original_clip_input, original_crops
 

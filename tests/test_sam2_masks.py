@@ -16,7 +16,7 @@ import torch
 
 from fake_datasets import write_voc
 from proxyclip.errors import ProxyCLIPError
-from proxyclip.method.sam2_masks import (SAM2_MODELS, SAM2MaskGenerator, instance_mask_from_annotations,
+from proxyclip.methods.corrclip.sam2_masks import (SAM2_MODELS, SAM2MaskGenerator, instance_mask_from_annotations,
                                          read_instance_mask, sam2_missing_message, write_instance_mask)
 
 if os.environ.get("CI"):

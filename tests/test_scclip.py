@@ -1,4 +1,4 @@
-"""SC-CLIP (docs/baselines/scclip.md): each op against a hand-computed case, the whole method against a float64 loop
+"""SC-CLIP (proxyclip/methods/scclip/README.md): each op against a hand-computed case, the whole method against a float64 loop
 over crops, tokens and heads written from the specification (not from our code), the options refused in one
 paragraph, and the method run through main.py's CLI on every benchmark the original defines."""
 import json
@@ -13,7 +13,7 @@ from fake_datasets import WRITERS
 from proxyclip.errors import ProxyCLIPError
 from proxyclip.method.clip_encoder import build_clip
 from proxyclip.method.last_block import LAST_BLOCKS, Crops, build_last_block
-from proxyclip.method.scclip_ops import aggregate, lof_anomalies, repair, similarity_attention
+from proxyclip.methods.scclip.ops import aggregate, lof_anomalies, repair, similarity_attention
 
 #: the tiny CLIP with ViT-B/16's 12 blocks, so that SC-CLIP's default block indices (up to 10) exist
 TINY_CLIP_12 = {**TINY_CLIP, "vision_cfg": {**TINY_CLIP["vision_cfg"], "layers": 12}}
@@ -238,7 +238,7 @@ def test_scclip_values_are_refused_before_any_model_or_data(capsys):
 
 
 # --- the CLI on every benchmark -----------------------------------------------------------------------------
-EXPECTED = {   # docs/baselines/scclip.md §6: logit_scale, prob_thd, area_thd, vocabulary, resize
+EXPECTED = {   # proxyclip/methods/scclip/README.md §6: logit_scale, prob_thd, area_thd, vocabulary, resize
     "voc21": (50.0, 0.15, 0.1, "sclip/voc21", [2048, 336]),
     "context60": (40.0, 0.15, None, "context60", [2048, 336]),
     "coco_object": (55.0, 0.35, None, "sclip/coco_object", [2048, 336]),

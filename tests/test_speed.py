@@ -16,7 +16,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.original_like import fused_attention_report, make_original_like
 from proxyclip.method.clip_tower import _is_plain_block, _residual_block
-from proxyclip.method.proxy_attention import proxy_attention
+from proxyclip.methods.proxyclip.proxy_attention import proxy_attention
 from proxyclip.method.vfm import build_vfm
 from conftest import BORDER_IMAGES, REPO_ROOT, needs_onednn, random_image, twin
 

@@ -1,4 +1,4 @@
-"""Trident (docs/baselines/trident.md) against references written from the original's code (github YuHengsss/Trident):
+"""Trident (proxyclip/methods/trident/README.md) against references written from the original's code (github YuHengsss/Trident):
 the whole image's logits as trident.py:131-188 computes them (get_trident_seg, get_windowed_imgs, the forked
 encoder's last attention, open_clip/transformer.py custom_attn / guidance_attn / get_sam_sim, preprocess_image) in
 float64 on tiny random CLIP, DINO and SAM; the SAM refinement (seg_utils/utils.py sam_refinement, skimage's 8-connected
@@ -277,7 +277,7 @@ def test_dino_features_are_get_intermediate_layers(side):
 
 # --- hand cases ------------------------------------------------------------------------------------------------
 def test_upsized_on_hand_cases():
-    from proxyclip.method.trident_ops import upsized
+    from proxyclip.methods.trident.ops import upsized
 
     x = torch.rand(1, 3, 50, 90)
     assert upsized(x, 16, 64).shape[-2:] == (64, 96)      # 90 -> 96; int(50 * 96 / 90) = 53 -> 64
@@ -288,7 +288,7 @@ def test_upsized_on_hand_cases():
 
 def test_sam_similarity_on_a_hand_case():
     """Two heads, three tokens in a row; v chosen so each head's cosines are 1, 0 or -1."""
-    from proxyclip.method.trident_sam import sam_similarity
+    from proxyclip.methods.trident.sam import sam_similarity
 
     v = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]],        # head 0: tokens 0, 1 alike, 2 orthogonal
                       [[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0]]])      # head 1: 0, 2 alike, 1 opposite
@@ -313,7 +313,7 @@ def test_sam_similarity_on_a_hand_case():
 
 
 def test_connected_regions_on_a_hand_case_and_against_scipy():
-    from proxyclip.method.trident_refine import connected_regions
+    from proxyclip.methods.trident.refine import connected_regions
 
     mask = torch.tensor([[1, 1, 0, 0, 1],
                          [0, 0, 0, 1, 0],
@@ -337,7 +337,7 @@ def test_connected_regions_on_a_hand_case_and_against_scipy():
 
 
 def test_region_prompts_on_a_hand_case():
-    from proxyclip.method.trident_refine import region_prompts
+    from proxyclip.methods.trident.refine import region_prompts
 
     region = torch.zeros(5, 6, dtype=torch.bool)
     region[1:4, 2:5] = True
@@ -439,7 +439,7 @@ def blob_probs(h, w):
 def test_refinement_equals_the_originals(iou_thresh):
     """Blobs of three classes with probabilities, one under coarse_thresh, one too small; SAM random (its IoU
     scores straddle 0: some masks kept, some not)."""
-    from proxyclip.method.trident_refine import sam_refinement
+    from proxyclip.methods.trident.refine import sam_refinement
 
     seg = tiny_trident()
     predictor = seg.last_block._predictor
@@ -461,7 +461,7 @@ def test_refinement_equals_the_originals(iou_thresh):
 def test_refine_labels_uses_each_images_own_sam_state():
     """predict_batch computes every image's logits before deciding any: each image's refinement must see its own
     SAM features (kept in its ImageSource's state), not the last image's."""
-    from proxyclip.method.trident_refine import sam_refinement
+    from proxyclip.methods.trident.refine import sam_refinement
 
     seg = tiny_trident({"pad_multiple": 1}, sam_iou_thresh=-100.0, minimal_area=9)   # 48 x 64: windows below the crop
     block = seg.last_block

@@ -14,7 +14,7 @@ from conftest import REPO_ROOT, TINY_CLIP, TINY_CONFIG, VOCAB
 from fake_datasets import write_voc
 
 TINY = str(TINY_CONFIG)
-SCLIP_VOC21 = REPO_ROOT / "proxyclip" / "configs" / "sclip" / "voc21.yaml"
+SCLIP_VOC21 = REPO_ROOT / "proxyclip" / "methods" / "sclip" / "protocol" / "voc21.yaml"
 
 
 def refused(args, capsys):

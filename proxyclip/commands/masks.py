@@ -21,7 +21,7 @@ from datamodules.errors import examples
 
 from ..errors import ProxyCLIPError
 from ..method.loading import WeightsUnavailable
-from ..method.sam2_masks import (DEFAULT_SAM2, SAM2_MODELS, check_generator_options, mask_path, read_rgb,
+from proxyclip.methods.corrclip.sam2_masks import (DEFAULT_SAM2, SAM2_MODELS, check_generator_options, mask_path, read_rgb,
                                  require_sam2, sam2_remedy)
 from .entry_points import interrupted_line, launch_rank
 from .messages import quiet_third_party
@@ -160,7 +160,7 @@ def lightning_pieces():
     from torch.utils.data import DataLoader, Dataset
 
     from datamodules.loader import each_once_sampler
-    from ..method.sam2_masks import SAM2MaskGenerator, write_instance_mask
+    from proxyclip.methods.corrclip.sam2_masks import SAM2MaskGenerator, write_instance_mask
 
     class Images(Dataset):
         """Item: {"image": uint8 [3, H, W] (the file as the original reads it), "path"} or {"path", "error"}."""
@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
         from lightning.fabric.utilities.exceptions import MisconfigurationException
         from lightning.pytorch import Trainer
 
-        from ..method.sam2_masks import SAM2MaskGenerator
+        from proxyclip.methods.corrclip.sam2_masks import SAM2MaskGenerator
 
         ToDo, MaskWriter = lightning_pieces()
         devices: Any = args.devices

@@ -22,6 +22,7 @@ from typing import Any
 from datamodules import DATAMODULES
 
 from ..errors import ProxyCLIPError
+from ..method.last_block import LAST_BLOCKS, method_folder
 from .command_line import Argument, CommandLine, get, spellings
 from .common_protocol import COMMON, PROTOCOL, common_file, common_tokens, refuse_protocol
 from ..shipped_configs import find_config, packaged_configs
@@ -41,12 +42,20 @@ def method_protocol(method: str, benchmark: str | None) -> Path | None:
     benchmark the method's repository does not evaluate."""
     if method == DEFAULT_METHOD or benchmark is None:
         return None
-    own = packaged_configs() / method / f"{benchmark}.yaml"
+    if method not in LAST_BLOCKS:
+        return None
+    own = method_folder(method) / "protocol" / f"{benchmark}.yaml"
     return own if own.is_file() else None
 
 
 def protocol_name(path: Path) -> str:
-    """The README name of a shipped protocol file (configs/sclip/voc21.yaml), found from any folder."""
+    """The README name of a protocol file (configs/sclip/voc21.yaml, the shipped methods' protocol/ folders as the
+    configs show them), found from any folder; another method's file by its path."""
+    if path.parent.name == "protocol":
+        shown = packaged_configs() / path.parent.parent.name / path.name
+        if shown.is_file() and shown.resolve() == path.resolve():
+            return Path("configs", path.parent.parent.name, path.name).as_posix()
+        return str(path)
     return Path("configs", path.parent.name, path.name).as_posix()
 
 

@@ -1,4 +1,4 @@
-"""The published numbers as data: each method's paper / README mIoU per preset (`proxyclip/published/<method>.yaml`),
+"""The published numbers as data: each method's paper / README mIoU per preset (`proxyclip/methods/<method>/published.yaml`),
 read, checked and looked up here, so that a results table can show the published value beside the measured one.
 
 A file holds the method's repository and commit and two lists: `rows`, each {preset (a configs/model file stem), clip,
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..config_files import read_config
+from ..method.last_block import LAST_BLOCKS, method_folder
 from ..shipped_configs import packaged_configs
 
 #: The benchmarks' config names, as datamodules.DATAMODULES and eval_all.BENCHMARKS name them (tests/test_published.py
@@ -29,13 +29,14 @@ ROW_KEYS = {"preset", "clip", "vfm", "benchmark", "miou", "source", "quote"}
 OPTIONAL_ROW_KEYS = {"column", "setting", "note", "quoted_by", "reproduced"}
 #: A third party's repository, as GitHub spells it (owner/name).
 REPOSITORY = re.compile(r"^[\w.-]+/[\w.-]+$")
-#: A source names a file and line ("README.md:70 @b56bd30", "docs/baselines/resclip.md:69 (...)") or a paper table.
+#: A source names a file and line ("README.md:70 @b56bd30", "proxyclip/methods/resclip/README.md:69 (...)") or a paper table.
 SOURCE = re.compile(r"^(?:[\w./-]+\.(?:md|txt|py|rst):\d+(?:-\d+)?\b.*|paper Table \d+\b.*)$")
 
 
-def published_folder() -> Path:
-    """The folder of the shipped files (inside the installed package, or the checkout's)."""
-    return Path(str(resources.files("proxyclip") / "published"))
+def published_files() -> dict[str, Path]:
+    """{method: its published.yaml} for every registered method that has one (in its folder)."""
+    files = {method: method_folder(method) / "published.yaml" for method in LAST_BLOCKS}
+    return {method: path for method, path in files.items() if path.is_file()}
 
 
 def preset_names() -> list[str]:
@@ -44,14 +45,14 @@ def preset_names() -> list[str]:
 
 
 def load_published(folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """{method: the file's content} for every `<method>.yaml` in `folder` (default: the shipped one)."""
-    folder = Path(folder) if folder is not None else published_folder()
+    """{method: the file's content} for every method's published.yaml (or every `<method>.yaml` in `folder`)."""
+    files = published_files() if folder is None else {p.stem: p for p in sorted(Path(folder).glob("*.yaml"))}
     data = {}
-    for path in sorted(folder.glob("*.yaml")):
+    for method, path in files.items():
         content = dict(read_config(path))   # the one reader of YAML files (proxyclip.config_files)
         content.setdefault("rows", [])
         content.setdefault("none", [])
-        data[path.stem] = content
+        data[method] = content
     return data
 
 
@@ -113,8 +114,8 @@ def validate(data: dict[str, dict[str, Any]], presets: Iterable[str] | None = No
     for preset in sorted(set(covered) & set(marked)):
         problems.append(f"{preset}: has published rows ({covered[preset]}) and is marked none ({marked[preset]})")
     for preset in sorted(presets - set(covered) - set(marked)):
-        problems.append(f"{preset}: no published numbers and not marked none (add rows to proxyclip/published/"
-                        "<method>.yaml, or a `none` entry with the reason)")
+        problems.append(f"{preset}: no published numbers and not marked none (add rows to proxyclip/methods/"
+                        "<method>/published.yaml, or a `none` entry with the reason)")
     for preset in sorted((set(covered) | set(marked)) - presets):
         problems.append(f"{preset}: named in proxyclip/published but not a preset (configs/model/{preset}.yaml)")
     return problems

@@ -31,7 +31,7 @@ from datamodules.image_folder import find_images
 from datamodules.io import read_image, read_label
 
 from ..errors import ProxyCLIPError
-from ..method.sam2_masks import INSTALL, UnusableMask, load_instance_mask, mask_path
+from proxyclip.methods.corrclip.sam2_masks import INSTALL, UnusableMask, load_instance_mask, mask_path
 from .command_line import get
 from .entry_points import launch_rank
 

@@ -144,10 +144,10 @@ def write_summary(output: Path, first: Sequence[str] = (), protocol: str = "orig
         markdown += ("\nIn parentheses: the number published for that preset and benchmark (not measured here) and the "
                      "measured one's difference from it. The method's authors published it, unless its source says "
                      "\"as quoted by\" (their number in another repository's table) or \"as reproduced by\" (that "
-                     "repository's own run); sources (proxyclip/published/):\n\n")
+                     "repository's own run); sources (proxyclip/methods/<method>/published.yaml):\n\n")
         for row in sourced:
             origin = method_of(row["setting"]) or {}
-            markdown += (f"- {row['setting']} ({origin.get('repository')}, proxyclip/published/{origin.get('method')}.yaml): "
+            markdown += (f"- {row['setting']} ({origin.get('repository')}, proxyclip/methods/{origin.get('method')}/published.yaml): "
                          + "; ".join(f"{TITLES.get(b, b)} {entry['source']}" for b, entry in row["published"].items()) + "\n")
     pictures = write_pictures(output, columns, rows, TITLES)
     markdown += f"\n{pictures}\n" if pictures else ""

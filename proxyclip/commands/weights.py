@@ -31,10 +31,10 @@ from ..method.clip_encoder import build_clip
 from ..method.last_block import LAST_BLOCKS
 from ..method.loading import WeightsUnavailable, file_sha256, is_local_path
 from ..method.method_options import method_option_types, method_vfm
-from ..method.sam2_masks import DEFAULT_SAM2, SAM2_MODELS
+from proxyclip.methods.corrclip.sam2_masks import DEFAULT_SAM2, SAM2_MODELS
 from ..method.segmentor import TrainingFreeSegmentor
 from ..method.vfm import build_vfm
-from ..method.trident_sam import build_sam
+from proxyclip.methods.trident.sam import build_sam
 from ..method.vfm.registry import get_vfm_entry
 from ..method.vfm.sam import SAM as SAM_VARIANTS
 
@@ -272,7 +272,7 @@ def fetch(source: WeightSource, spec: dict[str, Any]) -> str:
     elif source.component == "SAM":
         build_sam(*sam_options(spec))
     elif source.component == "SAM2":
-        from ..method.sam2_masks import SAM2MaskGenerator
+        from proxyclip.methods.corrclip.sam2_masks import SAM2MaskGenerator
 
         name = source.model.split(" ")[0]
         SAM2MaskGenerator(name, True)

@@ -38,6 +38,10 @@ class Registry(Mapping[str, T]):
         self._entries[name] = entry
         return entry
 
+    def reorder(self, key) -> None:
+        """Order the entries by `key(name, entry)` (stable: equal keys keep their registration order)."""
+        self._entries = dict(sorted(self._entries.items(), key=lambda item: key(*item)))
+
     def lookup(self, name: str) -> T:
         """The entry `name`; an unknown name raises a ProxyCLIPError with the close matches and every known name."""
         if name not in self._entries:

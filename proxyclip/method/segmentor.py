@@ -17,7 +17,6 @@ from ..vocabulary import parse_vocabulary
 from .clip_encoder import build_clip, clip_patch_size
 from .clip_tower import in_dtype_of as _in_dtype_of
 from .last_block import Crops, ImageSource, build_last_block
-from .last_block.proxy import ProxyAttention
 from .method_options import method_kwargs_help, method_option_types, method_settings, methods_help, protocol_values
 from .onednn_linear import linear_path, swap_linears
 from .pamr import pamr
@@ -32,7 +31,7 @@ from .vfm import build_vfm
 class TrainingFreeSegmentor(nn.Module):
     """Training-free open-vocabulary segmentation by CLIP whose last block is the `method`'s, no trained weights:
     ProxyCLIP's (CLIP's values attended with a VFM's patch similarities, docs/method.md §1–§6), or SCLIP's, ClearCLIP's
-    or NACLIP's, each without a VFM (docs/baselines/).
+    or NACLIP's, each without a VFM (proxyclip/methods/<method>/README.md).
 
     Args:
         clip_model: open_clip model name (ViT-B-16, ViT-L-14, ViT-H-14, ...), a model-config JSON file, or the model
@@ -42,7 +41,7 @@ class TrainingFreeSegmentor(nn.Module):
         clip_quick_gelu: CLIP's MLP activation, which must be the one the weights were trained with: true for
             QuickGELU (OpenAI's weights), false for GELU (e.g. LAION's ViT-H-14), null to take it from the tag
             (required for a local checkpoint file, whose weights do not say).
-        method: the training-free method: <methods>. ProxyCLIP: docs/method.md; the others: docs/baselines/<method>.md.
+        method: the training-free method: <methods>. ProxyCLIP: docs/method.md; the others: proxyclip/methods/<method>/README.md.
         method_kwargs: the method's own options, checked against the method before any model is built; unset ones
             are its defaults. The CLI merges them key by key: the command line's over the method's protocol file's,
             over the preset's. <method options>. On the command line: --model.segmentor.method_kwargs '{beta: 1.0,
@@ -177,13 +176,12 @@ class TrainingFreeSegmentor(nn.Module):
         if value not in NUMERICS:
             raise ProxyCLIPError(f"numerics must be one of {', '.join(NUMERICS)} (or null: defined), got {value!r}.")
         self._numerics = value
-        if isinstance(self.last_block, ProxyAttention):   # an emptied row: NaN as in the original, or left unmasked
-            self.last_block.empty_rows = "nan" if value == "original" else "unmasked"
+        self.last_block.use_numerics(value)
 
     @property
     def nan_possible(self) -> bool:
-        """Whether a pixel's logits can be NaN: ProxyCLIP's proxy attention under numerics "original" (§3.4)."""
-        return isinstance(self.last_block, ProxyAttention) and self.numerics == "original"
+        """Whether a pixel's logits can be NaN (ProxyCLIP's proxy attention under numerics "original", §3.4)."""
+        return self.last_block.nan_possible(self.numerics)
 
     def check_geometry(self) -> None:
         patch = max(*clip_patch_size(self.clip.visual), self.vfm.min_crop_side() if self.vfm is not None else 1)

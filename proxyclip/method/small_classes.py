@@ -1,4 +1,4 @@
-"""SCLIP's area threshold: classes that win too few pixels are removed before the decision (docs/baselines/sclip.md)."""
+"""SCLIP's area threshold: classes that win too few pixels are removed before the decision (proxyclip/methods/sclip/README.md)."""
 from __future__ import annotations
 
 import torch

@@ -1,7 +1,8 @@
 """The method's last CLIP block, one strategy per training-free method: `build_last_block("naclip")`.
 
-Each strategy's module registers its class in `LAST_BLOCKS` (`@LAST_BLOCKS.register(name)`); importing it here
-is all a new method's last block needs. The import order is the order methods are listed in, ProxyCLIP first.
+Each method is a folder (proxyclip/methods/<name>/, or another distribution's under the `proxyclip.methods` entry
+points) whose block registers itself in `LAST_BLOCKS` (`@LAST_BLOCKS.register(name)`); `discovery.load_methods`
+imports them all, by name, and orders them by `listed_at` (ProxyCLIP first).
 """
 from __future__ import annotations
 
@@ -9,16 +10,9 @@ from typing import Any
 
 from ...errors import ProxyCLIPError
 from .base import LAST_BLOCKS, Crops, ImageSource, LastBlock
-# Registration at import, in this order (LAST_BLOCKS' order).
-from .proxy import ProxyAttention
-from .sclip import CorrelativeAttention
-from .clearclip import QueryQueryAttention
-from .naclip import NeighbourhoodAttention
-from .scclip import SelfCalibratedAttention
-from .cass import SpectralObjectContext
-from .resclip import ResidualFeedbackAttention
-from .trident import TridentBlock
-from .corrclip import CorrCLIPBlock
+from .discovery import load_methods, method_folder
+
+load_methods()
 
 
 def build_last_block(method: str, **kwargs: Any) -> LastBlock:
@@ -29,7 +23,4 @@ def build_last_block(method: str, **kwargs: Any) -> LastBlock:
         raise ProxyCLIPError(f"method_kwargs {kwargs} do not fit the {method} method ({exc}).") from None
 
 
-__all__ = ["LAST_BLOCKS", "Crops", "ImageSource", "LastBlock", "build_last_block",
-           "ProxyAttention", "CorrelativeAttention", "QueryQueryAttention", "NeighbourhoodAttention",
-           "SelfCalibratedAttention", "SpectralObjectContext", "ResidualFeedbackAttention", "TridentBlock",
-           "CorrCLIPBlock"]
+__all__ = ["LAST_BLOCKS", "Crops", "ImageSource", "LastBlock", "build_last_block", "load_methods", "method_folder"]

@@ -56,6 +56,7 @@ class LastBlock(nn.Module):
     [B, C, h, w] when `needs_vfm`, else None.
     """
 
+    listed_at: ClassVar[int] = 1000       # its place in lists of methods (the shipped ones 0..80; then by name)
     needs_vfm: ClassVar[bool] = False
     default_vfm: ClassVar[str | None] = None   # the VFM built when the `vfm` option is unset (methods with a VFM)
     summary: ClassVar[str] = ""           # what the method does, in a few words (the `method` option's help)
@@ -67,6 +68,14 @@ class LastBlock(nn.Module):
     def forward(self, block: nn.Module, tokens: torch.Tensor, grid: tuple[int, int], linear: Linear,
                 feats: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
         raise NotImplementedError
+
+    def use_numerics(self, numerics: str) -> None:
+        """The segmentor's numerics ("original" or "defined", docs/method.md §1-§3), for a block whose arithmetic
+        differs between them (ProxyCLIP's emptied attention rows); none here."""
+
+    def nan_possible(self, numerics: str) -> bool:
+        """Whether a pixel's logits can be NaN under `numerics` (then the metric counts such pixels); never here."""
+        return False
 
     def check_encoders(self, visual: nn.Module, vfm: nn.Module | None) -> None:
         """Refuse, once both are built, a CLIP image tower or VFM the method cannot use (none here)."""

@@ -129,7 +129,7 @@ class TimmViTAdapter(VFMAdapter):
     def last_block_keys(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, 3, H, W] -> the last block's attention keys [B, heads, d, H // p, W // p]: every block but the
         last, then `attn.qkv(norm1(tokens))`'s key part per head (with `k_norm`, Identity in DINO / DINOv2 / MAE),
-        unscaled, prefix tokens dropped; patches row-major on the grid (CASS, docs/baselines/cass.md)."""
+        unscaled, prefix tokens dropped; patches row-major on the grid (CASS, proxyclip/methods/cass/README.md)."""
         qkv, (gh, gw) = self._last_qkv(x)
         attn = self.model.blocks[-1].attn
         b = qkv.shape[0]
@@ -139,7 +139,7 @@ class TimmViTAdapter(VFMAdapter):
     def last_block_query_key(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, 3, H, W] -> q + k of the last block's attention, heads concatenated, [B, C, H // p, W // p]: the
         sum CorrCLIP reads from a hook on DINO's last `attn.qkv` (corrclip_segmentor.py:88-89, 104-112), unscaled, with
-        `q_norm` / `k_norm` (Identity in DINO), prefix tokens dropped (docs/baselines/corrclip.md)."""
+        `q_norm` / `k_norm` (Identity in DINO), prefix tokens dropped (proxyclip/methods/corrclip/README.md)."""
         qkv, (gh, gw) = self._last_qkv(x)
         attn = self.model.blocks[-1].attn
         b, n = qkv.shape[:2]

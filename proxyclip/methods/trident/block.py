@@ -1,0 +1,164 @@
+"""Trident (Shi et al., ICCV 2025, github YuHengsss/Trident; proxyclip/methods/trident/README.md): CLIP's windows attended with
+DINO's patch similarity, spliced onto the whole image, then mixed by SAM's last-block attention over the whole
+image; optionally the labels refined by SAM's mask decoder prompted with each region.
+
+Per image (trident.py:131-188): SAM sees the image file resized up to multiples of CLIP's patch (Cityscapes: each
+half); CLIP sees the protocol-resized image (`upsized`) in crop x crop windows, each through blocks 0..L-2 and
+`dino_guided_attention`; the windows spliced (`splice_windows`), resized to SAM's valid grid and mixed by
+`sam_similarity`; `ln_post`, `proj`, cosine with the text on SAM's grid, bilinear to the output size.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from proxyclip.errors import ProxyCLIPError
+from proxyclip.method.clip_tower import embed_tokens, linear_for, project, run_blocks
+from proxyclip.method.sliding_window import sliding_windows
+from .ops import dino_guided_attention, guided, splice_windows, upsized
+from .refine import sam_refinement
+from .sam import LastBlockAttention, build_sam, sam_guidance, sam_similarity
+from proxyclip.method.last_block.base import LAST_BLOCKS, ImageSource, LastBlock
+
+
+@LAST_BLOCKS.register("trident")
+class TridentBlock(LastBlock):
+    """Trident (proxyclip/methods/trident/README.md). Defaults: the original's base config (configs/base_config.py) and
+    segmentor (trident.py:29-33); per benchmark configs/trident/<benchmark>.yaml.
+
+    Args:
+        beta, gamma: DINO's similarity becomes (sim - beta * mean) * gamma before masking and softmax.
+        cos_fac: SAM's attention is kept where its value cosine exceeds cos_fac x the mean cosine of the query.
+        refine_neg_cos: keep a negative threshold (true); false replaces it by 0.6.
+        sam: segment-anything variant (vit_b, vit_l, vit_h).
+        sam_checkpoint: true: the official checkpoint (downloaded once); a path: a local SAM .pth; false: random.
+        sam_kwargs: override SAM's `ImageEncoderViT` arguments (tiny test models).
+        sam_refinement: refine the labels with SAM's mask decoder (the README's evaluation, eval.py --sam_refine).
+        coarse_thresh, minimal_area, sam_mask_coff, sam_iou_thresh: the refinement's (seg_utils/utils.py:92-196).
+        split_halves: SAM sees the left and right halves separately (the original's Cityscapes case).
+    """
+
+    listed_at = 70    # its place in lists of methods (ProxyCLIP first, then the order they were added)
+
+    summary = "DINO-guided CLIP windows spliced and mixed by SAM's last-block attention, labels refined by SAM"
+    post_processing_off = {"sam_refinement": False}   # the SAM refinement of the decided labels (refine_labels)
+
+    needs_vfm = True
+    default_vfm = "dino_vitb16"   # the original's torch.hub dino_vitb16 (trident.py:48)
+
+    def __init__(self, beta: float = 1.2, gamma: float = 3.0, cos_fac: float = 1.2, refine_neg_cos: bool = True,
+                 sam: str = "vit_b", sam_checkpoint: bool | str = True, sam_kwargs: dict | None = None,
+                 sam_refinement: bool = True, coarse_thresh: float = 0.2, minimal_area: int = 225,
+                 sam_mask_coff: float = 0.005, sam_iou_thresh: float = 0.8, split_halves: bool = False):
+        super().__init__()
+        if sam not in ("vit_b", "vit_l", "vit_h"):
+            raise ValueError(f"sam is vit_b, vit_l or vit_h, not {sam!r}")
+        if minimal_area < 0:
+            raise ValueError(f"minimal_area is a pixel count (>= 0), not {minimal_area}")
+        self.beta, self.gamma, self.cos_fac, self.refine_neg_cos = beta, gamma, cos_fac, refine_neg_cos
+        self.sam, self.sam_checkpoint, self.sam_kwargs = sam, sam_checkpoint, sam_kwargs
+        self.sam_refinement, self.coarse_thresh, self.minimal_area = sam_refinement, coarse_thresh, minimal_area
+        self.sam_mask_coff, self.sam_iou_thresh, self.split_halves = sam_mask_coff, sam_iou_thresh, split_halves
+        self.sam_model: nn.Module | None = None      # built with the encoders (check_encoders), not by option checks
+
+    def check_encoders(self, visual: nn.Module, vfm: nn.Module | None) -> None:
+        """Build SAM once CLIP and the VFM are built (an option check builds this class without weights)."""
+        from segment_anything import SamPredictor
+
+        self.sam_model = build_sam(self.sam, self.sam_checkpoint, self.sam_kwargs)
+        self._kept = LastBlockAttention(self.sam_model)
+        self._predictor = SamPredictor(self.sam_model)
+
+    def forward(self, block, tokens, grid, linear, feats=None):
+        raise ProxyCLIPError("Trident computes whole images (image_logits): its windows share one similarity mean and "
+                             "are spliced before SAM's attention, so it has no per-crop forward.")
+
+    # --- SAM's side ----------------------------------------------------------------------------------------
+    def sam_image(self, source: ImageSource, patch: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """(the image SAM sees, uint8 RGB [H', W', 3]; the (H, W) it was read at): the file read by OpenCV (BGR ->
+        RGB), or, without a file (the library's `segment`), the given image as it is; resized (cv2.resize,
+        bilinear) up to multiples of CLIP's patch (trident.py:135-140)."""
+        if source.path is not None:
+            image = cv2.imread(str(source.path))
+            if image is None:
+                raise ProxyCLIPError(f"Trident's SAM reads the image file with OpenCV, which cannot read {source.path}.")
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        else:
+            pixels = source.image if source.image.dtype == torch.uint8 else (source.image.float() * 255).round()
+            image = np.ascontiguousarray(pixels.to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+        h, w = image.shape[:2]
+        return cv2.resize(image, (-(-w // patch) * patch, -(-h // patch) * patch)), (h, w)
+
+    def sam_parts(self, image: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(attention [1, heads, n, n], values [1, heads, h, w, d]) of the image, or of each half (split_halves)."""
+        if not self.split_halves:
+            return [sam_guidance(self._predictor, self._kept, image)]
+        w = image.shape[1]
+        return [sam_guidance(self._predictor, self._kept, np.ascontiguousarray(half))
+                for half in (image[:, :w // 2], image[:, w // 2:])]
+
+    # --- the whole image -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def image_logits(self, segmentor: nn.Module, source: ImageSource) -> torch.Tensor:
+        if segmentor.mode != "slide":
+            raise ProxyCLIPError("Trident computes its windows itself (slide_crop, slide_stride); mode 'whole' has no "
+                                 "meaning for it: use mode slide (its protocol files do) and crop_size / stride.")
+        visual = segmentor.clip.visual
+        patch = visual.conv1.kernel_size[0]
+        sam_input, read_size = self.sam_image(source, patch)
+        parts = self.sam_parts(sam_input)
+        if self.sam_refinement:   # the predictor's state for refine_labels (a batch's images all run first)
+            if self.split_halves:
+                self._predictor.set_image(sam_input)
+            p = self._predictor
+            source.state["sam"] = (p.features, p.input_size, p.original_size, read_size)
+        x = upsized(segmentor._clip_normalised(source.image)[None], patch, segmentor.crop_size)   # [1, 3, H, W]
+        image_grid = (x.shape[-2] // patch, x.shape[-1] // patch)
+        windows, boxes = [], []
+        for y1, y2, x1, x2 in sliding_windows(*x.shape[-2:], segmentor.crop_size, segmentor.stride):
+            # Unpadded: the original pads to a multiple of 56 (trident.py:217-221), which its 336 crops never need
+            # except for an image with both sides multiples of the patch and one below the crop, whose padded windows
+            # it cannot splice (a shape error); here those run at their own size.
+            windows.append(x[..., y1:y2, x1:x2])
+            boxes.append((y1 // patch, x1 // patch, y2 // patch, x2 // patch))
+        multiple = segmentor.pad_multiple
+        if multiple > 1 and any(side % multiple for side in windows[0].shape[-2:]):
+            raise ProxyCLIPError(
+                f"Trident does not pad its windows: a {tuple(windows[0].shape[-2:])} window is no multiple of pad_multiple "
+                f"{multiple}, and padded windows cannot be spliced (the original fails there too: a shape error in its "
+                f"guidance_attn). Set --model.segmentor.pad_multiple 1 to run such images unpadded, or use a crop_size "
+                f"that is a multiple of {multiple} on images at least that large (the protocol files' 336 with 56).")
+        if len({w.shape for w in windows}) != 1:
+            raise ProxyCLIPError(f"Trident's windows must share one size; crop_size {segmentor.crop_size} and stride "
+                                 f"{segmentor.stride} on a {tuple(x.shape[-2:])} image do not.")
+        crops = torch.cat(windows).to(next(visual.parameters()).dtype)                         # [B, 3, c, c]
+        statistics = (segmentor.clip_mean, segmentor.clip_std, segmentor.vfm_mean, segmentor.vfm_std)
+        feats = self.vfm_features(segmentor.vfm, crops, statistics, segmentor.crop_size)        # [B, C, h, w]
+        lin = linear_for(segmentor.onednn_linear)
+        h, grid = embed_tokens(visual, crops)
+        h = run_blocks(visual, h, onednn=segmentor.onednn_linear).tokens[:, 1:]                  # CLS dropped
+        out = dino_guided_attention(visual.transformer.resblocks[-1], h, grid, feats.to(h.dtype), self.beta, self.gamma, lin)
+        canvas = splice_windows(out, grid, tuple(feats.shape[-2:]), boxes, image_grid)          # [W, h', w']
+        middle = canvas.shape[-1] // 2            # Cityscapes: each half of the grid with its half's SAM
+        pieces = (canvas[..., :middle], canvas[..., middle:]) if self.split_halves else (canvas,)
+        mixed = []
+        for piece, (attn, v) in zip(pieces, parts):
+            weights = sam_similarity(v, attn, self.cos_fac, self.refine_neg_cos).to(piece.dtype)   # [n, n]
+            mixed.append(guided(piece, weights, tuple(v.shape[2:4])).view(*v.shape[2:4], -1))     # [h, w, W]
+        feats_out = torch.cat(mixed, dim=1)                                                     # halves side by side
+        emb = F.normalize(project(visual, feats_out.flatten(0, 1), lin), dim=-1)               # [n, D]
+        logits = (emb @ segmentor.text_embeddings().to(emb.dtype).T).T.reshape(-1, *feats_out.shape[:2])
+        return F.interpolate(logits[None], size=source.out_size, mode="bilinear", align_corners=False)[0].float()
+
+    def refine_labels(self, labels: torch.Tensor, probs: torch.Tensor, source: ImageSource) -> torch.Tensor:
+        """The SAM refinement (seg_utils/utils.py:92-196, called at trident.py:277-281) when `sam_refinement`."""
+        if not self.sam_refinement or "sam" not in source.state:
+            return labels
+        p = self._predictor
+        p.features, p.input_size, p.original_size, image_size = source.state.pop("sam")   # image_size: the file's
+        p.is_image_set = True
+        return sam_refinement(labels, probs, p, image_size, self.coarse_thresh, self.minimal_area, self.sam_mask_coff,
+                              self.sam_iou_thresh)
