@@ -93,7 +93,7 @@ def test_last_block_equals_the_loop_over_crops_and_heads(method, options, quick_
 
 
 def test_neighbourhood_bias_on_a_rectangular_grid():
-    from proxyclip.methods.naclip.block import gaussian_neighbourhood
+    from proxyclip.method.gaussian_neighbourhood import gaussian_neighbourhood
 
     torch.testing.assert_close(gaussian_neighbourhood((3, 5), 5.0).double(), gaussian_loop(3, 5, 5.0), rtol=1e-6, atol=1e-7)
 

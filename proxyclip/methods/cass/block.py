@@ -21,7 +21,7 @@ from .ops import adjust_text, cass_vfm_pixels, range_match, spectral_blend, text
 from proxyclip.method.vfm.base import VFMAdapter
 from proxyclip.method.clip_tower import embed_tokens, linear_for, merge_heads, project, run_blocks, scale_of, split_heads
 from proxyclip.method.last_block.base import LAST_BLOCKS, Crops, LastBlock
-from proxyclip.methods.naclip.block import gaussian_neighbourhood
+from proxyclip.method.gaussian_neighbourhood import gaussian_neighbourhood
 
 SCIPY_MISSING = ("The cass method needs scipy (its Hungarian head matching, scipy.optimize.linear_sum_assignment, and "
                  "its Ward clustering of the queries, scipy.cluster.hierarchy), which is not installed. Install it with "

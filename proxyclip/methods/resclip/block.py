@@ -20,7 +20,7 @@ from proxyclip.method.clip_tower import Linear, embed_tokens, linear_for, merge_
 from .feedback_affinity import feedback_affinity, patch_votes, query_labels
 from proxyclip.method.pamr import pamr
 from proxyclip.method.last_block.base import LAST_BLOCKS, Crops, LastBlock
-from proxyclip.methods.naclip.block import gaussian_neighbourhood
+from proxyclip.method.gaussian_neighbourhood import gaussian_neighbourhood
 
 Base = Literal["naclip", "sclip", "clearclip"]
 
