@@ -59,6 +59,7 @@ class LastBlock(nn.Module):
     listed_at: ClassVar[int] = 1000       # its place in lists of methods (the shipped ones 0..80; then by name)
     needs_vfm: ClassVar[bool] = False
     default_vfm: ClassVar[str | None] = None   # the VFM built when the `vfm` option is unset (methods with a VFM)
+    title: ClassVar[str] = ""             # its display name in lists of methods ("SC-CLIP"); empty: its name
     summary: ClassVar[str] = ""           # what the method does, in a few words (the `method` option's help)
     # The common protocol (docs/protocols.md): the method_kwargs values that switch the method's own post-processing
     # off, and what it keeps because it cannot run without it, {option or step: why}.

@@ -54,6 +54,7 @@ class SpectralObjectContext(LastBlock):
 
     listed_at = 50    # its place in lists of methods (ProxyCLIP first, then the order they were added)
 
+    title = "CASS"    # its name in lists of methods (README, docs, help)
     summary = "key-key attention blended with the VFM's last-block keys, queries adjusted per crop"
 
     needs_vfm = True

@@ -25,6 +25,7 @@ class QueryQueryAttention(LastBlock):
 
     listed_at = 20    # its place in lists of methods (ProxyCLIP first, then the order they were added)
 
+    title = "ClearCLIP"    # its name in lists of methods (README, docs, help)
     summary = "query-query attention, no residual or MLP"
 
     def __init__(self, similarity: Literal["query-query", "query-key"] = "query-query"):

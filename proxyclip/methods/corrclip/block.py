@@ -63,6 +63,7 @@ class CorrCLIPBlock(LastBlock):
 
     listed_at = 80    # its place in lists of methods (ProxyCLIP first, then the order they were added)
 
+    title = "CorrCLIP"    # its name in lists of methods (README, docs, help)
     summary = "DINO's correlations within region masks, spatial and semantic branches, a vote per region"
     common_exceptions = {"region vote": "CorrCLIP's last step sets each region mask's labels to their mode "
                                         "(refine_labels); the method has no option to run without it"}
@@ -251,4 +252,3 @@ def _block(block: nn.Module, seq: torch.Tensor, mask: torch.Tensor, seq_first: b
     if seq_first:
         return block(seq.transpose(0, 1), attn_mask=mask).transpose(0, 1)
     return block(seq, attn_mask=mask)
-

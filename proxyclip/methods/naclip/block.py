@@ -24,6 +24,7 @@ class NeighbourhoodAttention(LastBlock):
 
     listed_at = 30    # its place in lists of methods (ProxyCLIP first, then the order they were added)
 
+    title = "NACLIP"    # its name in lists of methods (README, docs, help)
     summary = "neighbourhood attention, reduced block"
 
     def __init__(self, std: float = 5.0):

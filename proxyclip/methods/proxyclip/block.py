@@ -22,6 +22,7 @@ class ProxyAttention(LastBlock):
 
     listed_at = 0    # its place in lists of methods (ProxyCLIP first, then the order they were added)
 
+    title = "ProxyCLIP"    # its name in lists of methods (README, docs, help)
     summary = "proxy attention from the VFM's patch similarities"
 
     needs_vfm = True

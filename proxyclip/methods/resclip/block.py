@@ -51,6 +51,7 @@ class ResidualFeedbackAttention(LastBlock):
 
     listed_at = 60    # its place in lists of methods (ProxyCLIP first, then the order they were added)
 
+    title = "ResCLIP"    # its name in lists of methods (README, docs, help)
     summary = "NACLIP's attention with residual cross-correlation (RCS) and semantic feedback (SFR); needs the vocabulary"
 
     def __init__(self, temp_thd: float = 0.5, rcs_weights: tuple[float, float] = (2.0, 0.3),

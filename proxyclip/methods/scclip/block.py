@@ -41,6 +41,7 @@ class SelfCalibratedAttention(LastBlock):
 
     listed_at = 40    # its place in lists of methods (ProxyCLIP first, then the order they were added)
 
+    title = "SC-CLIP"    # its name in lists of methods (README, docs, help)
     summary = "self-calibration from earlier blocks' outputs"
 
     def __init__(self, similarity_thd: float = 0.4, pre_adjust_idx: int = 8, post_adjust_idx: int = 3,

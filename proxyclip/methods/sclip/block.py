@@ -18,6 +18,7 @@ class CorrelativeAttention(LastBlock):
 
     listed_at = 10    # its place in lists of methods (ProxyCLIP first, then the order they were added)
 
+    title = "SCLIP"    # its name in lists of methods (README, docs, help)
     summary = "correlative self-attention, residual and MLP kept"
 
     def forward(self, block, tokens: torch.Tensor, grid: tuple[int, int], linear: Linear,

@@ -43,6 +43,7 @@ class TridentBlock(LastBlock):
 
     listed_at = 70    # its place in lists of methods (ProxyCLIP first, then the order they were added)
 
+    title = "Trident"    # its name in lists of methods (README, docs, help)
     summary = "DINO-guided CLIP windows spliced and mixed by SAM's last-block attention, labels refined by SAM"
     post_processing_off = {"sam_refinement": False}   # the SAM refinement of the decided labels (refine_labels)
 
