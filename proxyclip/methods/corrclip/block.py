@@ -252,3 +252,4 @@ def _block(block: nn.Module, seq: torch.Tensor, mask: torch.Tensor, seq_first: b
     if seq_first:
         return block(seq.transpose(0, 1), attn_mask=mask).transpose(0, 1)
     return block(seq, attn_mask=mask)
+
