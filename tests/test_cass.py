@@ -198,7 +198,8 @@ def reference_crop(seg, x, image_x, options):
 # --- the tests ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", [(224, 224), (96, 96), (48, 80)], ids=["native", "square", "rectangular"])
 def test_timm_dino_keys_equal_the_vendored_dino(size):
-    """Our timm DINO's last-block keys (`last_block_keys`) = the vendored DINO's qkv[1] without CLS, float64."""
+    """Our timm DINO's last-block keys (the k of `last_block_qkv`, what CASS reads) = the vendored DINO's qkv[1]
+    without CLS, float64; its q and v are the vendored qkv[0] and qkv[2] laid out the same way."""
     from proxyclip.method.vfm import build_vfm
 
     torch.manual_seed(0)
@@ -206,10 +207,14 @@ def test_timm_dino_keys_equal_the_vendored_dino(size):
     with torch.no_grad():
         torch.nn.init.normal_(vfm.model.pos_embed, std=0.5)      # a table that matters
         img = torch.randn(1, 3, *size, dtype=torch.float64)
-        got = vfm.last_block_keys(img)
+        q, got, v = vfm.last_block_qkv(img)
         expected = reference_dino_keys(vfm.model, img)
-    assert got.shape == (1, 2, 16, size[0] // 8, size[1] // 8)
+        qkv = reference_dino_qkv(vfm.model, img)
+    assert got.shape == q.shape == v.shape == (1, 2, 16, size[0] // 8, size[1] // 8)
     torch.testing.assert_close(got[0], expected, rtol=1e-10, atol=1e-10)
+    for part, ours in ((0, q), (2, v)):
+        torch.testing.assert_close(ours[0], qkv[part, 0, :, 1:].transpose(1, 2).reshape(expected.shape),
+                                   rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("size", [(224, 224), (100, 140), (90, 61)], ids=["square", "wide", "tall"])

@@ -212,15 +212,18 @@ def reference_labels(seg_logit, mask, query_to_class, num_classes, prob_thd):
 # --- the tests ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", [(224, 224), (56, 112), (48, 80)])
 def test_timm_dino_query_plus_key_equals_the_vendored_dino(size):
-    """`last_block_query_key` = q + k of the vendored DINO's last qkv (the hook's output, S:104-113), float64."""
+    """`query_plus_key` of the VFM's `last_block_qkv` = q + k of the vendored DINO's last qkv (the hook's output,
+    S:104-113), float64."""
     from proxyclip.method.vfm import build_vfm
+    from proxyclip.methods.corrclip.ops import query_plus_key
 
     torch.manual_seed(0)
     vfm = build_vfm("dino_vitb8", False, {"depth": 2, "embed_dim": 32, "num_heads": 2}).double()
     with torch.no_grad():
         torch.nn.init.normal_(vfm.model.pos_embed, std=0.5)
         img = torch.randn(1, 3, *size, dtype=torch.float64)
-        got = vfm.last_block_query_key(img)
+        q, k, _ = vfm.last_block_qkv(img)
+        got = query_plus_key(q, k)
         qkv = reference_dino_qkv(vfm.model, img)
     hook = torch.cat([qkv[:, 0, h] for h in range(2)], dim=-1)       # [3, 1 + N, C]: heads concatenated
     expected = (hook[0] + hook[1])[1:].T.reshape(32, size[0] // 8, size[1] // 8)

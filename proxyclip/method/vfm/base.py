@@ -38,15 +38,13 @@ class VFMAdapter(nn.Module):
     def extract(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def last_block_keys(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, 3, H, W] -> the last block's attention keys per head [B, heads, d, h, w], prefix tokens dropped, for
-        methods that read keys instead of features (CASS). Only the timm ViT families (DINO, DINOv2, MAE) have them."""
-        raise NotImplementedError(f"{type(self).__name__} gives no last-block keys")
-
-    def last_block_query_key(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, 3, H, W] -> q + k of the last block's attention [B, C, h, w], prefix tokens dropped (CorrCLIP). Only
-        the timm ViT families have them."""
-        raise NotImplementedError(f"{type(self).__name__} gives no last-block queries and keys")
+    def last_block_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x: [B, 3, H, W], the model's input as is (not resized) -> the last block's attention (q, k, v), each
+        [B, heads, d, h, w]: the block's own input projection split per head, with its query / key norms, unscaled,
+        prefix tokens (CLS, registers) dropped; patches row-major on the grid. For methods that read the VFM's
+        attention instead of its features (CASS its keys, CorrCLIP q + k), each computing what it reads in its own
+        folder. Only the timm ViT families (DINO, DINOv2, MAE) give it; `offers_last_block_qkv` says which do."""
+        raise NotImplementedError(f"{type(self).__name__} gives no last-block queries, keys and values")
 
     def grid_size(self, height: int, width: int, crop_size: int | None = None) -> tuple[int, int]:
         """The feature grid (h, w) for an input of height x width pixels."""
@@ -62,3 +60,8 @@ class VFMAdapter(nn.Module):
         self.eval()
         self.requires_grad_(False)
         return self
+
+
+def offers_last_block_qkv(vfm: nn.Module | None) -> bool:
+    """Whether `vfm` gives `last_block_qkv` (a VFM adapter that implements it), so a method can refuse it up front."""
+    return isinstance(vfm, VFMAdapter) and type(vfm).last_block_qkv is not VFMAdapter.last_block_qkv

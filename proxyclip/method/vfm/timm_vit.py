@@ -126,26 +126,18 @@ class TimmViTAdapter(VFMAdapter):
         tokens = m.norm(m.blocks(tokens))
         return tokens_to_map(tokens[:, m.num_prefix_tokens:], grid)
 
-    def last_block_keys(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, 3, H, W] -> the last block's attention keys [B, heads, d, H // p, W // p]: every block but the
-        last, then `attn.qkv(norm1(tokens))`'s key part per head (with `k_norm`, Identity in DINO / DINOv2 / MAE),
-        unscaled, prefix tokens dropped; patches row-major on the grid (CASS, proxyclip/methods/cass/README.md)."""
+    def last_block_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x: [B, 3, H, W] -> (q, k, v) of the last block's attention, each [B, heads, d, H // p, W // p]: every block
+        but the last, then `attn.qkv(norm1(tokens))` split per head, `q_norm` / `k_norm` applied (Identity in DINO /
+        DINOv2 / MAE), unscaled, prefix tokens dropped; patches row-major on the grid (the base class's contract)."""
         qkv, (gh, gw) = self._last_qkv(x)
         attn = self.model.blocks[-1].attn
-        b = qkv.shape[0]
-        keys = attn.k_norm(qkv[:, :, 1].transpose(1, 2))[:, :, self.model.num_prefix_tokens:]   # [B, heads, gh*gw, d]
-        return keys.transpose(2, 3).reshape(b, attn.num_heads, attn.head_dim, gh, gw)
-
-    def last_block_query_key(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, 3, H, W] -> q + k of the last block's attention, heads concatenated, [B, C, H // p, W // p]: the
-        sum CorrCLIP reads from a hook on DINO's last `attn.qkv` (corrclip_segmentor.py:88-89, 104-112), unscaled, with
-        `q_norm` / `k_norm` (Identity in DINO), prefix tokens dropped (proxyclip/methods/corrclip/README.md)."""
-        qkv, (gh, gw) = self._last_qkv(x)
-        attn = self.model.blocks[-1].attn
-        b, n = qkv.shape[:2]
-        q, k = (norm(qkv[:, :, i].transpose(1, 2)).transpose(1, 2).reshape(b, n, -1)
-                for i, norm in ((0, attn.q_norm), (1, attn.k_norm)))
-        return tokens_to_map((q + k)[:, self.model.num_prefix_tokens:], (gh, gw))
+        b, prefix = qkv.shape[0], self.model.num_prefix_tokens
+        # the norms act per token and per head, so dropping the prefix after them changes no value
+        q, k, v = (norm(qkv[:, :, i].transpose(1, 2))[:, :, prefix:]                  # [B, heads, gh*gw, d]
+                   .transpose(2, 3).reshape(b, attn.num_heads, attn.head_dim, gh, gw)
+                   for i, norm in ((0, attn.q_norm), (1, attn.k_norm), (2, nn.Identity())))
+        return q, k, v
 
     def _last_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """x: [B, 3, H, W] -> (the last block's `attn.qkv(norm1(tokens))` [B, prefix + gh*gw, 3, heads, d], grid)."""

@@ -18,7 +18,7 @@ from torch import nn
 
 from proxyclip.errors import ProxyCLIPError
 from .ops import adjust_text, cass_vfm_pixels, range_match, spectral_blend, text_clusters
-from proxyclip.method.vfm.base import VFMAdapter
+from proxyclip.method.vfm.base import offers_last_block_qkv
 from proxyclip.method.clip_tower import embed_tokens, linear_for, merge_heads, project, run_blocks, scale_of, split_heads
 from proxyclip.method.last_block.base import LAST_BLOCKS, Crops, LastBlock
 from proxyclip.method.gaussian_neighbourhood import gaussian_neighbourhood
@@ -88,7 +88,7 @@ class SpectralObjectContext(LastBlock):
         blocks = getattr(getattr(vfm, "model", None), "blocks", None)
         last = getattr(blocks[-1], "attn", None) if blocks is not None else None
         vfm_heads = (last.num_heads, last.head_dim) if hasattr(last, "head_dim") else None
-        if vfm_heads is None or type(vfm).last_block_keys is VFMAdapter.last_block_keys:
+        if vfm_heads is None or not offers_last_block_qkv(vfm):
             raise ProxyCLIPError(f"The cass method reads the VFM's last-block attention keys, which {type(vfm).__name__} "
                                  "does not give: use a timm ViT VFM (dino_vitb8, the original's; dino_*, dinov2_*, mae_*).")
         if vfm_heads != clip_heads:
@@ -100,9 +100,11 @@ class SpectralObjectContext(LastBlock):
 
     def vfm_features(self, vfm: nn.Module, x: torch.Tensor, statistics: tuple[torch.Tensor, ...],
                      crop_size: int | None) -> torch.Tensor:
-        """CASS's own VFM input (`cass_vfm_pixels`) -> the last block's keys [B, heads, d, m/p, m/p]."""
+        """CASS's own VFM input (`cass_vfm_pixels`) -> the last block's keys [B, heads, d, m/p, m/p] (clip/model.py:
+        315-333: `qkv[1]` per head without CLS, unscaled)."""
         pixels = cass_vfm_pixels(x, statistics[2], statistics[3])
-        return vfm.last_block_keys(pixels.to(next(vfm.parameters()).dtype))
+        _, keys, _ = vfm.last_block_qkv(pixels.to(next(vfm.parameters()).dtype))
+        return keys
 
     def reduced(self, block: nn.Module, tokens: torch.Tensor, grid: tuple[int, int], lin, keys: torch.Tensor) -> torch.Tensor:
         """tokens [B, 1 + N, W] entering the last block, keys [B, H, d, gh', gw'] the VFM's -> [B, N, W]

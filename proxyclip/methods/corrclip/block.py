@@ -21,12 +21,12 @@ from torch import nn
 
 from proxyclip.errors import ProxyCLIPError
 from proxyclip.method.clip_tower import embed_tokens, in_dtype_of
-from .ops import PAD_REGION, merge_regions, nearest, region_vote, scope_attention, semantic_attention_mask, \
-    spatial_blocks
+from .ops import PAD_REGION, merge_regions, nearest, query_plus_key, region_vote, scope_attention, \
+    semantic_attention_mask, spatial_blocks
 from proxyclip.method.pixel_statistics import vfm_input
 from .sam2_masks import mask_path, read_instance_mask
 from proxyclip.method.sliding_window import Window, pad_to_multiple, sliding_windows
-from proxyclip.method.vfm.base import VFMAdapter
+from proxyclip.method.vfm.base import offers_last_block_qkv
 from proxyclip.method.last_block.base import LAST_BLOCKS, Crops, ImageSource, LastBlock
 
 MASK_SOURCES = (
@@ -100,7 +100,7 @@ class CorrCLIPBlock(LastBlock):
         self._generator: list = []        # SAM2, built on first use; not a submodule (no state_dict keys)
 
     def check_encoders(self, visual: nn.Module, vfm: nn.Module | None) -> None:
-        if vfm is None or type(vfm).last_block_query_key is VFMAdapter.last_block_query_key:
+        if not offers_last_block_qkv(vfm):
             raise ProxyCLIPError(f"The corrclip method reads q + k of the VFM's last attention block, which "
                                  f"{type(vfm).__name__} does not give: use a timm ViT VFM (dino_vitb8, the original's; "
                                  "dino_*, dinov2_*, mae_*).")
@@ -197,7 +197,8 @@ class CorrCLIPBlock(LastBlock):
                      crop_size: int | None) -> torch.Tensor:
         """ProxyCLIP's VFM input (S:96: unnormalise CLIP's, normalise DINO's) -> q + k [B, C, gh, gw]."""
         pixels = vfm_input(x, *statistics)
-        return vfm.last_block_query_key(pixels.to(next(vfm.parameters()).dtype))
+        q, k, _ = vfm.last_block_qkv(pixels.to(next(vfm.parameters()).dtype))
+        return query_plus_key(q, k)
 
     def features(self, visual: nn.Module, pixels: torch.Tensor, qk: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
         """pixels [1, 3, Hp, Wp], qk [C, gh, gw] DINO's q + k, regions [Hp, Wp] -> patch features [gh*gw, D] (not

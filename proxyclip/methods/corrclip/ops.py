@@ -1,5 +1,6 @@
 """CorrCLIP's operations on region masks (Zhang et al., ICCV 2025, github zdk258/CorrCLIP, folder CorrCLIPv1;
-proxyclip/methods/corrclip/README.md): mask merging, scope reconstruction, the semantic branch's attention mask, the vote.
+proxyclip/methods/corrclip/README.md): DINO's q + k, mask merging, scope reconstruction, the semantic branch's attention
+mask, the vote.
 
 A region mask is an int64 map [H, W] of region ids; its smallest value is the union of the unsegmented pixels
 (corrclip_segmentor.py:275-276, whatever that value is: 0 for SAM2's masks, the smallest id in a crop without
@@ -14,6 +15,12 @@ import torch.nn.functional as F
 PAD_REGION = 10000
 #: merged regions are renumbered from here (T:562, `cluster_v + 10000`)
 MERGED_BASE = 10000
+
+
+def query_plus_key(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The VFM's last-block q, k [B, heads, d, h, w] (`VFMAdapter.last_block_qkv`) -> q + k, heads concatenated,
+    [B, heads * d, h, w]: what the original's hook on DINO's last `attn.qkv` gives (S:88-89, S:104-112)."""
+    return (q + k).flatten(1, 2)
 
 
 def nearest(regions: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
