@@ -15,7 +15,6 @@ into `<output>/common/` with its own table (eval_protocols.py, docs/protocols.md
 """
 from __future__ import annotations
 
-import argparse
 import codecs
 import contextlib
 import copy
@@ -38,12 +37,12 @@ from typing import Any, Sequence
 from .cli import cli_main
 from .command_line import get
 from ..config_files import config_from_text, config_section
-from ..shipped_configs import find_config, packaged_configs
-from .common_protocol import no_common_protocol
+from ..shipped_configs import packaged_configs
 from .earlier_outputs import OVERWRITE_FLAG
+from .eval_all_options import build_parser, checked_datasets, checked_models
 from .protocols import DEFAULT_METHOD, RECORD
-from .eval_protocols import CHOICES, HELP as PROTOCOL_HELP, protocol_runs, refuse_common_setting
-from .summary_table import BENCHMARKS, write_summary
+from .eval_protocols import protocol_runs
+from .summary_table import BENCHMARKS, write_summary  # noqa: F401 - eval_all.BENCHMARKS stays importable
 from .weights import weights_provenance
 
 # Resolved-config keys that say where results go or how the work is spread, never what is computed: the hash
@@ -163,6 +162,41 @@ def shipped_preset(model: Path, passthrough: Sequence[str], data_config: Path | 
     return model.stem if all(key in VOLATILE for key in keys) else None
 
 
+def benchmark_command(name: str, root: Path | None, model: Path, out_dir: Path, data_config: Path | None) -> list[str]:
+    """`proxyclip test` on one benchmark (or the dataset of `data_config`) into `out_dir`, before the passed-through
+    options."""
+    data = ["--config", str(packaged_configs() / f"{name}.yaml")] if data_config is None else ["--data", str(data_config)]
+    # the model replaces the benchmark config's model, and the CLI adds the method's own values (protocols.py), as it
+    # does for `proxyclip test`
+    return [sys.executable, "-m", "proxyclip.commands.cli", "test", *data, "--model", str(model),
+            *(["--data.init_args.root", str(root)] if root is not None else []), "--model.output_dir", str(out_dir),
+            "--trainer.default_root_dir", str(out_dir), "--trainer.logger", "false"]
+
+
+def finished_status(out_dir: Path, digest: str, overwrite: bool) -> str | None:
+    """skipped when `out_dir` holds the finished results of this config, kept when of another config and `overwrite`
+    is False; None when the benchmark is to run."""
+    run_file = out_dir / "run.json"
+    old = json.loads(run_file.read_text()) if run_file.is_file() else {}
+    # finished: metrics.json of a run that did not fail (without run.json, of a run eval_all did not start)
+    finished = (out_dir / "metrics.json").is_file() and old.get("status", "ok") == "ok"
+    if finished and old.get("config_hash") == digest:
+        return "skipped"
+    if finished and not overwrite:
+        return (f"kept: {out_dir} holds the finished results of another config; add {OVERWRITE_FLAG} (eval_all's) to "
+                "replace them, or choose another --output")
+    return None
+
+
+def run_test(name: str, cmd: list[str], out_dir: Path) -> tuple[str, float]:
+    """(ok or failed with its line, seconds) of running `cmd`, announced first."""
+    print(f"[eval_all] {name}: {shlex.join(cmd)}", flush=True)
+    start = time.perf_counter()
+    code, log = run_streaming(cmd)
+    status = "ok" if code == 0 and (out_dir / "metrics.json").is_file() else f"failed: {one_line(log)}"
+    return status, time.perf_counter() - start
+
+
 def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrough: list[str],
              data_config: Path | None = None, overwrite: bool = False) -> str:
     """Evaluate one benchmark (or the dataset of `data_config`, its root from that config when `root` is None)
@@ -173,12 +207,7 @@ def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrou
     record: dict[str, Any] = {"benchmark": name, "setting": out_dir.parent.name,
                               "preset": shipped_preset(model, passthrough, data_config), "host": platform.node(),
                               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    data = ["--config", str(packaged_configs() / f"{name}.yaml")] if data_config is None else ["--data", str(data_config)]
-    # the model replaces the benchmark config's model, and the CLI adds the method's own values (protocols.py), as it
-    # does for `proxyclip test`
-    cmd = [sys.executable, "-m", "proxyclip.commands.cli", "test", *data, "--model", str(model),
-           *(["--data.init_args.root", str(root)] if root is not None else []), "--model.output_dir", str(out_dir),
-           "--trainer.default_root_dir", str(out_dir), "--trainer.logger", "false"]
+    cmd = benchmark_command(name, root, model, out_dir, data_config)
     code, printed, errors = resolved_config([*cmd[3:], *passthrough])
     config = config_from_text(printed, "printed by --print_config") if code == 0 else {}
     method = get(config, "model.segmentor.init_args.method") or DEFAULT_METHOD
@@ -191,118 +220,100 @@ def evaluate(name: str, root: Path | None, model: Path, out_dir: Path, passthrou
     else:
         weights = weights_provenance(config["model"]["segmentor"]["init_args"])
         digest = config_hash(config, weights)
-        old = json.loads(run_file.read_text()) if run_file.is_file() else {}
-        # finished: metrics.json of a run that did not fail (without run.json, of a run eval_all did not start)
-        finished = (out_dir / "metrics.json").is_file() and old.get("status", "ok") == "ok"
-        if finished and old.get("config_hash") == digest:
-            return "skipped"
-        if finished and not overwrite:
-            return (f"kept: {out_dir} holds the finished results of another config; add {OVERWRITE_FLAG} (eval_all's) to "
-                    "replace them, or choose another --output")
+        finished = finished_status(out_dir, digest, overwrite)
+        if finished is not None:
+            return finished
         # what an earlier run left here is replaced: another config's results (eval_all's --overwrite), or no result
         cmd += [OVERWRITE_FLAG] if out_dir.is_dir() else []
         cmd += passthrough
-        print(f"[eval_all] {name}: {shlex.join(cmd)}", flush=True)
-        start = time.perf_counter()
-        code, log = run_streaming(cmd)
-        status = "ok" if code == 0 and (out_dir / "metrics.json").is_file() else f"failed: {one_line(log)}"
+        status, elapsed = run_test(name, cmd, out_dir)
         record.update(config_hash=digest, config=config, versions=versions(), weights=weights,
-                      elapsed_s=time.perf_counter() - start, command=shlex.join(cmd))
+                      elapsed_s=elapsed, command=shlex.join(cmd))
     out_dir.mkdir(parents=True, exist_ok=True)
     run_file.write_text(json.dumps({"status": status, **record}, indent=2, default=str))
     return status
 
 
+def benchmark_root(name: str, custom: dict[str, Path], overrides: dict[str, str], data_root: str) -> Path | None:
+    """Where the dataset's layout folder is: --root's path, else a benchmark's default under --data-root; None for a
+    dataset config without --root (its root comes from its config)."""
+    if name in custom:
+        return Path(overrides[name]).expanduser().resolve() if name in overrides else None
+    return Path(overrides.get(name) or Path(data_root) / default_root(name)).expanduser().resolve()
+
+
+def evaluate_or_record(name: str, root: Path | None, model: Path, out_dir: Path, passthrough: list[str],
+                       data_config: Path | None, overwrite: bool) -> str:
+    """evaluate(), its unexpected error turned into a `failed` status written to run.json (one broken benchmark must
+    not stop the others); a Ctrl-C is raised on."""
+    try:
+        return evaluate(name, root, model, out_dir, passthrough, data_config, overwrite)
+    except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
+        status = f"failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "run.json").write_text(json.dumps({"status": status, "benchmark": name}, indent=2))
+        return status
+
+
+def write_summaries(runs: list[tuple[str, Path, list[str]]], output: Path, models: list[Path]) -> None:
+    """Each protocol's table in its folder, printed with the line that says where it is."""
+    for protocol, folder, _ in runs:
+        folder.mkdir(parents=True, exist_ok=True)
+        title = f"[eval_all] the {protocol} protocol\n" if folder != output or len(runs) > 1 else ""
+        print(title + write_summary(folder, [model.stem for model in models], protocol)
+              + f"\n[eval_all] summary written to {folder}/ (summary.md, summary.csv, summary.json)")
+
+
+def status_groups(statuses: dict[str, str], one_setting: bool) -> list[list[str]]:
+    """The runs that failed, were missing, unsupported and kept, by their key (by their benchmark alone when one
+    setting ran)."""
+    groups = [[n for n, s in statuses.items() if s.startswith(prefix)] for prefix in ("failed", "missing", "unsupported", "kept")]
+    if one_setting:                       # one setting: name the benchmarks alone
+        groups = [[n.split(" / ")[1] for n in group] for group in groups]
+    return groups
+
+
+def final_line(statuses: dict[str, str], one_setting: bool, allow_missing: bool) -> tuple[str, int]:
+    """(the closing line: how many benchmarks have numbers and which did not, the exit code): 1 when one failed or
+    was kept, or was missing without --allow-missing."""
+    failed, missing, unsupported, kept = status_groups(statuses, one_setting)
+    counted = len([s for s in statuses.values() if not s.startswith("unsupported")])
+    done = counted - len(failed) - len(missing) - len(kept)
+    code = 1 if failed or kept or (missing and not allow_missing) else 0
+    return (f"[eval_all] {done} of {counted} benchmarks have numbers"
+            + (f"; failed: {', '.join(failed)}" if failed else "") + (f"; missing: {', '.join(missing)}" if missing else "")
+            + (" (allowed by --allow-missing)" if missing and allow_missing and not failed and not kept else "")
+            + (f"; kept (another config's results, not replaced): {', '.join(kept)}" if kept else "")
+            + (f"; not defined by their method: {', '.join(unsupported)}" if unsupported else "")
+            + f"; exit code {code}"), code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `proxyclip-eval-all` (`python -m proxyclip.eval_all`); returns the exit code (1 when a benchmark failed)."""
-    parser = argparse.ArgumentParser(prog="proxyclip-eval-all", allow_abbrev=False,
-                                     description=__doc__.split("\n\n")[0],
-                                     epilog="Other arguments (e.g. --trainer.devices 8) are passed to `main.py test`.")
-    parser.add_argument("--model", nargs="+", default=["configs/model/default.yaml"],
-                        help="model configs, one setting (a row of the table) each, named by the file's stem; another "
-                             "method's (e.g. configs/model/sclip_vitb16.yaml) runs each benchmark with that method's own "
-                             "values (configs/<method>/<benchmark>.yaml)")
-    parser.add_argument("--datasets", nargs="+", default=["all"],
-                        help=f"benchmarks, or all: {' '.join(BENCHMARKS)}; or dataset configs (path/to/my_dataset.yaml, "
-                             "README 'Add a dataset'), named by the file's stem, their root from the config or --root")
-    parser.add_argument("--data-root", default="data", help="folder holding the datasets' layout folders (e.g. VOCdevkit/VOC2012)")
-    parser.add_argument("--root", action="append", nargs="+", default=[], metavar="NAME=PATH",
-                        help="benchmarks' roots instead of the defaults: one or more NAME=PATH (the option may be repeated)")
-    parser.add_argument("--output", default="outputs/eval_all", help="results folder: <output>/<setting>/<benchmark>/")
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="exit 0 although some requested benchmarks have no dataset folder (they show as missing)")
-    parser.add_argument(OVERWRITE_FLAG, action="store_true",
-                        help="run a benchmark whose folder holds the finished results of another config (another model "
-                             "file or other options), replacing them; without it such a benchmark is not run and shows "
-                             "as kept (results of this same config are skipped either way, and an earlier failed run is "
-                             "always run again)")
-    parser.add_argument("--protocol", choices=CHOICES, default="original", help=PROTOCOL_HELP)
+    parser = build_parser(__doc__.split("\n\n")[0])
     args, passthrough = parser.parse_known_args(argv)
-    args.root = [pair for pairs in args.root for pair in pairs]   # --root a=X b=Y, --root a=X --root b=Y: the same
-    names = list(BENCHMARKS) if args.datasets == ["all"] else args.datasets
-    custom = {Path(n).stem: Path(n).expanduser().resolve() for n in names if n.endswith((".yaml", ".yml"))}
-    names = [Path(n).stem if n.endswith((".yaml", ".yml")) else n for n in names]
-    overrides = dict(item.split("=", 1) for item in args.root if "=" in item)
-    unknown = [n for n in [*names, *overrides] if n not in BENCHMARKS and n not in custom] + [i for i in args.root if "=" not in i]
-    if unknown:
-        parser.error(f"unknown benchmark or bad --root: {', '.join(unknown)}; benchmarks are {', '.join(BENCHMARKS)}, "
-                     "or give a dataset config (path/to/my_dataset.yaml)")
-    clashes = [f"{path} does not exist" for path in custom.values() if not path.is_file()]
-    clashes += [f"{path} would share the column {name} with the benchmark" for name, path in custom.items() if name in BENCHMARKS]
-    if clashes or len(set(names)) < len(names):
-        parser.error("; ".join(clashes) or f"a dataset is named twice in --datasets: {' '.join(names)}")
-    models = [find_config(m).resolve() for m in args.model]
-    for given, model in zip(args.model, models):
-        if not model.is_file():
-            parser.error(f"model config '{given}' does not exist")
-    if refuse_common_setting(models):
-        parser.error(refuse_common_setting(models))
-    if args.protocol != "original" and custom:       # as `proxyclip test --protocol common` refuses it, before any run
-        parser.error(no_common_protocol(", ".join(f"{name} ({path})" for name, path in custom.items()), args.protocol))
+    names, custom, overrides = checked_datasets(parser, args)
+    models = checked_models(parser, args, custom)
     output = Path(args.output).expanduser().resolve()
     statuses: dict[str, str] = {}
     runs = protocol_runs(args.protocol, output)
     for (protocol, folder, asks), model in [(run, model) for run in runs for model in models]:
         for name in names:
             key = f"{model.stem} / {name}" + (f" ({protocol})" if len(runs) > 1 else "")
-            if name in custom:      # its root from its config, unless --root names it
-                root = Path(overrides[name]).expanduser().resolve() if name in overrides else None
-            else:
-                root = Path(overrides.get(name) or Path(args.data_root) / default_root(name)).expanduser().resolve()
+            root = benchmark_root(name, custom, overrides, args.data_root)
             try:
-                status = evaluate(name, root, model, folder / model.stem / name, [*asks, *passthrough],
-                                  custom.get(name), args.overwrite)
+                status = evaluate_or_record(name, root, model, folder / model.stem / name, [*asks, *passthrough],
+                                            custom.get(name), args.overwrite)
             except KeyboardInterrupt:
                 where = name if len(models) == 1 else f"{model.stem} / {name}"
                 print(f"[eval_all] interrupted at {where}; run the same command again to resume "
                       "(finished benchmarks are kept and skipped)", file=sys.stderr, flush=True)
                 return 130
-            except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
-                status = f"failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
-                (folder / model.stem / name).mkdir(parents=True, exist_ok=True)
-                (folder / model.stem / name / "run.json").write_text(json.dumps({"status": status, "benchmark": name}, indent=2))
             statuses[key] = status
             print(f"[eval_all] {key}: {status}", flush=True)
-    for protocol, folder, _ in runs:
-        folder.mkdir(parents=True, exist_ok=True)
-        title = f"[eval_all] the {protocol} protocol\n" if folder != output or len(runs) > 1 else ""
-        print(title + write_summary(folder, [model.stem for model in models], protocol)
-              + f"\n[eval_all] summary written to {folder}/ (summary.md, summary.csv, summary.json)")
-    failed = [n for n, s in statuses.items() if s.startswith("failed")]
-    missing = [n for n, s in statuses.items() if s.startswith("missing")]
-    unsupported = [n for n, s in statuses.items() if s.startswith("unsupported")]
-    kept = [n for n, s in statuses.items() if s.startswith("kept")]
-    if len(models) == 1:                       # one setting: name the benchmarks alone
-        failed, missing, unsupported, kept = ([n.split(" / ")[1] for n in group] for group in (failed, missing, unsupported, kept))
-    statuses = {n: s for n, s in statuses.items() if not s.startswith("unsupported")}
-    done = len(statuses) - len(failed) - len(missing) - len(kept)
-    code = 1 if failed or kept or (missing and not args.allow_missing) else 0
-    print(f"[eval_all] {done} of {len(statuses)} benchmarks have numbers"
-          + (f"; failed: {', '.join(failed)}" if failed else "") + (f"; missing: {', '.join(missing)}" if missing else "")
-          + (" (allowed by --allow-missing)" if missing and args.allow_missing and not failed and not kept else "")
-          + (f"; kept (another config's results, not replaced): {', '.join(kept)}" if kept else "")
-          + (f"; not defined by their method: {', '.join(unsupported)}" if unsupported else "")
-          + f"; exit code {code}", flush=True)
+    write_summaries(runs, output, models)
+    line, code = final_line(statuses, len(models) == 1, args.allow_missing)
+    print(line, flush=True)
     return code
 
 
