@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..config_files import read_config
 from ..method.last_block import LAST_BLOCKS, method_folder
+from ..method.last_block.discovery import method_presets
 from ..shipped_configs import packaged_configs
 
 #: The benchmarks' config names, as datamodules.DATAMODULES and eval_all.BENCHMARKS name them (tests/test_published.py
@@ -40,8 +42,25 @@ def published_files() -> dict[str, Path]:
 
 
 def preset_names() -> list[str]:
-    """The stems of the shipped model presets (configs/model/*.yaml)."""
-    return sorted(p.stem for p in (packaged_configs() / "model").glob("*.yaml"))
+    """The stems of the model presets: the shipped ones (configs/model/*.yaml) and every registered method's own
+    (presets/*.yaml in its folder, a distribution's method too)."""
+    return sorted({p.stem for p in (packaged_configs() / "model").glob("*.yaml")} | set(method_presets()))
+
+
+def preset_file(name: str) -> Path | None:
+    """The file of the preset `name`: configs/model/<name>.yaml, else the presets/<name>.yaml of a registered
+    method's folder (a distribution's method); None for a name that is no preset."""
+    shipped = packaged_configs() / "model" / f"{name}.yaml"
+    return shipped if shipped.is_file() else method_presets().get(name)
+
+
+def published_file_name(method: str) -> str:
+    """The method's published.yaml as a results table names it: proxyclip/methods/<method>/published.yaml for a
+    shipped method, the file's path for a distribution's."""
+    path = method_folder(method) / "published.yaml"
+    shipped = Path(str(resources.files("proxyclip"))) / "methods"
+    return Path("proxyclip", "methods", method, path.name).as_posix() \
+        if path.parent.parent.resolve() == shipped.resolve() else str(path)
 
 
 def load_published(folder: str | Path | None = None) -> dict[str, dict[str, Any]]:

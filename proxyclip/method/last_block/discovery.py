@@ -22,6 +22,7 @@ from .base import LAST_BLOCKS
 
 SHIPPED = "proxyclip.methods"     # the package whose subfolders are the shipped methods
 ENTRY_POINTS = "proxyclip.methods"  # the entry-point group of methods other distributions add
+_FOLDERS: set[str] = set()          # the modules imported as method folders (shipped subpackages, entry points)
 
 
 def load_methods() -> None:
@@ -29,9 +30,11 @@ def load_methods() -> None:
     shipped = importlib.import_module(SHIPPED)
     for info in pkgutil.iter_modules(shipped.__path__):
         if info.ispkg:
+            _FOLDERS.add(f"{SHIPPED}.{info.name}")
             importlib.import_module(f"{SHIPPED}.{info.name}")
     for point in sorted(entry_points(group=ENTRY_POINTS), key=lambda p: p.name):
         try:
+            _FOLDERS.add(point.module)
             point.load()
         except Exception as exc:   # a broken plugin is named, with its fix; the shipped methods are not hidden by it
             raise ProxyCLIPError(
@@ -42,6 +45,22 @@ def load_methods() -> None:
 
 
 def method_folder(method: str) -> Path:
-    """The folder of a registered method (where its protocol/, presets/, published.yaml and README.md are)."""
-    block = LAST_BLOCKS.lookup(method)
-    return Path(sys.modules[block.__module__].__file__).parent
+    """The folder of a registered method (where its protocol/, presets/, published.yaml and README.md are): the
+    method folder (shipped or an entry point's module) that holds the module defining its block, so that a block
+    may live in a subpackage of its folder; a block registered from anywhere else, its own module's folder."""
+    module = LAST_BLOCKS.lookup(method).__module__
+    owners = [name for name in _FOLDERS if module == name or module.startswith(f"{name}.")]
+    folder = sys.modules[max(owners, key=len) if owners else module]
+    if folder.__file__ is None:              # a namespace package (a folder without __init__.py)
+        return Path(next(iter(folder.__path__)))
+    return Path(folder.__file__).parent
+
+
+def method_presets() -> dict[str, Path]:
+    """{preset name: its file} for the presets/*.yaml of every registered method's folder (a distribution's too);
+    the shipped ones are also configs/model/<name>.yaml."""
+    found: dict[str, Path] = {}
+    for method in LAST_BLOCKS:
+        for path in sorted((method_folder(method) / "presets").glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return found
