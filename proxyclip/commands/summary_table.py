@@ -80,6 +80,89 @@ def collect_published(output: Path) -> dict[str, dict[str, tuple[float, str]]]:
     return found
 
 
+def add_published(rows: list[dict[str, Any]], columns: list[str], published: dict[str, dict[str, tuple[float, str]]]) -> None:
+    """Each row's `published` key: {benchmark: mIoU, source, difference} for its measured cells that have one."""
+    # the published number beside a measured one, never in its place: only for a measured cell of a shipped preset run
+    # as it is (collect_published); its own key (JSON) / columns (CSV) / parenthesis (markdown)
+    for row in rows:
+        values = published.get(row["setting"], {})
+        row["published"] = {b: {"mIoU": values[b][0], "source": values[b][1], "difference": row["mIoU"][b] - values[b][0]}
+                            for b in columns if b in values
+                            and isinstance(row["mIoU"].get(b), float) and not math.isnan(row["mIoU"][b])}
+
+
+def csv_row(row: dict[str, Any], columns: list[str], with_published: list[str]) -> list[Any]:
+    """One setting's summary.csv line: its cells, the published number and difference after each benchmark that has
+    one in some row, the averages and the cost; floats as repr, undefined ones empty."""
+    cells = []
+    for b in columns:
+        cells.append(row["mIoU"].get(b, ""))
+        if b in with_published:
+            entry = row["published"].get(b)
+            cells += [entry["mIoU"], entry["difference"]] if entry else ["", ""]
+    cells += [row[a] for a in AVERAGES] + run_cost.csv_cells(row["cost"])
+    return [row["setting"]] + ["" if v is None else repr(v) if isinstance(v, float) else v for v in cells]
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """summary.csv: a header, then one line per setting (csv_row)."""
+    with_published = [b for b in columns if any(b in row["published"] for row in rows)]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["setting"] + [c for b in columns for c in ([b, f"{b}_published", f"{b}_difference"]
+                                                                      if b in with_published else [b])] + list(AVERAGES)
+                        + list(run_cost.COLUMNS))
+        for row in rows:
+            writer.writerow(csv_row(row, columns, with_published))
+
+
+def markdown_value(value: float | str | None) -> str:
+    """A cell as summary.md shows it: two decimals, - when undefined, a long error cut short."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, float) and not math.isnan(value):
+        return f"{value:.2f}"
+    text = str(value)
+    if text.startswith("failed:") and len(text) > 100:  # a long error; the CSV/JSON and run.json keep all of it
+        text = text[:97] + "..."
+    return text.replace("|", "\\|")
+
+
+def markdown_cell(row: dict[str, Any], b: str) -> str:
+    """A benchmark's cell, with the published number and the difference in parentheses where there is one."""
+    entry = row["published"].get(b)
+    if entry is None:
+        return markdown_value(row["mIoU"].get(b))
+    shown = round(round(row["mIoU"][b], 2) - entry["mIoU"], 2) + 0.0   # the shown numbers' difference; no -0.00
+    return f"{markdown_value(row['mIoU'][b])} (published {entry['mIoU']!r}, {shown:+.2f})"
+
+
+def markdown_table(columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
+    """summary.md's table lines: the header, its alignment, one line per setting."""
+    lines = ["| setting | " + " | ".join([TITLES.get(b, b) for b in columns] + list(AVERAGES) + list(run_cost.TITLES)) + " |",
+             "|---|" + "---:|" * (len(columns) + len(AVERAGES) + len(run_cost.TITLES))]
+    return lines + ["| " + " | ".join([row["setting"]] + [markdown_cell(row, b) for b in columns]
+                                      + [markdown_value(row[a]) for a in AVERAGES]
+                                      + run_cost.markdown_cells(row["cost"])) + " |"
+                    for row in rows]
+
+
+def published_note(rows: list[dict[str, Any]]) -> str:
+    """What the parentheses mean and where each published number comes from; empty when no row has one."""
+    sourced = [row for row in rows if row["published"]]
+    if not sourced:
+        return ""
+    note = ("\nIn parentheses: the number published for that preset and benchmark (not measured here) and the "
+            "measured one's difference from it. The method's authors published it, unless its source says "
+            "\"as quoted by\" (their number in another repository's table) or \"as reproduced by\" (that "
+            "repository's own run); sources (proxyclip/methods/<method>/published.yaml):\n\n")
+    for row in sourced:
+        origin = method_of(row["setting"]) or {}
+        note += (f"- {row['setting']} ({origin.get('repository')}, proxyclip/methods/{origin.get('method')}/published.yaml): "
+                 + "; ".join(f"{TITLES.get(b, b)} {entry['source']}" for b, entry in row["published"].items()) + "\n")
+    return note
+
+
 def write_summary(output: Path, first: Sequence[str] = (), protocol: str = "original") -> str:
     """Write summary.md / .csv / .json and the pictures (pictures.py) into `output`, the settings named in `first`
     (this run's models, in their order) as the first rows, the folder's other settings after them; returns the
@@ -87,68 +170,15 @@ def write_summary(output: Path, first: Sequence[str] = (), protocol: str = "orig
     table = collect(output)
     order = [name for name in first if name in table] + [name for name in table if name not in first]
     columns, rows = summary_rows({name: table[name] for name in order})
-    # the published number beside a measured one, never in its place: only for a measured cell of a shipped preset run
-    # as it is (collect_published); its own key (JSON) / columns (CSV) / parenthesis (markdown)
-    published = collect_published(output)
-    for row in rows:
-        values = published.get(row["setting"], {})
-        row["published"] = {b: {"mIoU": values[b][0], "source": values[b][1], "difference": row["mIoU"][b] - values[b][0]}
-                            for b in columns if b in values
-                            and isinstance(row["mIoU"].get(b), float) and not math.isnan(row["mIoU"][b])}
-    with_published = [b for b in columns if any(b in row["published"] for row in rows)]
+    add_published(rows, columns, collect_published(output))
     costs, places = run_cost.collect_cost(output)      # what each setting cost: its own key, the last columns
     for row in rows:
         row["cost"] = costs.get(row["setting"])
     (output / "summary.json").write_text(json.dumps({"benchmarks": columns, "averages": AVERAGES, "rows": rows}, indent=2))
-    with open(output / "summary.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["setting"] + [c for b in columns for c in ([b, f"{b}_published", f"{b}_difference"]
-                                                                      if b in with_published else [b])] + list(AVERAGES)
-                        + list(run_cost.COLUMNS))
-        for row in rows:
-            cells = []
-            for b in columns:
-                cells.append(row["mIoU"].get(b, ""))
-                if b in with_published:
-                    entry = row["published"].get(b)
-                    cells += [entry["mIoU"], entry["difference"]] if entry else ["", ""]
-            cells += [row[a] for a in AVERAGES] + run_cost.csv_cells(row["cost"])
-            writer.writerow([row["setting"]] + ["" if v is None else repr(v) if isinstance(v, float) else v for v in cells])
-
-    def fmt(value: float | str | None) -> str:
-        if value is None or value == "":
-            return "-"
-        if isinstance(value, float) and not math.isnan(value):
-            return f"{value:.2f}"
-        text = str(value)
-        if text.startswith("failed:") and len(text) > 100:  # a long error; the CSV/JSON and run.json keep all of it
-            text = text[:97] + "..."
-        return text.replace("|", "\\|")
-
-    lines = ["| setting | " + " | ".join([TITLES.get(b, b) for b in columns] + list(AVERAGES) + list(run_cost.TITLES)) + " |",
-             "|---|" + "---:|" * (len(columns) + len(AVERAGES) + len(run_cost.TITLES))]
-    def cell(row: dict[str, Any], b: str) -> str:
-        entry = row["published"].get(b)
-        if entry is None:
-            return fmt(row["mIoU"].get(b))
-        shown = round(round(row["mIoU"][b], 2) - entry["mIoU"], 2) + 0.0   # the shown numbers' difference; no -0.00
-        return f"{fmt(row['mIoU'][b])} (published {entry['mIoU']!r}, {shown:+.2f})"
-
-    lines += ["| " + " | ".join([row["setting"]] + [cell(row, b) for b in columns] + [fmt(row[a]) for a in AVERAGES]
-                        + run_cost.markdown_cells(row["cost"])) + " |"
-              for row in rows]
+    write_csv(output / "summary.csv", columns, rows)
     markdown = f"mIoU (%), single scale, {PROTOCOL_LINES[protocol]}; avg8 over {', '.join(TITLES[b] for b in AVERAGES['avg8'])}.\n\n"
-    markdown += "\n".join(lines) + "\n" + run_cost.cost_note(costs, places)
-    sourced = [row for row in rows if row["published"]]
-    if sourced:
-        markdown += ("\nIn parentheses: the number published for that preset and benchmark (not measured here) and the "
-                     "measured one's difference from it. The method's authors published it, unless its source says "
-                     "\"as quoted by\" (their number in another repository's table) or \"as reproduced by\" (that "
-                     "repository's own run); sources (proxyclip/methods/<method>/published.yaml):\n\n")
-        for row in sourced:
-            origin = method_of(row["setting"]) or {}
-            markdown += (f"- {row['setting']} ({origin.get('repository')}, proxyclip/methods/{origin.get('method')}/published.yaml): "
-                         + "; ".join(f"{TITLES.get(b, b)} {entry['source']}" for b, entry in row["published"].items()) + "\n")
+    markdown += "\n".join(markdown_table(columns, rows)) + "\n" + run_cost.cost_note(costs, places)
+    markdown += published_note(rows)
     pictures = write_pictures(output, columns, rows, TITLES)
     markdown += f"\n{pictures}\n" if pictures else ""
     (output / "summary.md").write_text(markdown)
