@@ -69,6 +69,72 @@ def _option_path(key: str, option: str, subclass: bool) -> str:
     return f"{key}.init_args.{option}" if subclass and key == "data" else f"{key}.{option}"
 
 
+def _missing_file_paragraph(flat: str, key: str, hint: str) -> str | None:
+    missing = re.search(r"File does not exist: '([^']+)'", flat)
+    if not missing:
+        return None
+    path = missing.group(1)
+    return (f"The config file {path} does not exist (relative paths start at {Path.cwd()}). Give the path of a "
+            f"YAML file, e.g. configs/voc21.yaml for a benchmark or configs/model/default.yaml for --model.{hint}")
+
+
+def _unloadable_paragraph(flat: str, key: str, hint: str) -> str | None:
+    unloadable = re.search(r"Unable to load config '([^']+)'", flat)
+    if not unloadable:
+        return None
+    path = unloadable.group(1)
+    why = "does not exist" if not Path(path).expanduser().exists() else "is not a YAML config"
+    where = {"model": "configs/model/ (default.yaml, vitb16_dino_vitb8.yaml, ...)",
+             "data": "configs/data/ (voc21.yaml, ...)"}.get(key, "configs/")
+    return f"--{key or 'config'} {path} {why}. The shipped ones are in {where}.{hint}"
+
+
+def _rejected_option_paragraph(flat: str, key: str, hint: str) -> str | None:
+    rejected = re.search(r"(?:Option|Key) ['\"]([^'\"]+)['\"] is not (?:accepted|expected)", flat)
+    if not rejected:
+        return None
+    from ..method.method_options import method_option_owners
+
+    option = rejected.group(1).split(".")[-1]
+    class_path = re.search(r"class_path '([^']+)'", flat)
+    choices = _parameters(class_path.group(1)) if class_path else []
+    where = f"--{_option_path(key, option, class_path is not None)}"
+    owner = class_path.group(1).rsplit(".", 1)[-1] if class_path else (key or "the config")
+    close = _close(option, choices)
+    if not close and key.endswith("segmentor"):             # a method's own option, e.g. bata: beta
+        close = _close(option, list(method_option_owners()))
+        close = close and (f"{close[:-1]} (a method's own option, given as --model.segmentor.method_kwargs "
+                           f"'{{NAME: VALUE}}')?")
+    return f"{where} is not an option of {owner}.{close}{hint}"
+
+
+def _wrong_type_paragraph(flat: str, key: str, hint: str) -> str | None:
+    expected = sorted(set(re.findall(r"Expected a <class '(\w+)'>", flat)) - {"NoneType"})
+    given = re.search(r"(?:Given|Got) value: (\S+)", flat)
+    if not (expected and given):
+        return None
+    inner = re.findall(r'Parser key "([^"]+)"', flat)[-1]
+    where = _option_path(key, inner, "class_path" in flat) if inner != key else key
+    nullable = " (or null)" if "NoneType" in flat else ""
+    yaml_hint = (" Write it as quoted YAML with a space after each colon, e.g. --model.segmentor.method_kwargs "
+                 "'{beta: 1.0, gamma: 3.0}'." if where.endswith("method_kwargs") else "")
+    return f"--{where} {given.group(1)}: expected {' or '.join(expected)}{nullable}.{yaml_hint}{hint}"
+
+
+def _unknown_argument_paragraph(flat: str, key: str, hint: str) -> str | None:
+    unknown = re.search(r"unrecognized arguments: (\S+)", flat)
+    if not unknown:
+        return None
+    option = unknown.group(1)
+    return f"{option} is not an option.{_close(option, _known_options())}{hint}"
+
+
+# What argument_error_paragraph tries after the linked and moved options, in this order: the first that recognises
+# the message explains it.
+_EXPLAINERS = (_missing_file_paragraph, _unloadable_paragraph, _rejected_option_paragraph, _wrong_type_paragraph,
+               _unknown_argument_paragraph)
+
+
 def argument_error_paragraph(exc: BaseException) -> str | None:
     """One paragraph for a command-line or config mistake that jsonargparse reported, or None for anything else."""
     if not isinstance(exc, argparse.ArgumentError) and type(exc).__name__ != "ArgumentError":
@@ -82,48 +148,14 @@ def argument_error_paragraph(exc: BaseException) -> str | None:
     if linked:                                           # a value for an option the CLI sets from the data
         source, target = linked.group(2) or linked.group(3), linked.group(1) or linked.group(4)
         return link_target_paragraph(target, source)
-    from ..method.method_options import method_option_owners, moved_option_paragraph
+    from ..method.method_options import moved_option_paragraph
 
     moved = re.search(r"Option '(\w+)' is not accepted", flat)
     paragraph = moved_option_paragraph(moved.group(1)) if moved and "model.segmentor" in flat else None
     if paragraph:                                        # a method's own option, e.g. beta: before method_kwargs
         return paragraph
-    missing = re.search(r"File does not exist: '([^']+)'", flat)
-    if missing:
-        path = missing.group(1)
-        return (f"The config file {path} does not exist (relative paths start at {Path.cwd()}). Give the path of a "
-                f"YAML file, e.g. configs/voc21.yaml for a benchmark or configs/model/default.yaml for --model.{hint}")
-    unloadable = re.search(r"Unable to load config '([^']+)'", flat)
-    if unloadable:
-        path = unloadable.group(1)
-        why = "does not exist" if not Path(path).expanduser().exists() else "is not a YAML config"
-        where = {"model": "configs/model/ (default.yaml, vitb16_dino_vitb8.yaml, ...)",
-                 "data": "configs/data/ (voc21.yaml, ...)"}.get(key, "configs/")
-        return f"--{key or 'config'} {path} {why}. The shipped ones are in {where}.{hint}"
-    rejected = re.search(r"(?:Option|Key) ['\"]([^'\"]+)['\"] is not (?:accepted|expected)", flat)
-    if rejected:
-        option = rejected.group(1).split(".")[-1]
-        class_path = re.search(r"class_path '([^']+)'", flat)
-        choices = _parameters(class_path.group(1)) if class_path else []
-        where = f"--{_option_path(key, option, class_path is not None)}"
-        owner = class_path.group(1).rsplit(".", 1)[-1] if class_path else (key or "the config")
-        close = _close(option, choices)
-        if not close and key.endswith("segmentor"):             # a method's own option, e.g. bata: beta
-            close = _close(option, list(method_option_owners()))
-            close = close and (f"{close[:-1]} (a method's own option, given as --model.segmentor.method_kwargs "
-                               f"'{{NAME: VALUE}}')?")
-        return f"{where} is not an option of {owner}.{close}{hint}"
-    expected = sorted(set(re.findall(r"Expected a <class '(\w+)'>", flat)) - {"NoneType"})
-    given = re.search(r"(?:Given|Got) value: (\S+)", flat)
-    if expected and given:
-        inner = re.findall(r'Parser key "([^"]+)"', flat)[-1]
-        where = _option_path(key, inner, "class_path" in flat) if inner != key else key
-        nullable = " (or null)" if "NoneType" in flat else ""
-        yaml_hint = (" Write it as quoted YAML with a space after each colon, e.g. --model.segmentor.method_kwargs "
-                     "'{beta: 1.0, gamma: 3.0}'." if where.endswith("method_kwargs") else "")
-        return f"--{where} {given.group(1)}: expected {' or '.join(expected)}{nullable}.{yaml_hint}{hint}"
-    unknown = re.search(r"unrecognized arguments: (\S+)", flat)
-    if unknown:
-        option = unknown.group(1)
-        return f"{option} is not an option.{_close(option, _known_options())}{hint}"
+    for explain in _EXPLAINERS:
+        paragraph = explain(flat, key, hint)
+        if paragraph is not None:
+            return paragraph
     return flat + hint
