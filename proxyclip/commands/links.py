@@ -66,6 +66,28 @@ def _refusal(line: CommandLine, model_side: str, name: str, value: Any, data_sid
         f"{_show(data_value)}).")
 
 
+def _model_side_setter(line: CommandLine, steps: list[tuple[Argument, Any, Any, Any, Any]], target: str,
+                       value: Any) -> tuple[int, str]:
+    """(the index of the argument that set the model-side value, or len(steps) when none did, how it is shown)."""
+    setters = [i for i, step in enumerate(steps) if step[1] != step[2] and step[2] == value]
+    last = setters[-1] if setters else len(steps)      # the argument that set the model-side value
+    return last, line.text(steps[last][0]) if setters else f"--{target} {_show(value)}"
+
+
+def _refuse_data_side_conflicts(line: CommandLine, target: str, value: Any, source: str) -> None:
+    """Raise _refusal when the data side sets `source` in or after the argument that set the model side's `value`,
+    or sets it on purpose to another value."""
+    name = target[len(SEGMENTOR):]
+    steps = _history(line, name, source)
+    last, model_side = _model_side_setter(line, steps, target, value)
+    for i, (argument, _, _, data_before, data_after) in enumerate(steps):
+        changed = data_before != data_after
+        on_purpose = argument.key in (f"--data.{source}", f"--data.init_args.{source}") or (changed and not argument.is_file)
+        if (i >= last and changed) or (on_purpose and data_after != value):
+            when = " after it" if i > last else " in the same argument" if i == last else ""
+            raise _refusal(line, model_side, name, value, argument, data_after, source, when)
+
+
 def apply_model_side_links(line: CommandLine, config: Any, links: Mapping[str, str]) -> list[str]:
     """The data options that apply the linked segmentor values set on the model side (e.g.
     `--data.init_args.prob_thd=0.9`), to be added at the end of `line`; a ProxyCLIPError refuses a conflict.
@@ -82,15 +104,6 @@ def apply_model_side_links(line: CommandLine, config: Any, links: Mapping[str, s
             where = DATA_SIDE.get(source, f"the data config has no `{source}` option to carry it")
             raise ProxyCLIPError(f"The segmentor's {name} is given on the model side ({_show(value)}), but the CLI sets "
                                  f"it from the data config, so it would be replaced: {where}.")
-        steps = _history(line, name, source)
-        setters = [i for i, step in enumerate(steps) if step[1] != step[2] and step[2] == value]
-        last = setters[-1] if setters else len(steps)      # the argument that set the model-side value
-        model_side = line.text(steps[last][0]) if setters else f"--{target} {_show(value)}"
-        for i, (argument, _, _, data_before, data_after) in enumerate(steps):
-            changed = data_before != data_after
-            on_purpose = argument.key in (f"--data.{source}", f"--data.init_args.{source}") or (changed and not argument.is_file)
-            if (i >= last and changed) or (on_purpose and data_after != value):
-                when = " after it" if i > last else " in the same argument" if i == last else ""
-                raise _refusal(line, model_side, name, value, argument, data_after, source, when)
+        _refuse_data_side_conflicts(line, target, value, source)
         added.append(option(f"data.init_args.{source}", value))
     return added
