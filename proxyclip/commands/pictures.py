@@ -31,11 +31,17 @@ def bar_or_word(value: Any) -> float | str | None:
     return str(value).split(":", 1)[0].strip() or "?"
 
 
+def plotted_speeds(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(the rows with a positive images/s, {setting: its cost's images/s or None})."""
+    speeds = {row["setting"]: (row.get("cost") or {}).get("images_per_s") for row in rows}
+    plotted = [row for row in rows if isinstance(speeds[row["setting"]], (int, float)) and speeds[row["setting"]] > 0]
+    return plotted, speeds
+
+
 def cost_points(columns: Sequence[str], rows: Sequence[dict[str, Any]],
                 titles: dict[str, str]) -> tuple[list[tuple[str, float, float]], str] | str:
     """([(setting, images/s, average mIoU)], the average's name), or the reason no point can be drawn."""
-    speeds = {row["setting"]: (row.get("cost") or {}).get("images_per_s") for row in rows}
-    plotted = [row for row in rows if isinstance(speeds[row["setting"]], (int, float)) and speeds[row["setting"]] > 0]
+    plotted, speeds = plotted_speeds(rows)
     if not plotted:
         return "no setting has images/s (summary rows' cost)"
     if all(row.get("avg8") is not None for row in plotted):
