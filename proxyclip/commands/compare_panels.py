@@ -66,6 +66,23 @@ def _arrays(panels: Path) -> dict[str, Path]:
     return {path.stem: path for path in sorted(panels.glob("*.npz"))} if panels.is_dir() else {}
 
 
+def _image_picture(stem: str, arrays: dict[str, dict[str, Path]], measured: list[str], no_result: list[str],
+                   names: list[str], colours: np.ndarray, title: str) -> np.ndarray:
+    """One image's picture: the settings' predictions of the image's size beside its label, the others named in the
+    title with why they are not shown."""
+    having = [s for s in measured if stem in arrays[s]]
+    first = np.load(arrays[having[0]][stem])
+    image, label, ignore_index = first["image"], first["label"], int(first["ignore_index"])
+    predictions, other_size = [], []
+    for setting in having:
+        pred = np.load(arrays[setting][stem])["pred"]
+        (predictions if pred.shape == label.shape else other_size).append((setting, pred))
+    absent = ([f"{s} (no result)" for s in no_result] + [f"{s} (no panel)" for s in measured if s not in having]
+              + [f"{s} (another image size)" for s, _ in other_size])
+    title += f"; not shown: {', '.join(absent)}" if absent else ""
+    return methods_panel(image, label, predictions, names, ignore_index, colours, title)
+
+
 def write_compare_panels(output: Path, benchmarks: Sequence[str], rows: Sequence[dict[str, Any]],
                          titles: dict[str, str] | None = None) -> list[Path]:
     """Replace `output`/compare_panels/ with one picture per (benchmark, image) of the settings in `rows` (eval_all's
@@ -83,18 +100,8 @@ def write_compare_panels(output: Path, benchmarks: Sequence[str], rows: Sequence
         names = [row["name"] for row in metrics["per_class"]]
         colours = palette(len(names), metrics.get("dataset", ""))
         for stem in sorted({stem for found in arrays.values() for stem in found}):
-            having = [s for s in measured if stem in arrays[s]]
-            first = np.load(arrays[having[0]][stem])
-            image, label, ignore_index = first["image"], first["label"], int(first["ignore_index"])
-            predictions, other_size = [], []
-            for setting in having:
-                pred = np.load(arrays[setting][stem])["pred"]
-                (predictions if pred.shape == label.shape else other_size).append((setting, pred))
-            absent = ([f"{s} (no result)" for s in no_result] + [f"{s} (no panel)" for s in measured if s not in having]
-                      + [f"{s} (another image size)" for s, _ in other_size])
-            title = f"{(titles or {}).get(bench, bench)} {stem}"
-            title += f"; not shown: {', '.join(absent)}" if absent else ""
-            picture = methods_panel(image, label, predictions, names, ignore_index, colours, title)
+            picture = _image_picture(stem, arrays, measured, no_result, names, colours,
+                                     f"{(titles or {}).get(bench, bench)} {stem}")
             path = folder / bench / f"{stem}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(picture).save(path)
