@@ -23,6 +23,7 @@ from .earlier_outputs import (OVERWRITE_FLAG, OVERWRITE_HELP, earlier_outputs, p
 from .entry_points import BEFORE_THE_RUN, launch_rank, say_interrupted
 from .hardware import check_hardware
 from .interrupts import run_interruptibly
+from .listings import method_titles   # the help's lists of methods come from the registry (LAST_BLOCKS)
 from .messages import ALL_MESSAGES_FLAG, argument_error_paragraph, show_all_messages, quiet_third_party
 from .outputs import DEFAULT_ROOT, check_output_locations, route_outputs
 from .common_protocol import PROTOCOL, PROTOCOL_HELP, PROTOCOLS
@@ -56,7 +57,8 @@ _MOST_USED = [
     ("--config configs/<benchmark>.yaml", "a benchmark with the paper's default model (configs/voc21.yaml, ...)"),
     ("--data.init_args.root DIR", "the dataset folder (e.g. /data/VOCdevkit/VOC2012)"),
     ("--data.init_args.check true", "check every file of the dataset before the model is built"),
-    ("--model configs/model/<preset>.yaml", "another model (CLIP x VFM preset) or method (SCLIP, ..., CorrCLIP)"),
+    ("--model configs/model/<preset>.yaml", "another model (CLIP x VFM preset) or method ("
+                                            f"{', '.join(method_titles(baselines_only=True))})"),
     ("--model.segmentor.method_kwargs '{...}'", "the method's own options, e.g. '{beta: 1.0}' for ProxyCLIP (every "
                                                 "method's: --model.segmentor.help TrainingFreeSegmentor)"),
     ("--protocol original|common", "test only: each method's own per-benchmark values (original, the default) or one "
@@ -67,8 +69,8 @@ _MOST_USED = [
     ("--overwrite", "replace the results of an earlier run in that folder (without it, such a folder is refused)"),
     (ALL_MESSAGES_FLAG, "also Lightning's notices and third-party warnings"),
 ]
-DESCRIPTION = ("proxyclip: training-free open-vocabulary semantic segmentation (ProxyCLIP, and the SCLIP, ClearCLIP, "
-               "NACLIP, ResCLIP, SC-CLIP, CASS, Trident and CorrCLIP baselines). `proxyclip test --config configs/voc21.yaml --data.init_args.root DIR` evaluates a "
+DESCRIPTION = ("proxyclip: training-free open-vocabulary semantic segmentation (ProxyCLIP, and the "
+               f"{', '.join(method_titles(baselines_only=True))} baselines). `proxyclip test --config configs/voc21.yaml --data.init_args.root DIR` evaluates a "
                "benchmark; `proxyclip predict --config configs/demo.yaml` segments your own images. The shipped configs "
                "are found by their README names (configs/..., configs/model/..., configs/data/...) from any folder; a "
                "local file of the same path wins. `proxyclip test --help` lists every option.")

@@ -1,6 +1,6 @@
 """Each method's own per-benchmark values (configs/<method>/<benchmark>.yaml), added to a run that asks for the method.
 
-A benchmark config (configs/voc21.yaml) carries ProxyCLIP's protocol. Another method (SCLIP, ClearCLIP, NACLIP, ResCLIP, SC-CLIP, CASS, Trident, CorrCLIP) runs
+A benchmark config (configs/voc21.yaml) carries ProxyCLIP's protocol. Every other method (`LAST_BLOCKS`) runs
 the same benchmark with its own vocabulary, resize, crops and thresholds, which its repository sets per benchmark:
 
     proxyclip test --config configs/voc21.yaml --model configs/model/sclip_vitb16.yaml

@@ -30,8 +30,8 @@ from .vfm import build_vfm
 
 class TrainingFreeSegmentor(nn.Module):
     """Training-free open-vocabulary segmentation by CLIP whose last block is the `method`'s, no trained weights:
-    ProxyCLIP's (CLIP's values attended with a VFM's patch similarities, docs/method.md §1–§6), or SCLIP's, ClearCLIP's
-    or NACLIP's, each without a VFM (proxyclip/methods/<method>/README.md).
+    ProxyCLIP's (CLIP's values attended with a VFM's patch similarities, docs/method.md §1–§6) or another registered
+    method's (`method` below lists them all; proxyclip/methods/<method>/README.md).
 
     Args:
         clip_model: open_clip model name (ViT-B-16, ViT-L-14, ViT-H-14, ...), a model-config JSON file, or the model
@@ -47,7 +47,8 @@ class TrainingFreeSegmentor(nn.Module):
             over the preset's. <method options>. On the command line: --model.segmentor.method_kwargs '{beta: 1.0,
             gamma: 3.0}'.
         vfm: registered VFM name (`proxyclip.method.vfm.list_vfms()`), e.g. dino_vitb8, dinov2_vitb14_reg, sam_vit_b,
-            mae_vit_base; null: the method's default (dino_vitb8 for proxyclip, cass and corrclip). Refused for methods without a VFM.
+            mae_vit_base; null: the method's default (its last block's `default_vfm`: dino_vitb8 for proxyclip).
+            Refused for methods without a VFM.
         vfm_pretrained: true for the library's pretrained weights, false for random, or a local checkpoint file
             (null: true). Refused for methods without a VFM.
         vfm_kwargs: extra arguments for the VFM factory (e.g. depth, embed_dim, img_size). Refused for methods without
