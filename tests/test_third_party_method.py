@@ -198,3 +198,34 @@ def test_the_toy_is_listed_and_refused_like_a_shipped_method(toy, tmp_path):
     assert unknown.split(" cannot be given")[1].split(":")[0] == " to the toy method"
     assert "method_kwargs {mix: 2.0}: mix must be in [0, 1], got 2.0." in out_of_range
     assert "stdd is no method's option (did you mean std?)" in shipped and "std (float, default 5.0)" in shipped
+
+
+def write_distribution(site: Path, name: str, init: str) -> None:
+    """A distribution `name` in `site` whose entry point names its package, `init` its __init__.py."""
+    (site / name).mkdir(parents=True)
+    (site / name / "__init__.py").write_text(init)
+    info = site / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[proxyclip.methods]\n{name.split('_')[0]} = {name}\n")
+
+
+@pytest.mark.parametrize("init, needle", [
+    ("import not_installed_anywhere\n", "ModuleNotFoundError: No module named 'not_installed_anywhere'"),
+    ("from proxyclip.method.last_block.base import LAST_BLOCKS, LastBlock\n"
+     "LAST_BLOCKS.register('sclip', type('Clash', (LastBlock,), {}))\n", "method 'sclip' is registered twice"),
+], ids=["broken", "clash"])
+def test_a_distribution_that_cannot_be_imported_is_named_with_its_fix(init, needle, tmp_path, monkeypatch):
+    """Its import fails before it registers anything: this process's methods stay the shipped ones."""
+    from proxyclip.errors import ProxyCLIPError
+    from proxyclip.method.last_block import LAST_BLOCKS, load_methods
+
+    before = list(LAST_BLOCKS)
+    write_distribution(tmp_path, "bad_method", init)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ProxyCLIPError) as info:
+        load_methods()
+    message = str(info.value)
+    assert "The method 'bad' that the installed distribution bad_method declares" in message, message
+    assert needle in message and "Fix or uninstall that distribution." in message
+    assert list(LAST_BLOCKS) == before
