@@ -234,53 +234,62 @@ def unreadable_listing(bad: Sequence[tuple[str, str]]) -> str:
     return shown + more
 
 
-def run(args: argparse.Namespace) -> int:
-    to_do, absent, output, progress = plan(args)
-    rank0 = launch_rank() == 0     # every process lists the same images; one says so
-    if rank0:
-        print(f"[{PROG}] {progress}; {len(to_do)} to do.", flush=True)
-    if to_do:
-        require_sam2()   # after the listing: a user without sam2 learns what is left to do, then how to install
-        checkpoint = checkpoint_value(args.checkpoint)
-        from lightning.fabric.utilities.exceptions import MisconfigurationException
-        from lightning.pytorch import Trainer
+def build_trainer(args: argparse.Namespace) -> Any:
+    """The Lightning Trainer on the asked devices; a device or node count this machine cannot run is refused."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch import Trainer
 
-        from proxyclip.methods.corrclip.sam2_masks import SAM2MaskGenerator
+    devices: Any = args.devices
+    if isinstance(devices, str) and devices.isdigit():
+        devices = int(devices)
+    try:                          # the Trainer checks devices and nodes before the model is built
+        return Trainer(accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes, logger=False,
+                       enable_checkpointing=False, enable_model_summary=False, precision="32-true")
+    except MisconfigurationException as exc:
+        raise ProxyCLIPError(f"Lightning cannot run on --accelerator {args.accelerator} --devices {args.devices} "
+                             f"--num_nodes {args.num_nodes}: {exc} Choose devices this machine has (--devices auto "
+                             "takes them all).") from None
 
-        ToDo, MaskWriter = lightning_pieces()
-        devices: Any = args.devices
-        if isinstance(devices, str) and devices.isdigit():
-            devices = int(devices)
-        try:                          # the Trainer checks devices and nodes before the model is built
-            trainer = Trainer(accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes, logger=False,
-                              enable_checkpointing=False, enable_model_summary=False, precision="32-true")
-        except MisconfigurationException as exc:
-            raise ProxyCLIPError(f"Lightning cannot run on --accelerator {args.accelerator} --devices {args.devices} "
-                                 f"--num_nodes {args.num_nodes}: {exc} Choose devices this machine has (--devices auto "
-                                 "takes them all).") from None
-        try:
-            generator = SAM2MaskGenerator(args.model, checkpoint, points_per_side=args.points_per_side,
-                                          pred_iou_thresh=args.pred_iou_thresh,
-                                          stability_score_thresh=args.stability_score_thresh,
-                                          multimask_output=args.multimask_output, half=args.half,
-                                          hydra_overrides=args.hydra_override)
-        except WeightsUnavailable as exc:     # this command's way to give the file: --checkpoint
-            raise WeightsUnavailable(exc.what, remedy=sam2_remedy(args.model, "`--checkpoint FILE`")) from exc
-        try:
-            trainer.predict(MaskWriter(generator, output), datamodule=ToDo(to_do, args.num_workers), return_predictions=False)
-        except SystemExit as exc:     # Lightning's exit after Ctrl-C in its loop (see proxyclip/commands/interrupts.py)
-            if trainer.interrupted and isinstance(exc.__context__, KeyboardInterrupt):
-                from .interrupts import RunInterrupted
 
-                done = sum(mask_path(output, image).is_file() for image in to_do)
-                raise RunInterrupted(interrupted_line("during the masks", f"{done} of the {len(to_do)} masks to do are "
-                                                      f"written in {output}/ (each file complete); run the same command "
-                                                      "again for the rest")) from None
-            raise
-        trainer.strategy.barrier()    # every process has written its masks before rank 0 counts them
-        rank0 = trainer.is_global_zero
-    if not rank0:
-        return 0
+def build_generator(args: argparse.Namespace, checkpoint: Any) -> Any:
+    """SAM 2's mask generator with the command's settings; missing weights name this command's --checkpoint."""
+    from proxyclip.methods.corrclip.sam2_masks import SAM2MaskGenerator
+
+    try:
+        return SAM2MaskGenerator(args.model, checkpoint, points_per_side=args.points_per_side,
+                                 pred_iou_thresh=args.pred_iou_thresh,
+                                 stability_score_thresh=args.stability_score_thresh,
+                                 multimask_output=args.multimask_output, half=args.half,
+                                 hydra_overrides=args.hydra_override)
+    except WeightsUnavailable as exc:     # this command's way to give the file: --checkpoint
+        raise WeightsUnavailable(exc.what, remedy=sam2_remedy(args.model, "`--checkpoint FILE`")) from exc
+
+
+def write_masks(args: argparse.Namespace, to_do: list[str], output: Path) -> bool:
+    """Write the masks of `to_do` into `output` on every process; returns whether this process is rank 0. A Ctrl-C
+    says how many masks are written."""
+    require_sam2()   # after the listing: a user without sam2 learns what is left to do, then how to install
+    checkpoint = checkpoint_value(args.checkpoint)
+    ToDo, MaskWriter = lightning_pieces()
+    trainer = build_trainer(args)
+    generator = build_generator(args, checkpoint)
+    try:
+        trainer.predict(MaskWriter(generator, output), datamodule=ToDo(to_do, args.num_workers), return_predictions=False)
+    except SystemExit as exc:     # Lightning's exit after Ctrl-C in its loop (see proxyclip/commands/interrupts.py)
+        if trainer.interrupted and isinstance(exc.__context__, KeyboardInterrupt):
+            from .interrupts import RunInterrupted
+
+            done = sum(mask_path(output, image).is_file() for image in to_do)
+            raise RunInterrupted(interrupted_line("during the masks", f"{done} of the {len(to_do)} masks to do are "
+                                                  f"written in {output}/ (each file complete); run the same command "
+                                                  "again for the rest")) from None
+        raise
+    trainer.strategy.barrier()    # every process has written its masks before rank 0 counts them
+    return trainer.is_global_zero
+
+
+def report(to_do: list[str], absent: list[str], output: Path) -> int:
+    """Rank 0's last lines: how many masks were written and which images could not be done; 1 when one could not."""
     missing = [image for image in to_do if not mask_path(output, image).is_file()]
     bad = [(image, "listed by the benchmark but absent") for image in absent]
     for image in missing:
@@ -297,6 +306,17 @@ def run(args: argparse.Namespace) -> int:
               "masks already written are kept and skipped.", file=sys.stderr)
         return 1
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    to_do, absent, output, progress = plan(args)
+    rank0 = launch_rank() == 0     # every process lists the same images; one says so
+    if rank0:
+        print(f"[{PROG}] {progress}; {len(to_do)} to do.", flush=True)
+    if to_do:
+        rank0 = write_masks(args, to_do, output)
+    return report(to_do, absent, output) if rank0 else 0
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:
