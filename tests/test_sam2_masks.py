@@ -1,4 +1,4 @@
-"""SAM 2 region masks (proxyclip/method/sam2_masks.py) and `proxyclip-masks` (proxyclip/commands/masks.py).
+"""SAM 2 region masks (proxyclip/methods/corrclip/sam2_masks.py) and `proxyclip-masks` (proxyclip/commands/masks.py).
 
 The painting of CorrCLIP's generate_mask (corrclip_segmentor.py:334-341) on hand cases, the npz files both ways, a
 tiny random Hiera built through sam2's own `build_sam2` (Hydra overrides) run end to end, and the command on a fake

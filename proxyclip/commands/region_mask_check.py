@@ -1,7 +1,7 @@
 """CorrCLIP's region masks, checked before any model is built: every image's `<image stem>.npz` in
 `method_kwargs.instance_mask_path` present, readable and of the image's size, and every bad one listed at once.
 
-The method reads an image's mask only when the run reaches that image (last_block/corrclip.py, `region_mask`). Without
+The method reads an image's mask only when the run reaches that image (proxyclip/methods/corrclip/block.py, `region_mask`). Without
 this check, a folder that lacks one mask, or holds a damaged one or one of another size, stopped `test` there (exit 2,
 no results kept) and named only that one. The option belongs to the method and the images to the data; the CLI sees
 both, so the check lives here and runs from `before_instantiate_classes`. It runs whenever a folder is given, not only

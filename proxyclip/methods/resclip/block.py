@@ -3,7 +3,7 @@ residual cross-correlation self-attention (RCS) and semantic feedback refinement
 
 RCS: the mean attention probabilities of middle blocks (5..8, 0-based) are mixed into the last block's attention
 after its softmax. SFR: the last block runs once with RCS; its patch logits against the text, upsampled to the crop,
-refined with PAMR and thresholded, give a label per patch (feedback_affinity.py); the same-label affinity of those
+refined with PAMR and thresholded, give a label per patch (proxyclip/methods/resclip/feedback_affinity.py); the same-label affinity of those
 patches is mixed into the similarity of a second, final run. The features depend on the text, so the method overrides
 `dense` (it needs the crop as PAMR's guide, the query embeddings and the logit scale).
 """

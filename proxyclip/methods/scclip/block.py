@@ -3,7 +3,7 @@ last block replaced by a self-calibration that reads several earlier blocks' out
 
 With F[i] the output of block i (0-based, CLS first) and the default indices of ViT-B/16 (12 blocks):
 1. anomalies: the patch tokens of F[10] (the input of the last block) whose LOF score is in the top 5 %; each is
-   replaced by the mean of its non-anomalous 8-neighbours, in F[10] and in F[8] (`scclip_ops.py`);
+   replaced by the mean of its non-anomalous 8-neighbours, in F[10] and in F[8] (`proxyclip/methods/scclip/ops.py`);
 2. pre-adjustment: F[10]'s repaired patches aggregated over the cosine graph of F[8] (entries < similarity_thd dropped);
 3. the last block's attention only (no residual, no MLP, CLS not attended): the mean of softmax(shifted, masked
    F[8] graph) and softmax(k kᵀ / sqrt(d)) per head, plus res_cls x F[10]'s CLS token;
