@@ -186,10 +186,13 @@ def test_sam2_checkpoints_are_sources(tmp_path, monkeypatch, capsys):
 
 
 def test_a_method_that_runs_sam2_lists_its_checkpoint(tmp_path):
-    """method_kwargs `mask_generator: sam2` (CorrCLIP's) adds SAM 2's checkpoint to the sources and to run.json."""
+    """method_kwargs `mask_generator: sam2` adds SAM 2's checkpoint to the sources and to run.json: CorrCLIP declares
+    it (`LastBlock.weights`); a method that runs no SAM 2 declares none."""
     from proxyclip.commands.weights import weight_sources
 
-    spec = load_model_spec(TINY_CONFIG)
+    tiny = load_model_spec(TINY_CONFIG)
+    assert "sam2" not in weights_provenance({**tiny, "method_kwargs": {"mask_generator": "sam2"}})   # proxyclip's
+    spec = {**tiny, "method": "corrclip"}
     assert "sam2" not in weights_provenance(spec)
     url = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/sam2_hiera_large.pt"
     assert weights_provenance({**spec, "method_kwargs": {"mask_generator": "sam2"}})["sam2"] == url
@@ -201,3 +204,32 @@ def test_a_method_that_runs_sam2_lists_its_checkpoint(tmp_path):
     assert (local.component, local.kind, local.key) == ("SAM2", "file", "model.segmentor.method_kwargs.sam2_checkpoint")
     assert local.provenance == f"sha256:{hashlib.sha256(b'sam2').hexdigest()}"
     assert weight_sources({**spec, "method_kwargs": {"instance_mask_path": "data/region_masks/voc"}})[-1].component != "SAM2"
+
+
+def test_download_asks_the_method_for_its_own_checkpoint(tmp_path, monkeypatch):
+    """A checkpoint a method declares (Trident's SAM) is downloaded by the method's own `download` (the model built as
+    a run builds it), then found in torch.hub's cache; weights.py names no method."""
+    from dataclasses import replace
+
+    from proxyclip.commands.weights import fetch, method_source, weight_sources
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    spec = load_model_spec(REPO_ROOT / "configs" / "model" / "trident_vitb16.yaml")
+    declared = weight_sources(spec)[-1].declared
+    assert (declared.component, declared.key) == ("SAM", "model.segmentor.method_kwargs.sam_checkpoint")
+    target = tmp_path / "torch" / "hub" / "checkpoints" / "sam_vit_b_01ec64.pth"
+    built = []
+
+    def download():
+        target.parent.mkdir(parents=True)
+        target.write_bytes(b"sam")
+        built.append(target)
+
+    fake = replace(declared, download=download)
+    source = method_source(fake)
+    assert source.kind == "url" and not source.present
+    assert fetch(source, spec) == f"cached at {target}" and len(built) == 1
+    import proxyclip.commands.weights as weights
+
+    text = open(weights.__file__).read().lower()
+    assert not any(name in text for name in ("trident", "corrclip", "cass")), "weights.py names a method"

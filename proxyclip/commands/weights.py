@@ -4,8 +4,9 @@ cached, and fetching them ahead of time (to prepare a cluster that has no intern
 `list` names each source (open_clip's Hugging Face repo and file or URL, timm's `hf_hub_id` / URL, SAM's
 URL, a local file with its sha256) and says whether it is in the local cache; `download` fetches them by
 building the models through `build_clip` / `build_vfm`, so the same code path (and `download_guard`'s
-offline message) as an evaluation is used. A SAM 2 model name instead of a config (`list sam2_hiera_l`) does the
-same for the SAM 2 checkpoint of CorrCLIP's region masks (`proxyclip-masks`, proxyclip/method/sam2_masks.py).
+offline message) as an evaluation is used. The checkpoints a method loads beyond those two it declares itself
+(`LastBlock.weights`, `MethodWeights`: a whole SAM, a SAM 2), and those it offers by name alone
+(`LastBlock.named_weights`) may be given instead of a config (`list sam2_hiera_l`); this module names no method.
 `weights_provenance` is what `eval_all` records in `run.json`.
 """
 from __future__ import annotations
@@ -29,24 +30,21 @@ from ..errors import ProxyCLIPError
 from ..method.builder import segmentor_spec
 from ..method.clip_encoder import build_clip
 from ..method.last_block import LAST_BLOCKS
+from ..method.last_block.method_weights import MethodWeights
 from ..method.loading import WeightsUnavailable, file_sha256, is_local_path
 from ..method.method_options import method_option_types, method_vfm
-from proxyclip.methods.corrclip.sam2_masks import DEFAULT_SAM2, SAM2_MODELS
 from ..method.segmentor import TrainingFreeSegmentor
 from ..method.vfm import build_vfm
-from proxyclip.methods.trident.sam import build_sam
 from ..method.vfm.registry import get_vfm_entry
-from ..method.vfm.sam import SAM as SAM_VARIANTS
 
 _CLIP_KEY, _VFM_KEY = "model.segmentor.clip_pretrained", "model.segmentor.vfm_pretrained"
-_SAM_KEY = "model.segmentor.method_kwargs.sam_checkpoint"   # Trident's whole SAM
 
 
 @dataclass
 class WeightSource:
     """Where one component's weights come from; `kind` is random, file, hf-hub, url or unknown."""
 
-    component: str                 # "CLIP", "VFM" or "SAM" (Trident's)
+    component: str                 # "CLIP", "VFM" or a method's own ("SAM", "SAM2": MethodWeights.component)
     key: str                       # the config key that chooses the weights
     value: Any                     # its value
     model: str                     # what is built, e.g. "ViT-B-16" or "dino_vitb8 (timm vit_base_patch8_224.dino)"
@@ -57,6 +55,7 @@ class WeightSource:
     cached: str = ""               # the local copy, when there is one
     cache_dir: str = ""            # where the library keeps its downloads
     provenance: str = ""           # what run.json records: tag, URL, "sha256:..." or "random"
+    declared: MethodWeights | None = None   # a method's own checkpoint: how to download it
 
     @property
     def present(self) -> bool:
@@ -114,6 +113,11 @@ def _local(component: str, key: str, value: Any, model: str) -> WeightSource:
                         provenance=f"sha256:{file_sha256(path)}" if exists else f"missing file {path}")
 
 
+def torch_hub_target(url: str) -> Path:
+    """Where torch.hub keeps the download of `url` (`load_state_dict_from_url`'s cache)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
 def clip_source(spec: dict[str, Any]) -> WeightSource:
     """The CLIP weights of a segmentor spec (open_clip's pretrained config for a tag)."""
     name, tag = spec["clip_model"], spec["clip_pretrained"]
@@ -152,7 +156,7 @@ def vfm_source(spec: dict[str, Any]) -> WeightSource:
     source = WeightSource("VFM", _VFM_KEY, pretrained, model, "unknown", provenance=name)
     if entry.weights_url:
         url = entry.weights_url
-        target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)  # torch.hub's cache
+        target = torch_hub_target(url)
         source.kind, source.location, source.provenance = "url", url, url
         source.cached, source.cache_dir = str(target) if target.is_file() else "", str(target.parent)
     elif timm_name:
@@ -163,80 +167,55 @@ def vfm_source(spec: dict[str, Any]) -> WeightSource:
             source.files = _safe_first(cfg.hf_hub_filename or "", "pytorch_model.bin", "model.safetensors")
             source.cached, source.cache_dir = _hub_cached(cfg.hf_hub_id, source.files), str(hub_constants.HF_HUB_CACHE)
         elif cfg is not None and cfg.url:
-            target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
+            target = torch_hub_target(cfg.url)
             source.kind, source.location, source.cached = "url", cfg.url, str(target) if target.is_file() else ""
             source.cache_dir = str(target.parent)
     return source
 
 
-def sam_options(spec: dict[str, Any]) -> tuple[str, Any] | None:
-    """(variant, sam_checkpoint) of Trident's SAM, its defaults filled in; None for the other methods."""
-    if str(spec.get("method")) != "trident":
-        return None
-    options = {name: default for name, (_, default) in method_option_types("trident").items()}
-    options.update(spec.get("method_kwargs") or {})
-    return str(options["sam"]), options["sam_checkpoint"]
-
-
-def sam_source(spec: dict[str, Any]) -> WeightSource | None:
-    """Trident's whole SAM (method_kwargs sam, sam_checkpoint): Meta's checkpoint URL, a local file or random."""
-    found = sam_options(spec)
-    if found is None:
-        return None
-    variant, checkpoint = found
-    model = f"SAM {variant} (segment-anything: encoder, prompt encoder, mask decoder)"
+def method_source(declared: MethodWeights) -> WeightSource:
+    """A checkpoint a method declares (`LastBlock.weights`): its official URL into torch.hub's cache, a local file,
+    random, or unknown where the method knows no such model."""
+    component, key, checkpoint, model = declared.component, declared.key, declared.checkpoint, declared.model
+    if declared.url is None:
+        return WeightSource(component, key, checkpoint, model, "unknown", provenance=model, declared=declared)
     if not checkpoint:
-        return WeightSource("SAM", _SAM_KEY, checkpoint, model, "random", provenance="random")
+        return WeightSource(component, key, checkpoint, model, "random", provenance="random", declared=declared)
     if isinstance(checkpoint, str):
-        return _local("SAM", _SAM_KEY, checkpoint, model)
-    url = SAM_VARIANTS.variants[variant].url
-    target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)  # torch.hub's cache
-    return WeightSource("SAM", _SAM_KEY, checkpoint, model, "url", url, cached=str(target) if target.is_file() else "",
-                        cache_dir=str(target.parent), provenance=url)
+        return _local(component, key, checkpoint, model)
+    target = torch_hub_target(declared.url)
+    return WeightSource(component, key, checkpoint, model, "url", declared.url,
+                        cached=str(target) if target.is_file() else "", cache_dir=str(target.parent),
+                        provenance=declared.url, declared=declared)
 
 
-def sam2_source(name: str, checkpoint: bool | str | None = True, key: str = "proxyclip-masks --checkpoint") -> WeightSource:
-    """The checkpoint of the SAM 2 model `name` (sam2_hiera_l, ...): Meta's URL into torch.hub's cache, as
-    SAM2MaskGenerator loads it; a local file; or random."""
-    model = f"{name} ({SAM2_MODELS[name].size})"
-    if not checkpoint:
-        return WeightSource("SAM2", key, checkpoint, model, "random", provenance="random")
-    if isinstance(checkpoint, str):
-        return _local("SAM2", key, checkpoint, model)
-    url = SAM2_MODELS[name].url
-    target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)  # torch.hub's cache
-    return WeightSource("SAM2", key, checkpoint, model, "url", url, cached=str(target) if target.is_file() else "",
-                        cache_dir=str(target.parent), provenance=url)
-
-
-def method_sam2_sources(spec: dict[str, Any]) -> list[WeightSource]:
-    """The SAM 2 checkpoint of a method that runs SAM 2 on each image itself: `method_kwargs` with `mask_generator:
-    sam2`, `sam2_model` (default sam2_hiera_l) and `sam2_checkpoint` (null: Meta's), as CorrCLIP's; [] otherwise."""
+def method_options(spec: dict[str, Any]) -> dict[str, Any]:
+    """The method's options of a segmentor spec: its `method_kwargs` over the defaults of its last block."""
     kwargs = spec.get("method_kwargs") or {}
-    if not isinstance(kwargs, dict) or kwargs.get("mask_generator") != "sam2":
-        return []
-    name = str(kwargs.get("sam2_model") or DEFAULT_SAM2)
-    key = "model.segmentor.method_kwargs.sam2_checkpoint"
-    if name not in SAM2_MODELS:
-        return [WeightSource("SAM2", key, kwargs.get("sam2_checkpoint"), name, "unknown", provenance=name)]
-    return [sam2_source(name, kwargs.get("sam2_checkpoint", True), key)]
+    options = {name: default for name, (_, default) in method_option_types(str(spec.get("method"))).items()}
+    return {**options, **(kwargs if isinstance(kwargs, dict) else {})}
+
+
+def named_sources() -> dict[str, WeightSource]:
+    """name -> the checkpoints every method offers by name alone (`LastBlock.named_weights`), e.g. sam2_hiera_l."""
+    return {w.name: method_source(w) for block in LAST_BLOCKS.values() for w in block.named_weights() if w.name}
 
 
 def weight_sources(spec: dict[str, Any]) -> list[WeightSource]:
-    """CLIP's, the VFM's where the method builds one (ProxyCLIP, CASS, Trident and CorrCLIP; the others build
-    none), Trident's SAM, and SAM 2's where the method runs it (`method_sam2_sources`)."""
-    block = LAST_BLOCKS.get(str(spec.get("method") or "proxyclip"))
+    """CLIP's, the VFM's where the method builds one (`needs_vfm`), then those the method declares for its options
+    (`LastBlock.weights`)."""
+    method = str(spec.get("method") or "proxyclip")
+    block = LAST_BLOCKS.get(method)
     spec = with_method_vfm(spec) if block is not None else spec
     uses_vfm = spec.get("vfm") is not None and (block is None or block.needs_vfm)
-    sam = sam_source(spec)
-    return [clip_source(spec), *([vfm_source(spec)] if uses_vfm else []), *([sam] if sam is not None else []),
-            *method_sam2_sources(spec)]
+    declared = block.weights(method_options({**spec, "method": method})) if block is not None else []
+    return [clip_source(spec), *([vfm_source(spec)] if uses_vfm else []), *map(method_source, declared)]
 
 
 def weights_provenance(spec: dict[str, Any]) -> dict[str, str]:
     """Where each component's weights come from, as run.json records it: {"clip": ..., "vfm": ...} (no "vfm" for a
-    method without one; "sam" for Trident's SAM; "sam2" for one that runs SAM 2), each the tag / URL, the local
-    file's sha256, or "random"."""
+    method without one; a method's own checkpoints under their component lower-cased, e.g. "sam", "sam2"), each the
+    tag / URL, the local file's sha256, or "random"."""
     return {s.component.lower(): s.provenance for s in weight_sources(spec)}
 
 
@@ -267,20 +246,15 @@ def fetch(source: WeightSource, spec: dict[str, Any]) -> str:
         if not source.cached:
             raise ProxyCLIPError(f"{source.component} checkpoint file not found: '{source.location}'. Fix `{source.key}` in the config.")
         return f"local file {source.location} ({source.provenance})"
+    if source.declared is not None:   # a method's own: built by the method, as a run builds it (download and check)
+        source.declared.download()
+        again = method_source(source.declared)
+        return f"cached at {again.cached}" if again.cached else "loaded (through torch.hub's cache)"
     if source.component == "CLIP":  # building loads the weights exactly as an evaluation will, and checks them
         build_clip(spec["clip_model"], spec["clip_pretrained"], spec.get("clip_quick_gelu"))
-    elif source.component == "SAM":
-        build_sam(*sam_options(spec))
-    elif source.component == "SAM2":
-        from proxyclip.methods.corrclip.sam2_masks import SAM2MaskGenerator
-
-        name = source.model.split(" ")[0]
-        SAM2MaskGenerator(name, True)
-        again = sam2_source(name)
-        return f"cached at {again.cached}" if again.cached else "loaded (through torch.hub's cache)"
     else:
         build_vfm(spec["vfm"], True, spec.get("vfm_kwargs"))
-    again = {"CLIP": clip_source, "SAM": sam_source}.get(source.component, vfm_source)(spec)
+    again = clip_source(spec) if source.component == "CLIP" else vfm_source(spec)
     return f"cached at {again.cached}" if again.cached else "loaded (through the library's cache)"
 
 
@@ -288,12 +262,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m proxyclip.weights`; returns the exit code."""
     parser = argparse.ArgumentParser(prog="proxyclip-weights", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["list", "download"], help="list: show sources and cache state; download: fetch them")
-    parser.add_argument("config", help="a model config (configs/model/*.yaml), a benchmark config (configs/*.yaml), or "
-                                       f"a SAM 2 model for region masks ({', '.join(SAM2_MODELS)})")
+    named = named_sources()
+    groups: dict[str, list[str]] = {}
+    for name, source in named.items():
+        groups.setdefault(source.component, []).append(name)
+    by_name = "".join(f", or by name a {component} checkpoint ({', '.join(names)})" for component, names in groups.items())
+    parser.add_argument("config", help=f"a model config (configs/model/*.yaml), a benchmark config (configs/*.yaml){by_name}")
     args = parser.parse_args(argv)
     try:
-        if args.config in SAM2_MODELS:
-            spec, sources = {}, [sam2_source(args.config)]
+        if args.config in named:
+            spec, sources = {}, [named[args.config]]
         else:
             spec = load_model_spec(args.config)
             sources = weight_sources(spec)

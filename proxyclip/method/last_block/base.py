@@ -22,6 +22,7 @@ from torch import nn
 from ..clip_tower import Linear, dense_clip_features
 from ..pixel_statistics import vfm_input
 from ..registry import Registry
+from .method_weights import MethodWeights
 
 
 @dataclass
@@ -69,6 +70,17 @@ class LastBlock(nn.Module):
     def forward(self, block: nn.Module, tokens: torch.Tensor, grid: tuple[int, int], linear: Linear,
                 feats: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
         raise NotImplementedError
+
+    @classmethod
+    def weights(cls, options: dict[str, Any]) -> list[MethodWeights]:
+        """The checkpoints the method loads beyond CLIP's and the VFM's under its `options` (method_kwargs over its
+        defaults), for `proxyclip-weights` and run.json's provenance (method_weights.py); none here."""
+        return []
+
+    @classmethod
+    def named_weights(cls) -> list[MethodWeights]:
+        """The checkpoints a user may ask `proxyclip-weights` for by name alone (`MethodWeights.name`); none here."""
+        return []
 
     def use_numerics(self, numerics: str) -> None:
         """The segmentor's numerics ("original" or "defined", docs/method.md §1-§3), for a block whose arithmetic

@@ -25,9 +25,11 @@ from .ops import PAD_REGION, merge_regions, nearest, query_plus_key, region_vote
     semantic_attention_mask, spatial_blocks
 from proxyclip.method.pixel_statistics import vfm_input
 from .sam2_masks import mask_path, read_instance_mask
+from .weights import named_sam2_weights, run_sam2_weights
 from proxyclip.method.sliding_window import Window, pad_to_multiple, sliding_windows
 from proxyclip.method.vfm.base import offers_last_block_qkv
 from proxyclip.method.last_block.base import LAST_BLOCKS, Crops, ImageSource, LastBlock
+from proxyclip.method.last_block.method_weights import MethodWeights
 
 MASK_SOURCES = (
     "CorrCLIP needs a region mask for every image, from one of three sources: (1) method_kwargs.instance_mask_path, a "
@@ -98,6 +100,16 @@ class CorrCLIPBlock(LastBlock):
         self.sam2_overrides = list(sam2_overrides or ())
         self.alpha, self.beta, self.tau, self.eps, self.num_spatial = alpha, beta, tau, eps, num_spatial
         self._generator: list = []        # SAM2, built on first use; not a submodule (no state_dict keys)
+
+    @classmethod
+    def weights(cls, options: dict) -> list[MethodWeights]:
+        """SAM 2's checkpoint where it makes the region masks itself (weights.py)."""
+        return run_sam2_weights(options)
+
+    @classmethod
+    def named_weights(cls) -> list[MethodWeights]:
+        """Each official SAM 2 by its name (sam2_hiera_l, ...), for `proxyclip-masks`."""
+        return named_sam2_weights()
 
     def check_encoders(self, visual: nn.Module, vfm: nn.Module | None) -> None:
         if not offers_last_block_qkv(vfm):

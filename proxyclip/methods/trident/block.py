@@ -21,7 +21,9 @@ from proxyclip.method.sliding_window import sliding_windows
 from .ops import dino_guided_attention, guided, splice_windows, upsized
 from .refine import sam_refinement
 from .sam import LastBlockAttention, build_sam, sam_guidance, sam_similarity
+from .weights import sam_weights
 from proxyclip.method.last_block.base import LAST_BLOCKS, ImageSource, LastBlock
+from proxyclip.method.last_block.method_weights import MethodWeights
 
 
 @LAST_BLOCKS.register("trident")
@@ -64,6 +66,11 @@ class TridentBlock(LastBlock):
         self.sam_refinement, self.coarse_thresh, self.minimal_area = sam_refinement, coarse_thresh, minimal_area
         self.sam_mask_coff, self.sam_iou_thresh, self.split_halves = sam_mask_coff, sam_iou_thresh, split_halves
         self.sam_model: nn.Module | None = None      # built with the encoders (check_encoders), not by option checks
+
+    @classmethod
+    def weights(cls, options: dict) -> list[MethodWeights]:
+        """Its whole SAM (options sam, sam_checkpoint; weights.py)."""
+        return sam_weights(options)
 
     def check_encoders(self, visual: nn.Module, vfm: nn.Module | None) -> None:
         """Build SAM once CLIP and the VFM are built (an option check builds this class without weights)."""
