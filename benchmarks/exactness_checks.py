@@ -23,7 +23,7 @@ from proxyclip import TrainingFreeSegmentor
 from proxyclip.shell.module import ProxyCLIPModule
 
 if TYPE_CHECKING:
-    from benchmarks.device_check import Check
+    from benchmarks.device_check_results import Check
 
 
 def environment(check: Check):

@@ -23,7 +23,7 @@ from benchmarks.measure import PeakMemory, synchronize
 from benchmarks.report import methods_summary, summarise, write as write_throughput
 
 if TYPE_CHECKING:
-    from benchmarks.device_check import Check
+    from benchmarks.device_check_results import Check
 
 END_TO_END_TARGET = {"test_loop_s": 4.6, "images_per_s": 314.0}   # 1449 VOC-like images on an H100 / H200, bf16-mixed
 
