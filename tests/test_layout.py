@@ -18,8 +18,9 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path) -> set[str]:
-    """The modules of this repository that `path` imports (anywhere in the file), as absolute names."""
+def imports_of(path: Path, tops: tuple[str, ...] = LIBRARY) -> set[str]:
+    """The modules under `tops` (the library's packages unless told) that `path` imports (anywhere in the file, under
+    TYPE_CHECKING too), as absolute names."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
@@ -32,16 +33,21 @@ def imports_of(path: Path) -> set[str]:
             target = ".".join(base + ([node.module] if node.module else []))
             found.add(target)
             found |= {f"{target}.{alias.name}" for alias in node.names}   # `from pkg import module`
-    return {m for m in found if m.split(".")[0] in LIBRARY}
+    return {m for m in found if m.split(".")[0] in tops}
 
 
 def library_modules() -> dict[str, Path]:
     return {module_name(p): p for top in LIBRARY for p in (REPO_ROOT / top).rglob("*.py")}
 
 
-def test_no_import_cycles():
-    modules = library_modules()
-    graph = {name: sorted(m for m in imports_of(path) if m in modules and m != name) for name, path in modules.items()}
+def benchmark_modules() -> dict[str, Path]:
+    """benchmarks/'s scripts and their helpers, by module name (benchmarks.device_check, ...)."""
+    return {module_name(p): p for p in (REPO_ROOT / "benchmarks").glob("*.py")}
+
+
+def assert_no_import_cycles(modules: dict[str, Path], tops: tuple[str, ...]) -> None:
+    """Fail on an import cycle among `modules` (their imports under `tops`)."""
+    graph = {name: sorted(m for m in imports_of(path, tops) if m in modules and m != name) for name, path in modules.items()}
     state, stack = {}, []
 
     def visit(node):
@@ -60,6 +66,24 @@ def test_no_import_cycles():
     for name in graph:
         if name not in state:
             visit(name)
+
+
+def test_no_import_cycles():
+    assert_no_import_cycles(library_modules(), LIBRARY)
+
+
+def test_no_import_cycles_among_the_benchmarks():
+    # e.g. a check importing the script that runs it (device_check.py): the shared pieces live in a module both import
+    assert benchmark_modules()
+    assert_no_import_cycles(benchmark_modules(), ("benchmarks",))
+
+
+def test_benchmarks_use_the_library_and_the_library_never_uses_them():
+    for name, path in library_modules().items():
+        assert not imports_of(path, ("benchmarks",)), name
+    for name, path in benchmark_modules().items():
+        # of this repository, only the library and the other benchmark modules: no tests, no main.py
+        assert imports_of(path, ("tests", "conftest", "main")) == set(), name
 
 
 def test_wings_import_only_what_they_may():
