@@ -38,6 +38,7 @@ from .cli import cli_main
 from .command_line import get
 from ..config_files import config_from_text, config_section
 from ..shipped_configs import packaged_configs
+from .published import preset_file
 from .earlier_outputs import OVERWRITE_FLAG
 from .eval_all_options import build_parser, checked_datasets, checked_models
 from .protocols import DEFAULT_METHOD, RECORD
@@ -154,9 +155,10 @@ def versions() -> dict[str, str]:
 def shipped_preset(model: Path, passthrough: Sequence[str], data_config: Path | None = None) -> str | None:
     """The shipped preset's name (configs/model/<name>.yaml) when the run is that preset on a shipped benchmark as it
     is: `model` is the shipped file and no passed-through option changes what is computed (only VOLATILE ones);
-    else None. Only such a run is shown beside its published numbers (proxyclip/published)."""
-    shipped = packaged_configs() / "model" / f"{model.stem}.yaml"
-    if data_config is not None or not shipped.is_file() or Path(model).resolve() != shipped.resolve():
+    else None. Only such a run is shown beside its published numbers (the method's published.yaml); a method a
+    distribution adds is found by its folder's presets/."""
+    shipped = preset_file(model.stem)
+    if data_config is not None or shipped is None or Path(model).resolve() != shipped.resolve():
         return None
     keys = [arg[2:].split("=", 1)[0] for arg in passthrough if arg.startswith("--")]
     return model.stem if all(key in VOLATILE for key in keys) else None

@@ -18,7 +18,7 @@ from datamodules import DATAMODULES
 from . import run_cost
 from .eval_protocols import is_setting_folder, ran_common
 from .pictures import write_pictures
-from .published import method_of, published_value
+from .published import method_of, published_file_name, published_value
 
 BENCHMARKS = tuple(DATAMODULES)   # the papers' table order
 TITLES = {name: cls.title or name for name, cls in DATAMODULES.items()}
@@ -158,7 +158,7 @@ def published_note(rows: list[dict[str, Any]]) -> str:
             "repository's own run); sources (proxyclip/methods/<method>/published.yaml):\n\n")
     for row in sourced:
         origin = method_of(row["setting"]) or {}
-        note += (f"- {row['setting']} ({origin.get('repository')}, proxyclip/methods/{origin.get('method')}/published.yaml): "
+        note += (f"- {row['setting']} ({origin.get('repository')}, {published_file_name(origin['method']) if origin.get('method') else '?'}): "
                  + "; ".join(f"{TITLES.get(b, b)} {entry['source']}" for b, entry in row["published"].items()) + "\n")
     return note
 

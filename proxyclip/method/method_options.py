@@ -22,7 +22,8 @@ import re
 from typing import Any, Literal, Sequence, get_args, get_origin, get_type_hints
 
 from ..errors import ProxyCLIPError
-from .last_block import LAST_BLOCKS
+from ..shipped_configs import packaged_configs
+from .last_block import LAST_BLOCKS, method_folder
 
 #: the values used outside a benchmark protocol (the CLI sets them from the data config): the paper's crop and
 #: stride, and every pixel decided by its best class
@@ -167,7 +168,7 @@ def check_method_kwargs(method: str, method_kwargs: dict[str, Any] | None) -> di
                         else f"{'options' if len(names) > 1 else 'an option'} of {listed(owners)}")
                      for owners, names in by_owner.items()]
         others = any(_owners(name) for name in foreign)
-        preset = "configs/model/default.yaml" if method == "proxyclip" else f"configs/model/{method}_*.yaml"
+        preset = preset_hint(method)
         raise ProxyCLIPError(method_kwargs_paragraph(
             method, f"method_kwargs {_show({name: given[name] for name in foreign})} cannot be given to the {method} method: "
                     f"{'; '.join(parts)}.") + (f" A {method} model config ({preset}) sets only its own." if others else ""))
@@ -192,6 +193,15 @@ def check_method_kwargs(method: str, method_kwargs: dict[str, Any] | None) -> di
     return checked
 
 
+def preset_hint(method: str) -> str:
+    """The method's model configs as a user types them (configs/model/<preset>.yaml for a shipped one, else the
+    file's path): the presets/ of its folder, tiny ones left out."""
+    presets = sorted(p for p in (method_folder(method) / "presets").glob("*.yaml") if not p.stem.startswith("tiny_"))
+    shown = [f"configs/model/{p.name}" if (packaged_configs() / "model" / p.name).resolve() == p.resolve() else str(p)
+             for p in presets]
+    return (shown[0] if len(shown) == 1 else f"e.g. {shown[0]}") if shown else f"{method}'s presets/ folder"
+
+
 def check_method_options(method: str, method_kwargs: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
     """Refuse, in one paragraph, the options given (not None) that `method` does not read; returns the method's own
     options with its defaults filled in (check_method_kwargs).
@@ -209,7 +219,7 @@ def check_method_options(method: str, method_kwargs: dict[str, Any] | None = Non
             f"{given}: {'these are options' if len(foreign) > 1 else 'an option'} of {listed(owners)} only; the "
             f"{method} method does not read {'them' if len(foreign) > 1 else 'it'}. Leave {', '.join(foreign)} out (or "
             f"null, e.g. --model.segmentor.{next(iter(foreign))} null), or start from a {method} model config "
-            f"(configs/model/{method}_*.yaml), which sets none of them.")
+            f"({preset_hint(method)}), which sets none of them.")
     return check_method_kwargs(method, method_kwargs)
 
 
