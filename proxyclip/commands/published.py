@@ -91,52 +91,72 @@ def validate(data: dict[str, dict[str, Any]], presets: Iterable[str] | None = No
     marked: dict[str, str] = {}
     seen: set[tuple[str, str, str | None]] = set()
     for method, content in data.items():
-        for key in ("method", "repository", "commit"):
-            if not content.get(key):
-                problems.append(f"{method}: no {key}")
-        if content.get("method") not in (None, method):
-            problems.append(f"{method}: method {content.get('method')!r} differs from the file's name")
+        problems += _file_problems(method, content)
         for i, row in enumerate(content["rows"]):
             where = f"{method} row {i} ({row.get('preset')}, {row.get('benchmark')})"
-            missing = ROW_KEYS - set(row)
-            unknown = set(row) - ROW_KEYS - OPTIONAL_ROW_KEYS
-            if missing or unknown:
-                problems.append(f"{where}: missing {sorted(missing)}, unknown {sorted(unknown)}")
-                continue
-            if row["benchmark"] not in BENCHMARKS:
-                problems.append(f"{where}: unknown benchmark {row['benchmark']!r}")
-            miou = row["miou"]
-            if isinstance(miou, bool) or not isinstance(miou, (int, float)) or not 0 <= miou <= 100:
-                problems.append(f"{where}: miou {miou!r} is not a number in 0-100")
-            elif not number_in_quote(float(miou), str(row["quote"])):
-                problems.append(f"{where}: {miou} does not appear in its quote {row['quote']!r}")
-            if not SOURCE.match(str(row["source"])):
-                problems.append(f"{where}: source {row['source']!r} names neither a file:line nor a paper table")
-            quoted_by = row.get("quoted_by")
-            if "quoted_by" in row and (not REPOSITORY.match(str(quoted_by))
-                                       or str(quoted_by).lower() == str(content.get("repository")).lower()):
-                problems.append(f"{where}: quoted_by {quoted_by!r} is not another repository's owner/name")
-            if "reproduced" in row and (not isinstance(row["reproduced"], bool) or not quoted_by):
-                problems.append(f"{where}: reproduced {row['reproduced']!r} must be true or false, with quoted_by")
+            found = _row_problems(where, row, str(content.get("repository")))
+            problems += found
+            if ROW_KEYS - set(row) or set(row) - ROW_KEYS - OPTIONAL_ROW_KEYS:
+                continue                                  # a row without its keys: nothing more to check
             key = (row["preset"], row["benchmark"], row.get("setting"))
             if key in seen:
                 problems.append(f"{where}: given twice (setting {key[2]!r})")
             seen.add(key)
             covered.setdefault(row["preset"], method)
-        for entry in content["none"]:
-            if not entry.get("preset") or not str(entry.get("reason") or "").strip():
-                problems.append(f"{method}: a `none` entry without preset or reason: {entry!r}")
-                continue
-            if entry["preset"] in marked:
-                problems.append(f"{method}: {entry['preset']} marked none twice ({marked[entry['preset']]})")
-            marked[entry["preset"]] = method
-    for preset in sorted(set(covered) & set(marked)):
-        problems.append(f"{preset}: has published rows ({covered[preset]}) and is marked none ({marked[preset]})")
-    for preset in sorted(presets - set(covered) - set(marked)):
-        problems.append(f"{preset}: no published numbers and not marked none (add rows to proxyclip/methods/"
-                        "<method>/published.yaml, or a `none` entry with the reason)")
-    for preset in sorted((set(covered) | set(marked)) - presets):
-        problems.append(f"{preset}: named in proxyclip/published but not a preset (configs/model/{preset}.yaml)")
+        problems += _none_problems(method, content["none"], marked)
+    return problems + _coverage_problems(presets, covered, marked)
+
+
+def _file_problems(method: str, content: dict[str, Any]) -> list[str]:
+    """A file's own keys: method (its file's name), repository, commit."""
+    problems = [f"{method}: no {key}" for key in ("method", "repository", "commit") if not content.get(key)]
+    if content.get("method") not in (None, method):
+        problems.append(f"{method}: method {content.get('method')!r} differs from the file's name")
+    return problems
+
+
+def _row_problems(where: str, row: dict[str, Any], repository: str) -> list[str]:
+    """One row's keys, benchmark, number (0-100, printed in its quote), source and quotation fields."""
+    missing, unknown = ROW_KEYS - set(row), set(row) - ROW_KEYS - OPTIONAL_ROW_KEYS
+    if missing or unknown:
+        return [f"{where}: missing {sorted(missing)}, unknown {sorted(unknown)}"]
+    problems = [f"{where}: unknown benchmark {row['benchmark']!r}"] if row["benchmark"] not in BENCHMARKS else []
+    miou = row["miou"]
+    if isinstance(miou, bool) or not isinstance(miou, (int, float)) or not 0 <= miou <= 100:
+        problems.append(f"{where}: miou {miou!r} is not a number in 0-100")
+    elif not number_in_quote(float(miou), str(row["quote"])):
+        problems.append(f"{where}: {miou} does not appear in its quote {row['quote']!r}")
+    if not SOURCE.match(str(row["source"])):
+        problems.append(f"{where}: source {row['source']!r} names neither a file:line nor a paper table")
+    quoted_by = row.get("quoted_by")
+    if "quoted_by" in row and (not REPOSITORY.match(str(quoted_by)) or str(quoted_by).lower() == repository.lower()):
+        problems.append(f"{where}: quoted_by {quoted_by!r} is not another repository's owner/name")
+    if "reproduced" in row and (not isinstance(row["reproduced"], bool) or not quoted_by):
+        problems.append(f"{where}: reproduced {row['reproduced']!r} must be true or false, with quoted_by")
+    return problems
+
+
+def _none_problems(method: str, entries: list[dict[str, Any]], marked: dict[str, str]) -> list[str]:
+    """The `none` entries of one file (each needs a preset and a reason; a preset once); fills `marked`."""
+    problems = []
+    for entry in entries:
+        if not entry.get("preset") or not str(entry.get("reason") or "").strip():
+            problems.append(f"{method}: a `none` entry without preset or reason: {entry!r}")
+            continue
+        if entry["preset"] in marked:
+            problems.append(f"{method}: {entry['preset']} marked none twice ({marked[entry['preset']]})")
+        marked[entry["preset"]] = method
+    return problems
+
+
+def _coverage_problems(presets: set[str], covered: dict[str, str], marked: dict[str, str]) -> list[str]:
+    """Across the files: a preset with rows and marked none, one with neither, a name that is no preset."""
+    problems = [f"{preset}: has published rows ({covered[preset]}) and is marked none ({marked[preset]})"
+                for preset in sorted(set(covered) & set(marked))]
+    problems += [f"{preset}: no published numbers and not marked none (add rows to proxyclip/methods/<method>/"
+                 "published.yaml, or a `none` entry with the reason)" for preset in sorted(presets - set(covered) - set(marked))]
+    problems += [f"{preset}: named in a published.yaml but not a preset (configs/model/{preset}.yaml or a method's "
+                 "presets/)" for preset in sorted((set(covered) | set(marked)) - presets)]
     return problems
 
 

@@ -260,15 +260,8 @@ def fetch(source: WeightSource, spec: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m proxyclip.weights`; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="proxyclip-weights", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["list", "download"], help="list: show sources and cache state; download: fetch them")
     named = named_sources()
-    groups: dict[str, list[str]] = {}
-    for name, source in named.items():
-        groups.setdefault(source.component, []).append(name)
-    by_name = "".join(f", or by name a {component} checkpoint ({', '.join(names)})" for component, names in groups.items())
-    parser.add_argument("config", help=f"a model config (configs/model/*.yaml), a benchmark config (configs/*.yaml){by_name}")
-    args = parser.parse_args(argv)
+    args = argument_parser(named).parse_args(argv)
     try:
         if args.config in named:
             spec, sources = {}, [named[args.config]]
@@ -279,22 +272,42 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"Weights for {args.config}:")
-    if args.command == "list":
-        for source in sources:
-            print("\n".join(describe(source)))
-        missing = [s for s in sources if not s.present]
-        if missing:
-            print(f"{len(missing)} of {len(sources)} not available locally: run `python -m proxyclip.weights download {args.config}` "
-                  "on a machine with internet access and copy ~/.cache/huggingface and ~/.cache/torch/hub/checkpoints here, "
-                  f"or set {' and '.join(s.key for s in missing)} to local checkpoint files.")
-        return 1 if missing else 0
+    return list_sources(sources, args.config) if args.command == "list" else download_sources(sources, spec, args.config)
+
+
+def argument_parser(named: dict[str, Any]) -> argparse.ArgumentParser:
+    """proxyclip-weights' two arguments; the checkpoints the methods name (`named`) are listed in the help."""
+    parser = argparse.ArgumentParser(prog="proxyclip-weights", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["list", "download"], help="list: show sources and cache state; download: fetch them")
+    groups: dict[str, list[str]] = {}
+    for name, source in named.items():
+        groups.setdefault(source.component, []).append(name)
+    by_name = "".join(f", or by name a {component} checkpoint ({', '.join(names)})" for component, names in groups.items())
+    parser.add_argument("config", help=f"a model config (configs/model/*.yaml), a benchmark config (configs/*.yaml){by_name}")
+    return parser
+
+
+def list_sources(sources: list[Any], config: str) -> int:
+    """`list`: each source and whether it is here; exit code 1 when some are not."""
+    for source in sources:
+        print("\n".join(describe(source)))
+    missing = [s for s in sources if not s.present]
+    if missing:
+        print(f"{len(missing)} of {len(sources)} not available locally: run `python -m proxyclip.weights download {config}` "
+              "on a machine with internet access and copy ~/.cache/huggingface and ~/.cache/torch/hub/checkpoints here, "
+              f"or set {' and '.join(s.key for s in missing)} to local checkpoint files.")
+    return 1 if missing else 0
+
+
+def download_sources(sources: list[Any], spec: dict[str, Any], config: str) -> int:
+    """`download`: every source fetched (each failure reported, then exit code 1)."""
     failed = 0
     for source in sources:
         try:
             print(f"{source.component} {source.model}: {fetch(source, spec)}")
         except WeightsUnavailable as exc:   # says how to prepare this very config elsewhere
             failed += 1
-            print(f"{source.component} {source.model}: FAILED: {exc.naming(args.config)}", file=sys.stderr)
+            print(f"{source.component} {source.model}: FAILED: {exc.naming(config)}", file=sys.stderr)
         except Exception as exc:  # noqa: BLE001 - report every component, then fail
             failed += 1
             print(f"{source.component} {source.model}: FAILED: {exc}", file=sys.stderr)
