@@ -313,7 +313,7 @@ def test_corrclip_equals_the_float64_reference(case, tmp_path):
     np.savez(tmp_path / "img.npz", instance_mask=mask.numpy().astype(np.int32))
     seg = tiny_corrclip(clip, method_kwargs={"instance_mask_path": str(tmp_path)}).double()
     with torch.no_grad():
-        x = seg._clip_normalised(image)
+        x = seg.clip_normalised(image)
         stats = []
         reference_image(seg, x, mask, out_size, 112, 56, 0.0, stats)
         last = stats[-1]                                       # the last window's regions: a radius that chains some
@@ -343,10 +343,10 @@ def test_window_equals_the_reference_in_float64(tmp_path):
     regions = region_image(112, 112, seed=4, regions=5)
     regions[:, 100:] = 10000
     with torch.no_grad():
-        got = seg.last_block.window_logits(seg, x, regions, seg.text_embeddings())
+        got = seg.last_block.window_logits(seg.engine(), x, regions)
         expected = reference_window(seg, x, regions, 0.2)
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11)
-    assert ImageSource(x, (1, 1)).state == {}
+    assert ImageSource(x, (1, 1)).state is None
 
 
 def test_no_mask_source_is_refused_in_one_paragraph_before_any_model():
@@ -489,3 +489,27 @@ def test_each_benchmark_runs_through_main(bench, tmp_path, capsys):
     assert report["num_images"] == 1 and report["config"]["method_protocol"] == f"configs/corrclip/{bench}.yaml"
     assert report["method"] == "corrclip" and report["method_options"]["instance_mask_path"] == str(tmp_path / "masks")
     assert report["method_options"]["eps"] == 0.2 and report["method_options"]["mask_generator"] is None
+
+
+def test_per_crop_calls_are_refused_naming_the_method_and_what_to_call():
+    """CorrCLIP has no patch features without an image's region mask: the segmentor's dense_features / crop_logits
+    refuse before any encoder runs, and say to call it on whole images."""
+    seg = tiny_corrclip()
+    for call in (lambda: seg.dense_features(torch.rand(1, 3, 112, 112)), lambda: seg.crop_logits(torch.rand(1, 3, 112, 112))):
+        with pytest.raises(ProxyCLIPError, match=r"The corrclip method computes whole images only .* segmentor\(images, "
+                                                 r"out_sizes, paths\) .* predict_batch / segment") as info:
+            call()
+        assert "\n" not in str(info.value)
+
+
+def test_the_region_mask_reaches_the_vote_as_typed_state(tmp_path):
+    """image_logits returns the region mask it read (`RegionMask`), which the segmentor keeps for the vote."""
+    from proxyclip.methods.corrclip.block import RegionMask
+
+    mask = region_image(40, 60, seed=2, regions=4)
+    np.savez(tmp_path / "img.npz", instance_mask=mask.numpy().astype(np.int32))
+    seg = tiny_corrclip(method_kwargs={"instance_mask_path": str(tmp_path)})
+    (source,) = seg.sources([torch.zeros(3, 40, 60, dtype=torch.uint8)], None, [str(tmp_path / "img.jpg")])
+    with torch.no_grad():
+        seg.image_logits([source])
+    assert isinstance(source.state, RegionMask) and torch.equal(source.state.regions, mask)

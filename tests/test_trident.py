@@ -469,15 +469,15 @@ def test_refine_labels_uses_each_images_own_sam_state():
     a, b = ((torch.rand(3, 48, 64, generator=g) * 255).to(torch.uint8) for _ in range(2))
     first, second = seg.sources([a, b])
     with torch.no_grad():
-        block.image_logits(seg, first)
-        block.image_logits(seg, second)                     # the predictor now holds b's features
+        first.state = block.image_logits(seg.engine(), first).state     # as the segmentor keeps it
+        second.state = block.image_logits(seg.engine(), second).state   # the predictor now holds b's features
         probs = blob_probs(48, 64)
         labels = probs.argmax(0)
         got = block.refine_labels(labels, probs, first)
         block._predictor.set_image(np.ascontiguousarray(a.permute(1, 2, 0).numpy()))
         expected = sam_refinement(labels, probs, block._predictor, (48, 64), 0.2, 9, 0.005, -100.0)
     assert torch.equal(got, expected) and not torch.equal(got, labels)
-    assert "sam" not in first.state                           # released once used
+    assert first.state is None                                # released once used
     assert torch.equal(block.refine_labels(labels, probs, first), labels)   # nothing kept: nothing refined
     unrefined = tiny_trident(sam_refinement=False)
     assert torch.equal(unrefined.last_block.refine_labels(labels, probs, second), labels)
@@ -581,3 +581,34 @@ def test_a_window_pad_multiple_would_pad_is_refused():
                                              r"pad_multiple 56.*pad_multiple 1"):
         seg.segment(image)
     assert tiny_trident({"pad_multiple": 1}).segment(image).shape == (48, 64)
+
+
+def test_per_crop_calls_are_refused_naming_the_method_and_what_to_call():
+    """Trident has no per-crop features (its windows share one mean, SAM's attention spans the image): the segmentor's
+    dense_features / crop_logits refuse before any encoder runs, and say to call it on whole images."""
+    seg = tiny_trident()
+    for call in (lambda: seg.dense_features(torch.rand(1, 3, CROP, CROP)), lambda: seg.crop_logits(torch.rand(1, 3, CROP, CROP))):
+        with pytest.raises(ProxyCLIPError, match=r"The trident method computes whole images only .* segmentor\(images, "
+                                                 r"out_sizes, paths\) .* predict_batch / segment") as info:
+            call()
+        assert "\n" not in str(info.value)
+
+
+def test_the_method_gets_the_engine_not_the_segmentor():
+    """image_logits receives a frozen `Engine` (what a method reads) and returns its logits with a typed state."""
+    import dataclasses
+
+    from proxyclip.method.engine import Engine
+    from proxyclip.methods.trident.block import SamState
+
+    seg = tiny_trident({"pad_multiple": 1})                  # 48 x 64: windows below the crop, unpadded
+    engine = seg.engine()
+    assert isinstance(engine, Engine) and engine.visual is seg.clip.visual and engine.vfm is seg.vfm
+    assert (engine.geometry.crop_size, engine.geometry.stride, engine.method) == (CROP, STRIDE, "trident")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        engine.text = None
+    (source,) = seg.sources([(torch.rand(3, 48, 64) * 255).to(torch.uint8)], None, None)
+    with torch.no_grad():
+        whole = seg.last_block.image_logits(engine, source)
+    assert whole.logits.shape == (len(seg.queries), 48, 64) and isinstance(whole.state, SamState)
+    assert whole.state.read_size == (48, 64)

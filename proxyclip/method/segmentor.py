@@ -3,7 +3,6 @@ Lightning nor the CLI. `ProxyCLIPSegmentor` is its former name, kept as an alias
 from __future__ import annotations
 
 import contextlib
-from collections import defaultdict
 from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
@@ -16,13 +15,14 @@ from ..errors import ProxyCLIPError
 from ..vocabulary import parse_vocabulary
 from .clip_encoder import build_clip, clip_patch_size
 from .clip_tower import in_dtype_of as _in_dtype_of
+from .engine import Engine, PixelStatistics, clip_normalised
 from .last_block import Crops, ImageSource, build_last_block
 from .method_options import method_kwargs_help, method_option_types, method_settings, methods_help, protocol_values
 from .onednn_linear import linear_path, swap_linears
 from .pamr import pamr
-from .pixel_statistics import NUMERICS, STATISTICS_BUFFERS, Numerics, clip_input, resolve_statistics, statistics_buffers
+from .pixel_statistics import NUMERICS, STATISTICS_BUFFERS, Numerics, resolve_statistics, statistics_buffers
 from .small_classes import suppress_small_classes
-from .sliding_window import Window, pad_to_multiple, sliding_windows
+from .sliding_window import WindowBatch, WindowGeometry
 from .text import encode_queries
 from .text_cache import cached_encode_queries
 from .vfm import build_vfm
@@ -244,6 +244,24 @@ class TrainingFreeSegmentor(nn.Module):
                     self.query_embeddings = encode_queries(self.clip, self.tokenizer, self.queries)
         return self.query_embeddings
 
+    # --- what a method reads -------------------------------------------------------------------
+    def engine(self) -> Engine:
+        """The segmentor as a method sees it now (engine.py): encoders, text, geometry, statistics, linear path."""
+        geometry = WindowGeometry(self.mode, self.crop_size, self.stride, self.pad_multiple)
+        return Engine(self.method, self.clip.visual, self.vfm, self.text_embeddings(), geometry,
+                      self.pixel_statistics_now(), self.onednn_linear)
+
+    def pixel_statistics_now(self) -> PixelStatistics:
+        """The statistics buffers (on the model's device, float32) under the current numerics; a method without a VFM
+        has no VFM statistics."""
+        vfm_mean, vfm_std = (getattr(self, name, None) for name in ("vfm_mean", "vfm_std"))
+        return PixelStatistics(self.clip_mean, self.clip_std, self.clip_mean_255, self.clip_std_255, vfm_mean, vfm_std,
+                               self.numerics)
+
+    def clip_normalised(self, image: torch.Tensor) -> torch.Tensor:
+        """[3, h, w] RGB, uint8 or float in [0, 1] -> CLIP's float input [3, h, w], as the model sees it (§1)."""
+        return clip_normalised(image, self.pixel_statistics_now())
+
     # --- dense features and per-crop logits -------------------------------------------------------
     def _crops(self, x: torch.Tensor, text: torch.Tensor | None, images: list[torch.Tensor] | None = None) -> Crops:
         """x: [B, 3, H, W] CLIP-normalised (already padded) -> the crops as the method sees them. Each encoder gets its
@@ -258,17 +276,27 @@ class TrainingFreeSegmentor(nn.Module):
         return Crops(self.clip.visual, _in_dtype_of(self.clip.visual, x), text, self.logit_scale, feats, self.onednn_linear,
                      images)
 
+    def _refuse_whole_image_method(self, call: str) -> None:
+        if self.last_block.whole_images_only:
+            raise ProxyCLIPError(
+                f"The {self.method} method computes whole images only (its image_logits: no crop has features of its own "
+                f"there), so {call} cannot serve it. Call the segmentor on whole images instead: segmentor(images, "
+                "out_sizes, paths) for logits, predict_batch / segment / predict_probabilities for probabilities and labels.")
+
     def dense_features(self, crops: torch.Tensor) -> torch.Tensor:
         """crops: [B, 3, H, W] RGB in [0, 1] -> L2-normalised dense CLIP embeddings [B, D, h, w] (the method's grid).
-        Methods whose features depend on the text (ResCLIP) need the vocabulary set."""
-        x = self._normalise(crops)
+        Methods whose features depend on the text (ResCLIP) need the vocabulary set; methods that compute only whole
+        images (Trident, CorrCLIP) are refused."""
+        self._refuse_whole_image_method("dense_features")
+        x = self.pixel_statistics_now().clip_input(crops)
         with _exact_fp32_convolutions(x):
             return self.last_block.dense(self._crops(x, self.text_embeddings() if self.queries else None))
 
     def crop_logits(self, x: torch.Tensor, images: list[torch.Tensor] | None = None) -> torch.Tensor:
         """x: [B, 3, H, W] CLIP-normalised -> the method's logits [B, Q, H, W] (cosine with the text, bilinear from
         the feature grid, for every method so far). images: per crop, the CLIP-normalised image [3, h, w] it was cut
-        from (CASS reads the whole image)."""
+        from (CASS reads the whole image). Methods that compute only whole images (Trident, CorrCLIP) are refused."""
+        self._refuse_whole_image_method("crop_logits")
         with _exact_fp32_convolutions(x):
             return self.last_block.crop_logits(self._crops(x, self.text_embeddings(), images))
 
@@ -294,36 +322,25 @@ class TrainingFreeSegmentor(nn.Module):
         return [ImageSource(image, tuple(size), path) for image, size, path in zip(images, out_sizes, paths)]
 
     def image_logits(self, sources: Sequence[ImageSource]) -> list[torch.Tensor]:
-        """Per source the query logits [Q, H, W] at its out_size (see `forward`)."""
-        num_queries = self.text_embeddings().shape[0]
+        """Per source the query logits [Q, H, W] at its out_size (see `forward`); a method's own whole-image result
+        leaves its state in the source (`ImageSource.state`, for `decide`)."""
+        engine = self.engine()
+        results: list[torch.Tensor | None] = []
         with _exact_fp32_convolutions(self.clip_mean):    # a method's own whole-image forward (Trident, CorrCLIP)
-            results: list[torch.Tensor | None] = [self.last_block.image_logits(self, source) for source in sources]
-        canvases, counts, jobs, normalised = {}, {}, defaultdict(list), {}
-        for index, source in enumerate(sources):
-            if results[index] is not None:        # the method computed the image as a whole
-                continue
-            x = self._clip_normalised(source.image)                                          # [3, h, w]
-            normalised[index] = x
-            h, w = x.shape[-2:]
-            canvases[index] = x.new_zeros(num_queries, h, w)
-            counts[index] = x.new_zeros(1, h, w)
-            windows = sliding_windows(h, w, self.crop_size, self.stride) if self.mode == "slide" else [Window(0, h, 0, w)]
-            for win in windows:
-                crop = x[:, win.y1:win.y2, win.x1:win.x2]
-                pad = pad_to_multiple(crop.shape[1], crop.shape[2], self.pad_multiple)
-                crop = F.pad(crop, pad)                                                   # zeros = CLIP's mean colour
-                jobs[tuple(crop.shape)].append((index, win, pad, crop))                  # same shapes stack
-        for group in jobs.values():
-            for start in range(0, len(group), self.crop_batch_size):
-                chunk = group[start:start + self.crop_batch_size]
-                logits = self.crop_logits(torch.stack([job[3] for job in chunk]),
-                                          [normalised[job[0]] for job in chunk])           # [n, Q, Hp, Wp]
-                for (index, (y1, y2, x1, x2), (left, _, top, _), _), crop_logit in zip(chunk, logits):
-                    canvases[index][:, y1:y2, x1:x2] += crop_logit[:, top:top + y2 - y1, left:left + x2 - x1]
-                    counts[index][:, y1:y2, x1:x2] += 1
-        for index, canvas in canvases.items():
-            results[index] = F.interpolate((canvas / counts[index])[None], size=sources[index].out_size,
-                                           mode="bilinear", align_corners=False)[0]
+            for source in sources:
+                whole = self.last_block.image_logits(engine, source)
+                source.state = None if whole is None else whole.state
+                results.append(None if whole is None else whole.logits)
+        shared = [index for index, result in enumerate(results) if result is None]
+        normalised = [engine.clip_normalised(sources[index].image) for index in shared]       # [3, h, w] each
+
+        def logits_of(batch: WindowBatch) -> torch.Tensor:   # [n, 3, Hp, Wp] -> [n, Q, Hp, Wp]
+            return self.crop_logits(batch.crops, [normalised[image] for image in batch.images])
+
+        averaged = engine.averaged_window_logits(normalised, logits_of, self.crop_batch_size)
+        for index, canvas in zip(shared, averaged):
+            results[index] = F.interpolate(canvas[None], size=sources[index].out_size, mode="bilinear",
+                                           align_corners=False)[0]
         return results
 
     def class_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
@@ -339,7 +356,7 @@ class TrainingFreeSegmentor(nn.Module):
         image [3, h, w] (as the model saw it) resized bilinearly to that size; otherwise the logits unchanged."""
         if not self.pamr_steps:
             return logits
-        guide = F.interpolate(self._clip_normalised(image)[None], size=logits.shape[-2:], mode="bilinear", align_corners=False)
+        guide = F.interpolate(self.clip_normalised(image)[None], size=logits.shape[-2:], mode="bilinear", align_corners=False)
         return pamr(guide, logits[None], self.pamr_steps, self.pamr_dilations)[0]
 
     def decide(self, probs: torch.Tensor, source: ImageSource | None = None) -> torch.Tensor:
@@ -406,20 +423,6 @@ class TrainingFreeSegmentor(nn.Module):
                 "Pass a PIL image or a uint8 array [H, W, 3] (grayscale [H, W] and RGBA are converted)."
             ) from exc
         return torch.from_numpy(array.copy()).permute(2, 0, 1).to(self.clip_mean.device)
-
-    def _clip_normalised(self, image: torch.Tensor) -> torch.Tensor:
-        """[3, h, w] RGB, uint8 or float in [0, 1] -> CLIP's float input [3, h, w], as the model sees it (§1)."""
-        return self._normalise(self._checked(image))
-
-    def _normalise(self, pixels: torch.Tensor) -> torch.Tensor:
-        """[..., 3, H, W] RGB, uint8 or float in [0, 1] -> CLIP's input under `numerics` (docs/method.md §1)."""
-        return clip_input(pixels, self.numerics, self.clip_mean, self.clip_std, self.clip_mean_255, self.clip_std_255)
-
-    def _checked(self, image: torch.Tensor) -> torch.Tensor:
-        image = image.to(self.clip_mean.device)
-        if image.ndim != 3 or image.shape[0] != 3:
-            raise ProxyCLIPError(f"Images must be [3, H, W] RGB tensors, got shape {tuple(image.shape)}.")
-        return image
 
 
 # The help of `method` and `method_kwargs` (LightningCLI reads the docstring) from the registered methods themselves.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ProxyCLIPError
-from .base import LAST_BLOCKS, Crops, ImageSource, LastBlock
+from .base import LAST_BLOCKS, Crops, ImageSource, ImageState, LastBlock, WholeImageLogits
 from .discovery import load_methods, method_folder
 
 load_methods()
@@ -23,4 +23,4 @@ def build_last_block(method: str, **kwargs: Any) -> LastBlock:
         raise ProxyCLIPError(f"method_kwargs {kwargs} do not fit the {method} method ({exc}).") from None
 
 
-__all__ = ["LAST_BLOCKS", "Crops", "ImageSource", "LastBlock", "build_last_block", "load_methods", "method_folder"]
+__all__ = ["LAST_BLOCKS", "Crops", "ImageSource", "ImageState", "LastBlock", "WholeImageLogits", "build_last_block", "load_methods", "method_folder"]

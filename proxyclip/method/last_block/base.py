@@ -8,12 +8,15 @@ SC-CLIP and CASS change it further from earlier blocks, the first pass's labels 
 `LastBlock`, registered under its method's name in `LAST_BLOCKS` by the module that defines it
 (`@LAST_BLOCKS.register("naclip")`); the rest of the dense forward (docs/method.md §3.1-3.2, §3.6) is shared.
 A method that reads more of the tower (earlier blocks' outputs or attention, the text, the crop) overrides
-`dense` or `crop_logits`, which receive the batch of crops as `Crops`.
+`dense` or `crop_logits`, which receive the batch of crops as `Crops`. A method that computes whole images
+(Trident, CorrCLIP) overrides `image_logits`, which receives the segmentor's frozen `Engine` (engine.py) and the
+image (`ImageSource`), never the segmentor, and returns `WholeImageLogits`: the logits and its typed `ImageState`
+for `refine_labels`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +26,9 @@ from ..clip_tower import Linear, dense_clip_features
 from ..pixel_statistics import vfm_input
 from ..registry import Registry
 from .method_weights import MethodWeights
+
+if TYPE_CHECKING:       # the engine imports nothing of the methods; only the hook's annotation names it
+    from ..engine import Engine
 
 
 @dataclass
@@ -34,18 +40,32 @@ class Crops:
     logit_scale: float                   # the segmentor's softmax temperature
     feats: torch.Tensor | None = None    # [B, C, h, w] the VFM's features, for methods that need a VFM
     onednn: bool = False                 # fp32 CPU projections through oneDNN (onednn_linear.py)
-    images: list[torch.Tensor] | None = None   # per crop, the whole CLIP-normalised image [3, h, w] it was cut
-                                               # from (one tensor per image), when the segmentor knows it
+    # Per crop, the whole CLIP-normalised image [3, h, w] it was cut from (one tensor per image), when the segmentor
+    # knows it: CASS's global vector. Per crop, not in the `Engine`: a batch holds crops of several images.
+    images: list[torch.Tensor] | None = None
+
+
+class ImageState:
+    """What a method's `image_logits` computed of one image for its `refine_labels` (Trident's SAM features, CorrCLIP's
+    region mask): each such method declares its own (frozen) dataclass deriving from this."""
 
 
 @dataclass
 class ImageSource:
     """One whole image as a method that works per image sees it (Trident re-reads the file for SAM; CorrCLIP finds
-    its region masks by the file's stem). `state` carries what `image_logits` computed to `refine_labels`."""
+    its region masks by the file's stem). `state` is what `image_logits` returned for `refine_labels` (the
+    segmentor keeps it here between the two; the method may release it)."""
     image: torch.Tensor                  # [3, h, w] as the batch gives it (uint8, or float in [0, 1]), resized by the protocol
     out_size: tuple[int, int]            # (H, W) the logits are wanted at (the ground truth's, or the image's own)
     path: str | None = None              # the image file, when the image came from one
-    state: dict = field(default_factory=dict)
+    state: ImageState | None = None
+
+
+@dataclass(frozen=True)
+class WholeImageLogits:
+    """What a method that computes whole images returns for one (`LastBlock.image_logits`)."""
+    logits: torch.Tensor                 # [Q, H, W] at the source's out_size
+    state: ImageState | None = None      # kept for `refine_labels` (None: nothing to keep)
 
 
 class LastBlock(nn.Module):
@@ -66,6 +86,9 @@ class LastBlock(nn.Module):
     # off, and what it keeps because it cannot run without it, {option or step: why}.
     post_processing_off: ClassVar[dict[str, Any]] = {}
     common_exceptions: ClassVar[dict[str, str]] = {}
+    # A method that computes only whole images (its `image_logits`; Trident, CorrCLIP) has no per-crop features:
+    # the segmentor's dense_features / crop_logits refuse it, naming what to call instead.
+    whole_images_only: ClassVar[bool] = False
 
     def forward(self, block: nn.Module, tokens: torch.Tensor, grid: tuple[int, int], linear: Linear,
                 feats: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -111,15 +134,18 @@ class LastBlock(nn.Module):
         logits = torch.einsum("bdhw,qd->bqhw", emb, crops.text.to(emb.dtype))
         return F.interpolate(logits, size=crops.pixels.shape[-2:], mode="bilinear", align_corners=False)
 
-    def image_logits(self, segmentor: nn.Module, source: ImageSource) -> torch.Tensor | None:
-        """A method that computes an image's logits as a whole returns them, [Q, H, W] at `source.out_size`
-        (Trident splices its windows before SAM's attention; CorrCLIP cuts its region masks with each window).
-        None (every method before them): the segmentor's shared sliding-window forward."""
+    def image_logits(self, engine: Engine, source: ImageSource) -> WholeImageLogits | None:
+        """A method that computes an image's logits as a whole returns them, [Q, H, W] at `source.out_size`, with
+        what its `refine_labels` needs of the image (Trident splices its windows before SAM's attention; CorrCLIP
+        cuts its region masks with each window). It reads the segmentor only through `engine` (engine.py) and runs
+        its windows through the engine's iterator. None (every method before them): the segmentor's shared
+        sliding-window forward."""
         return None
 
     def refine_labels(self, labels: torch.Tensor, probs: torch.Tensor, source: ImageSource) -> torch.Tensor:
         """The method's last step on the decided labels [H, W] (int64) with the class probabilities [C, H, W] they
-        came from (CorrCLIP's vote in each region mask, Trident's SAM refinement); by default none."""
+        came from (CorrCLIP's vote in each region mask, Trident's SAM refinement), `source.state` what `image_logits`
+        returned for it (None when it did not run); by default none."""
         return labels
 
 

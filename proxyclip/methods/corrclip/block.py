@@ -12,6 +12,7 @@ Line numbers: open_clip/transformer.py (T), corrclip_segmentor.py (S).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -26,9 +27,10 @@ from .ops import PAD_REGION, merge_regions, nearest, query_plus_key, region_vote
 from proxyclip.method.pixel_statistics import vfm_input
 from .sam2_masks import mask_path, read_instance_mask
 from .weights import named_sam2_weights, run_sam2_weights
-from proxyclip.method.sliding_window import Window, pad_to_multiple, sliding_windows
+from proxyclip.method.engine import Engine
+from proxyclip.method.sliding_window import WindowBatch
 from proxyclip.method.vfm.base import offers_last_block_qkv
-from proxyclip.method.last_block.base import LAST_BLOCKS, Crops, ImageSource, LastBlock
+from proxyclip.method.last_block.base import LAST_BLOCKS, Crops, ImageSource, ImageState, LastBlock, WholeImageLogits
 from proxyclip.method.last_block.method_weights import MethodWeights
 
 MASK_SOURCES = (
@@ -117,6 +119,8 @@ class CorrCLIPBlock(LastBlock):
                                  f"{type(vfm).__name__} does not give: use a timm ViT VFM (dino_vitb8, the original's; "
                                  "dino_*, dinov2_*, mae_*).")
 
+    whole_images_only = True    # no patch features without the image's region mask
+
     def forward(self, block, tokens, grid, linear, feats=None):
         raise ProxyCLIPError("The corrclip method computes whole images with their region masks (segmentor(images, "
                              "paths=...), segment, test, predict); it has no per-crop dense features without them.")
@@ -172,37 +176,30 @@ class CorrCLIPBlock(LastBlock):
         return generator(image if image.dtype == torch.uint8 else (image.clamp(0, 1) * 255).round().to(torch.uint8))
 
     # --- the image --------------------------------------------------------------------------------------------
-    def image_logits(self, segmentor: nn.Module, source: ImageSource) -> torch.Tensor:
-        """[Q, H, W] at source.out_size (predict S:183-198, forward_slide S:123-180): windows one at a time, each with its cut of the region
-        mask (nearest-resized to CLIP's input first, S:194), padding zeros and id 10000 (S:156-160)."""
+    def image_logits(self, engine: Engine, source: ImageSource) -> WholeImageLogits:
+        """[Q, H, W] at source.out_size (predict S:183-198, forward_slide S:123-180) and the region mask for the vote:
+        windows one at a time (the engine's iterator, batches of one), each with its cut of the region mask
+        (nearest-resized to CLIP's input first, S:194), padded with id 10000 (S:156-160) as the crop with zeros."""
         regions = self.region_mask(source)
-        source.state["regions"] = regions
-        x = segmentor._clip_normalised(source.image)                                # [3, h, w]
-        h, w = x.shape[-2:]
-        resized = nearest(regions, (h, w))
-        text = segmentor.text_embeddings()
-        canvas, count = None, x.new_zeros(1, h, w)
-        windows = sliding_windows(h, w, segmentor.crop_size, segmentor.stride) if segmentor.mode == "slide" \
-            else [Window(0, h, 0, w)]
-        for y1, y2, x1, x2 in windows:
-            pad = pad_to_multiple(y2 - y1, x2 - x1, segmentor.pad_multiple)
-            crop = F.pad(x[:, y1:y2, x1:x2], pad)                                    # zeros = CLIP's mean colour
-            cut = F.pad(resized[y1:y2, x1:x2], pad, value=PAD_REGION)
-            logits = self.window_logits(segmentor, crop, cut, text)                  # [Q, Hp, Wp]
-            if canvas is None:                 # float32, or the encoders' dtype when wider (a float64 model)
-                canvas = x.new_zeros(text.shape[0], h, w, dtype=torch.promote_types(x.dtype, logits.dtype))
-            canvas[:, y1:y2, x1:x2] += logits[:, pad[2]:pad[2] + y2 - y1, pad[0]:pad[0] + x2 - x1].to(canvas.dtype)
-            count[:, y1:y2, x1:x2] += 1
-        return F.interpolate((canvas / count.to(canvas.dtype))[None], size=source.out_size, mode="bilinear", align_corners=False)[0]
+        x = engine.clip_normalised(source.image)                                    # [3, h, w]
+        resized = nearest(regions, tuple(x.shape[-2:]))
 
-    def window_logits(self, segmentor: nn.Module, crop: torch.Tensor, regions: torch.Tensor,
-                      text: torch.Tensor) -> torch.Tensor:
+        def logits_of(batch: WindowBatch) -> torch.Tensor:   # one padded window [1, 3, Hp, Wp] -> [1, Q, Hp, Wp]
+            (y1, y2, x1, x2), pad = batch.windows[0], batch.pads[0]
+            cut = F.pad(resized[y1:y2, x1:x2], pad, value=PAD_REGION)
+            return self.window_logits(engine, batch.crops[0], cut)[None]
+
+        # the canvas float32, or the encoders' dtype when wider (a float64 model)
+        (canvas,) = engine.averaged_window_logits([x], logits_of, batch_size=1, widen=True)
+        logits = F.interpolate(canvas[None], size=source.out_size, mode="bilinear", align_corners=False)[0]
+        return WholeImageLogits(logits, RegionMask(regions))
+
+    def window_logits(self, engine: Engine, crop: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
         """One padded window: crop [3, Hp, Wp] CLIP-normalised, regions [Hp, Wp] ids -> [Q, Hp, Wp] (S:92-121)."""
-        statistics = (segmentor.clip_mean, segmentor.clip_std, segmentor.vfm_mean, segmentor.vfm_std)
-        qk = self.vfm_features(segmentor.vfm, crop[None], statistics, segmentor.crop_size)[0]   # [C, gh, gw]
-        feats = self.features(segmentor.clip.visual, in_dtype_of(segmentor.clip.visual, crop[None]), qk, regions)
+        qk = self.vfm_features(engine.vfm, crop[None], engine.statistics.for_vfm, engine.geometry.crop_size)[0]   # [C, gh, gw]
+        feats = self.features(engine.visual, in_dtype_of(engine.visual, crop[None]), qk, regions)
         grid = qk.shape[-2:]
-        logits = (F.normalize(feats, dim=-1) @ text.to(feats.dtype).T).T.reshape(-1, *grid)
+        logits = (F.normalize(feats, dim=-1) @ engine.text.to(feats.dtype).T).T.reshape(-1, *grid)
         return F.interpolate(logits[None], size=crop.shape[-2:], mode="bilinear", align_corners=False)[0]
 
     def vfm_features(self, vfm: nn.Module, x: torch.Tensor, statistics: tuple[torch.Tensor, ...],
@@ -254,10 +251,14 @@ class CorrCLIPBlock(LastBlock):
     # --- the vote ----------------------------------------------------------------------------------------------
     def refine_labels(self, labels: torch.Tensor, probs: torch.Tensor, source: ImageSource) -> torch.Tensor:
         """Each region's labels (but the smallest id's) set to their mode (S:216-222), on the image's own mask."""
-        regions = source.state.get("regions")
-        if regions is None:
-            regions = self.region_mask(source)
+        regions = source.state.regions if isinstance(source.state, RegionMask) else self.region_mask(source)
         return region_vote(labels, regions.to(labels.device), probs.shape[0])
+
+
+@dataclass(frozen=True)
+class RegionMask(ImageState):
+    """The image's region ids [H, W] int64 at its original size, read once for the windows and the vote."""
+    regions: torch.Tensor
 
 
 def _block(block: nn.Module, seq: torch.Tensor, mask: torch.Tensor, seq_first: bool) -> torch.Tensor:

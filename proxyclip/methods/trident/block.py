@@ -9,6 +9,8 @@ half); CLIP sees the protocol-resized image (`upsized`) in crop x crop windows, 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 import torch
@@ -17,12 +19,12 @@ from torch import nn
 
 from proxyclip.errors import ProxyCLIPError
 from proxyclip.method.clip_tower import embed_tokens, linear_for, project, run_blocks
-from proxyclip.method.sliding_window import sliding_windows
+from proxyclip.method.engine import Engine
 from .ops import dino_guided_attention, guided, splice_windows, upsized
 from .refine import sam_refinement
 from .sam import LastBlockAttention, build_sam, sam_guidance, sam_similarity
 from .weights import sam_weights
-from proxyclip.method.last_block.base import LAST_BLOCKS, ImageSource, LastBlock
+from proxyclip.method.last_block.base import LAST_BLOCKS, ImageSource, ImageState, LastBlock, WholeImageLogits
 from proxyclip.method.last_block.method_weights import MethodWeights
 
 
@@ -80,6 +82,8 @@ class TridentBlock(LastBlock):
         self._kept = LastBlockAttention(self.sam_model)
         self._predictor = SamPredictor(self.sam_model)
 
+    whole_images_only = True    # its windows share one similarity mean and SAM's attention spans the image
+
     def forward(self, block, tokens, grid, linear, feats=None):
         raise ProxyCLIPError("Trident computes whole images (image_logits): its windows share one similarity mean and "
                              "are spliced before SAM's attention, so it has no per-crop forward.")
@@ -110,44 +114,47 @@ class TridentBlock(LastBlock):
 
     # --- the whole image -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def image_logits(self, segmentor: nn.Module, source: ImageSource) -> torch.Tensor:
-        if segmentor.mode != "slide":
+    def image_logits(self, engine: Engine, source: ImageSource) -> WholeImageLogits:
+        """[Q, H, W] at source.out_size (float32), and SAM's predictor state for `refine_labels` when
+        `sam_refinement` (a batch's images all run before any is decided, so each keeps its own)."""
+        geometry = engine.geometry
+        if geometry.mode != "slide":
             raise ProxyCLIPError("Trident computes its windows itself (slide_crop, slide_stride); mode 'whole' has no "
                                  "meaning for it: use mode slide (its protocol files do) and crop_size / stride.")
-        visual = segmentor.clip.visual
+        visual = engine.visual
         patch = visual.conv1.kernel_size[0]
         sam_input, read_size = self.sam_image(source, patch)
         parts = self.sam_parts(sam_input)
-        if self.sam_refinement:   # the predictor's state for refine_labels (a batch's images all run first)
+        state = None
+        if self.sam_refinement:
             if self.split_halves:
                 self._predictor.set_image(sam_input)
             p = self._predictor
-            source.state["sam"] = (p.features, p.input_size, p.original_size, read_size)
-        x = upsized(segmentor._clip_normalised(source.image)[None], patch, segmentor.crop_size)   # [1, 3, H, W]
+            state = SamState(p.features, p.input_size, p.original_size, read_size)
+        x = upsized(engine.clip_normalised(source.image)[None], patch, geometry.crop_size)   # [1, 3, H, W]
         image_grid = (x.shape[-2] // patch, x.shape[-1] // patch)
-        windows, boxes = [], []
-        for y1, y2, x1, x2 in sliding_windows(*x.shape[-2:], segmentor.crop_size, segmentor.stride):
-            # Unpadded: the original pads to a multiple of 56 (trident.py:217-221), which its 336 crops never need
-            # except for an image with both sides multiples of the patch and one below the crop, whose padded windows
-            # it cannot splice (a shape error); here those run at their own size.
-            windows.append(x[..., y1:y2, x1:x2])
-            boxes.append((y1 // patch, x1 // patch, y2 // patch, x2 // patch))
-        multiple = segmentor.pad_multiple
-        if multiple > 1 and any(side % multiple for side in windows[0].shape[-2:]):
+        # Unpadded: the original pads to a multiple of 56 (trident.py:217-221), which its 336 crops never need except
+        # for an image with both sides multiples of the patch and one below the crop, whose padded windows it cannot
+        # splice (a shape error); here those run at their own size. All windows in one batch: they share one mean.
+        batches = list(engine.window_batches([x[0]]))
+        if len(batches) != 1:
+            raise ProxyCLIPError(f"Trident's windows must share one size; crop_size {geometry.crop_size} and stride "
+                                 f"{geometry.stride} on a {tuple(x.shape[-2:])} image do not.")
+        windows = batches[0]
+        if any(windows.pads[0]):
+            y1, y2, x1, x2 = windows.windows[0]
             raise ProxyCLIPError(
-                f"Trident does not pad its windows: a {tuple(windows[0].shape[-2:])} window is no multiple of pad_multiple "
-                f"{multiple}, and padded windows cannot be spliced (the original fails there too: a shape error in its "
-                f"guidance_attn). Set --model.segmentor.pad_multiple 1 to run such images unpadded, or use a crop_size "
-                f"that is a multiple of {multiple} on images at least that large (the protocol files' 336 with 56).")
-        if len({w.shape for w in windows}) != 1:
-            raise ProxyCLIPError(f"Trident's windows must share one size; crop_size {segmentor.crop_size} and stride "
-                                 f"{segmentor.stride} on a {tuple(x.shape[-2:])} image do not.")
-        crops = torch.cat(windows).to(next(visual.parameters()).dtype)                         # [B, 3, c, c]
-        statistics = (segmentor.clip_mean, segmentor.clip_std, segmentor.vfm_mean, segmentor.vfm_std)
-        feats = self.vfm_features(segmentor.vfm, crops, statistics, segmentor.crop_size)        # [B, C, h, w]
-        lin = linear_for(segmentor.onednn_linear)
+                f"Trident does not pad its windows: a {(y2 - y1, x2 - x1)} window is no multiple of pad_multiple "
+                f"{geometry.pad_multiple}, and padded windows cannot be spliced (the original fails there too: a shape "
+                f"error in its guidance_attn). Set --model.segmentor.pad_multiple 1 to run such images unpadded, or use "
+                f"a crop_size that is a multiple of {geometry.pad_multiple} on images at least that large (the protocol "
+                "files' 336 with 56).")
+        boxes = [(y1 // patch, x1 // patch, y2 // patch, x2 // patch) for y1, y2, x1, x2 in windows.windows]
+        crops = windows.crops.to(next(visual.parameters()).dtype)                                # [B, 3, c, c]
+        feats = self.vfm_features(engine.vfm, crops, engine.statistics.for_vfm, geometry.crop_size)   # [B, C, h, w]
+        lin = linear_for(engine.onednn)
         h, grid = embed_tokens(visual, crops)
-        h = run_blocks(visual, h, onednn=segmentor.onednn_linear).tokens[:, 1:]                  # CLS dropped
+        h = run_blocks(visual, h, onednn=engine.onednn).tokens[:, 1:]                            # CLS dropped
         out = dino_guided_attention(visual.transformer.resblocks[-1], h, grid, feats.to(h.dtype), self.beta, self.gamma, lin)
         canvas = splice_windows(out, grid, tuple(feats.shape[-2:]), boxes, image_grid)          # [W, h', w']
         middle = canvas.shape[-1] // 2            # Cityscapes: each half of the grid with its half's SAM
@@ -158,15 +165,28 @@ class TridentBlock(LastBlock):
             mixed.append(guided(piece, weights, tuple(v.shape[2:4])).view(*v.shape[2:4], -1))     # [h, w, W]
         feats_out = torch.cat(mixed, dim=1)                                                     # halves side by side
         emb = F.normalize(project(visual, feats_out.flatten(0, 1), lin), dim=-1)               # [n, D]
-        logits = (emb @ segmentor.text_embeddings().to(emb.dtype).T).T.reshape(-1, *feats_out.shape[:2])
-        return F.interpolate(logits[None], size=source.out_size, mode="bilinear", align_corners=False)[0].float()
+        logits = (emb @ engine.text.to(emb.dtype).T).T.reshape(-1, *feats_out.shape[:2])
+        logits = F.interpolate(logits[None], size=source.out_size, mode="bilinear", align_corners=False)[0].float()
+        return WholeImageLogits(logits, state)
 
     def refine_labels(self, labels: torch.Tensor, probs: torch.Tensor, source: ImageSource) -> torch.Tensor:
-        """The SAM refinement (seg_utils/utils.py:92-196, called at trident.py:277-281) when `sam_refinement`."""
-        if not self.sam_refinement or "sam" not in source.state:
+        """The SAM refinement (seg_utils/utils.py:92-196, called at trident.py:277-281) when `sam_refinement`, with the
+        image's own SAM state, released once used."""
+        state = source.state
+        if not self.sam_refinement or not isinstance(state, SamState):
             return labels
+        source.state = None
         p = self._predictor
-        p.features, p.input_size, p.original_size, image_size = source.state.pop("sam")   # image_size: the file's
-        p.is_image_set = True
-        return sam_refinement(labels, probs, p, image_size, self.coarse_thresh, self.minimal_area, self.sam_mask_coff,
-                              self.sam_iou_thresh)
+        p.features, p.input_size, p.original_size, p.is_image_set = state.features, state.input_size, \
+            state.original_size, True
+        return sam_refinement(labels, probs, p, state.read_size, self.coarse_thresh, self.minimal_area,
+                              self.sam_mask_coff, self.sam_iou_thresh)
+
+
+@dataclass(frozen=True)
+class SamState(ImageState):
+    """SAM's predictor state of one image (segment_anything's SamPredictor after `set_image`), for the refinement."""
+    features: torch.Tensor               # [1, 256, 64, 64] the image encoder's embedding
+    input_size: tuple[int, int]          # the resized image's (h, w) inside SAM's 1024 square
+    original_size: tuple[int, int]       # the image SAM was given, (H', W') (multiples of CLIP's patch)
+    read_size: tuple[int, int]           # the file's own (H, W), as read
