@@ -164,38 +164,39 @@ def test_every_spelling_of_the_method_gets_its_protocol(spelling, models):
     assert config["method_protocol"] == "configs/sclip/voc21.yaml"
 
 
-def test_the_options_that_can_set_a_value_come_from_one_helper():
-    """The method's protocol and the linked values are found by the arguments that can set them: every spelling
-    jsonargparse accepts, listed by one helper (review 16)."""
-    from proxyclip.commands.command_line import spellings
+def test_every_spelling_gives_one_key(models):
+    """What an argument sets is read from the argument (layers.py), every spelling jsonargparse accepts to the one key:
+    the flag with or without `init_args`, inline YAML of a section, a model file, a whole config naming its files."""
+    from proxyclip.commands.layers import LayeredLine
 
-    assert spellings("model.segmentor.init_args.method") == {
-        "--config", "-c", "--model", "--model.segmentor", "--model.segmentor.class_path", "--model.segmentor.init_args",
-        "--model.segmentor.init_args.method", "--model.segmentor.method"}
-    assert spellings("data.init_args.root") == {"--config", "-c", "--data", "--data.class_path", "--data.init_args",
-                                                "--data.init_args.root", "--data.root"}
-    assert spellings("method_protocol") == {"--config", "-c", "--method_protocol"}
+    for spelling, tokens in SPELLINGS.items():
+        line = LayeredLine(["test", *[token.format(m=models) for token in tokens]])
+        assert line.last("model.segmentor.init_args.method").get("model.segmentor.method") == "sclip", spelling
+    whole = LayeredLine(["test", "--config", str(models / "whole.yaml")])
+    assert whole.last("model.segmentor.method").get("model.segmentor.init_args.method") == "sclip"
+    data = LayeredLine(["test", "--config", str(REPO_ROOT / "configs" / "voc21.yaml"), "--data.root", "/x"])
+    assert [layer.text for _, layer in data.setters("data.init_args.root")] == [
+        f"--config {REPO_ROOT / 'configs' / 'voc21.yaml'}", "--data.root /x"]
+    assert data.files[0].file_of("data.init_args.root").name == "voc21.yaml"   # the file `data:` names
 
 
-def test_no_prefix_of_the_command_is_parsed_twice(models, monkeypatch):
-    """Adding the method's protocol file keeps the parses of the arguments before it (review 11): settling a command
-    parses each prefix once (jsonargparse's own parser is only counted, not replaced)."""
-    import collections
-
+def test_a_command_is_settled_by_two_parses_and_no_prefix_parse(models, monkeypatch):
+    """The method and the benchmark come from one parse of the command without the protocol file, the run's config
+    from one more with it (issue 31 item 3); no prefix of the command is parsed (jsonargparse's parser is only
+    counted, not replaced)."""
     import jsonargparse
 
-    parse_args, prefixes = jsonargparse.ArgumentParser.parse_args, []
-
-    def counted(self, args=None, *more, **kwargs):
-        if kwargs.get("_skip_validation") and list(args or [])[:1] == ["test"]:
-            prefixes.append(tuple(args))
-        return parse_args(self, args, *more, **kwargs)
-
-    monkeypatch.setattr(jsonargparse.ArgumentParser, "parse_args", counted)
-    resolved(["test", "--config", "configs/voc21.yaml", "--model", str(models / "plain.yaml"), "--model.segmentor.method",
-              "sclip", "--model.segmentor.init_args.prob_thd", "0.3"])
-    assert len(prefixes) >= 4                                            # the method's and the linked value's history
-    assert [prefix for prefix, n in collections.Counter(prefixes).items() if n > 1] == []
+    calls = []
+    for name in ("parse_args", "parse_object"):
+        def counted(self, *args, _original=getattr(jsonargparse.ArgumentParser, name), **kwargs):
+            if self.prog == "proxyclip":                                  # the CLI's parser, not jsonargparse's inner ones
+                calls.append(bool(kwargs.get("_skip_validation")))
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(jsonargparse.ArgumentParser, name, counted)
+    config, _ = resolved(["test", "--config", "configs/voc21.yaml", "--model", str(models / "plain.yaml"),
+                          "--model.segmentor.method", "sclip", "--model.segmentor.init_args.prob_thd", "0.3"])
+    assert config["data"]["init_args"]["prob_thd"] == 0.3 and config["method_protocol"] == "configs/sclip/voc21.yaml"
+    assert calls == [False, False]
 
 
 def test_values_after_the_method_still_win_and_a_saved_config_runs_as_given(models, tmp_path):

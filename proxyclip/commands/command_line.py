@@ -1,8 +1,5 @@
-"""The command line as a list of arguments, and what its prefixes parse to.
-
-An argument is an option and its value (`--model x.yaml`, `--data.init_args.root=DIR`). What an argument changed
-is read from the parsed configuration, before and after it, whatever its spelling (a flag, a model file, a whole
-config, inline YAML): the CLI decides what runs from parsed configs, never from the text of the options.
+"""The command line as a list of arguments: an argument is an option and its value (`--model x.yaml`,
+`--data.init_args.root=DIR`). What each argument gives, and the order the parser reads them in, is layers.py's.
 """
 from __future__ import annotations
 
@@ -18,8 +15,6 @@ PRINT_CONFIG = "--print_config"
 CONFIG_OPTIONS = ("--config", "-c")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 _NUMBER = re.compile(r"-\.?\d")      # a negative number is a value, not an option
-_UNSET = object()
-_MARKER = "<set before this argument>"
 
 
 @dataclass(frozen=True)
@@ -53,20 +48,6 @@ def split_arguments(argv: Sequence[str], start: int = 0) -> list[Argument]:
     return found
 
 
-def spellings(dotted: str) -> set[str]:
-    """Every option that can set the value at `dotted` (e.g. "model.segmentor.init_args.method"): a whole config
-    (--config, -c), each section above it (a file or inline YAML: --model, --model.segmentor, ...), the option itself,
-    its spelling without `init_args` (jsonargparse reads both), and the class_path of each class on the way (a new
-    class starts again from its defaults)."""
-    parts = dotted.split(".")
-    short = [part for part in parts if part != "init_args"]
-    found = set(CONFIG_OPTIONS)
-    found.update("--" + ".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    found.update("--" + ".".join(short[:i]) for i in range(1, len(short) + 1))
-    found.update("--" + ".".join([*parts[:i], "class_path"]) for i, part in enumerate(parts) if part == "init_args")
-    return found
-
-
 def asks_for_help(argv: Sequence[str]) -> bool:
     """`-h`, `--help` or jsonargparse's `--<key>.help CLASS`: parsing prints the help, nothing runs."""
     return any(t in ("-h", "--help") or (is_option(t) and t.partition("=")[0].endswith(".help")) for t in argv)
@@ -93,54 +74,6 @@ def without_print_config(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def subcommand_index(argv: Sequence[str]) -> int | None:
     return next((i for i, token in enumerate(argv) if token in SUBCOMMANDS), None)
-
-
-class CommandLine:
-    """argv and its parses: the whole (validated, raising the user's mistakes) and prefixes (lenient, cached)."""
-
-    def __init__(self, parser: Any, argv: Sequence[str]):
-        self.parser, self.argv = parser, list(argv)
-        self.subcommand_at = subcommand_index(self.argv)
-        self.subcommand = None if self.subcommand_at is None else self.argv[self.subcommand_at]
-        self.arguments = [] if self.subcommand_at is None else split_arguments(self.argv, self.subcommand_at + 1)
-        self._prefixes: dict[int, Any] = {}
-
-    def parse(self) -> Any:
-        """The whole command line, parsed as the run will parse it (errors raise)."""
-        return self.parser.parse_args(self.argv)
-
-    def before(self, end: int) -> Any:
-        """The subcommand's configuration from argv[:end], not validated; None when that prefix does not parse."""
-        if end not in self._prefixes:
-            try:
-                parsed = self.parser.parse_args(self.argv[:end], _skip_validation=True)[self.subcommand]
-            except Exception:  # noqa: BLE001 - a prefix may stop where the whole does not (a value before its class)
-                parsed = None
-            self._prefixes[end] = parsed
-        return self._prefixes[end]
-
-    def sets(self, argument: Argument, dotted: str, marker: Any = _MARKER) -> bool:
-        """Whether `argument` sets the value at `dotted`, also to the value it already had: it changes the value, or a
-        marker value put just before it does not survive it (one more parse, only when the value did not change).
-        `marker` must fit the option's type (a dict for a dict option), else every argument counts as setting it."""
-        before, after = self.before(argument.start), self.before(argument.end)
-        if before is None or after is None or get(before, dotted, _UNSET) != get(after, dotted, _UNSET):
-            return True
-        marked = [*self.argv[:argument.start], option(dotted, marker), *self.argv[argument.start:argument.end]]
-        try:
-            return get(self.parser.parse_args(marked, _skip_validation=True)[self.subcommand], dotted) != marker
-        except Exception:  # noqa: BLE001 - the marker does not fit the option's type: the value is not a path
-            return True
-
-    def text(self, argument: Argument) -> str:
-        return " ".join(self.argv[argument.start:argument.end])
-
-    def inserted(self, at: int, tokens: Sequence[str]) -> "CommandLine":
-        """The command line with `tokens` inserted before argv[at]; the parses of the prefixes up to `at`, which
-        are unchanged, come with it (each prefix parse takes tens of milliseconds, and every DDP process repeats them)."""
-        line = CommandLine(self.parser, [*self.argv[:at], *tokens, *self.argv[at:]])
-        line._prefixes = {end: parsed for end, parsed in self._prefixes.items() if end <= at}
-        return line
 
 
 def option(key: str, value: Any) -> str:

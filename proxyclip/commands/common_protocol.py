@@ -4,8 +4,8 @@
 `common` the CLI adds configs/common/<benchmark>.yaml for every method, ProxyCLIP included, where the original
 protocol would add the method's own file, and then the method's options with its own post-processing switched off
 (its last block's `post_processing_off`, e.g. Trident's SAM refinement), as one inline value that the CLI merges over
-the method's options key by key (merged_options.py). Both come right after the argument that chose
-the method or the benchmark, so later command-line values still win. What a method keeps because it cannot run
+the method's options key by key (merged_options.py). Both come after the config files and before the command-line
+values (layers.py), so command-line values still win. What a method keeps because it cannot run
 without it is its `common_exceptions` (CorrCLIP's vote), listed in metrics.json. The run's config records the protocol
 (`protocol`) and the file (`method_protocol`), so a saved config.yaml runs again as it ran.
 """
@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import ProxyCLIPError
 from ..method.last_block import LAST_BLOCKS
 from ..shipped_configs import packaged_configs
-from .command_line import CommandLine, get, option
+from .command_line import get, option
 
 PROTOCOL = "protocol"                 # the run's config key: which protocol runs
 PROTOCOLS = ("original", "common")
@@ -39,7 +39,7 @@ def common_benchmarks() -> list[str]:
     return sorted(p.stem for p in (packaged_configs() / COMMON).glob("*.yaml"))
 
 
-def refuse_protocol(line: CommandLine, config: Any, benchmark: str | None, recorded: str | None) -> None:
+def refuse_protocol(subcommand: str | None, config: Any, benchmark: str | None, recorded: str | None) -> None:
     """`--protocol common` where it has no meaning: `predict` (your own images and vocabulary: no benchmark protocol),
     or a dataset that is not one of the benchmarks (no common file states its values); and a saved config of one
     protocol's run (`recorded`: its method_protocol) run under the other, whose values it already holds."""
@@ -53,7 +53,7 @@ def refuse_protocol(line: CommandLine, config: Any, benchmark: str | None, recor
             f"--model ...) to run the {get(config, PROTOCOL)} protocol.")
     if not common:
         return
-    if line.subcommand == "predict":
+    if subcommand == "predict":
         raise ProxyCLIPError(
             "--protocol common is for `test` on a benchmark: `predict` segments your own images with your own "
             "vocabulary, window and thresholds, which no protocol fixes. Leave --protocol out (predict runs what its "

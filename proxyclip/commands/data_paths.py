@@ -2,8 +2,8 @@
 
 `names_file: my_names.txt` and `root: images` in `/data/mine/my_dataset.yaml` are `/data/mine/my_names.txt` and
 `/data/mine/images` from any working folder; a value given on the command line is relative to the working folder.
-The last argument that set an option decides (found with the parses of the command's prefixes), also where a flag
-repeats the text of a config file's value.
+The last layer that set an option decides (layers.py: the file that gave the value, also the one a benchmark
+config's `data:` names), also where a flag repeats the text of a config file's value.
 The CLI writes the absolute paths into the run's config, so that a saved config (print_config, config.yaml,
 metrics.json) runs the same from anywhere.
 
@@ -20,8 +20,8 @@ from typing import Any
 import datamodules
 from datamodules.vocabulary_files import packaged_names
 
-from .command_line import CONFIG_OPTIONS, Argument, CommandLine, absolute, get, option, spellings
-from ..config_files import config_section
+from .command_line import option
+from .layers import LayeredLine
 from ..shipped_configs import packaged_configs
 
 PATH_OPTIONS = ("root", "names_file", "inputs", "vocabulary")
@@ -42,41 +42,24 @@ def _resolve(name: str, value: Any, folder: Path) -> Any:
     return str(candidate)
 
 
-def _setter(line: CommandLine, name: str) -> Argument | None:
-    """The last argument that set the data option `name` (even to the text it already had); None for a default."""
-    dotted = f"data.init_args.{name}"
-    for argument in reversed([a for a in line.arguments if a.key in spellings(dotted)]):
-        if argument.key in (f"--{dotted}", f"--data.{name}") or line.sets(argument, dotted):
-            return argument
-    return None
-
-
-def _given_in(argument: Argument) -> Path:
-    """The file whose data section a config-file argument gave: the file, or the one its `data:` names."""
-    path = absolute(argument.value)
-    reference = config_section(path, None).get("data") if argument.key in CONFIG_OPTIONS else None
-    return path.parent / reference if isinstance(reference, str) else path
-
-
-def _folder(line: CommandLine, name: str) -> Path:
+def _folder(line: LayeredLine, name: str) -> Path:
     """The folder the value of `name` is relative to: that of the config file that set it last, else (a flag, inline
     YAML, a default) the working folder; for the shipped configs, see the module's docstring."""
-    argument = _setter(line, name)
-    if argument is None or not argument.is_file:
+    layer = line.last(f"data.init_args.{name}")
+    given_in = layer.file_of(f"data.init_args.{name}") if layer is not None and layer.is_file else None
+    if given_in is None:
         return Path.cwd()
-    given_in = _given_in(argument)
     if not given_in.resolve().is_relative_to(packaged_configs().resolve()):
         return given_in.parent
     return Path.cwd() if name == "root" else INSTALLED                # the shipped configs' placeholder, their assets
 
 
-def resolve_data_paths(line: CommandLine, config: Any) -> list[str]:
+def resolve_data_paths(line: LayeredLine, config: Any) -> list[str]:
     """The data options (`--data.init_args.names_file=/abs/...`) that make the data's relative paths absolute, for
-    `line` and its parsed subcommand `config`; [] when there are none."""
-    init_args = get(config, "data.init_args")
+    `line` and `config`, its parsed subcommand configuration without the protocol layers; [] when there are none."""
     added = []
     for name in PATH_OPTIONS:
-        value = get(init_args, name)
+        value = line.final(f"data.init_args.{name}", config)
         if value is not None:
             resolved = _resolve(name, value, _folder(line, name))
             if resolved != value:

@@ -15,7 +15,8 @@ import json
 from typing import Any, Mapping
 
 from ..errors import ProxyCLIPError
-from .command_line import Argument, CommandLine, get, option, spellings
+from .command_line import option
+from .layers import Layer, LayeredLine
 
 SEGMENTOR = "model.segmentor.init_args."
 _MISSING = object()
@@ -44,60 +45,41 @@ def link_target_paragraph(target: str, source: str) -> str:
             f"a value given for the model would be replaced. Instead, {where}.")
 
 
-def _history(line: CommandLine, name: str, source: str) -> list[tuple[Argument, Any, Any, Any, Any]]:
-    """(argument, model value before, after, data value before, after) for each argument that can set either side."""
-    keys = spellings(SEGMENTOR + name) | spellings(f"data.init_args.{source}")
-    steps = []
-    for argument in (a for a in line.arguments if a.key in keys):
-        before, after = line.before(argument.start), line.before(argument.end)
-        if before is None or after is None:
-            continue                               # a prefix that does not parse on its own tells nothing
-        steps.append((argument, get(before, SEGMENTOR + name), get(after, SEGMENTOR + name),
-                      get(before, f"data.init_args.{source}", _MISSING), get(after, f"data.init_args.{source}", _MISSING)))
-    return steps
-
-
-def _refusal(line: CommandLine, model_side: str, name: str, value: Any, data_side: Argument, data_value: Any,
-             source: str, when: str) -> ProxyCLIPError:
+def _refusal(model_side: str, name: str, value: Any, data_side: Layer, data_value: Any, source: str,
+             when: str) -> ProxyCLIPError:
     return ProxyCLIPError(
-        f"{model_side} sets the segmentor's {name} to {_show(value)}, but {line.text(data_side)} sets the data's {source} "
+        f"{model_side} sets the segmentor's {name} to {_show(value)}, but {data_side.text} sets the data's {source} "
         f"to {_show(data_value)}{when}; the CLI builds the segmentor with the data's value, so one of the two would be "
         f"ignored. Give one value, on the data side after the configs: --data.init_args.{source} {_show(value)} (or "
         f"{_show(data_value)}).")
 
 
-def _model_side_setter(line: CommandLine, steps: list[tuple[Argument, Any, Any, Any, Any]], target: str,
-                       value: Any) -> tuple[int, str]:
-    """(the index of the argument that set the model-side value, or len(steps) when none did, how it is shown)."""
-    setters = [i for i, step in enumerate(steps) if step[1] != step[2] and step[2] == value]
-    last = setters[-1] if setters else len(steps)      # the argument that set the model-side value
-    return last, line.text(steps[last][0]) if setters else f"--{target} {_show(value)}"
-
-
-def _refuse_data_side_conflicts(line: CommandLine, target: str, value: Any, source: str) -> None:
-    """Raise _refusal when the data side sets `source` in or after the argument that set the model side's `value`,
-    or sets it on purpose to another value."""
-    name = target[len(SEGMENTOR):]
-    steps = _history(line, name, source)
-    last, model_side = _model_side_setter(line, steps, target, value)
-    for i, (argument, _, _, data_before, data_after) in enumerate(steps):
-        changed = data_before != data_after
-        on_purpose = argument.key in (f"--data.{source}", f"--data.init_args.{source}") or (changed and not argument.is_file)
-        if (i >= last and changed) or (on_purpose and data_after != value):
+def _refuse_data_side_conflicts(line: LayeredLine, target: str, value: Any, source: str) -> None:
+    """Raise _refusal when a layer sets the data's `source` in or after the layer that set the model side's `value`,
+    or sets it on purpose (an option, not a config file) to another value."""
+    name, data_key = target[len(SEGMENTOR):], f"data.init_args.{source}"
+    model_setters = [i for i, _ in line.setters(target)]
+    last = model_setters[-1] if model_setters else len(line.layers)
+    model_side = line.layers[last].text if model_setters else f"--{target} {_show(value)}"
+    data_value: Any = _MISSING
+    for i, layer in line.setters(data_key):
+        changed, data_value = layer.get(data_key) != data_value, layer.get(data_key)
+        on_purpose = layer.key in (f"--data.{source}", f"--data.init_args.{source}") or (changed and not layer.is_file)
+        if (i >= last and changed) or (on_purpose and data_value != value):
             when = " after it" if i > last else " in the same argument" if i == last else ""
-            raise _refusal(line, model_side, name, value, argument, data_after, source, when)
+            raise _refusal(model_side, name, value, layer, data_value, source, when)
 
 
-def apply_model_side_links(line: CommandLine, config: Any, links: Mapping[str, str]) -> list[str]:
+def apply_model_side_links(line: LayeredLine, config: Any, links: Mapping[str, str]) -> list[str]:
     """The data options that apply the linked segmentor values set on the model side (e.g.
-    `--data.init_args.prob_thd=0.9`), to be added at the end of `line`; a ProxyCLIPError refuses a conflict.
-    `config` is `line`'s parsed subcommand configuration."""
+    `--data.init_args.prob_thd=0.9`), to be added after every layer of `line`; a ProxyCLIPError refuses a conflict.
+    `config` is the parsed subcommand configuration of `line` without its protocol layers."""
     added = []
     for source, target in links.items():
         if not target.startswith(SEGMENTOR):
             continue                              # the LightningModule's own: the parser refuses them
         name = target[len(SEGMENTOR):]
-        value, data_value = get(config, target), get(config, f"data.init_args.{source}", _MISSING)
+        value, data_value = line.final(target, config), line.final(f"data.init_args.{source}", config, _MISSING)
         if value is None or value == data_value:
             continue
         if data_value is _MISSING:
