@@ -8,7 +8,7 @@ A method that computes whole images (`LastBlock.image_logits`: Trident, CorrCLIP
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -63,7 +63,7 @@ class Engine:
         """[3, h, w] RGB, uint8 or float in [0, 1] -> CLIP's float32 input [3, h, w] (`clip_normalised`)."""
         return clip_normalised(image, self.statistics)
 
-    def window_batches(self, images: Sequence[torch.Tensor], batch_size: int | None = None):
+    def window_batches(self, images: Sequence[torch.Tensor], batch_size: int | None = None) -> Iterator[WindowBatch]:
         """The windows of CLIP-normalised images [3, h, w] under this geometry (sliding_window.py)."""
         return window_batches(images, self.geometry, batch_size)
 
