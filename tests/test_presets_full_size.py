@@ -372,9 +372,10 @@ def test_trident_preset_at_full_size(downloads):
         torch.testing.assert_close(seg.vfm(x, crop_size=336), reference_dino(dino, x), rtol=1e-4, atol=1e-4)
         image = (torch.rand(3, 120, 170) * 255).to(torch.uint8)
         source = ImageSource(image, (120, 170))
-        logits = seg.last_block.image_logits(seg, source)              # SAM: 128 x 176 -> 745 x 1024 -> 46 x 64 tokens
+        whole = seg.last_block.image_logits(seg.engine(), source)      # SAM: 128 x 176 -> 745 x 1024 -> 46 x 64 tokens
+        logits, source.state = whole.logits, whole.state                 # as the segmentor keeps it for decide
         assert logits.shape == (3, 120, 170) and torch.isfinite(logits).all()
-        assert source.state["sam"][0].shape == (1, 256, 64, 64) and source.state["sam"][1] == (745, 1024)
+        assert source.state.features.shape == (1, 256, 64, 64) and source.state.input_size == (745, 1024)
         probs = seg.class_probabilities(logits)
         labels = seg.decide(probs, source)
     assert labels.shape == (120, 170)
