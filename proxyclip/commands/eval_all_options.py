@@ -3,6 +3,7 @@ configs it names, made before any benchmark runs so that a typo costs no run."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..shipped_configs import find_config
@@ -70,9 +71,10 @@ def checked_datasets(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 
 def checked_models(parser: argparse.ArgumentParser, args: argparse.Namespace, custom: dict[str, Path]) -> list[Path]:
-    """The model configs, resolved; a missing one, or a setting the protocol refuses, ends the command with the
-    parser's error."""
-    models = [find_config(m).resolve() for m in args.model]
+    """The model configs, absolute (a link kept as the user named it: configs/model/<preset>.yaml, not the method
+    folder's file it points to); a missing one, or a setting the protocol refuses, ends the command with the parser's
+    error."""
+    models = [Path(os.path.abspath(find_config(m))) for m in args.model]
     for given, model in zip(args.model, models):
         if not model.is_file():
             parser.error(f"model config '{given}' does not exist")
