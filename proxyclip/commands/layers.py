@@ -23,6 +23,8 @@ from typing import Any, Iterator, Sequence
 
 import yaml
 
+from ..config_files import read_config
+from ..errors import ProxyCLIPError
 from .command_line import CONFIG_OPTIONS, CONFIG_SUFFIXES, Argument, get, split_arguments, subcommand_index
 
 # options whose value is one dict (merged key by key by the CLI, never flattened into keys)
@@ -50,8 +52,8 @@ def _yaml(text: str | None) -> Any:
 
 def _read(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        return read_config(path)                     # the one reader of config files
+    except ProxyCLIPError:
         return None                                  # the parser reports an unreadable file in its own words
 
 
