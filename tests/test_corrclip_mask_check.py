@@ -1,4 +1,4 @@
-"""CorrCLIP's region masks are checked before any model is built (proxyclip/commands/region_mask_check.py): every
+"""CorrCLIP's region masks are checked before any model is built (CorrCLIP declares them, `LastBlock.image_files`; proxyclip/commands/image_files_check.py checks them): every
 image's `<stem>.npz` in `instance_mask_path` present, readable and of the size the run compares it with, and every
 bad one named in one paragraph (exit 2). Through `cli_main` in this process, on the fake VOC layout and on `predict`'s
 own images, with CorrCLIP's preset (tiny CLIP and DINO); the repaired folders then run."""
@@ -124,7 +124,11 @@ def test_predict_masks_have_the_size_of_the_image_as_decoded(tmp_path, capsys, b
 
 def test_a_missing_folder_is_one_sentence_and_sam2_masks_are_not_read(tmp_path, capsys, built):
     from fake_datasets import WRITERS
-    from proxyclip.commands.region_mask_check import mask_folder
+    from proxyclip.commands.image_files_check import image_files_of
+
+    def mask_folder(config):
+        files = image_files_of(config)
+        return None if files is None else files.folder
 
     root = WRITERS["voc21"](tmp_path / "data", n=2)
     err = refused(voc_test(root, tmp_path / "nowhere", tmp_path / "out", tmp_path), capsys)

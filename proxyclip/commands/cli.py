@@ -28,7 +28,7 @@ from .messages import ALL_MESSAGES_FLAG, argument_error_paragraph, show_all_mess
 from .outputs import DEFAULT_ROOT, check_output_locations, route_outputs
 from .common_protocol import PROTOCOL, PROTOCOL_HELP, PROTOCOLS
 from .protocols import RECORD, RECORD_HELP
-from .region_mask_check import check_region_masks
+from .image_files_check import check_image_files
 from .user_errors import find_user_error
 from .weights import model_config_name
 from .what_runs import parse_what_runs
@@ -126,7 +126,7 @@ class ProxyCLIPCLI(LightningCLI):
         self._folder, self._earlier = earlier_outputs(config, self.subcommand, self._names)
         if self._earlier and not config.get("overwrite"):
             refuse_earlier_outputs(self._folder, self._earlier, self.subcommand, get(config, "trainer.num_nodes") or 1)
-        check_region_masks(config)                   # CorrCLIP's mask folder: every image's mask, all bad ones at once
+        check_image_files(config)                    # a method's files read one per image: all bad ones at once
 
     def instantiate_classes(self) -> None:
         try:

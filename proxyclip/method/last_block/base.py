@@ -25,6 +25,7 @@ from torch import nn
 from ..clip_tower import Linear, dense_clip_features
 from ..pixel_statistics import vfm_input
 from ..registry import Registry
+from .image_files import ImageFiles
 from .method_weights import MethodWeights
 
 if TYPE_CHECKING:       # the engine imports nothing of the methods; only the hook's annotation names it
@@ -99,6 +100,12 @@ class LastBlock(nn.Module):
         """The checkpoints the method loads beyond CLIP's and the VFM's under its `options` (method_kwargs over its
         defaults), for `proxyclip-weights` and run.json's provenance (method_weights.py); none here."""
         return []
+
+    @classmethod
+    def image_files(cls, options: dict[str, Any]) -> ImageFiles | None:
+        """The files the method reads one per image under its `options` (CorrCLIP's region masks), which the CLI checks
+        before any model is built (image_files.py); None here."""
+        return None
 
     @classmethod
     def named_weights(cls) -> list[MethodWeights]:

@@ -26,11 +26,13 @@ from .ops import PAD_REGION, merge_regions, nearest, query_plus_key, region_vote
     semantic_attention_mask, spatial_blocks
 from proxyclip.method.pixel_statistics import vfm_input
 from .sam2_masks import mask_path, read_instance_mask
+from .region_mask_files import region_mask_files
 from .weights import named_sam2_weights, run_sam2_weights
 from proxyclip.method.engine import Engine
 from proxyclip.method.sliding_window import WindowBatch
 from proxyclip.method.vfm.base import offers_last_block_qkv
 from proxyclip.method.last_block.base import LAST_BLOCKS, Crops, ImageSource, ImageState, LastBlock, WholeImageLogits
+from proxyclip.method.last_block.image_files import ImageFiles
 from proxyclip.method.last_block.method_weights import MethodWeights
 
 MASK_SOURCES = (
@@ -107,6 +109,11 @@ class CorrCLIPBlock(LastBlock):
     def weights(cls, options: dict) -> list[MethodWeights]:
         """SAM 2's checkpoint where it makes the region masks itself (weights.py)."""
         return run_sam2_weights(options)
+
+    @classmethod
+    def image_files(cls, options: dict) -> ImageFiles | None:
+        """The region masks read from a folder, one per image (region_mask_files.py)."""
+        return region_mask_files(options)
 
     @classmethod
     def named_weights(cls) -> list[MethodWeights]:
