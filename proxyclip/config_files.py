@@ -33,6 +33,15 @@ def config_from_text(text: str, source: str) -> dict[str, Any]:
     return data
 
 
+def option_value(text: str) -> Any:
+    """A command-line value as jsonargparse reads it (YAML: `0.3`, `[1, 2]`, `{a: 1}`), the text itself where it is
+    not YAML (the parser then says what is wrong with it)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """The options in the YAML file `path`; a ProxyCLIPError naming the file where it cannot be read or parsed."""
     path = Path(path)

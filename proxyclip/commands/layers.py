@@ -21,9 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import yaml
-
-from ..config_files import read_config
+from ..config_files import option_value, read_config
 from ..errors import ProxyCLIPError
 from .command_line import CONFIG_OPTIONS, CONFIG_SUFFIXES, Argument, get, split_arguments, subcommand_index
 
@@ -44,10 +42,7 @@ def _yaml(text: str | None) -> Any:
     """A command-line value as jsonargparse reads it (YAML), the text itself where it is not YAML."""
     if text is None:
         return True                                  # a bare flag (--overwrite)
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+    return option_value(text)
 
 
 def _read(path: Path) -> Any:
