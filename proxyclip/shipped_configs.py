@@ -21,3 +21,13 @@ def find_config(path: str | os.PathLike) -> Path:
     parts = given.parts[1:] if given.parts[:1] == ("configs",) else given.parts
     shipped = packaged_configs().joinpath(*parts) if parts else given
     return shipped if shipped.exists() else given
+
+
+def shown_name(path: Path, name: str) -> str:
+    """`name`, the package-relative name users read (configs/sclip/voc21.yaml, proxyclip/methods/x/published.yaml),
+    when it is `path` in this package (a link into a method's folder counts); else `path` itself (a distribution's
+    method keeps the path of its own file)."""
+    parts = Path(name).parts
+    here = packaged_configs().joinpath(*parts[1:]) if parts[:1] == ("configs",) else \
+        Path(str(resources.files("proxyclip"))).joinpath(*parts[1:])
+    return name if here.is_file() and here.resolve() == Path(path).resolve() else str(path)

@@ -26,7 +26,7 @@ from ..method.last_block import LAST_BLOCKS, method_folder
 from .command_line import get
 from .common_protocol import COMMON, PROTOCOL, common_file, common_tokens, refuse_protocol
 from .layers import LayeredLine
-from ..shipped_configs import find_config, packaged_configs
+from ..shipped_configs import find_config, shown_name
 
 DEFAULT_METHOD = "proxyclip"
 RECORD = "method_protocol"   # the run's config key that records the file added
@@ -52,10 +52,7 @@ def protocol_name(path: Path) -> str:
     """The README name of a protocol file (configs/sclip/voc21.yaml, the shipped methods' protocol/ folders as the
     configs show them), found from any folder; another method's file by its path."""
     if path.parent.name == "protocol":
-        shown = packaged_configs() / path.parent.parent.name / path.name
-        if shown.is_file() and shown.resolve() == path.resolve():
-            return Path("configs", path.parent.parent.name, path.name).as_posix()
-        return str(path)
+        return shown_name(path, Path("configs", path.parent.parent.name, path.name).as_posix())
     return Path("configs", path.parent.name, path.name).as_posix()
 
 

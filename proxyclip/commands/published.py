@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..config_files import read_config
 from ..method.last_block import LAST_BLOCKS, method_folder
 from ..method.last_block.discovery import method_presets
-from ..shipped_configs import packaged_configs
+from ..shipped_configs import packaged_configs, shown_name
 
 #: The benchmarks' config names, as datamodules.DATAMODULES and eval_all.BENCHMARKS name them (tests/test_published.py
 #: checks the two agree; kept here so that reading the numbers needs no torch).
@@ -57,10 +56,7 @@ def preset_file(name: str) -> Path | None:
 def published_file_name(method: str) -> str:
     """The method's published.yaml as a results table names it: proxyclip/methods/<method>/published.yaml for a
     shipped method, the file's path for a distribution's."""
-    path = method_folder(method) / "published.yaml"
-    shipped = Path(str(resources.files("proxyclip"))) / "methods"
-    return Path("proxyclip", "methods", method, path.name).as_posix() \
-        if path.parent.parent.resolve() == shipped.resolve() else str(path)
+    return shown_name(method_folder(method) / "published.yaml", f"proxyclip/methods/{method}/published.yaml")
 
 
 def load_published(folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
@@ -94,10 +90,11 @@ def validate(data: dict[str, dict[str, Any]], presets: Iterable[str] | None = No
         problems += _file_problems(method, content)
         for i, row in enumerate(content["rows"]):
             where = f"{method} row {i} ({row.get('preset')}, {row.get('benchmark')})"
-            found = _row_problems(where, row, str(content.get("repository")))
-            problems += found
-            if ROW_KEYS - set(row) or set(row) - ROW_KEYS - OPTIONAL_ROW_KEYS:
+            keys = _key_problem(where, row)
+            if keys:
+                problems.append(keys)
                 continue                                  # a row without its keys: nothing more to check
+            problems += _row_problems(where, row, str(content.get("repository")))
             key = (row["preset"], row["benchmark"], row.get("setting"))
             if key in seen:
                 problems.append(f"{where}: given twice (setting {key[2]!r})")
@@ -115,11 +112,14 @@ def _file_problems(method: str, content: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _row_problems(where: str, row: dict[str, Any], repository: str) -> list[str]:
-    """One row's keys, benchmark, number (0-100, printed in its quote), source and quotation fields."""
+def _key_problem(where: str, row: dict[str, Any]) -> str | None:
+    """A row's missing and unknown keys, or None."""
     missing, unknown = ROW_KEYS - set(row), set(row) - ROW_KEYS - OPTIONAL_ROW_KEYS
-    if missing or unknown:
-        return [f"{where}: missing {sorted(missing)}, unknown {sorted(unknown)}"]
+    return f"{where}: missing {sorted(missing)}, unknown {sorted(unknown)}" if missing or unknown else None
+
+
+def _row_problems(where: str, row: dict[str, Any], repository: str) -> list[str]:
+    """One row's benchmark, number (0-100, printed in its quote), source and quotation fields (its keys are sound)."""
     problems = [f"{where}: unknown benchmark {row['benchmark']!r}"] if row["benchmark"] not in BENCHMARKS else []
     miou = row["miou"]
     if isinstance(miou, bool) or not isinstance(miou, (int, float)) or not 0 <= miou <= 100:

@@ -22,7 +22,7 @@ import re
 from typing import Any, Literal, Sequence, get_args, get_origin, get_type_hints
 
 from ..errors import ProxyCLIPError
-from ..shipped_configs import packaged_configs
+from ..shipped_configs import shown_name
 from .last_block import LAST_BLOCKS, method_folder
 
 #: the values used outside a benchmark protocol (the CLI sets them from the data config): the paper's crop and
@@ -197,8 +197,7 @@ def preset_hint(method: str) -> str:
     """The method's model configs as a user types them (configs/model/<preset>.yaml for a shipped one, else the
     file's path): the presets/ of its folder, tiny ones left out."""
     presets = sorted(p for p in (method_folder(method) / "presets").glob("*.yaml") if not p.stem.startswith("tiny_"))
-    shown = [f"configs/model/{p.name}" if (packaged_configs() / "model" / p.name).resolve() == p.resolve() else str(p)
-             for p in presets]
+    shown = [shown_name(p, f"configs/model/{p.name}") for p in presets]
     return (shown[0] if len(shown) == 1 else f"e.g. {shown[0]}") if shown else f"{method}'s presets/ folder"
 
 
